@@ -1,0 +1,79 @@
+/*
+ * ramflow - the one place where compression methods are registered.
+ *
+ * Adding a method: write compress/NAME.c exporting `rf_method_NAME`, list
+ * it below, add it to compress/meson.build.  Nothing else changes.
+ */
+#include "compress/method.h"
+
+#include <string.h>
+
+extern const RfMethodOps rf_method_none;
+#ifdef RF_HAVE_ZLIB
+extern const RfMethodOps rf_method_zlib;
+#endif
+#ifdef RF_HAVE_ZSTD
+extern const RfMethodOps rf_method_zstd;
+#endif
+#ifdef RF_HAVE_QATZIP
+extern const RfMethodOps rf_method_qatzip;
+#endif
+
+static const RfMethodOps *const methods[] = {
+    &rf_method_none,
+#ifdef RF_HAVE_ZLIB
+    &rf_method_zlib,
+#endif
+#ifdef RF_HAVE_ZSTD
+    &rf_method_zstd,
+#endif
+#ifdef RF_HAVE_QATZIP
+    &rf_method_qatzip,
+#endif
+};
+
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+/* Every name ramflow knows, built or not. */
+static const char *const known_names[] = {"none", "zlib", "zstd", "qatzip"};
+
+const RfMethodOps *rf_method_find(const char *name)
+{
+    for (size_t i = 0; i < N_METHODS; i++) {
+        if (strcmp(methods[i]->name, name) == 0) {
+            return methods[i];
+        }
+    }
+    return NULL;
+}
+
+const RfMethodOps *rf_method_by_id(uint8_t id)
+{
+    for (size_t i = 0; i < N_METHODS; i++) {
+        if (methods[i]->id == id) {
+            return methods[i];
+        }
+    }
+    return NULL;
+}
+
+bool rf_method_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof(known_names) / sizeof(known_names[0]);
+         i++) {
+        if (strcmp(known_names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *const *rf_method_names(void)
+{
+    static const char *names[N_METHODS + 1];
+    for (size_t i = 0; i < N_METHODS; i++) {
+        names[i] = methods[i]->name;
+    }
+    names[N_METHODS] = NULL;
+    return names;
+}
