@@ -63,6 +63,7 @@ typedef struct RfMethodOps {
     const char *name;        /* "zstd": the multifd-compression value */
     uint8_t id;              /* RF_METHOD_*: the wire byte */
     const char *level_param; /* "multifd-zstd-level", or NULL */
+    int level_min, level_max, level_default; /* range of level_param */
 
     /* Largest payload a sender may produce for npages normal pages; the
      * receiver rejects a larger payload_size before reading it. */
@@ -104,6 +105,8 @@ const RfMethodOps *rf_method_by_id(uint8_t id);
 /* @return true if `name` is a method ramflow knows even when not built
  * (so errors can say "not built in" rather than "unknown"). */
 bool rf_method_known(const char *name);
+/* @return the name of wire byte id, built or not, or NULL if unknown. */
+const char *rf_method_name_for_id(uint8_t id);
 
 /* Helpers for methods (method_util.c). */
 

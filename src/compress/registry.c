@@ -34,8 +34,13 @@ static const RfMethodOps *const methods[] = {
 
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
-/* Every name ramflow knows, built or not. */
-static const char *const known_names[] = {"none", "zlib", "zstd", "qatzip"};
+/* Every name ramflow knows, built or not, indexed by wire byte. */
+static const char *const known_names[] = {
+    [RF_METHOD_NONE] = "none",
+    [RF_METHOD_ZLIB] = "zlib",
+    [RF_METHOD_ZSTD] = "zstd",
+    [RF_METHOD_QATZIP] = "qatzip",
+};
 
 const RfMethodOps *rf_method_find(const char *name)
 {
@@ -76,4 +81,10 @@ const char *const *rf_method_names(void)
     }
     names[N_METHODS] = NULL;
     return names;
+}
+
+const char *rf_method_name_for_id(uint8_t id)
+{
+    return id < sizeof(known_names) / sizeof(known_names[0])
+               ? known_names[id] : NULL;
 }

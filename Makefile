@@ -1,0 +1,77 @@
+# ramflow - the two commands of the README, plus the pieces they use.
+#
+#   make demo   install what is missing, build, run a live migration demo
+#   make check  install what is missing, build, run every test (also under
+#               AddressSanitizer + UBSan) and the fuzzers briefly
+#
+# Everything comes from Debian packages; nothing else is downloaded.
+
+DEPS := meson ninja-build pkg-config gcc clang libc6-dev \
+        zlib1g-dev libzstd-dev libdeflate-dev libisal-dev libcmocka-dev \
+        libjansson-dev libxxhash-dev gzip xz-utils iproute2
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
+RAMFLOW    := $(BUILD)/src/control/ramflow
+
+.PHONY: all deps build demo check check-release check-asan check-fuzz bench clean
+
+all: build
+
+# Installs the Debian packages that are missing (apt-get update first when
+# the package lists are empty or an install fails on stale lists).
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then \
+	    apt-get update; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y $$missing; }; \
+	fi
+
+build: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release
+	ninja -C $(BUILD)
+
+demo: build
+	$(RAMFLOW) demo
+
+check: check-release check-asan check-fuzz
+	@echo "make check: all test stages passed"
+
+check-release: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 1
+
+check-asan: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) \
+	  --buildtype=debugoptimized -Db_sanitize=address,undefined \
+	  -Db_lundef=false
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
+	  --timeout-multiplier 3
+
+check-fuzz: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) \
+	  --buildtype=debugoptimized -Dfuzzing=true -Dtests=false \
+	  -Db_lundef=false
+	ninja -C $(FUZZ_BUILD)
+	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+	  [ -x "$$f" ] || continue; \
+	  echo "fuzzing $$(basename $$f) for $(FUZZ_SECONDS) s"; \
+	  "$$f" -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    -close_fd_mask=3 || exit 1; \
+	done
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

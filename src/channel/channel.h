@@ -1,0 +1,110 @@
+/*
+ * ramflow - data channels: one sender thread per channel on the source,
+ * one receiver thread per channel on the destination.
+ *
+ * Source: the engine hands each batch (up to 128 page indexes of one
+ * block) to the next idle channel; the channel's thread tests pages for
+ * zero, compresses the rest through the method's ops table and writes
+ * header, page indexes and payload with one vectored send.  At the end of
+ * a round the engine queues a SYNC on every channel.
+ *
+ * Destination: each thread reads packets, checks every header field
+ * against what was negotiated, and writes pages into the sink's memory.
+ * At a SYNC it waits until every channel has reached the same SYNC: this
+ * barrier is what keeps an older copy of a page (round N, channel A) from
+ * landing after a newer one (round N+1, channel B).
+ */
+#ifndef RF_CHANNEL_CHANNEL_H
+#define RF_CHANNEL_CHANNEL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "channel/transport.h"
+#include "compress/method.h"
+
+/* Counters of one side, summed over its channels. */
+typedef struct RfChanStats {
+    uint64_t normal_pages;
+    uint64_t zero_pages;
+    uint64_t payload_bytes; /* page data after compression */
+    uint64_t wire_bytes;    /* everything written/read on data channels */
+    uint64_t packets;       /* page packets (SYNC not counted) */
+    uint64_t raw_packets;   /* page packets sent uncompressed */
+} RfChanStats;
+
+/* ---- sending side ------------------------------------------------------ */
+
+typedef struct RfSendGroup RfSendGroup;
+
+typedef struct RfSendGroupConfig {
+    RfConn **conns;               /* n connected data channels (owned) */
+    unsigned n;
+    const RfMethodOps *method;
+    int level;
+    uint64_t max_bandwidth;       /* bytes/s over all channels, 0 = none */
+    uint8_t *const *block_hosts;  /* source memory of each block */
+} RfSendGroupConfig;
+
+/* Sets up the method on every channel and starts the threads.  Takes
+ * ownership of the connections even on failure. */
+RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp);
+/* Hands a batch of page indexes (ascending) of one block to the next idle
+ * channel, waiting while all are busy.  @return false once the group has
+ * failed (the error is kept for rf_send_group_take_error). */
+bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
+                         uint32_t n, uint32_t round);
+/* Queues a SYNC packet for `round` on every channel (FINAL on the last). */
+bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final);
+/* Waits until every channel has written everything queued. */
+bool rf_send_group_flush(RfSendGroup *g);
+bool rf_send_group_failed(RfSendGroup *g);
+void rf_send_group_take_error(RfSendGroup *g, RfError **errp);
+/* Records an error from outside (cancel, main channel) and wakes every
+ * thread: blocked sends fail at once. */
+void rf_send_group_abort(RfSendGroup *g, RfError *why);
+void rf_send_group_stats(RfSendGroup *g, RfChanStats *out);
+/* The method's describe() of channel 0, or "". */
+const char *rf_send_group_describe(RfSendGroup *g);
+/* Stops the threads, cleans the method up, closes the connections. */
+void rf_send_group_free(RfSendGroup *g);
+
+/* ---- receiving side ---------------------------------------------------- */
+
+typedef struct RfRecvGroup RfRecvGroup;
+
+typedef struct RfRecvGroupConfig {
+    RfConn **conns;               /* n accepted data channels, index = id */
+    unsigned n;
+    const RfMethodOps *method;
+    unsigned nblocks;
+    const uint64_t *block_pages;
+    uint8_t *const *block_hosts;  /* destination memory of each block */
+} RfRecvGroupConfig;
+
+RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp);
+/* @return true once every channel has read its FINAL sync. */
+bool rf_recv_group_done(RfRecvGroup *g);
+/* Waits up to timeout_ms for every channel to finish (FINAL or failure).
+ * @return true if all read their FINAL sync. */
+bool rf_recv_group_wait(RfRecvGroup *g, unsigned timeout_ms);
+bool rf_recv_group_failed(RfRecvGroup *g);
+void rf_recv_group_take_error(RfRecvGroup *g, RfError **errp);
+void rf_recv_group_abort(RfRecvGroup *g, RfError *why);
+/* The last round whose SYNC every channel has passed. */
+uint32_t rf_recv_group_round(RfRecvGroup *g);
+void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out);
+const char *rf_recv_group_describe(RfRecvGroup *g);
+void rf_recv_group_free(RfRecvGroup *g);
+
+/* ---- shared bandwidth limit (bwlimit.c) --------------------------------- */
+
+typedef struct RfBwLimit RfBwLimit;
+RfBwLimit *rf_bwlimit_new(uint64_t bytes_per_s);
+/* Waits as long as needed so that the total stays under the rate; returns
+ * early (false) if *stop becomes true. */
+bool rf_bwlimit_consume(RfBwLimit *b, uint64_t bytes, atomic_bool *stop);
+void rf_bwlimit_free(RfBwLimit *b);
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * ramflow - receiving side of the data channels.
+ *
+ * Each thread loops: read a 40-byte header, check it against what was
+ * negotiated, read the page indexes and check each lies inside the block,
+ * then read the payload straight into the pages (raw) or let the method
+ * decode it.  Nothing is written before the checks that protect it pass,
+ * and writes go only to pages inside the block.
+ *
+ * Sync: a channel that reads SYNC(round r) waits at a barrier until every
+ * channel has read its SYNC(r).  Only then may any of them apply a page of
+ * round r+1, so a stale copy of round r still in flight on another channel
+ * can never overwrite a newer one.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "channel/channel.h"
+#include "util/clock.h"
+#include "util/failure.h"
+#include "util/zero.h"
+#include "wire/wire.h"
+
+typedef struct RecvChannel {
+    /* fixed after setup */
+    RfRecvGroup *group;
+    unsigned id;
+    RfConn *conn;
+    void *method_state;
+    pthread_t thread;
+    bool started;
+    /* thread-local */
+    uint8_t head[RF_PKT_HDR_SIZE];
+    uint32_t idx[RF_PACKET_MAX_PAGES];
+    uint8_t *pages[RF_PACKET_MAX_PAGES];
+    struct iovec iov[RF_PACKET_MAX_PAGES];
+    uint32_t expect_round;
+    /* counters */
+    _Atomic uint64_t normal_pages, zero_pages, payload_bytes, packets,
+        raw_packets;
+    atomic_bool finished; /* read its FINAL sync */
+} RecvChannel;
+
+struct RfRecvGroup {
+    const RfMethodOps *method;
+    unsigned nblocks;
+    const uint64_t *block_pages;
+    uint8_t *const *block_hosts;
+    RfPacketLimits limits;
+    unsigned n;
+    RecvChannel *ch;
+    RfFailure failure;
+    /* barrier, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned arrived;
+    uint32_t passed_round; /* last round every channel has passed */
+    unsigned finished;
+};
+
+static void wake_all(RfRecvGroup *g)
+{
+    pthread_mutex_lock(&g->lock);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void fail(RfRecvGroup *g, RfError *err)
+{
+    if (rf_failure_set(&g->failure, err)) {
+        for (unsigned i = 0; i < g->n; i++) {
+            rf_conn_shutdown(g->ch[i].conn);
+        }
+    }
+    wake_all(g);
+}
+
+/* Blocks until every channel has read SYNC(round).  @return false if the
+ * group failed meanwhile. */
+static bool sync_barrier(RfRecvGroup *g, uint32_t round, bool final)
+{
+    pthread_mutex_lock(&g->lock);
+    if (final) {
+        g->finished++;
+    }
+    if (++g->arrived == g->n) {
+        g->arrived = 0;
+        g->passed_round = round;
+        pthread_cond_broadcast(&g->cond);
+    } else {
+        while (g->passed_round != round && !rf_failure_failed(&g->failure)) {
+            pthread_cond_wait(&g->cond, &g->lock);
+        }
+    }
+    bool ok = g->passed_round == round;
+    pthread_mutex_unlock(&g->lock);
+    return ok;
+}
+
+static bool read_fn(void *ctx, const struct iovec *iov, int iovcnt,
+                    RfError **errp)
+{
+    RfConn *c = ctx;
+    struct iovec local[RF_PACKET_MAX_PAGES + 1];
+    if (iovcnt > (int)(sizeof(local) / sizeof(local[0]))) {
+        rf_error_set(errp, RF_ERR_GENERIC, "read of %d segments", iovcnt);
+        return false;
+    }
+    memcpy(local, iov, (size_t)iovcnt * sizeof(*iov));
+    return rf_conn_recvv(c, local, iovcnt, errp);
+}
+
+/* Reads an uncompressed payload straight into the pages, merging
+ * consecutive pages into one segment. */
+static bool read_raw(RecvChannel *c, uint32_t n, RfError **errp)
+{
+    int k = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (k >= 0 && (uint8_t *)c->iov[k].iov_base + c->iov[k].iov_len
+                          == c->pages[i]) {
+            c->iov[k].iov_len += RF_PAGE_SIZE;
+        } else {
+            k++;
+            c->iov[k].iov_base = c->pages[i];
+            c->iov[k].iov_len = RF_PAGE_SIZE;
+        }
+    }
+    return rf_conn_recvv(c->conn, c->iov, k + 1, errp);
+}
+
+static bool recv_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
+{
+    RfRecvGroup *g = c->group;
+    uint32_t total = (uint32_t)h->normal + h->zero;
+    if (!rf_conn_recv(c->conn, c->idx, total * sizeof(uint32_t), errp) ||
+        !rf_wire_page_index_decode(c->idx, total, g->block_pages[h->block],
+                                   errp)) {
+        return false;
+    }
+    uint8_t *host = g->block_hosts[h->block];
+    for (uint32_t i = 0; i < h->normal; i++) {
+        c->pages[i] = host + (uint64_t)c->idx[i] * RF_PAGE_SIZE;
+    }
+    if (h->normal) {
+        if (h->flags & RF_PKT_RAW) {
+            if (!read_raw(c, h->normal, errp)) {
+                return false;
+            }
+            atomic_fetch_add_explicit(&c->raw_packets, 1,
+                                      memory_order_relaxed);
+        } else {
+            RfRecvPayload in = {
+                .len = h->payload_size,
+                .pages = c->pages,
+                .npages = h->normal,
+                .read = read_fn,
+                .read_ctx = c->conn,
+            };
+            if (!g->method->recv(c->method_state, &in, errp)) {
+                return false;
+            }
+        }
+    }
+    /* Fresh destination memory is already zero: test before writing so
+     * a zero page costs a read, not a write fault. */
+    for (uint32_t i = h->normal; i < total; i++) {
+        uint8_t *p = host + (uint64_t)c->idx[i] * RF_PAGE_SIZE;
+        if (!rf_page_is_zero(p)) {
+            memset(p, 0, RF_PAGE_SIZE);
+        }
+    }
+    atomic_fetch_add_explicit(&c->normal_pages, h->normal,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->zero_pages, h->zero, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->payload_bytes, h->payload_size,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->packets, 1, memory_order_relaxed);
+    return true;
+}
+
+static bool recv_loop(RecvChannel *c, RfError **errp)
+{
+    RfRecvGroup *g = c->group;
+    uint64_t seq = 0;
+    for (;;) {
+        RfPacketHdr h;
+        if (!rf_conn_recv(c->conn, c->head, RF_PKT_HDR_SIZE, errp) ||
+            !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
+            return false;
+        }
+        if (h.seq != seq) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "packet field 'seq': %llu, expected %llu",
+                         (unsigned long long)h.seq, (unsigned long long)seq);
+            return false;
+        }
+        seq++;
+        if (h.round < c->expect_round) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "packet field 'round': %u after the sync of round "
+                         "%u", h.round, c->expect_round - 1);
+            return false;
+        }
+        if (h.flags & RF_PKT_SYNC) {
+            bool final = h.flags & RF_PKT_FINAL;
+            if (!sync_barrier(g, h.round, final)) {
+                return false;
+            }
+            c->expect_round = h.round + 1;
+            if (final) {
+                atomic_store(&c->finished, true);
+                return true;
+            }
+            continue;
+        }
+        if (!recv_packet(c, &h, errp)) {
+            return false;
+        }
+    }
+}
+
+static void *recv_thread(void *arg)
+{
+    RecvChannel *c = arg;
+    RfError *err = NULL;
+    if (!recv_loop(c, &err)) {
+        if (!err) {
+            rf_error_set(&err, RF_ERR_GENERIC, "stopped");
+        }
+        rf_error_prefix(&err, "channel %u", c->id);
+        fail(c->group, err);
+    }
+    wake_all(c->group);
+    return NULL;
+}
+
+RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
+{
+    RfRecvGroup *g = calloc(1, sizeof(*g));
+    RecvChannel *ch = calloc(cfg->n, sizeof(*ch));
+    if (!g || !ch) {
+        free(g);
+        free(ch);
+        for (unsigned i = 0; i < cfg->n; i++) {
+            rf_conn_close(cfg->conns[i]);
+        }
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory for %u channels",
+                     cfg->n);
+        return NULL;
+    }
+    g->method = cfg->method;
+    g->nblocks = cfg->nblocks;
+    g->block_pages = cfg->block_pages;
+    g->block_hosts = cfg->block_hosts;
+    g->limits = (RfPacketLimits){
+        .method = cfg->method->id,
+        .nblocks = cfg->nblocks,
+        .block_pages = cfg->block_pages,
+        .max_payload = cfg->method->max_payload,
+    };
+    g->n = cfg->n;
+    g->ch = ch;
+    rf_failure_init(&g->failure);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    for (unsigned i = 0; i < cfg->n; i++) {
+        ch[i].group = g;
+        ch[i].id = i;
+        ch[i].conn = cfg->conns[i];
+        ch[i].expect_round = 1;
+    }
+    for (unsigned i = 0; i < cfg->n; i++) {
+        RfError *err = NULL;
+        if (!g->method->recv_setup(&ch[i].method_state, &err)) {
+            rf_error_prefix(&err, "channel %u: %s setup", i, g->method->name);
+            rf_error_propagate(errp, err);
+            rf_recv_group_free(g);
+            return NULL;
+        }
+    }
+    for (unsigned i = 0; i < cfg->n; i++) {
+        if (pthread_create(&ch[i].thread, NULL, recv_thread, &ch[i]) != 0) {
+            rf_error_set(errp, RF_ERR_GENERIC,
+                         "channel %u: cannot start its thread", i);
+            rf_recv_group_abort(g, NULL);
+            rf_recv_group_free(g);
+            return NULL;
+        }
+        ch[i].started = true;
+    }
+    return g;
+}
+
+bool rf_recv_group_done(RfRecvGroup *g)
+{
+    pthread_mutex_lock(&g->lock);
+    bool done = g->finished == g->n && g->arrived == 0;
+    pthread_mutex_unlock(&g->lock);
+    return done && !rf_failure_failed(&g->failure);
+}
+
+bool rf_recv_group_wait(RfRecvGroup *g, unsigned timeout_ms)
+{
+    double deadline = rf_now() + timeout_ms / 1000.0;
+    pthread_mutex_lock(&g->lock);
+    while (!(g->finished == g->n && g->arrived == 0) &&
+           !rf_failure_failed(&g->failure)) {
+        if (timeout_ms && rf_now() >= deadline) {
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+    }
+    bool done = g->finished == g->n && g->arrived == 0;
+    pthread_mutex_unlock(&g->lock);
+    return done && !rf_failure_failed(&g->failure);
+}
+
+bool rf_recv_group_failed(RfRecvGroup *g)
+{
+    return rf_failure_failed(&g->failure);
+}
+
+void rf_recv_group_take_error(RfRecvGroup *g, RfError **errp)
+{
+    rf_failure_take(&g->failure, errp);
+}
+
+void rf_recv_group_abort(RfRecvGroup *g, RfError *why)
+{
+    if (!why) {
+        rf_error_set(&why, RF_ERR_CANCELLED, "migration aborted");
+    }
+    fail(g, why);
+}
+
+uint32_t rf_recv_group_round(RfRecvGroup *g)
+{
+    pthread_mutex_lock(&g->lock);
+    uint32_t r = g->passed_round;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
+        out->normal_pages += atomic_load(&c->normal_pages);
+        out->zero_pages += atomic_load(&c->zero_pages);
+        out->payload_bytes += atomic_load(&c->payload_bytes);
+        out->packets += atomic_load(&c->packets);
+        out->raw_packets += atomic_load(&c->raw_packets);
+        out->wire_bytes += __atomic_load_n(&c->conn->bytes_in,
+                                           __ATOMIC_RELAXED);
+    }
+}
+
+const char *rf_recv_group_describe(RfRecvGroup *g)
+{
+    if (g->n && g->method->describe) {
+        return g->method->describe(g->ch[0].method_state);
+    }
+    return "";
+}
+
+void rf_recv_group_free(RfRecvGroup *g)
+{
+    if (!g) {
+        return;
+    }
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
+        if (c->started && !atomic_load(&c->finished)) {
+            /* Still reading: make its blocked read fail. */
+            rf_conn_shutdown(c->conn);
+        }
+    }
+    wake_all(g);
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
+        if (c->started) {
+            pthread_join(c->thread, NULL);
+        }
+        if (c->method_state) {
+            g->method->recv_cleanup(c->method_state);
+        }
+        rf_conn_close(c->conn);
+    }
+    rf_failure_destroy(&g->failure);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cond);
+    free(g->ch);
+    free(g);
+}

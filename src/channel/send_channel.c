@@ -1,0 +1,396 @@
+/*
+ * ramflow - sending side of the data channels.
+ *
+ * Threading: the engine thread owns job hand-out; each channel has one job
+ * slot guarded by the group lock.  A filled slot is marked `busy`; the
+ * channel thread processes it without the lock (zero test, compression,
+ * vectored send), then clears `busy` and signals the engine.  Jobs on one
+ * channel are written in the order they were queued, which is what makes
+ * the SYNC packets meaningful.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel/channel.h"
+#include "util/failure.h"
+#include "util/zero.h"
+#include "wire/wire.h"
+
+typedef enum { JOB_PAGES, JOB_SYNC, JOB_QUIT } JobKind;
+
+typedef struct SendJob {
+    JobKind kind;
+    uint32_t block;
+    uint32_t round;
+    bool final;
+    uint32_t n;
+    uint32_t idx[RF_PACKET_MAX_PAGES];
+} SendJob;
+
+typedef struct SendChannel {
+    /* fixed after setup */
+    RfSendGroup *group;
+    unsigned id;
+    RfConn *conn;
+    void *method_state;
+    pthread_t thread;
+    bool started;
+    /* under group->lock */
+    bool busy;
+    SendJob job;
+    pthread_cond_t wake;
+    /* thread-local while busy */
+    uint64_t seq;
+    uint32_t normal_idx[RF_PACKET_MAX_PAGES + RF_PACKET_MAX_PAGES];
+    uint8_t *pages[RF_PACKET_MAX_PAGES];
+    uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
+    RfSendPayload payload;
+    struct iovec iov[RF_PACKET_MAX_PAGES + 1];
+    /* counters, read by the engine with relaxed atomics */
+    _Atomic uint64_t normal_pages, zero_pages, payload_bytes, packets,
+        raw_packets;
+} SendChannel;
+
+struct RfSendGroup {
+    const RfMethodOps *method;
+    uint8_t *const *block_hosts;
+    unsigned n;
+    SendChannel *ch;
+    RfBwLimit *bw;
+    RfFailure failure;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t idle; /* a channel became idle */
+    unsigned next;       /* round-robin start for the next job */
+};
+
+static void fail(RfSendGroup *g, RfError *err)
+{
+    if (rf_failure_set(&g->failure, err)) {
+        atomic_store(&g->stop, true);
+        /* Wake every thread: blocked sends fail, waiters see `stop`. */
+        for (unsigned i = 0; i < g->n; i++) {
+            if (g->ch[i].conn) {
+                rf_conn_shutdown(g->ch[i].conn);
+            }
+        }
+    }
+    pthread_mutex_lock(&g->lock);
+    pthread_cond_broadcast(&g->idle);
+    for (unsigned i = 0; i < g->n; i++) {
+        pthread_cond_broadcast(&g->ch[i].wake);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Builds and writes one page packet: zero pages become indexes only. */
+static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
+{
+    RfSendGroup *g = c->group;
+    uint8_t *host = g->block_hosts[j->block];
+    uint32_t nn = 0, nz = 0;
+    uint32_t *zero_idx = c->normal_idx + RF_PACKET_MAX_PAGES;
+
+    for (uint32_t i = 0; i < j->n; i++) {
+        uint8_t *p = host + (uint64_t)j->idx[i] * RF_PAGE_SIZE;
+        if (rf_page_is_zero(p)) {
+            zero_idx[nz++] = j->idx[i];
+        } else {
+            c->pages[nn] = p;
+            c->normal_idx[nn++] = j->idx[i];
+        }
+    }
+    /* Normal indexes then zero indexes, contiguous in normal_idx. */
+    memmove(c->normal_idx + nn, zero_idx, nz * sizeof(uint32_t));
+
+    RfSendPayload *pl = &c->payload;
+    pl->iovcnt = 0;
+    pl->len = 0;
+    pl->raw = false;
+    if (nn) {
+        RfPageList list = {.pages = c->pages, .npages = nn};
+        if (!g->method->send_prepare(c->method_state, &list, pl, errp)) {
+            return false;
+        }
+    }
+    RfPacketHdr h = {
+        .version = RF_WIRE_VERSION,
+        .method = g->method->id,
+        .flags = pl->raw ? RF_PKT_RAW : 0,
+        .block = j->block,
+        .normal = (uint16_t)nn,
+        .zero = (uint16_t)nz,
+        .payload_size = pl->len,
+        .round = j->round,
+        .seq = c->seq++,
+    };
+    rf_wire_packet_hdr_encode(&h, c->head);
+    size_t head_len = RF_PKT_HDR_SIZE +
+        rf_wire_page_index_encode(c->normal_idx, nn + nz,
+                                  c->head + RF_PKT_HDR_SIZE);
+    c->iov[0].iov_base = c->head;
+    c->iov[0].iov_len = head_len;
+    memcpy(&c->iov[1], pl->iov, (size_t)pl->iovcnt * sizeof(struct iovec));
+    uint64_t total = head_len + pl->len;
+    if (g->bw && !rf_bwlimit_consume(g->bw, total, &g->stop)) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "stopped");
+        return false;
+    }
+    if (!rf_conn_sendv(c->conn, c->iov, pl->iovcnt + 1, errp)) {
+        return false;
+    }
+    atomic_fetch_add_explicit(&c->normal_pages, nn, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->zero_pages, nz, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->payload_bytes, pl->len,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->packets, 1, memory_order_relaxed);
+    if (pl->raw && g->method->id != RF_METHOD_NONE) {
+        atomic_fetch_add_explicit(&c->raw_packets, 1, memory_order_relaxed);
+    }
+    return true;
+}
+
+static bool send_sync(SendChannel *c, const SendJob *j, RfError **errp)
+{
+    RfPacketHdr h = {
+        .version = RF_WIRE_VERSION,
+        .method = c->group->method->id,
+        .flags = RF_PKT_SYNC | (j->final ? RF_PKT_FINAL : 0),
+        .round = j->round,
+        .seq = c->seq++,
+    };
+    rf_wire_packet_hdr_encode(&h, c->head);
+    return rf_conn_send(c->conn, c->head, RF_PKT_HDR_SIZE, errp);
+}
+
+static void *send_thread(void *arg)
+{
+    SendChannel *c = arg;
+    RfSendGroup *g = c->group;
+    for (;;) {
+        pthread_mutex_lock(&g->lock);
+        while (!c->busy && !atomic_load(&g->stop)) {
+            pthread_cond_wait(&c->wake, &g->lock);
+        }
+        pthread_mutex_unlock(&g->lock);
+        if (atomic_load(&g->stop) || c->job.kind == JOB_QUIT) {
+            break;
+        }
+        RfError *err = NULL;
+        bool ok = c->job.kind == JOB_PAGES ? send_pages(c, &c->job, &err)
+                                           : send_sync(c, &c->job, &err);
+        if (!ok) {
+            rf_error_prefix(&err, "channel %u", c->id);
+            fail(g, err);
+            break;
+        }
+        pthread_mutex_lock(&g->lock);
+        c->busy = false;
+        pthread_cond_broadcast(&g->idle);
+        pthread_mutex_unlock(&g->lock);
+    }
+    return NULL;
+}
+
+RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
+{
+    RfSendGroup *g = calloc(1, sizeof(*g));
+    SendChannel *ch = calloc(cfg->n, sizeof(*ch));
+    if (!g || !ch) {
+        free(g);
+        free(ch);
+        for (unsigned i = 0; i < cfg->n; i++) {
+            rf_conn_close(cfg->conns[i]);
+        }
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory for %u channels",
+                     cfg->n);
+        return NULL;
+    }
+    g->method = cfg->method;
+    g->block_hosts = cfg->block_hosts;
+    g->n = cfg->n;
+    g->ch = ch;
+    g->bw = cfg->max_bandwidth ? rf_bwlimit_new(cfg->max_bandwidth) : NULL;
+    rf_failure_init(&g->failure);
+    atomic_init(&g->stop, false);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->idle, NULL);
+    for (unsigned i = 0; i < cfg->n; i++) {
+        ch[i].group = g;
+        ch[i].id = i;
+        ch[i].conn = cfg->conns[i];
+        pthread_cond_init(&ch[i].wake, NULL);
+    }
+    for (unsigned i = 0; i < cfg->n; i++) {
+        RfError *err = NULL;
+        if (!g->method->send_setup(&ch[i].method_state, cfg->level, &err)) {
+            rf_error_prefix(&err, "channel %u: %s setup", i, g->method->name);
+            rf_error_propagate(errp, err);
+            rf_send_group_free(g);
+            return NULL;
+        }
+    }
+    for (unsigned i = 0; i < cfg->n; i++) {
+        if (pthread_create(&ch[i].thread, NULL, send_thread, &ch[i]) != 0) {
+            rf_error_set(errp, RF_ERR_GENERIC,
+                         "channel %u: cannot start its thread", i);
+            rf_send_group_free(g);
+            return NULL;
+        }
+        ch[i].started = true;
+    }
+    return g;
+}
+
+/* Waits for channel `want` (or any channel if want < 0) to be idle and
+ * returns it, with the lock held.  NULL (lock released) once failed. */
+static SendChannel *wait_idle_locked(RfSendGroup *g, int want)
+{
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        if (atomic_load(&g->stop)) {
+            pthread_mutex_unlock(&g->lock);
+            return NULL;
+        }
+        if (want >= 0) {
+            if (!g->ch[want].busy) {
+                return &g->ch[want];
+            }
+        } else {
+            for (unsigned k = 0; k < g->n; k++) {
+                unsigned i = (g->next + k) % g->n;
+                if (!g->ch[i].busy) {
+                    g->next = (i + 1) % g->n;
+                    return &g->ch[i];
+                }
+            }
+        }
+        pthread_cond_wait(&g->idle, &g->lock);
+    }
+}
+
+static void start_locked(RfSendGroup *g, SendChannel *c)
+{
+    c->busy = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&g->lock);
+}
+
+bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
+                         uint32_t n, uint32_t round)
+{
+    SendChannel *c = wait_idle_locked(g, -1);
+    if (!c) {
+        return false;
+    }
+    c->job.kind = JOB_PAGES;
+    c->job.block = block;
+    c->job.round = round;
+    c->job.n = n;
+    memcpy(c->job.idx, idx, n * sizeof(uint32_t));
+    start_locked(g, c);
+    return true;
+}
+
+bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = wait_idle_locked(g, (int)i);
+        if (!c) {
+            return false;
+        }
+        c->job.kind = JOB_SYNC;
+        c->job.round = round;
+        c->job.final = final;
+        start_locked(g, c);
+    }
+    return true;
+}
+
+bool rf_send_group_flush(RfSendGroup *g)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        if (!wait_idle_locked(g, (int)i)) {
+            return false;
+        }
+        pthread_mutex_unlock(&g->lock);
+    }
+    return true;
+}
+
+bool rf_send_group_failed(RfSendGroup *g)
+{
+    return rf_failure_failed(&g->failure);
+}
+
+void rf_send_group_take_error(RfSendGroup *g, RfError **errp)
+{
+    rf_failure_take(&g->failure, errp);
+}
+
+void rf_send_group_abort(RfSendGroup *g, RfError *why)
+{
+    fail(g, why);
+}
+
+void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = &g->ch[i];
+        out->normal_pages += atomic_load(&c->normal_pages);
+        out->zero_pages += atomic_load(&c->zero_pages);
+        out->payload_bytes += atomic_load(&c->payload_bytes);
+        out->packets += atomic_load(&c->packets);
+        out->raw_packets += atomic_load(&c->raw_packets);
+        out->wire_bytes += __atomic_load_n(&c->conn->bytes_out,
+                                           __ATOMIC_RELAXED);
+    }
+}
+
+const char *rf_send_group_describe(RfSendGroup *g)
+{
+    if (g->n && g->method->describe) {
+        return g->method->describe(g->ch[0].method_state);
+    }
+    return "";
+}
+
+void rf_send_group_free(RfSendGroup *g)
+{
+    if (!g) {
+        return;
+    }
+    /* A healthy group first finishes what was queued (returns false at
+     * once if it failed meanwhile), then every thread gets a QUIT job. */
+    rf_send_group_flush(g);
+    pthread_mutex_lock(&g->lock);
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = &g->ch[i];
+        if (!c->busy) {
+            c->job.kind = JOB_QUIT;
+            c->busy = true;
+        }
+        pthread_cond_broadcast(&c->wake);
+    }
+    pthread_mutex_unlock(&g->lock);
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = &g->ch[i];
+        if (c->started) {
+            pthread_join(c->thread, NULL);
+        }
+        if (c->method_state) {
+            g->method->send_cleanup(c->method_state);
+        }
+        rf_conn_close(c->conn);
+        pthread_cond_destroy(&c->wake);
+    }
+    rf_bwlimit_free(g->bw);
+    rf_failure_destroy(&g->failure);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->idle);
+    free(g->ch);
+    free(g);
+}

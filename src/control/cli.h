@@ -1,0 +1,53 @@
+/* ramflow - the command-line tool's shared pieces. */
+#ifndef RF_CONTROL_CLI_H
+#define RF_CONTROL_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "ramflow/ramflow.h"
+
+/* Exit statuses. */
+#define RF_EXIT_OK 0
+#define RF_EXIT_FAIL 1
+#define RF_EXIT_USAGE 2
+
+/* Options every subcommand that takes parameters accepts: one long option
+ * per parameter name (val = 1000 + index into rf_params_names()). */
+#define RF_OPT_PARAM_BASE 1000
+/* Appends the parameter options to `opts` (which has room), returns the
+ * new count. */
+int rf_cli_add_param_options(struct option *opts, int n);
+/* If `val` is a parameter option, applies optarg to p.  @return 1 if
+ * handled, 0 if not a parameter option, -1 on a bad value (error set). */
+int rf_cli_param_option(RfParams *p, int val, const char *arg,
+                        RfError **errp);
+
+/* Prints "ramflow: <message>" once, and returns the exit status that fits
+ * the error's kind. */
+int rf_cli_fail(const char *what, RfError *err);
+
+/* Parses a size like "1G", "512M", "4096". */
+bool rf_cli_parse_size(const char *s, uint64_t *out);
+
+/* Report output (report.c). */
+void rf_report_print_text(FILE *f, const RfReport *r, bool source);
+/* @return 0, or -1 if jansson failed. */
+int rf_report_print_json(FILE *f, const RfReport *r, bool source,
+                         const char *status, const char *error);
+
+/* Progress line on a terminal (progress.c): hook for RfMigrateOptions. */
+void rf_progress_print(const RfProgress *p, void *opaque);
+void rf_progress_done(void);
+
+int rf_cli_migrate(int argc, char **argv);
+int rf_cli_incoming(int argc, char **argv);
+int rf_cli_demo(int argc, char **argv);
+int rf_cli_genimage(int argc, char **argv);
+
+/* Cancellation flag set by SIGINT/SIGTERM (main.c). */
+extern volatile sig_atomic_t rf_cli_cancel;
+void rf_cli_install_signals(void);
+
+#endif

@@ -1,0 +1,97 @@
+/* ramflow - `ramflow incoming`: the destination side on the command line. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "control/run.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: ramflow incoming --listen URI --memory [NAME=]FILE [...]\n"
+        "                        [--multifd-compression M]"
+        " [--multifd-channels N]\n"
+        "                        [--json] [--timeout MS] [--uri-file PATH]\n"
+        "\n"
+        "Receives one migration into FILE(s), created or truncated to the\n"
+        "source's block sizes.  With --multifd-compression or\n"
+        "--multifd-channels, refuses a source that uses anything else.\n"
+        "--uri-file writes the actual listening URI (port 0 resolved).\n");
+}
+
+int rf_cli_incoming(int argc, char **argv)
+{
+    enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
+           O_QUIET };
+    struct option opts[32] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"memory", required_argument, NULL, O_MEMORY},
+        {"json", no_argument, NULL, O_JSON},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"uri-file", required_argument, NULL, O_URIFILE},
+        {"quiet", no_argument, NULL, O_QUIET},
+        {"help", no_argument, NULL, O_HELP},
+    };
+    rf_cli_add_param_options(opts, 7);
+    RfCliIncoming in;
+    rf_cli_incoming_init(&in);
+    RfParams p;
+    rf_params_init(&p);
+    bool set_method = false, set_channels = false;
+    const char *specs[RF_MAX_BLOCKS];
+    RfError *err = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int r = rf_cli_param_option(&p, c, optarg, &err);
+        if (r < 0) {
+            return rf_cli_fail(NULL, err);
+        }
+        if (r > 0) {
+            const char *name = rf_params_names()[c - RF_OPT_PARAM_BASE];
+            set_method |= !strcmp(name, "multifd-compression");
+            set_channels |= !strcmp(name, "multifd-channels");
+            continue;
+        }
+        uint64_t v;
+        switch (c) {
+        case O_LISTEN: in.uri = optarg; break;
+        case O_MEMORY:
+            if (in.nspecs == RF_MAX_BLOCKS) {
+                fprintf(stderr, "ramflow: at most %u --memory blocks\n",
+                        RF_MAX_BLOCKS);
+                return RF_EXIT_USAGE;
+            }
+            specs[in.nspecs++] = optarg;
+            break;
+        case O_JSON: in.json = true; break;
+        case O_QUIET: in.quiet = true; break;
+        case O_URIFILE: in.uri_file = optarg; break;
+        case O_TIMEOUT:
+            if (!rf_cli_parse_size(optarg, &v) || v < 100 || v > 3600000) {
+                fprintf(stderr, "ramflow: --timeout: invalid value '%s' "
+                        "(100-3600000 ms)\n", optarg);
+                return RF_EXIT_USAGE;
+            }
+            in.opts.timeout_ms = (unsigned)v;
+            break;
+        case O_HELP: usage(stdout); return RF_EXIT_OK;
+        default: usage(stderr); return RF_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !in.uri || in.nspecs == 0) {
+        fprintf(stderr, "ramflow: incoming needs --listen URI and "
+                "--memory FILE\n");
+        usage(stderr);
+        return RF_EXIT_USAGE;
+    }
+    if (set_method) {
+        snprintf(in.opts.expect_method, sizeof(in.opts.expect_method), "%s",
+                 p.multifd_compression);
+    }
+    if (set_channels) {
+        in.opts.expect_channels = p.multifd_channels;
+    }
+    in.specs = specs;
+    rf_cli_install_signals();
+    return rf_cli_run_incoming(&in);
+}

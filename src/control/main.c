@@ -1,0 +1,89 @@
+/* ramflow - command-line entry point: dispatches subcommands. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control/cli.h"
+#include "control/codec.h"
+
+volatile sig_atomic_t rf_cli_cancel;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    rf_cli_cancel = 1;
+}
+
+void rf_cli_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: ramflow COMMAND [OPTIONS]\n"
+        "\n"
+        "Live migration of VM memory over parallel (multifd) channels.\n"
+        "\n"
+        "commands:\n"
+        "  migrate   --memory FILE [PARAMS] [--verify] [--json] URI\n"
+        "            send the memory in FILE to a destination at URI\n"
+        "  incoming  --listen URI --memory FILE [--json]\n"
+        "            receive one migration into FILE\n"
+        "  demo      migrate a generated 1 GiB image, being written to, "
+        "between\n"
+        "            two local processes, with progress and the report\n"
+        "  gen-image --size SIZE [--seed N] FILE\n"
+        "            write a realistic generated RAM image\n"
+        "  codec     [-m METHOD] [-l LEVEL] [-d] < in > out; "
+        "codec --bench FILE\n"
+        "  version   print the version and the built-in methods\n"
+        "\n"
+        "URI: tcp:HOST:PORT, tcp:[IPV6]:PORT, unix:PATH\n"
+        "Run 'ramflow COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return RF_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "migrate")) {
+        return rf_cli_migrate(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "incoming")) {
+        return rf_cli_incoming(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "demo")) {
+        return rf_cli_demo(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "gen-image")) {
+        return rf_cli_genimage(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "codec")) {
+        return rf_cli_codec(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("ramflow %s\nmethods:", RAMFLOW_VERSION_STRING);
+        for (const char *const *m = rf_method_names(); *m; m++) {
+            printf(" %s", *m);
+        }
+        printf("\n");
+        return RF_EXIT_OK;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return RF_EXIT_OK;
+    }
+    fprintf(stderr, "ramflow: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return RF_EXIT_USAGE;
+}

@@ -1,0 +1,364 @@
+/*
+ * ramflow - the destination side of a migration.
+ *
+ *   listen -> accept main channel -> HELLO: check version, method, layout
+ *   prepare memory (pre-faulting starts in the background) -> ACCEPT
+ *   accept the data channels (hello: session, unique id) -> wait for the
+ *   memory to be warm -> receiver threads run
+ *   main thread: ROUND messages, END, then wait for every FINAL sync,
+ *   digests if asked, COMPLETE
+ *
+ * Any failure (bad packet on a channel, peer gone, cancel) is sent to the
+ * source as ERROR on the main channel, naming the channel and field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel/channel.h"
+#include "compress/method.h"
+#include "engine/engine.h"
+#include "engine/stats.h"
+#include "ram/ram.h"
+#include "util/clock.h"
+#include "util/digest.h"
+
+typedef struct Dest {
+    const RfIncomingOptions *opts;
+    RfRamSink *sink;
+    unsigned timeout_ms;
+    RfListener *listener;
+    RfConn *main;
+    RfHello *hello;
+    const RfMethodOps *method;
+    RfRecvGroup *group;
+    RfConn *conns[255];
+    uint64_t block_pages[RF_MAX_BLOCKS];
+    uint8_t *hosts[RF_MAX_BLOCKS];
+    bool prepared;
+    bool warm;
+    uint32_t final_round;
+    bool verify;
+    double t0, cpu0;
+} Dest;
+
+static volatile int *cancel_ptr(Dest *d)
+{
+    return (volatile int *)d->opts->cancel;
+}
+
+static bool check_hello(Dest *d, RfError **errp)
+{
+    RfHello *h = d->hello;
+    d->method = rf_method_by_id(h->method);
+    const char *name = rf_method_name_for_id(h->method);
+    if (!d->method) {
+        char list[128] = "";
+        for (const char *const *n = rf_method_names(); *n; n++) {
+            strncat(list, *n, sizeof(list) - strlen(list) - 3);
+            if (n[1]) {
+                strcat(list, ", ");
+            }
+        }
+        if (name) {
+            rf_error_set(errp, RF_ERR_MISMATCH,
+                         "the source uses multifd-compression '%s', which "
+                         "this destination's ramflow is built without "
+                         "(available: %s)", name, list);
+        } else {
+            rf_error_set(errp, RF_ERR_MISMATCH,
+                         "hello field 'method': unknown method byte %u "
+                         "(available: %s)", h->method, list);
+        }
+        return false;
+    }
+    if (d->opts->expect_method[0] &&
+        strcmp(d->opts->expect_method, d->method->name) != 0) {
+        rf_error_set(errp, RF_ERR_MISMATCH,
+                     "multifd-compression mismatch: the destination expects "
+                     "'%s', the source uses '%s'", d->opts->expect_method,
+                     d->method->name);
+        return false;
+    }
+    if (d->opts->expect_channels &&
+        d->opts->expect_channels != h->channels) {
+        rf_error_set(errp, RF_ERR_MISMATCH,
+                     "multifd-channels mismatch: the destination expects %u, "
+                     "the source uses %u", d->opts->expect_channels,
+                     h->channels);
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_memory(Dest *d, RfError **errp)
+{
+    RfRamBlock *layout = calloc(d->hello->nblocks, sizeof(*layout));
+    if (!layout) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return false;
+    }
+    for (unsigned i = 0; i < d->hello->nblocks; i++) {
+        memcpy(layout[i].name, d->hello->blocks[i].name,
+               sizeof(layout[i].name));
+        layout[i].size = d->hello->blocks[i].size;
+    }
+    bool ok = d->sink->ops->prepare(d->sink, layout, d->hello->nblocks, errp);
+    free(layout);
+    if (!ok) {
+        return false;
+    }
+    d->prepared = true;
+    for (unsigned i = 0; i < d->hello->nblocks; i++) {
+        d->hosts[i] = d->sink->ops->host(d->sink, i);
+        d->block_pages[i] = d->hello->blocks[i].size / RF_PAGE_SIZE;
+    }
+    return true;
+}
+
+/* Main channel: HELLO in, ACCEPT out (or ERROR with the reason). */
+static bool handshake(Dest *d, RfError **errp)
+{
+    uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
+    d->hello = calloc(1, sizeof(*d->hello));
+    if (!buf || !d->hello) {
+        free(buf);
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return false;
+    }
+    uint32_t len;
+    RfError *err = NULL;
+    bool ok = rf_msg_expect(d->main, "source", RF_MSG_HELLO, buf,
+                            RF_MSG_MAX_PAYLOAD, &len, &err) &&
+              rf_wire_hello_decode(buf, len, d->hello, &err) &&
+              check_hello(d, &err) && prepare_memory(d, &err);
+    free(buf);
+    if (!ok) {
+        rf_error_prefix(&err, "handshake");
+        rf_error_propagate(errp, err);
+        return false;
+    }
+    d->verify = d->hello->flags & RF_HELLO_VERIFY;
+    return rf_msg_send(d->main, RF_MSG_ACCEPT, NULL, 0, errp);
+}
+
+static bool accept_channels(Dest *d, RfError **errp)
+{
+    unsigned n = d->hello->channels;
+    for (unsigned got = 0; got < n; got++) {
+        RfConn *c = rf_listener_accept(d->listener, d->timeout_ms,
+                                       cancel_ptr(d), errp);
+        if (!c) {
+            rf_error_prefix(errp, "waiting for data channel %u of %u",
+                            got + 1, n);
+            return false;
+        }
+        c->timeout_ms = d->timeout_ms;
+        uint8_t raw[RF_CHAN_HELLO_SIZE];
+        RfChanHello h;
+        if (!rf_conn_recv(c, raw, sizeof(raw), errp) ||
+            !rf_wire_chan_hello_decode(raw, &h, errp)) {
+            rf_conn_close(c);
+            rf_error_prefix(errp, "data channel hello");
+            return false;
+        }
+        if (memcmp(h.session, d->hello->session, sizeof(h.session)) != 0) {
+            rf_conn_close(c);
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "data channel hello: field 'session' does not match "
+                         "the main channel's session");
+            return false;
+        }
+        if (h.channel >= n || d->conns[h.channel]) {
+            rf_conn_close(c);
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "data channel hello: field 'channel': %u is %s "
+                         "(channels 0-%u)", h.channel,
+                         h.channel >= n ? "out of range" : "a duplicate",
+                         n - 1);
+            return false;
+        }
+        d->conns[h.channel] = c;
+    }
+    d->warm = d->sink->ops->wait_ready(d->sink);
+    RfRecvGroupConfig cfg = {
+        .conns = d->conns,
+        .n = n,
+        .method = d->method,
+        .nblocks = d->hello->nblocks,
+        .block_pages = d->block_pages,
+        .block_hosts = d->hosts,
+    };
+    d->group = rf_recv_group_new(&cfg, errp);
+    memset(d->conns, 0, sizeof(d->conns)); /* owned by the group now */
+    return d->group != NULL;
+}
+
+/* Follows the main channel until END, watching the channels and cancel. */
+static bool run(Dest *d, RfError **errp)
+{
+    uint8_t buf[4200];
+    for (;;) {
+        if (d->opts->cancel && *d->opts->cancel) {
+            rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
+            return false;
+        }
+        if (rf_recv_group_failed(d->group)) {
+            return false;
+        }
+        if (!rf_msg_ready(d->main, 100)) {
+            continue;
+        }
+        RfMsgHdr h;
+        if (!rf_msg_recv(d->main, "source", &h, buf, sizeof(buf), errp)) {
+            return false;
+        }
+        if (h.type == RF_MSG_ROUND) {
+            uint32_t r;
+            if (!rf_wire_round_decode(buf, h.length, &r, errp)) {
+                return false;
+            }
+        } else if (h.type == RF_MSG_END) {
+            return rf_wire_end_decode(buf, h.length, &d->final_round,
+                                      &d->verify, errp);
+        } else {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "main channel: unexpected message type %u from the "
+                         "source", h.type);
+            return false;
+        }
+    }
+}
+
+/* Waits for every channel's FINAL sync, then answers COMPLETE. */
+static bool complete(Dest *d, RfReport *rep, RfError **errp)
+{
+    while (!rf_recv_group_wait(d->group, 100)) {
+        if (rf_recv_group_failed(d->group)) {
+            return false;
+        }
+        if (d->opts->cancel && *d->opts->cancel) {
+            rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
+            return false;
+        }
+    }
+    if (rf_recv_group_round(d->group) != d->final_round) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "END names round %u but the channels' FINAL sync was "
+                     "round %u", d->final_round, rf_recv_group_round(d->group));
+        return false;
+    }
+    RfComplete *c = calloc(1, sizeof(*c));
+    uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
+    if (!c || !buf) {
+        free(c);
+        free(buf);
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return false;
+    }
+    if (d->verify) {
+        c->ndigests = d->hello->nblocks;
+        for (unsigned b = 0; b < d->hello->nblocks; b++) {
+            rf_digest(d->hosts[b], d->hello->blocks[b].size, 2,
+                      c->digests[b]);
+        }
+    }
+    double end = rf_now();
+    RfChanStats st;
+    rf_recv_group_stats(d->group, &st);
+    rep->recv_cpu_pct = rf_stats_fill_report(
+        rep, &st, d->main->bytes_in + d->main->bytes_out, end - d->t0,
+        rf_process_cpu() - d->cpu0);
+    rep->rounds = d->final_round;
+    rep->ram_bytes = 0;
+    for (unsigned b = 0; b < d->hello->nblocks; b++) {
+        rep->ram_bytes += d->hello->blocks[b].size;
+    }
+    rep->channels = d->hello->channels;
+    rep->dest_memory_warm = d->warm;
+    snprintf(rep->method, sizeof(rep->method), "%s", d->method->name);
+    snprintf(rep->method_detail, sizeof(rep->method_detail), "%s",
+             rf_recv_group_describe(d->group));
+    c->recv_cpu_pct = rep->recv_cpu_pct;
+    c->wire_bytes = st.wire_bytes;
+    c->prefault_warm = d->warm;
+    snprintf(c->method_detail, sizeof(c->method_detail), "%s",
+             rep->method_detail);
+    size_t n = rf_wire_complete_encode(c, buf, RF_MSG_MAX_PAYLOAD);
+    bool ok = n && rf_msg_send(d->main, RF_MSG_COMPLETE, buf, (uint32_t)n,
+                               errp);
+    free(c);
+    free(buf);
+    return ok;
+}
+
+static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
+{
+    d->listener = rf_listen(uri, errp);
+    if (!d->listener) {
+        return false;
+    }
+    if (d->opts->listening) {
+        d->opts->listening(d->listener->uri, d->opts->opaque);
+    }
+    d->main = rf_listener_accept(d->listener, 0, cancel_ptr(d), errp);
+    if (!d->main) {
+        return false;
+    }
+    d->main->timeout_ms = d->timeout_ms;
+    d->t0 = rf_now();
+    d->cpu0 = rf_process_cpu();
+    if (!handshake(d, errp)) {
+        return false;
+    }
+    double setup_start = d->t0;
+    if (!accept_channels(d, errp)) {
+        return false;
+    }
+    rep->setup_time_s = rf_now() - setup_start;
+    return run(d, errp) && complete(d, rep, errp);
+}
+
+bool rf_incoming(const char *uri, RfRamSink *sink,
+                 const RfIncomingOptions *opts, RfReport *rep,
+                 RfError **errp)
+{
+    static const RfIncomingOptions no_opts;
+    Dest d = {0};
+    RfReport local_rep;
+    RfError *err = NULL;
+    if (!rep) {
+        rep = &local_rep;
+    }
+    memset(rep, 0, sizeof(*rep));
+    d.opts = opts ? opts : &no_opts;
+    d.sink = sink;
+    d.timeout_ms = d.opts->timeout_ms ? d.opts->timeout_ms
+                                      : RF_DEFAULT_TIMEOUT_MS;
+    bool ok = serve(&d, uri, rep, &err);
+    if (!ok) {
+        if (d.group) {
+            rf_recv_group_take_error(d.group, &err);
+        }
+        if (!err) {
+            rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
+        }
+        /* Tell the source why, unless it told us. */
+        if (d.main && !strstr(rf_error_msg(err), "source reported:")) {
+            rf_msg_send_error(d.main, err);
+        }
+    }
+    rf_recv_group_free(d.group);
+    for (unsigned i = 0; i < 255; i++) {
+        rf_conn_close(d.conns[i]);
+    }
+    if (d.prepared) {
+        sink->ops->wait_ready(sink);
+        sink->ops->finish(sink, ok);
+    }
+    rf_conn_close(d.main);
+    rf_listener_close(d.listener);
+    free(d.hello);
+    rf_error_propagate(errp, err);
+    return ok;
+}

@@ -1,0 +1,94 @@
+/* ramflow - framed messages on the main (control) channel. */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+
+static const char *msg_name(unsigned type)
+{
+    static const char *names[] = {"INVALID", "HELLO", "ACCEPT", "ERROR",
+                                  "ROUND", "END", "COMPLETE"};
+    return type <= RF_MSG_MAX ? names[type] : "unknown";
+}
+
+bool rf_msg_send(RfConn *c, RfMsgType type, const void *payload,
+                 uint32_t len, RfError **errp)
+{
+    uint8_t hdr[RF_MSG_HDR_SIZE];
+    rf_wire_msg_hdr_encode(hdr, (uint16_t)type, len);
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
+    return rf_conn_sendv(c, iov, len ? 2 : 1, errp);
+}
+
+void rf_msg_send_error(RfConn *c, const RfError *err)
+{
+    uint8_t buf[4200];
+    size_t n = rf_wire_error_encode((uint32_t)rf_error_kind(err),
+                                    rf_error_msg(err), buf, sizeof(buf));
+    if (n) {
+        rf_msg_send(c, RF_MSG_ERROR, buf, (uint32_t)n, NULL);
+    }
+}
+
+bool rf_msg_ready(RfConn *c, int ms)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    return poll(&p, 1, ms) > 0;
+}
+
+bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
+                 size_t cap, RfError **errp)
+{
+    uint8_t raw[RF_MSG_HDR_SIZE];
+    if (!rf_conn_recv(c, raw, sizeof(raw), errp)) {
+        rf_error_prefix(errp, "main channel");
+        return false;
+    }
+    if (!rf_wire_msg_hdr_decode(raw, hdr, errp)) {
+        rf_error_prefix(errp, "main channel");
+        return false;
+    }
+    if (hdr->length > cap) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "main channel: %s message of %u bytes, at most %zu "
+                     "expected", msg_name(hdr->type), hdr->length, cap);
+        return false;
+    }
+    if (!rf_conn_recv(c, buf, hdr->length, errp)) {
+        rf_error_prefix(errp, "main channel");
+        return false;
+    }
+    if (hdr->type == RF_MSG_ERROR) {
+        uint32_t kind;
+        char msg[4096];
+        if (!rf_wire_error_decode(buf, hdr->length, &kind, msg, sizeof(msg),
+                                  errp)) {
+            rf_error_prefix(errp, "main channel: %s's ERROR message", peer);
+            return false;
+        }
+        if (kind < RF_ERR_GENERIC || kind > RF_ERR_TIMEOUT) {
+            kind = RF_ERR_GENERIC;
+        }
+        rf_error_set(errp, (RfErrorKind)kind, "%s reported: %s", peer, msg);
+        return false;
+    }
+    return true;
+}
+
+bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
+                   size_t cap, uint32_t *len, RfError **errp)
+{
+    RfMsgHdr hdr;
+    if (!rf_msg_recv(c, peer, &hdr, buf, cap, errp)) {
+        return false;
+    }
+    if (hdr.type != want) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "main channel: expected %s from the %s, got %s",
+                     msg_name(want), peer, msg_name(hdr.type));
+        return false;
+    }
+    *len = hdr.length;
+    return true;
+}

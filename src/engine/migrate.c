@@ -1,0 +1,475 @@
+/*
+ * ramflow - the source side of a migration.
+ *
+ *   connect main channel -> HELLO -> ACCEPT -> open data channels
+ *   round 1: every page; round r > 1: pages dirtied since round r - 1
+ *   after each round: SYNC on every data channel, ROUND on the main one
+ *   when the dirty pages left fit downtime-limit at the measured rate (or
+ *   after max-rounds): pause the writers, last round, FINAL syncs, END
+ *   wait for COMPLETE (with digests when verifying)
+ *
+ * The source's memory is only ever read.  On failure or cancel the writers
+ * are resumed, an ERROR goes to the destination, and the first error is
+ * returned.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "channel/channel.h"
+#include "compress/method.h"
+#include "engine/engine.h"
+#include "engine/stats.h"
+#include "ram/ram.h"
+#include "util/bitmap.h"
+#include "util/clock.h"
+#include "util/digest.h"
+
+typedef struct Source {
+    /* fixed after setup */
+    const RfParams *params;
+    const RfMigrateOptions *opts;
+    RfRamSource *src;
+    const RfMethodOps *method;
+    unsigned timeout_ms;
+    unsigned nblocks;
+    const RfRamBlock *blocks[RF_MAX_BLOCKS];
+    uint8_t *hosts[RF_MAX_BLOCKS];
+    uint64_t *bitmaps[RF_MAX_BLOCKS];
+    uint64_t ram_bytes;
+    RfConn *main;
+    RfSendGroup *group;
+    uint8_t session[16];
+    /* progress of the migration thread */
+    double t0, cpu0, last_tick;
+    uint64_t last_tick_wire;
+    uint64_t sent_pages, round_left;
+    unsigned round;
+    bool paused;
+    bool tracking;
+} Source;
+
+static void source_resume(Source *s)
+{
+    if (s->paused && s->opts->resume) {
+        s->opts->resume(s->opts->opaque);
+    }
+    s->paused = false;
+}
+
+static bool open_main(Source *s, const char *uri, RfError **errp)
+{
+    s->main = rf_conn_connect(uri, s->timeout_ms, errp);
+    if (!s->main) {
+        return false;
+    }
+    RfHello *h = calloc(1, sizeof(*h));
+    uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
+    bool ok = h && buf;
+    if (!ok) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        goto out;
+    }
+    h->version = RF_WIRE_VERSION;
+    h->page_size = RF_PAGE_SIZE;
+    h->method = s->method->id;
+    h->level = (uint8_t)rf_params_level(s->params, s->method->level_param);
+    h->channels = (uint16_t)s->params->multifd_channels;
+    h->flags = s->opts->verify ? RF_HELLO_VERIFY : 0;
+    memcpy(h->session, s->session, sizeof(h->session));
+    h->nblocks = s->nblocks;
+    for (unsigned i = 0; i < s->nblocks; i++) {
+        snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
+                 s->blocks[i]->name);
+        h->blocks[i].size = s->blocks[i]->size;
+    }
+    size_t n = rf_wire_hello_encode(h, buf, RF_MSG_MAX_PAYLOAD);
+    uint32_t len;
+    ok = n && rf_msg_send(s->main, RF_MSG_HELLO, buf, (uint32_t)n, errp) &&
+         rf_msg_expect(s->main, "destination", RF_MSG_ACCEPT, buf,
+                       RF_MSG_MAX_PAYLOAD, &len, errp);
+    if (!n) {
+        rf_error_set(errp, RF_ERR_GENERIC, "cannot encode the hello");
+    }
+out:
+    free(h);
+    free(buf);
+    return ok;
+}
+
+static bool open_channels(Source *s, const char *uri, RfError **errp)
+{
+    unsigned n = s->params->multifd_channels;
+    RfConn *conns[255] = {0};
+    for (unsigned i = 0; i < n; i++) {
+        conns[i] = rf_conn_connect(uri, s->timeout_ms, errp);
+        uint8_t hello[RF_CHAN_HELLO_SIZE];
+        RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = (uint16_t)i};
+        memcpy(ch.session, s->session, sizeof(ch.session));
+        rf_wire_chan_hello_encode(&ch, hello);
+        if (!conns[i] || !rf_conn_send(conns[i], hello, sizeof(hello), errp)) {
+            rf_error_prefix(errp, "channel %u", i);
+            for (unsigned k = 0; k <= i; k++) {
+                rf_conn_close(conns[k]);
+            }
+            return false;
+        }
+    }
+    RfSendGroupConfig cfg = {
+        .conns = conns,
+        .n = n,
+        .method = s->method,
+        .level = rf_params_level(s->params, s->method->level_param),
+        .max_bandwidth = s->params->max_bandwidth,
+        .block_hosts = s->hosts,
+    };
+    s->group = rf_send_group_new(&cfg, errp);
+    return s->group != NULL;
+}
+
+static uint64_t wire_bytes(Source *s)
+{
+    RfChanStats st;
+    rf_send_group_stats(s->group, &st);
+    return st.wire_bytes + s->main->bytes_out;
+}
+
+/* Called between batches: progress, cancel, and a look at the main
+ * channel, where anything before COMPLETE is the destination's ERROR. */
+static bool tick(Source *s, RfError **errp)
+{
+    if (s->opts->cancel && *s->opts->cancel) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
+        return false;
+    }
+    if (rf_send_group_failed(s->group)) {
+        return false;
+    }
+    double now = rf_now();
+    if (now - s->last_tick < 0.25) {
+        return true;
+    }
+    if (rf_msg_ready(s->main, 0)) {
+        RfMsgHdr h;
+        uint8_t buf[4200];
+        if (rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
+                        errp)) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "main channel: unexpected message type %u from the "
+                         "destination", h.type);
+        }
+        return false;
+    }
+    uint64_t wire = wire_bytes(s);
+    if (s->opts->progress) {
+        RfProgress p = {
+            .round = s->round,
+            .total_bytes = s->ram_bytes,
+            .sent_pages = s->sent_pages,
+            .remaining_pages = s->round_left,
+            .wire_bytes = wire,
+            .elapsed_s = now - s->t0,
+            .throughput_bps = (double)(wire - s->last_tick_wire) * 8 /
+                              (now - s->last_tick),
+        };
+        s->opts->progress(&p, s->opts->opaque);
+    }
+    s->last_tick = now;
+    s->last_tick_wire = wire;
+    return true;
+}
+
+/* Collects the dirty pages of every block into the bitmaps.
+ * @return the number of dirty pages. */
+static bool sync_dirty(Source *s, uint64_t *count, RfError **errp)
+{
+    *count = 0;
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        if (!s->src->ops->dirty_sync(s->src, b, s->bitmaps[b], errp)) {
+            return false;
+        }
+        *count += rf_bitmap_count(s->bitmaps[b],
+                                  s->blocks[b]->size / RF_PAGE_SIZE);
+    }
+    return true;
+}
+
+/* Sends every page marked in the bitmaps, in batches of up to 128 pages
+ * of one block, clearing the bitmaps. */
+static bool send_round(Source *s, uint64_t dirty, RfError **errp)
+{
+    uint32_t idx[RF_PACKET_MAX_PAGES];
+    s->round_left = dirty;
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        uint64_t pages = s->blocks[b]->size / RF_PAGE_SIZE;
+        uint64_t *map = s->bitmaps[b];
+        uint32_t n = 0;
+        for (uint64_t p = rf_bitmap_next(map, pages, 0); p < pages;
+             p = rf_bitmap_next(map, pages, p + 1)) {
+            idx[n++] = (uint32_t)p;
+            if (n == RF_PACKET_MAX_PAGES) {
+                if (!rf_send_group_queue(s->group, b, idx, n, s->round) ||
+                    !tick(s, errp)) {
+                    return false;
+                }
+                s->sent_pages += n;
+                s->round_left -= n;
+                n = 0;
+            }
+        }
+        if (n) {
+            if (!rf_send_group_queue(s->group, b, idx, n, s->round)) {
+                return false;
+            }
+            s->sent_pages += n;
+            s->round_left -= n;
+        }
+        memset(map, 0, rf_bitmap_words(pages) * sizeof(uint64_t));
+    }
+    return true;
+}
+
+static bool send_round_end(Source *s, bool final, RfError **errp)
+{
+    if (!rf_send_group_sync(s->group, s->round, final)) {
+        return false;
+    }
+    uint8_t buf[16];
+    size_t n = final ? rf_wire_end_encode(s->round, s->opts->verify, buf,
+                                          sizeof(buf))
+                     : rf_wire_round_encode(s->round, buf, sizeof(buf));
+    return rf_msg_send(s->main, final ? RF_MSG_END : RF_MSG_ROUND, buf,
+                       (uint32_t)n, errp);
+}
+
+/* Runs the rounds.  Sets rep->rounds, converged, and the pause time. */
+static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
+                       RfError **errp)
+{
+    double rate = 0; /* pages per second of the last round */
+    for (s->round = 1;; s->round++) {
+        if (s->opts->round_start) {
+            s->opts->round_start(s->round, s->opts->opaque);
+        }
+        uint64_t dirty = 0;
+        bool final = false;
+        if (s->round == 1) {
+            for (unsigned b = 0; b < s->nblocks; b++) {
+                rf_bitmap_fill(s->bitmaps[b],
+                               s->blocks[b]->size / RF_PAGE_SIZE);
+            }
+            dirty = s->ram_bytes / RF_PAGE_SIZE;
+        } else {
+            if (!sync_dirty(s, &dirty, errp)) {
+                return false;
+            }
+            double expect_ms = rate > 0 ? (double)dirty / rate * 1000 : 0;
+            rep->converged = expect_ms <= (double)s->params->downtime_limit;
+            final = rep->converged || s->round > s->params->max_rounds;
+        }
+        if (final) {
+            /* Stop the writers, then pick up what they wrote since. */
+            *paused_at = rf_now();
+            if (s->opts->pause) {
+                s->opts->pause(s->opts->opaque);
+            }
+            s->paused = true;
+            uint64_t more;
+            if (!sync_dirty(s, &more, errp)) {
+                return false;
+            }
+            dirty = more;
+        }
+        double t = rf_now();
+        if (!send_round(s, dirty, errp) || !send_round_end(s, final, errp)) {
+            return false;
+        }
+        double dt = rf_now() - t;
+        if (dirty && dt > 0) {
+            rate = (double)dirty / dt;
+        }
+        if (final) {
+            rep->rounds = s->round;
+            return true;
+        }
+    }
+}
+
+/* After END: waits for COMPLETE, compares digests. */
+static bool finish(Source *s, RfReport *rep, RfError **errp)
+{
+    uint8_t mine[RF_MAX_BLOCKS][16];
+    if (s->opts->verify) {
+        for (unsigned b = 0; b < s->nblocks; b++) {
+            rf_digest(s->hosts[b], s->blocks[b]->size, 2, mine[b]);
+        }
+    }
+    if (!rf_send_group_flush(s->group)) {
+        return false;
+    }
+    uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
+    RfComplete *c = calloc(1, sizeof(*c));
+    uint32_t len;
+    bool ok = buf && c &&
+              rf_msg_expect(s->main, "destination", RF_MSG_COMPLETE, buf,
+                            RF_MSG_MAX_PAYLOAD, &len, errp) &&
+              rf_wire_complete_decode(buf, len, c, errp);
+    if (ok) {
+        rep->recv_cpu_pct = c->recv_cpu_pct;
+        rep->dest_memory_warm = c->prefault_warm;
+        snprintf(rep->peer_method_detail, sizeof(rep->peer_method_detail),
+                 "%s", c->method_detail);
+    }
+    if (ok && s->opts->verify) {
+        if (c->ndigests != s->nblocks) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "COMPLETE carries %u digests for %u blocks",
+                         c->ndigests, s->nblocks);
+            ok = false;
+        }
+        for (unsigned b = 0; ok && b < s->nblocks; b++) {
+            if (memcmp(mine[b], c->digests[b], 16) != 0) {
+                rf_error_set(errp, RF_ERR_VERIFY,
+                             "verify: block '%s' differs on the destination "
+                             "(XXH3-128 digests disagree)",
+                             s->blocks[b]->name);
+                ok = false;
+            }
+        }
+        rep->verified = ok;
+    }
+    free(buf);
+    free(c);
+    return ok;
+}
+
+/* When channels fail, the destination usually said why on the main
+ * channel: prefer its message to our "connection reset". */
+static void explain_failure(Source *s, RfError **errp)
+{
+    RfError *local = NULL;
+    if (s->group) {
+        rf_send_group_take_error(s->group, &local);
+    }
+    if (s->main && rf_msg_ready(s->main, local ? 2000 : 0)) {
+        RfMsgHdr h;
+        uint8_t buf[4200];
+        RfError *peer = NULL;
+        if (!rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
+                         &peer) && peer &&
+            strstr(rf_error_msg(peer), "reported:")) {
+            rf_error_propagate(errp, peer);
+            peer = NULL;
+        }
+        rf_error_free(peer);
+    }
+    rf_error_propagate(errp, local);
+}
+
+static bool setup(Source *s, const char *uri, RfRamSource *src,
+                  const RfParams *params, const RfMigrateOptions *opts,
+                  RfError **errp)
+{
+    s->params = params;
+    s->opts = opts;
+    s->src = src;
+    s->timeout_ms = opts->timeout_ms ? opts->timeout_ms
+                                     : RF_DEFAULT_TIMEOUT_MS;
+    if (!rf_params_check(params, errp)) {
+        return false;
+    }
+    s->method = rf_method_find(params->multifd_compression);
+    s->nblocks = src->ops->block_count(src);
+    if (s->nblocks < 1 || s->nblocks > RF_MAX_BLOCKS) {
+        rf_error_set(errp, RF_ERR_PARAM, "RAM source has %u blocks (1-%u)",
+                     s->nblocks, RF_MAX_BLOCKS);
+        return false;
+    }
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        s->blocks[b] = src->ops->block(src, b);
+        s->hosts[b] = s->blocks[b]->host;
+        s->ram_bytes += s->blocks[b]->size;
+        uint64_t words = rf_bitmap_words(s->blocks[b]->size / RF_PAGE_SIZE);
+        s->bitmaps[b] = calloc(words ? words : 1, sizeof(uint64_t));
+        if (!s->bitmaps[b]) {
+            rf_error_set(errp, RF_ERR_GENERIC, "out of memory for bitmaps");
+            return false;
+        }
+    }
+    if (getrandom(s->session, sizeof(s->session), 0) !=
+        (ssize_t)sizeof(s->session)) {
+        for (unsigned i = 0; i < sizeof(s->session); i++) {
+            s->session[i] = (uint8_t)(rand() ^ (int)(rf_now() * 1e6));
+        }
+    }
+    s->t0 = rf_now();
+    s->cpu0 = rf_process_cpu();
+    s->last_tick = s->t0;
+    if (!open_main(s, uri, errp) || !open_channels(s, uri, errp) ||
+        !src->ops->dirty_start(src, errp)) {
+        return false;
+    }
+    s->tracking = true;
+    return true;
+}
+
+bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
+                const RfMigrateOptions *opts, RfReport *rep, RfError **errp)
+{
+    static const RfMigrateOptions no_opts;
+    Source s = {0};
+    RfReport local_rep;
+    RfError *err = NULL;
+    double paused_at = 0;
+    if (!rep) {
+        rep = &local_rep;
+    }
+    memset(rep, 0, sizeof(*rep));
+    if (!opts) {
+        opts = &no_opts;
+    }
+    bool ok = setup(&s, uri, src, params, opts, &err);
+    double setup_done = rf_now();
+    ok = ok && run_rounds(&s, rep, &paused_at, &err) && finish(&s, rep, &err);
+    double end = rf_now();
+
+    if (!ok) {
+        explain_failure(&s, &err);
+        if (!err) {
+            rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
+        }
+        if (s.main) {
+            rf_msg_send_error(s.main, err);
+        }
+        if (s.group) {
+            RfError *why = NULL;
+            rf_error_set(&why, rf_error_kind(err), "%s", rf_error_msg(err));
+            rf_send_group_abort(s.group, why);
+        }
+        source_resume(&s);
+    } else {
+        RfChanStats st;
+        rf_send_group_stats(s.group, &st);
+        rep->send_cpu_pct = rf_stats_fill_report(
+            rep, &st, s.main->bytes_out + s.main->bytes_in, end - s.t0,
+            rf_process_cpu() - s.cpu0);
+        rep->setup_time_s = setup_done - s.t0;
+        rep->downtime_ms = (end - paused_at) * 1000;
+        rep->ram_bytes = s.ram_bytes;
+        rep->channels = params->multifd_channels;
+        snprintf(rep->method, sizeof(rep->method), "%s", s.method->name);
+        snprintf(rep->method_detail, sizeof(rep->method_detail), "%s",
+                 rf_send_group_describe(s.group));
+    }
+    if (s.tracking) {
+        src->ops->dirty_stop(src);
+    }
+    rf_send_group_free(s.group);
+    rf_conn_close(s.main);
+    for (unsigned b = 0; b < s.nblocks; b++) {
+        free(s.bitmaps[b]);
+    }
+    rf_error_propagate(errp, err);
+    return ok;
+}

@@ -1,0 +1,40 @@
+/*
+ * ramflow - private helpers shared by the file source, the file sink and
+ * the pre-faulter.  Nothing outside src/ram includes this file.
+ */
+#ifndef RF_RAM_FILE_RAM_H
+#define RF_RAM_FILE_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ram/ram.h"
+
+/* Splits a "PATH" or "NAME=PATH" spec: a '=' before the first '/' ends
+ * the name; otherwise the name is the path's basename.  *path points into
+ * spec.  @return false with an RF_ERR_PARAM error naming the spec. */
+bool rf_ram_spec_parse(const char *spec, char name[RF_BLOCK_NAME_MAX + 1],
+                       const char **path, RfError **errp);
+
+/* One memory range to pre-fault. */
+typedef struct RfPrefaultRange {
+    uint8_t *addr;
+    uint64_t len;
+} RfPrefaultRange;
+
+typedef struct RfPrefaultJob RfPrefaultJob;
+
+/* Starts `threads` threads (at least one) that pre-fault the ranges for
+ * writing, in chunks taken from a shared cursor.  The ranges array is
+ * copied.  @return NULL with an error if no thread could start. */
+RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
+                                 unsigned threads, RfError **errp);
+
+/* Joins the threads (asking them to stop early if `cancel`) and frees the
+ * job.  @return true if every byte was pre-faulted. */
+bool rf_prefault_finish(RfPrefaultJob *job, bool cancel);
+
+/* Threads to pre-fault with: the online CPUs, capped at 4. */
+unsigned rf_prefault_default_threads(void);
+
+#endif /* RF_RAM_FILE_RAM_H */

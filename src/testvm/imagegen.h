@@ -1,0 +1,38 @@
+/*
+ * ramflow - synthetic RAM images for demos, tests and benchmarks.
+ *
+ * rf_image_generate() fills memory with a deterministic mix of pages that
+ * look like a guest's RAM to a compressor: zero pages, text, machine code
+ * and pointer tables, structured data, and incompressible (already
+ * compressed) data, decided per 64 KiB region with runs of one kind, as in
+ * real memory.  rf_image_fill_from_files() repeats real files instead (the
+ * Silesia corpus for the benchmark).
+ */
+#ifndef RF_TESTVM_IMAGEGEN_H
+#define RF_TESTVM_IMAGEGEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ramflow/error.h"
+
+/*! rf_image_generate() :
+ *  Fills `size` bytes at dst (a multiple of 4096) with about 20% zero
+ *  pages, 30% text-like, 25% code-like, 15% structured data and 10%
+ *  random pages.  The contents depend only on `seed` and `size`, never on
+ *  `threads` (the number of threads to fill with; 0 means 1).
+ *  @return true, or false with an RF_ERR_PARAM error for a bad size or an
+ *  RF_ERR_GENERIC error if a thread cannot start. */
+bool rf_image_generate(uint8_t *dst, uint64_t size, uint64_t seed,
+                       unsigned threads, RfError **errp);
+
+/*! rf_image_fill_from_files() :
+ *  Fills `size` bytes at dst (a multiple of 4096) with the contents of the
+ *  n files, concatenated in order and repeated until dst is full.
+ *  @return true, or false with an error naming the file that could not be
+ *  read, or saying that all files are empty. */
+bool rf_image_fill_from_files(uint8_t *dst, uint64_t size,
+                              const char *const *paths, unsigned n,
+                              RfError **errp);
+
+#endif /* RF_TESTVM_IMAGEGEN_H */

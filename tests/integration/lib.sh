@@ -1,0 +1,37 @@
+# Shared helpers for the integration tests (sourced).  Each test runs in
+# its own temporary folder (memory files in /dev/shm) that is removed on
+# exit, and kills whatever it started.
+set -u
+RAMFLOW=${RAMFLOW:?RAMFLOW must point at the ramflow binary}
+T=$(mktemp -d /dev/shm/ramflow-test.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# start_incoming NAME [ARGS...]: starts a destination in the background on
+# an ephemeral loopback port; sets DST_PID and DST_URI.
+start_incoming() {
+    local name=$1; shift
+    rm -f "$T/$name.uri"
+    "$RAMFLOW" incoming --listen "${LISTEN:-tcp:127.0.0.1:0}" \
+        --uri-file "$T/$name.uri" "$@" >"$T/$name.out" 2>"$T/$name.err" &
+    DST_PID=$!
+    PIDS+=("$DST_PID")
+    for _ in $(seq 200); do
+        [ -s "$T/$name.uri" ] && break
+        kill -0 "$DST_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -s "$T/$name.uri" ] || { cat "$T/$name.err" >&2; fail "destination did not start"; }
+    DST_URI=$(cat "$T/$name.uri")
+}
+
+# expect_in FILE TEXT: FILE must contain TEXT.
+expect_in() {
+    grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "expected '$2' in $1"; }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A destination told to expect another method refuses; both sides report it.
+. "$(dirname "$0")/lib.sh"
+"$RAMFLOW" gen-image --size 4M "$T/src" || fail "gen-image"
+start_incoming dst --memory "$T/dst" --multifd-compression zlib
+set +e
+"$RAMFLOW" migrate --memory "$T/src" --multifd-compression zstd "$DST_URI" \
+    >/dev/null 2>"$T/src.err"
+src_rc=$?
+wait "$DST_PID"; dst_rc=$?
+set -e
+[ "$src_rc" != 0 ] || fail "source succeeded"
+[ "$dst_rc" != 0 ] || fail "destination succeeded"
+expect_in "$T/src.err" "multifd-compression mismatch: the destination expects 'zlib', the source uses 'zstd'"
+expect_in "$T/dst.err" "multifd-compression mismatch: the destination expects 'zlib', the source uses 'zstd'"
+expect_in "$T/src.err" "destination reported"
+
+# Same for the channel count.
+start_incoming dst2 --memory "$T/dst" --multifd-channels 4
+set +e
+"$RAMFLOW" migrate --memory "$T/src" --multifd-channels 2 "$DST_URI" \
+    >/dev/null 2>"$T/src2.err"
+src_rc=$?
+wait "$DST_PID"; dst_rc=$?
+set -e
+[ "$src_rc" != 0 ] && [ "$dst_rc" != 0 ] || fail "channel mismatch accepted"
+expect_in "$T/src2.err" "multifd-channels mismatch: the destination expects 4, the source uses 2"
+expect_in "$T/dst2.err" "multifd-channels mismatch"
+echo "ok: mismatches refused on both sides"

@@ -1,0 +1,521 @@
+/*
+ * Engine tests, in one process: a destination thread and a source (the
+ * real one, or a hand-written peer that sends crafted bytes).
+ *
+ * - multi-round ordering: pages rewritten in every round arrive with the
+ *   last round's contents, over 8 channels;
+ * - a writer thread running during the migration: --verify passes;
+ * - crafted bad input on a data channel: each fails with a message naming
+ *   the channel and the field, and writes nothing outside the block;
+ * - truncated stream, method mismatch, cancel.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "channel/transport.h"
+#include "compress/method.h"
+#include "ramflow/ramflow.h"
+#include "testvm/writer.h"
+#include "wire/wire.h"
+
+#define PAGES 2048u
+
+typedef struct Fixture {
+    char dir[64];
+    char src_path[128], dst_path[128], sock[128], uri[160];
+    uint8_t *src_map;
+    RfRamSource *src;
+    RfRamSink *sink;
+    /* destination thread */
+    pthread_t thread;
+    RfIncomingOptions iopts;
+    RfReport drep;
+    RfError *derr;
+    bool dok;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool listening;
+} Fixture;
+
+static void on_listening(const char *uri, void *opaque)
+{
+    Fixture *f = opaque;
+    pthread_mutex_lock(&f->lock);
+    f->listening = true;
+    (void)uri;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void *dest_thread(void *arg)
+{
+    Fixture *f = arg;
+    f->dok = rf_incoming(f->uri, f->sink, &f->iopts, &f->drep, &f->derr);
+    /* Unblock the waiter if listening never happened. */
+    on_listening(NULL, f);
+    return NULL;
+}
+
+static void start_dest(Fixture *f)
+{
+    f->iopts.listening = on_listening;
+    f->iopts.opaque = f;
+    if (!f->iopts.timeout_ms) {
+        f->iopts.timeout_ms = 5000;
+    }
+    assert_int_equal(pthread_create(&f->thread, NULL, dest_thread, f), 0);
+    pthread_mutex_lock(&f->lock);
+    while (!f->listening) {
+        pthread_cond_wait(&f->cond, &f->lock);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void join_dest(Fixture *f)
+{
+    pthread_join(f->thread, NULL);
+}
+
+static int setup(void **state)
+{
+    Fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/dev/shm/rf-engine-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->src_path, sizeof(f->src_path), "%s/src", f->dir);
+    snprintf(f->dst_path, sizeof(f->dst_path), "%s/dst", f->dir);
+    snprintf(f->sock, sizeof(f->sock), "%s/sock", f->dir);
+    snprintf(f->uri, sizeof(f->uri), "unix:%s", f->sock);
+    int fd = open(f->src_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, PAGES * RF_PAGE_SIZE), 0);
+    f->src_map = mmap(NULL, PAGES * RF_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(f->src_map != MAP_FAILED);
+    /* Mixed content: zero pages, patterned pages. */
+    for (unsigned p = 0; p < PAGES; p++) {
+        if (p % 5) {
+            memset(f->src_map + (size_t)p * RF_PAGE_SIZE, (int)(p * 7 + 1),
+                   RF_PAGE_SIZE);
+        }
+    }
+    const char *s[1] = {f->src_path};
+    const char *d[1] = {f->dst_path};
+    f->src = rf_file_source_open(s, 1, NULL);
+    f->sink = rf_file_sink_new(d, 1, NULL);
+    assert_non_null(f->src);
+    assert_non_null(f->sink);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    Fixture *f = *state;
+    rf_ram_source_free(f->src);
+    rf_ram_sink_free(f->sink);
+    munmap(f->src_map, PAGES * RF_PAGE_SIZE);
+    unlink(f->src_path);
+    unlink(f->dst_path);
+    unlink(f->sock);
+    rmdir(f->dir);
+    rf_error_free(f->derr);
+    free(f);
+    return 0;
+}
+
+static uint8_t *map_file(const char *path, size_t len)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    return p;
+}
+
+/* ---- multi-round ordering ------------------------------------------- */
+
+typedef struct RoundCtx {
+    Fixture *f;
+    unsigned last_round;
+} RoundCtx;
+
+/* Rewrites the same 1024 pages with the round number before each round. */
+static void rewrite_pages(unsigned round, void *opaque)
+{
+    RoundCtx *rc = opaque;
+    for (unsigned p = 0; p < 1024; p++) {
+        uint8_t *page = rc->f->src_map + (size_t)p * RF_PAGE_SIZE;
+        memset(page, (int)(round & 0xff), RF_PAGE_SIZE);
+        memcpy(page, &round, sizeof(round));
+    }
+    rf_ram_source_mark_dirty(rc->f->src, 0, 0, 1024ull * RF_PAGE_SIZE);
+    rc->last_round = round;
+}
+
+static void run_ordering(void **state, const char *method)
+{
+    Fixture *f = *state;
+    start_dest(f);
+    RfParams p;
+    rf_params_init(&p);
+    assert_true(rf_params_set(&p, "multifd-channels", "8", NULL));
+    assert_true(rf_params_set(&p, "multifd-compression", method, NULL));
+    /* Never converges (every round dirties 1024 pages, limit 0 ms): the
+     * final round comes after max-rounds. */
+    assert_true(rf_params_set(&p, "downtime-limit", "0", NULL));
+    assert_true(rf_params_set(&p, "max-rounds", "6", NULL));
+    RoundCtx rc = {f, 0};
+    RfMigrateOptions o = {.verify = true, .round_start = rewrite_pages,
+                          .opaque = &rc};
+    RfReport rep;
+    RfError *err = NULL;
+    bool ok = rf_migrate(f->uri, f->src, &p, &o, &rep, &err);
+    join_dest(f);
+    if (!ok) {
+        fail_msg("migrate: %s", rf_error_msg(err));
+    }
+    assert_true(f->dok);
+    assert_int_equal(rep.rounds, 7);
+    assert_false(rep.converged);
+    assert_true(rep.verified);
+    assert_int_equal(rc.last_round, 7);
+    uint8_t *dst = map_file(f->dst_path, PAGES * RF_PAGE_SIZE);
+    for (unsigned pg = 0; pg < 1024; pg++) {
+        unsigned got;
+        memcpy(&got, dst + (size_t)pg * RF_PAGE_SIZE, sizeof(got));
+        if (got != 7) {
+            fail_msg("page %u holds round %u's copy, expected round 7", pg,
+                     got);
+        }
+    }
+    assert_memory_equal(dst, f->src_map, PAGES * RF_PAGE_SIZE);
+    munmap(dst, PAGES * RF_PAGE_SIZE);
+}
+
+static void test_ordering_none(void **state)
+{
+    run_ordering(state, "none");
+}
+
+static void test_ordering_zstd(void **state)
+{
+    run_ordering(state, rf_params_set(&(RfParams){0}, "multifd-compression",
+                                      "zstd", NULL) ? "zstd" : "none");
+}
+
+/* ---- a writer running during the migration ---------------------------- */
+
+static void test_live_writer(void **state)
+{
+    Fixture *f = *state;
+    start_dest(f);
+    RfParams p;
+    rf_params_init(&p);
+    assert_true(rf_params_set(&p, "multifd-channels", "4", NULL));
+    RfWriter *w = rf_writer_start(f->src, 0, 5, NULL);
+    assert_non_null(w);
+    RfMigrateOptions o = {.verify = true, .pause = rf_writer_hook_pause,
+                          .resume = rf_writer_hook_resume, .opaque = w};
+    RfReport rep;
+    RfError *err = NULL;
+    bool ok = rf_migrate(f->uri, f->src, &p, &o, &rep, &err);
+    uint64_t written = rf_writer_pages(w);
+    join_dest(f);
+    rf_writer_stop(w);
+    if (!ok) {
+        fail_msg("migrate: %s", rf_error_msg(err));
+    }
+    assert_true(rep.verified);
+    assert_true(written > 0);
+    assert_true(rep.rounds >= 2);
+}
+
+/* ---- a crafted peer ----------------------------------------------------- */
+
+/* Opens the main channel and one data channel as a (crafted) source
+ * would, for method `method`, one block of PAGES pages. */
+static void crafted_connect(Fixture *f, uint8_t method, RfConn **main,
+                            RfConn **data)
+{
+    RfError *err = NULL;
+    *main = rf_conn_connect(f->uri, 2000, &err);
+    assert_non_null(*main);
+    RfHello *h = calloc(1, sizeof(*h));
+    h->version = RF_WIRE_VERSION;
+    h->page_size = RF_PAGE_SIZE;
+    h->method = method;
+    h->channels = 1;
+    memset(h->session, 0xab, sizeof(h->session));
+    h->nblocks = 1;
+    snprintf(h->blocks[0].name, sizeof(h->blocks[0].name), "ram");
+    h->blocks[0].size = PAGES * RF_PAGE_SIZE;
+    uint8_t buf[1024], hdr[RF_MSG_HDR_SIZE];
+    size_t n = rf_wire_hello_encode(h, buf, sizeof(buf));
+    free(h);
+    assert_true(n > 0);
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_HELLO, (uint32_t)n);
+    assert_true(rf_conn_send(*main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_conn_send(*main, buf, n, NULL));
+    if (!data) {
+        return;
+    }
+    assert_true(rf_conn_recv(*main, hdr, sizeof(hdr), NULL));
+    RfMsgHdr mh;
+    assert_true(rf_wire_msg_hdr_decode(hdr, &mh, NULL));
+    assert_int_equal(mh.type, RF_MSG_ACCEPT);
+    *data = rf_conn_connect(f->uri, 2000, &err);
+    assert_non_null(*data);
+    RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = 0};
+    memset(ch.session, 0xab, sizeof(ch.session));
+    uint8_t chb[RF_CHAN_HELLO_SIZE];
+    rf_wire_chan_hello_encode(&ch, chb);
+    assert_true(rf_conn_send(*data, chb, sizeof(chb), NULL));
+}
+
+static void send_packet(RfConn *data, const RfPacketHdr *h,
+                        const uint32_t *idx, const void *payload,
+                        size_t payload_len)
+{
+    uint8_t buf[RF_PKT_HDR_SIZE + 4 * 256];
+    rf_wire_packet_hdr_encode(h, buf);
+    uint32_t n = (uint32_t)h->normal + h->zero;
+    if (n > 256) {
+        n = 256;
+    }
+    size_t len = RF_PKT_HDR_SIZE + rf_wire_page_index_encode(
+                                       idx, n, buf + RF_PKT_HDR_SIZE);
+    /* The peer may close early: ignore send errors. */
+    rf_conn_send(data, buf, len, NULL);
+    if (payload_len) {
+        rf_conn_send(data, payload, payload_len, NULL);
+    }
+}
+
+typedef struct BadCase {
+    const char *name;
+    RfPacketHdr hdr;
+    uint32_t idx[4];
+    size_t payload; /* bytes actually sent (may be short) */
+    bool close_early;
+    const char *expect; /* substring of the destination's error */
+} BadCase;
+
+static void run_bad(Fixture *f, const BadCase *bc)
+{
+    uint8_t *before = map_file(f->src_path, PAGES * RF_PAGE_SIZE);
+    (void)before;
+    munmap(before, PAGES * RF_PAGE_SIZE);
+    f->listening = false;
+    rf_error_free(f->derr);
+    f->derr = NULL;
+    start_dest(f);
+    RfConn *main = NULL, *data = NULL;
+    crafted_connect(f, bc->hdr.method, &main, &data);
+    static uint8_t page[2 * RF_PAGE_SIZE];
+    memset(page, 0x5a, sizeof(page));
+    send_packet(data, &bc->hdr, bc->idx, page, bc->payload);
+    if (bc->close_early) {
+        rf_conn_close(data);
+        data = NULL;
+    }
+    join_dest(f);
+    assert_false(f->dok);
+    assert_non_null(f->derr);
+    const char *msg = rf_error_msg(f->derr);
+    if (!strstr(msg, bc->expect) || !strstr(msg, "channel")) {
+        fail_msg("%s: destination said '%s', expected '%s' and the channel",
+                 bc->name, msg, bc->expect);
+    }
+    /* The destination told the source on the main channel. */
+    uint8_t hdr[RF_MSG_HDR_SIZE];
+    RfMsgHdr mh;
+    bool got_error = false;
+    for (int i = 0; i < 3; i++) {
+        if (!rf_conn_recv(main, hdr, sizeof(hdr), NULL) ||
+            !rf_wire_msg_hdr_decode(hdr, &mh, NULL)) {
+            break;
+        }
+        uint8_t body[4200];
+        if (mh.length > sizeof(body) ||
+            !rf_conn_recv(main, body, mh.length, NULL)) {
+            break;
+        }
+        if (mh.type == RF_MSG_ERROR) {
+            got_error = true;
+            break;
+        }
+    }
+    assert_true(got_error);
+    rf_conn_close(data);
+    rf_conn_close(main);
+}
+
+static void test_bad_packets(void **state)
+{
+    Fixture *f = *state;
+    const uint8_t none = RF_METHOD_NONE;
+    BadCase cases[] = {
+        {"too many pages",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .normal = 200, .payload_size = 200 * RF_PAGE_SIZE},
+         {0}, 0, false, "normal"},
+        {"page outside the block",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .normal = 1, .payload_size = RF_PAGE_SIZE},
+         {PAGES}, 0, false, "index"},
+        {"block id out of range",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .block = 3, .normal = 1, .payload_size = RF_PAGE_SIZE},
+         {0}, 0, false, "block"},
+        {"wrong method byte",
+         {.version = RF_WIRE_VERSION, .method = 9, .flags = RF_PKT_RAW,
+          .normal = 1, .payload_size = RF_PAGE_SIZE},
+         {0}, 0, false, "method"},
+        {"raw payload size",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .normal = 1, .payload_size = 100},
+         {0}, 0, false, "payload"},
+        {"bad version",
+         {.version = 77, .method = none, .flags = RF_PKT_RAW, .normal = 1,
+          .payload_size = RF_PAGE_SIZE},
+         {0}, 0, false, "version"},
+        {"truncated payload",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .normal = 2, .payload_size = 2 * RF_PAGE_SIZE},
+         {5, 6}, 100, true, "closed"},
+        {"wrong sequence number",
+         {.version = RF_WIRE_VERSION, .method = none, .flags = RF_PKT_RAW,
+          .normal = 1, .payload_size = RF_PAGE_SIZE, .seq = 5},
+         {0}, 0, false, "seq"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* The hello names method `none` even for the wrong-method case. */
+        BadCase bc = cases[i];
+        if (bc.hdr.method == 9) {
+            f->listening = false;
+            rf_error_free(f->derr);
+            f->derr = NULL;
+            start_dest(f);
+            RfConn *main = NULL, *data = NULL;
+            crafted_connect(f, none, &main, &data);
+            send_packet(data, &bc.hdr, bc.idx, NULL, 0);
+            join_dest(f);
+            assert_false(f->dok);
+            if (!strstr(rf_error_msg(f->derr), "method")) {
+                fail_msg("wrong method: '%s'", rf_error_msg(f->derr));
+            }
+            rf_conn_close(data);
+            rf_conn_close(main);
+            continue;
+        }
+        run_bad(f, &bc);
+    }
+    /* Nothing was ever written outside the destination's block: the file
+     * still has exactly the block's size. */
+    int fd = open(f->dst_path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)PAGES * RF_PAGE_SIZE);
+    close(fd);
+}
+
+static void test_unknown_method_in_hello(void **state)
+{
+    Fixture *f = *state;
+    start_dest(f);
+    RfConn *main = NULL;
+    crafted_connect(f, 42, &main, NULL);
+    join_dest(f);
+    assert_false(f->dok);
+    if (!strstr(rf_error_msg(f->derr), "method")) {
+        fail_msg("unexpected: %s", rf_error_msg(f->derr));
+    }
+    rf_conn_close(main);
+}
+
+static void test_expected_method_mismatch(void **state)
+{
+    Fixture *f = *state;
+    snprintf(f->iopts.expect_method, sizeof(f->iopts.expect_method), "zstd");
+    start_dest(f);
+    RfParams p;
+    rf_params_init(&p);
+    RfError *err = NULL;
+    assert_false(rf_migrate(f->uri, f->src, &p, NULL, NULL, &err));
+    join_dest(f);
+    assert_false(f->dok);
+    assert_int_equal(rf_error_kind(err), RF_ERR_MISMATCH);
+    assert_non_null(strstr(rf_error_msg(err), "expects 'zstd'"));
+    assert_non_null(strstr(rf_error_msg(f->derr), "expects 'zstd'"));
+    rf_error_free(err);
+}
+
+static volatile sig_atomic_t cancel_flag;
+
+static void cancel_in_round(unsigned round, void *opaque)
+{
+    (void)opaque;
+    if (round == 2) {
+        cancel_flag = 1;
+    }
+}
+
+static void test_cancel_keeps_source(void **state)
+{
+    Fixture *f = *state;
+    uint8_t *copy = malloc(PAGES * RF_PAGE_SIZE);
+    memcpy(copy, f->src_map, PAGES * RF_PAGE_SIZE);
+    start_dest(f);
+    RfParams p;
+    rf_params_init(&p);
+    assert_true(rf_params_set(&p, "downtime-limit", "0", NULL));
+    cancel_flag = 0;
+    RfWriter *w = rf_writer_start(f->src, 1000, 9, NULL);
+    rf_writer_pause(w);
+    RfMigrateOptions o = {.cancel = &cancel_flag,
+                          .round_start = cancel_in_round};
+    RfError *err = NULL;
+    /* Dirty something so round 2 exists. */
+    rf_ram_source_mark_dirty(f->src, 0, 0, RF_PAGE_SIZE);
+    bool ok = rf_migrate(f->uri, f->src, &p, &o, NULL, &err);
+    join_dest(f);
+    rf_writer_stop(w);
+    assert_false(ok);
+    assert_int_equal(rf_error_kind(err), RF_ERR_CANCELLED);
+    assert_false(f->dok);
+    assert_non_null(strstr(rf_error_msg(f->derr), "cancelled"));
+    assert_memory_equal(copy, f->src_map, PAGES * RF_PAGE_SIZE);
+    free(copy);
+    rf_error_free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ordering_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordering_zstd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_packets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_method_in_hello, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expected_method_mismatch, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_keeps_source, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,520 @@
+/* Unit tests: the tcp and unix transports (src/channel/transport.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel/transport.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A connected pair: c is the connecting side, a the accepted one. */
+typedef struct Pair {
+    RfListener *l;
+    RfConn *c, *a;
+} Pair;
+
+static void pair_open(Pair *p, const char *uri)
+{
+    RfError *err = NULL;
+    p->l = rf_listen(uri, &err);
+    if (!p->l) {
+        fail_msg("listen %s: %s", uri, rf_error_msg(err));
+    }
+    p->c = rf_conn_connect(p->l->uri, 2000, &err);
+    if (!p->c) {
+        fail_msg("connect %s: %s", p->l->uri, rf_error_msg(err));
+    }
+    p->a = rf_listener_accept(p->l, 2000, NULL, &err);
+    if (!p->a) {
+        fail_msg("accept %s: %s", p->l->uri, rf_error_msg(err));
+    }
+    p->a->timeout_ms = 5000;
+    p->c->timeout_ms = 5000;
+}
+
+static void pair_close(Pair *p)
+{
+    rf_conn_close(p->c);
+    rf_conn_close(p->a);
+    rf_listener_close(p->l);
+}
+
+/* Sends a message each way and checks the bytes and the counters. */
+static void ping_pong(Pair *p)
+{
+    RfError *err = NULL;
+    char msg[] = "hello ramflow", back[sizeof(msg)] = "";
+    assert_true(rf_conn_send(p->c, msg, sizeof(msg), &err));
+    assert_true(rf_conn_recv(p->a, back, sizeof(back), &err));
+    assert_string_equal(back, msg);
+    uint32_t v = 0xdeadbeef, w = 0;
+    assert_true(rf_conn_send(p->a, &v, sizeof(v), &err));
+    assert_true(rf_conn_recv(p->c, &w, sizeof(w), &err));
+    assert_int_equal(w, v);
+    assert_int_equal(p->c->bytes_out, sizeof(msg));
+    assert_int_equal(p->c->bytes_in, sizeof(v));
+    assert_int_equal(p->a->bytes_in, sizeof(msg));
+    assert_int_equal(p->a->bytes_out, sizeof(v));
+    assert_null(err);
+}
+
+static void test_tcp_ipv4(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    /* Port 0 was replaced by the port the kernel chose. */
+    assert_true(strncmp(p.l->uri, "tcp:127.0.0.1:", 14) == 0);
+    int port = atoi(p.l->uri + 14);
+    assert_true(port > 0 && port < 65536);
+    ping_pong(&p);
+    pair_close(&p);
+}
+
+static bool ipv6_configured(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static void test_tcp_ipv6(void **state)
+{
+    (void)state;
+    if (!ipv6_configured()) {
+        printf("SKIP: IPv6 loopback [::1] is not configured here\n");
+        skip();
+    }
+    Pair p;
+    pair_open(&p, "tcp:[::1]:0");
+    assert_true(strncmp(p.l->uri, "tcp:[::1]:", 10) == 0);
+    assert_true(atoi(p.l->uri + 10) > 0);
+    ping_pong(&p);
+    pair_close(&p);
+}
+
+static char tmpdir[64];
+
+static void test_unix(void **state)
+{
+    (void)state;
+    char path[128], uri[140];
+    snprintf(path, sizeof(path), "%s/sock", tmpdir);
+    snprintf(uri, sizeof(uri), "unix:%s", path);
+
+    /* A stale socket file from a dead process is replaced. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    assert_true(strlen(path) < sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    close(fd);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+
+    Pair p;
+    pair_open(&p, uri);
+    assert_string_equal(p.l->uri, uri);
+    ping_pong(&p);
+
+    /* A second listener on a live path is refused, and leaves it alone. */
+    RfError *err = NULL;
+    assert_null(rf_listen(uri, &err));
+    assert_non_null(strstr(rf_error_msg(err), "another process"));
+    rf_error_free(err);
+    err = NULL;
+    assert_int_equal(lstat(path, &st), 0);
+
+    pair_close(&p);
+    assert_int_equal(lstat(path, &st), -1); /* unlinked on close */
+
+    /* A path that is not a socket is never deleted. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_null(rf_listen(uri, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), "not a socket"));
+    rf_error_free(err);
+    assert_int_equal(lstat(path, &st), 0);
+    unlink(path);
+}
+
+/* --- large vectored transfers ------------------------------------------ */
+
+#define BIG_BYTES (24u << 20)
+
+typedef struct Xfer {
+    RfConn *conn;
+    uint8_t *buf;
+    size_t len;
+    unsigned seed; /* picks the iovec split */
+    bool ok;
+    RfError *err;
+} Xfer;
+
+/* Cuts buf into many iovecs of varied size (some empty), more than
+ * IOV_MAX of them, so sendv/recvv must loop and re-slice. */
+static int make_iov(struct iovec **out, uint8_t *buf, size_t len,
+                    unsigned seed)
+{
+    int cap = 8192, n = 0;
+    struct iovec *iov = calloc((size_t)cap, sizeof(*iov));
+    size_t off = 0;
+    while (off < len) {
+        seed = seed * 1103515245u + 12345u;
+        size_t piece = (seed >> 8) % 9000;
+        if (piece > len - off) {
+            piece = len - off;
+        }
+        assert_true(n < cap);
+        iov[n].iov_base = buf + off;
+        iov[n].iov_len = piece;
+        n++;
+        off += piece;
+    }
+    *out = iov;
+    return n;
+}
+
+static void *xfer_send(void *opaque)
+{
+    Xfer *x = opaque;
+    struct iovec *iov;
+    int n = make_iov(&iov, x->buf, x->len, x->seed);
+    x->ok = rf_conn_sendv(x->conn, iov, n, &x->err);
+    free(iov);
+    return NULL;
+}
+
+static void big_transfer(const char *uri)
+{
+    Pair p;
+    pair_open(&p, uri);
+    uint8_t *src = malloc(BIG_BYTES), *dst = calloc(1, BIG_BYTES);
+    for (size_t i = 0; i < BIG_BYTES; i++) {
+        src[i] = (uint8_t)(i * 131 + (i >> 13));
+    }
+    Xfer x = { .conn = p.c, .buf = src, .len = BIG_BYTES, .seed = 7 };
+    pthread_t th;
+    pthread_create(&th, NULL, xfer_send, &x);
+    struct iovec *iov;
+    int n = make_iov(&iov, dst, BIG_BYTES, 99);
+    assert_true(n > 1024);
+    RfError *err = NULL;
+    bool ok = rf_conn_recvv(p.a, iov, n, &err);
+    pthread_join(th, NULL);
+    assert_true(x.ok);
+    if (!ok) {
+        fail_msg("recvv: %s", rf_error_msg(err));
+    }
+    assert_memory_equal(src, dst, BIG_BYTES);
+    assert_int_equal(p.a->bytes_in, BIG_BYTES);
+    assert_int_equal(p.c->bytes_out, BIG_BYTES);
+    free(iov);
+    free(src);
+    free(dst);
+    pair_close(&p);
+}
+
+static void test_big_vectored_tcp(void **state)
+{
+    (void)state;
+    big_transfer("tcp:127.0.0.1:0");
+}
+
+static void test_big_vectored_unix(void **state)
+{
+    (void)state;
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/big", tmpdir);
+    big_transfer(uri);
+}
+
+/* --- failures ------------------------------------------------------------ */
+
+static void test_eof_mid_read(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    char buf[4096] = { 0 };
+    RfError *err = NULL;
+    assert_true(rf_conn_send(p.c, buf, 1000, &err));
+    rf_conn_close(p.c);
+    p.c = NULL;
+    assert_false(rf_conn_recv(p.a, buf, sizeof(buf), &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), "connection closed by peer "
+                                              "after 1000 of 4096 bytes"));
+    rf_error_free(err);
+    pair_close(&p);
+}
+
+static void test_recv_stall_timeout(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    p.a->timeout_ms = 300;
+    char buf[64];
+    RfError *err = NULL;
+    /* A few bytes arrive, then nothing. */
+    assert_true(rf_conn_send(p.c, buf, 10, &err));
+    double t0 = now_s();
+    assert_false(rf_conn_recv(p.a, buf, sizeof(buf), &err));
+    double dt = now_s() - t0;
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_non_null(strstr(rf_error_msg(err), "peer stalled: no data for "
+                                              "300 ms"));
+    assert_true(dt >= 0.25 && dt < 0.6);
+    rf_error_free(err);
+    pair_close(&p);
+}
+
+static void test_send_stall_timeout(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    p.c->timeout_ms = 300;
+    size_t len = 256u << 20; /* far more than the socket buffers hold */
+    uint8_t *buf = calloc(1, len);
+    RfError *err = NULL;
+    double t0 = now_s();
+    assert_false(rf_conn_send(p.c, buf, len, &err));
+    double dt = now_s() - t0;
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_non_null(strstr(rf_error_msg(err), "peer stalled"));
+    assert_true(p.c->bytes_out > 0 && p.c->bytes_out < len);
+    assert_true(dt >= 0.25 && dt < 2.0);
+    rf_error_free(err);
+    free(buf);
+    pair_close(&p);
+}
+
+/* Writing to a peer that has gone must give an error, not SIGPIPE. */
+static void test_send_to_dead_peer(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    rf_conn_close(p.a);
+    p.a = NULL;
+    char buf[65536] = { 0 };
+    RfError *err = NULL;
+    bool ok = true;
+    for (int i = 0; i < 1000 && ok; i++) {
+        ok = rf_conn_send(p.c, buf, sizeof(buf), &err);
+    }
+    assert_false(ok);
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_true(strstr(rf_error_msg(err), strerror(EPIPE)) ||
+                strstr(rf_error_msg(err), strerror(ECONNRESET)));
+    rf_error_free(err);
+    pair_close(&p);
+}
+
+typedef struct Blocked {
+    RfConn *conn;
+    bool ok;
+    RfError *err;
+} Blocked;
+
+static void *blocked_recv(void *opaque)
+{
+    Blocked *b = opaque;
+    char buf[16];
+    b->ok = rf_conn_recv(b->conn, buf, sizeof(buf), &b->err);
+    return NULL;
+}
+
+static void test_shutdown_wakes_reader(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    p.a->timeout_ms = 0; /* would wait forever */
+    Blocked b = { .conn = p.a, .ok = true };
+    pthread_t th;
+    pthread_create(&th, NULL, blocked_recv, &b);
+    usleep(100 * 1000);
+    double t0 = now_s();
+    rf_conn_shutdown(p.a);
+    pthread_join(th, NULL);
+    assert_true(now_s() - t0 < 1.0);
+    assert_false(b.ok);
+    assert_int_equal(rf_error_kind(b.err), RF_ERR_IO);
+    rf_error_free(b.err);
+    pair_close(&p);
+}
+
+static void test_connect_refused(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(l);
+    char uri[300];
+    snprintf(uri, sizeof(uri), "%s", l->uri);
+    rf_listener_close(l);
+    double t0 = now_s();
+    assert_null(rf_conn_connect(uri, 2000, &err));
+    assert_true(now_s() - t0 < 1.0); /* fails fast, no retries */
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), "connection refused"));
+    assert_non_null(strstr(rf_error_msg(err), uri));
+    rf_error_free(err);
+    err = NULL;
+
+    char path[140];
+    snprintf(path, sizeof(path), "unix:%s/nobody", tmpdir);
+    assert_null(rf_conn_connect(path, 2000, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), path));
+    rf_error_free(err);
+}
+
+static void test_bad_uris(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "tcp", "http:localhost:80", "tcp:localhost", "tcp:localhost:",
+        "tcp:localhost:99999", "tcp:localhost:12ab", "tcp:::1:80",
+        "tcp:[::1]80", "tcp:[::1:80", "tcp::80", "tcp:[]:80", "unix:",
+        "tcp:127.0.0.1:-1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (int listen = 0; listen < 2; listen++) {
+            RfError *err = NULL;
+            if (listen) {
+                assert_null(rf_listen(bad[i], &err));
+            } else {
+                assert_null(rf_conn_connect(bad[i], 100, &err));
+            }
+            assert_non_null(err);
+            if (rf_error_kind(err) != RF_ERR_PARAM ||
+                !strstr(rf_error_msg(err), "tcp:HOST:PORT, tcp:[IPV6]:PORT "
+                                           "or unix:PATH")) {
+                fail_msg("'%s': %s", bad[i], rf_error_msg(err));
+            }
+            /* The message quotes the URI (minus nothing). */
+            if (bad[i][0] && !strstr(rf_error_msg(err), bad[i])) {
+                fail_msg("'%s' not quoted: %s", bad[i], rf_error_msg(err));
+            }
+            rf_error_free(err);
+        }
+    }
+    /* Port 0 is fine to listen on but not to connect to. */
+    RfError *err = NULL;
+    assert_null(rf_conn_connect("tcp:127.0.0.1:0", 100, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PARAM);
+    rf_error_free(err);
+    err = NULL;
+    char longpath[200];
+    memset(longpath, 'x', sizeof(longpath));
+    memcpy(longpath, "unix:/tmp/", 10);
+    longpath[sizeof(longpath) - 1] = '\0';
+    assert_null(rf_listen(longpath, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PARAM);
+    assert_non_null(strstr(rf_error_msg(err), "too long"));
+    rf_error_free(err);
+}
+
+static volatile int cancel_flag;
+
+static void *set_cancel(void *opaque)
+{
+    (void)opaque;
+    usleep(200 * 1000);
+    cancel_flag = 1;
+    return NULL;
+}
+
+static void test_accept_cancel_and_timeout(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(l);
+
+    cancel_flag = 0;
+    pthread_t th;
+    pthread_create(&th, NULL, set_cancel, NULL);
+    double t0 = now_s();
+    assert_null(rf_listener_accept(l, 0, &cancel_flag, &err));
+    double dt = now_s() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(rf_error_kind(err), RF_ERR_CANCELLED);
+    assert_true(dt >= 0.15 && dt < 0.5);
+    rf_error_free(err);
+    err = NULL;
+
+    t0 = now_s();
+    assert_null(rf_listener_accept(l, 150, NULL, &err));
+    dt = now_s() - t0;
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_non_null(strstr(rf_error_msg(err), l->uri));
+    assert_true(dt >= 0.14 && dt < 0.5);
+    rf_error_free(err);
+    rf_listener_close(l);
+}
+
+static int setup_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/rf-transport-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    return rmdir(tmpdir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tcp_ipv4),
+        cmocka_unit_test(test_tcp_ipv6),
+        cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_big_vectored_tcp),
+        cmocka_unit_test(test_big_vectored_unix),
+        cmocka_unit_test(test_eof_mid_read),
+        cmocka_unit_test(test_recv_stall_timeout),
+        cmocka_unit_test(test_send_stall_timeout),
+        cmocka_unit_test(test_send_to_dead_peer),
+        cmocka_unit_test(test_shutdown_wakes_reader),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_bad_uris),
+        cmocka_unit_test(test_accept_cancel_and_timeout),
+    };
+    return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
+}
