@@ -199,8 +199,9 @@ static bool recv_loop(RecvChannel *c, RfError **errp)
         seq++;
         if (h.round < c->expect_round) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "packet field 'round': %u after the sync of round "
-                         "%u", h.round, c->expect_round - 1);
+                         "packet field 'round': %u, expected at least %u "
+                         "(rounds start at 1 and only move forward)",
+                         h.round, c->expect_round);
             return false;
         }
         if (h.flags & RF_PKT_SYNC) {

@@ -500,10 +500,14 @@ static RfListener *unix_listen(const char *addr, RfError **errp)
         return NULL;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-        listen(fd, RF_LISTEN_BACKLOG) < 0) {
+    bool bound = fd >= 0 &&
+                 bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    if (!bound || listen(fd, RF_LISTEN_BACKLOG) < 0) {
         rf_error_set(errp, RF_ERR_IO, "cannot listen on unix:%s: %s", addr,
                      strerror(errno));
+        if (bound) {
+            unlink(addr);
+        }
         if (fd >= 0) {
             close(fd);
         }

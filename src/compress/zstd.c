@@ -10,9 +10,8 @@
  * Without a checksum the frame only encodes the bytes zstd saw, so the
  * compressor may read guest memory while the guest writes it: a torn page
  * decodes to some mix of old and new bytes, harmless since the page is
- * dirty again and will be resent.  Contiguous pages are compressed in
- * place; scattered ones are streamed page by page (zstd copies them into
- * its window, which is the one copy either way).
+ * dirty again and will be resent.  Contiguous pages are therefore
+ * compressed in place; scattered ones are gathered into one buffer first.
  */
 #include "compress/method.h"
 
@@ -102,66 +101,12 @@ oom:
     return false;
 }
 
-/* Streams the pages into one frame of at most cap bytes.
- * @return the frame size, 0 if it does not fit, or SIZE_MAX with *errp. */
-static size_t zstd_stream_pages(ZstdSend *s, const RfPageList *pl,
-                                size_t cap, RfError **errp)
-{
-    size_t rc = ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_only);
-    if (!ZSTD_isError(rc)) {
-        rc = ZSTD_CCtx_setPledgedSrcSize(
-            s->cctx, (unsigned long long)pl->npages * RF_PAGE_SIZE);
-    }
-    ZSTD_outBuffer ob = {.dst = s->out, .size = cap, .pos = 0};
-    for (uint32_t i = 0; i < pl->npages && !ZSTD_isError(rc); i++) {
-        ZSTD_inBuffer ib = {.src = pl->pages[i], .size = RF_PAGE_SIZE};
-        bool last = i + 1 == pl->npages;
-        do {
-            rc = ZSTD_compressStream2(s->cctx, &ob, &ib,
-                                      last ? ZSTD_e_end : ZSTD_e_continue);
-            if (ZSTD_isError(rc)) {
-                break;
-            }
-            if (ob.pos == ob.size && (rc != 0 || ib.pos < ib.size)) {
-                /* Out of room with output pending: does not shrink. */
-                ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_only);
-                return 0;
-            }
-        } while (ib.pos < ib.size || (last && rc != 0));
-    }
-    if (ZSTD_isError(rc)) {
-        ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_only);
-        if (ZSTD_getErrorCode(rc) == ZSTD_error_dstSize_tooSmall) {
-            return 0;
-        }
-        rf_error_set(errp, RF_ERR_GENERIC, "zstd: compression failed: %s",
-                     ZSTD_getErrorName(rc));
-        return SIZE_MAX;
-    }
-    return ob.pos;
-}
-
-/* Compresses len bytes at src into one frame of at most cap bytes.
- * @return the frame size, 0 if it does not fit, or SIZE_MAX with *errp. */
-static size_t zstd_one_shot(ZstdSend *s, const uint8_t *src, size_t len,
-                            size_t cap, RfError **errp)
-{
-    size_t rc = ZSTD_compress2(s->cctx, s->out, cap, src, len);
-    if (!ZSTD_isError(rc)) {
-        return rc;
-    }
-    if (ZSTD_getErrorCode(rc) == ZSTD_error_dstSize_tooSmall) {
-        return 0;
-    }
-    rf_error_set(errp, RF_ERR_GENERIC, "zstd: compression failed: %s",
-                 ZSTD_getErrorName(rc));
-    return SIZE_MAX;
-}
-
 /*
- * Contiguous pages are compressed in place (no copy); scattered pages are
- * streamed one page at a time.  A frame that does not fit in len - 1
- * bytes is dropped and the pages go raw, straight from guest memory.
+ * Contiguous pages are compressed in place (no copy).  Scattered pages
+ * are gathered into one buffer first: measured here, that runs as fast as
+ * streaming them page by page (zstd then copies them into its window
+ * itself), and keeps one code path.  A frame that does not fit in len - 1
+ * bytes is dropped and the packet goes raw from the same bytes.
  */
 static bool zstd_send_prepare(void *state, const RfPageList *pages,
                               RfSendPayload *out, RfError **errp)
@@ -174,28 +119,30 @@ static bool zstd_send_prepare(void *state, const RfPageList *pages,
         return false;
     }
     size_t len = (size_t)pages->npages * RF_PAGE_SIZE;
-    size_t cap = zstd_max_payload(pages->npages);
-    size_t n;
-    if (rf_pages_contiguous(pages)) {
-        n = zstd_one_shot(s, pages->pages[0], len, cap, errp);
-    } else if (getenv("RF_ZSTD_GATHER")) {
+    bool direct = rf_pages_contiguous(pages);
+    const uint8_t *src = pages->pages[0];
+    if (!direct) {
         rf_pages_gather(pages, s->copy);
-        n = zstd_one_shot(s, s->copy, len, cap, errp);
-        if (n == 0) {
-            rf_payload_raw_buffer(s->copy, pages->npages, out);
-            return true;
+        src = s->copy;
+    }
+    size_t n = ZSTD_compress2(s->cctx, s->out, zstd_max_payload(pages->npages),
+                              src, len);
+    if (ZSTD_isError(n)) {
+        if (ZSTD_getErrorCode(n) != ZSTD_error_dstSize_tooSmall) {
+            rf_error_set(errp, RF_ERR_GENERIC,
+                         "zstd: compressing %u pages failed: %s",
+                         pages->npages, ZSTD_getErrorName(n));
+            return false;
         }
-    } else {
-        n = zstd_stream_pages(s, pages, cap, errp);
+        /* Does not shrink: send the pages as they are. */
+        if (direct) {
+            rf_payload_raw_pages(pages, out);
+        } else {
+            rf_payload_raw_buffer(s->copy, pages->npages, out);
+        }
+        return true;
     }
-    if (n == SIZE_MAX) {
-        return false;
-    }
-    if (n == 0) {
-        rf_payload_raw_pages(pages, out);
-    } else {
-        rf_payload_buffer(s->out, (uint32_t)n, out);
-    }
+    rf_payload_buffer(s->out, (uint32_t)n, out);
     return true;
 }
 

@@ -137,13 +137,18 @@ static uint64_t wire_bytes(Source *s)
 
 /* Called between batches: progress, cancel, and a look at the main
  * channel, where anything before COMPLETE is the destination's ERROR. */
-static bool tick(Source *s, RfError **errp)
+static bool check_cancel(Source *s, RfError **errp)
 {
     if (s->opts->cancel && *s->opts->cancel) {
         rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
         return false;
     }
-    if (rf_send_group_failed(s->group)) {
+    return !rf_send_group_failed(s->group);
+}
+
+static bool tick(Source *s, RfError **errp)
+{
+    if (!check_cancel(s, errp)) {
         return false;
     }
     double now = rf_now();
@@ -251,6 +256,9 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
     for (s->round = 1;; s->round++) {
         if (s->opts->round_start) {
             s->opts->round_start(s->round, s->opts->opaque);
+        }
+        if (!check_cancel(s, errp)) {
+            return false;
         }
         uint64_t dirty = 0;
         bool final = false;

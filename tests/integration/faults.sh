@@ -13,7 +13,7 @@ start_incoming d1 --memory "$T/d1"
 SRC=$!; PIDS+=("$SRC")
 sleep 1
 kill -9 "$DST_PID"
-set +e; timeout 20 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?; set -e
+set +e; timeout 20 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/s1.err"; fail "source exit $rc after destination was killed"; }
 expect_in "$T/s1.err" "ramflow: migration failed"
 grep -qE "connection|closed|reset|broken pipe|Broken pipe" "$T/s1.err" || { cat "$T/s1.err"; fail "no connection error"; }
@@ -27,19 +27,19 @@ start_incoming d2 --memory "$T/d2" --timeout 3000
 SRC=$!; PIDS+=("$SRC")
 sleep 1
 kill -9 "$SRC"
-set +e; timeout 20 tail --pid="$DST_PID" -f /dev/null; wait "$DST_PID"; rc=$?; set -e
+set +e; timeout 20 tail --pid="$DST_PID" -f /dev/null; wait "$DST_PID"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/d2.err"; fail "destination exit $rc after source was killed"; }
 expect_in "$T/d2.err" "incoming migration failed"
 grep -qE "channel" "$T/d2.err" || { cat "$T/d2.err"; fail "error does not name the channel"; }
 
 # 3. destination stalls (SIGSTOP): the source notices within its timeout.
 start_incoming d3 --memory "$T/d3"
-"$RAMFLOW" migrate --memory "$T/src" --timeout 1500 --quiet "$DST_URI" \
+"$RAMFLOW" migrate --memory "$T/src" --timeout 1500 --max-bandwidth 16M --quiet "$DST_URI" \
     >/dev/null 2>"$T/s3.err" &
 SRC=$!; PIDS+=("$SRC")
-sleep 0.3
+sleep 0.5
 kill -STOP "$DST_PID"
-set +e; timeout 30 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?; set -e
+set +e; timeout 30 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 kill -CONT "$DST_PID" 2>/dev/null
 if [ "$rc" = 0 ]; then
     echo "note: migration finished before the stall took effect"

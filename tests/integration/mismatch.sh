@@ -8,7 +8,7 @@ set +e
     >/dev/null 2>"$T/src.err"
 src_rc=$?
 wait "$DST_PID"; dst_rc=$?
-set -e
+
 [ "$src_rc" != 0 ] || fail "source succeeded"
 [ "$dst_rc" != 0 ] || fail "destination succeeded"
 expect_in "$T/src.err" "multifd-compression mismatch: the destination expects 'zlib', the source uses 'zstd'"
@@ -22,7 +22,7 @@ set +e
     >/dev/null 2>"$T/src2.err"
 src_rc=$?
 wait "$DST_PID"; dst_rc=$?
-set -e
+
 [ "$src_rc" != 0 ] && [ "$dst_rc" != 0 ] || fail "channel mismatch accepted"
 expect_in "$T/src2.err" "multifd-channels mismatch: the destination expects 4, the source uses 2"
 expect_in "$T/dst2.err" "multifd-channels mismatch"

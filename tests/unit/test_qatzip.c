@@ -1031,6 +1031,7 @@ static void test_fake_hardware(void **st)
     roundtrip(ssw, r, DATA_TEXT, PKT_PAGES, false);
     M->recv_cleanup(rsw);
     M->send_cleanup(ssw);
+    setenv(RF_QATZIP_LIB_ENV, fake_path("hw"), 1);
 
     /* a bad payload through the hardware decoder */
     uint8_t *orig = malloc(4 * PAGE), *p = malloc(8 * PAGE);

@@ -293,7 +293,8 @@ static void test_recv_stall_timeout(void **state)
     assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
     assert_non_null(strstr(rf_error_msg(err), "peer stalled: no data for "
                                               "300 ms"));
-    assert_true(dt >= 0.25 && dt < 0.6);
+    /* Detected after between 1x and 2x the limit (see socket.c). */
+    assert_true(dt >= 0.25 && dt < 0.9);
     rf_error_free(err);
     pair_close(&p);
 }

@@ -1,0 +1,233 @@
+/*
+ * libFuzzer harness for the receivers of the none, zlib and zstd methods.
+ *
+ * Byte 0 selects everything: bit 7 the mode, bits 0-6 = v with
+ * method = v % 3 (none, zlib, zstd), destination layout = (v / 3) & 1
+ * (contiguous or scattered in reverse order), page count =
+ * 1 + (v / 6) * 127 / 21 (1..128).
+ *
+ * Mode 0: the rest of the input is the payload, handed to recv through a
+ * reader exactly as a channel would.
+ * Mode 1: the rest is f = in[1] & 15, then f pairs (position, xor mask),
+ * then text that is repeated to fill the pages.  The pages are compressed
+ * by the method's own sender, the f corruptions are applied to the
+ * payload, and it goes to recv: with f = 0 the pages must come back
+ * exactly.  This reaches deep into the decoders, where random bytes
+ * mostly stop at the header.
+ *
+ * Either way recv must succeed or fail with an error, and must never
+ * write outside the destination pages: they sit between canary pages
+ * (checked after every call; libzstd and libdeflate are not instrumented,
+ * so ASan alone would not see their writes) and guard pages.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "compress/method.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define PG RF_PAGE_SIZE
+#define MAXP RF_PACKET_MAX_PAGES
+#define SLOTS (2 * MAXP + 1) /* inner slots: pages and canaries */
+
+static const char *const names[3] = {"none", "zlib", "zstd"};
+
+typedef struct Fuzz {
+    const RfMethodOps *ops[3];
+    void *send[3], *recv[3];
+    uint8_t *arena;   /* guard, SLOTS inner slots, guard */
+    uint8_t *canary;  /* one page of the canary pattern */
+    uint8_t *plain;   /* mode 1: the pages sent */
+    uint8_t *payload; /* mode 1: the corrupted payload */
+} Fuzz;
+
+static Fuzz fz;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "fuzz_decompress: %s\n", what);
+    abort();
+}
+
+static void fuzz_init(void)
+{
+    RfError *err = NULL;
+    for (int m = 0; m < 3; m++) {
+        fz.ops[m] = rf_method_find(names[m]);
+        if (!fz.ops[m]
+            || !fz.ops[m]->send_setup(&fz.send[m],
+                                      fz.ops[m]->level_default, &err)
+            || !fz.ops[m]->recv_setup(&fz.recv[m], &err)) {
+            die(err ? rf_error_msg(err) : "method not built");
+        }
+    }
+    fz.arena = mmap(NULL, (SLOTS + 2) * PG, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (fz.arena == MAP_FAILED) {
+        die("mmap");
+    }
+    mprotect(fz.arena, PG, PROT_NONE);
+    mprotect(fz.arena + (SLOTS + 1) * PG, PG, PROT_NONE);
+    fz.canary = malloc(PG);
+    fz.plain = malloc(MAXP * PG);
+    fz.payload = malloc(MAXP * PG);
+    if (!fz.canary || !fz.plain || !fz.payload) {
+        die("out of memory");
+    }
+    for (size_t i = 0; i < PG; i++) {
+        fz.canary[i] = (uint8_t)(0xa5 ^ (i * 13));
+    }
+}
+
+static uint8_t *slot(size_t s)
+{
+    return fz.arena + (1 + s) * PG;
+}
+
+/* Pages at slots 1..n (contiguous) or 2n-1, 2n-3, .., 1 (scattered);
+ * every other inner slot holds the canary. */
+static void layout(uint8_t **pages, uint32_t n, bool scattered,
+                   bool *is_page)
+{
+    memset(is_page, 0, SLOTS);
+    for (uint32_t i = 0; i < n; i++) {
+        size_t s = scattered ? 2 * (size_t)(n - 1 - i) + 1 : 1 + i;
+        pages[i] = slot(s);
+        is_page[s] = true;
+    }
+    for (size_t s = 0; s < SLOTS; s++) {
+        if (!is_page[s]) {
+            memcpy(slot(s), fz.canary, PG);
+        }
+    }
+}
+
+static void check_canaries(const bool *is_page)
+{
+    for (size_t s = 0; s < SLOTS; s++) {
+        if (!is_page[s] && memcmp(slot(s), fz.canary, PG) != 0) {
+            die("a write outside the destination pages");
+        }
+    }
+}
+
+typedef struct Reader {
+    const uint8_t *p;
+    size_t left;
+} Reader;
+
+static bool reader(void *ctx, const struct iovec *iov, int iovcnt,
+                   RfError **errp)
+{
+    Reader *r = ctx;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > r->left) {
+            rf_error_set(errp, RF_ERR_IO, "fuzz input ends early");
+            return false;
+        }
+        memcpy(iov[i].iov_base, r->p, iov[i].iov_len);
+        r->p += iov[i].iov_len;
+        r->left -= iov[i].iov_len;
+    }
+    return true;
+}
+
+/* Mode 1: compresses pages made of the input's text and corrupts the
+ * payload.  @return the payload length, or 0 to skip (raw packet). */
+static size_t make_payload(int m, uint32_t n, const uint8_t *in,
+                           size_t len, bool *intact)
+{
+    unsigned f = len ? in[0] & 15 : 0;
+    if (len < 1 + 2 * (size_t)f + 1) {
+        return 0;
+    }
+    const uint8_t *flips = in + 1, *text = in + 1 + 2 * f;
+    size_t tlen = len - 1 - 2 * f;
+    for (size_t i = 0; i < (size_t)n * PG; i++) {
+        fz.plain[i] = text[i % tlen];
+    }
+    uint8_t *pages[MAXP];
+    for (uint32_t i = 0; i < n; i++) {
+        pages[i] = fz.plain + (size_t)i * PG;
+    }
+    RfPageList pl = {.pages = pages, .npages = n};
+    RfSendPayload out;
+    RfError *err = NULL;
+    if (!fz.ops[m]->send_prepare(fz.send[m], &pl, &out, &err)) {
+        die(rf_error_msg(err));
+    }
+    if (out.raw) {
+        return 0; /* the channel reads raw packets itself */
+    }
+    size_t o = 0;
+    for (int i = 0; i < out.iovcnt; i++) {
+        memcpy(fz.payload + o, out.iov[i].iov_base, out.iov[i].iov_len);
+        o += out.iov[i].iov_len;
+    }
+    for (unsigned k = 0; k < f; k++) {
+        fz.payload[flips[2 * k] * o / 256] ^= flips[2 * k + 1];
+    }
+    *intact = true;
+    for (unsigned k = 0; k < f; k++) {
+        *intact = *intact && flips[2 * k + 1] == 0;
+    }
+    return o;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!fz.arena) {
+        fuzz_init();
+    }
+    if (size < 1) {
+        return 0;
+    }
+    bool mode1 = data[0] & 0x80;
+    unsigned v = data[0] & 0x7f;
+    int m = (int)(v % 3);
+    bool scattered = (v / 3) & 1;
+    uint32_t n = 1 + (v / 6) * (MAXP - 1) / 21;
+
+    const uint8_t *payload = data + 1;
+    size_t len = size - 1;
+    bool intact = false;
+    if (mode1) {
+        len = make_payload(m, n, data + 1, size - 1, &intact);
+        if (len == 0) {
+            return 0;
+        }
+        payload = fz.payload;
+    }
+    if (len > UINT32_MAX) {
+        return 0;
+    }
+
+    uint8_t *pages[MAXP];
+    bool is_page[SLOTS];
+    layout(pages, n, scattered, is_page);
+    Reader rd = {.p = payload, .left = len};
+    RfRecvPayload in = {.len = (uint32_t)len, .pages = pages, .npages = n,
+                        .read = reader, .read_ctx = &rd};
+    RfError *err = NULL;
+    bool ok = fz.ops[m]->recv(fz.recv[m], &in, &err);
+    if (ok != (err == NULL)) {
+        die("recv result and error disagree");
+    }
+    rf_error_free(err);
+    check_canaries(is_page);
+    if (mode1 && intact) {
+        if (!ok) {
+            die("an intact payload from the sender was refused");
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (memcmp(pages[i], fz.plain + (size_t)i * PG, PG) != 0) {
+                die("an intact payload decoded to other pages");
+            }
+        }
+    }
+    return 0;
+}

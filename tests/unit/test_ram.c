@@ -1,0 +1,603 @@
+/* Unit tests: file RAM source and sink, dirty tracking, pre-faulting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "ram/file_ram.h"
+#include "ram/ram.h"
+
+static char tmpdir[64];
+
+/* Creates tmpdir/name with `size` bytes, byte i = (i + seed) & 0xff. */
+static char *make_file(const char *name, size_t size, unsigned seed)
+{
+    static char paths[16][160];
+    static unsigned next;
+    char *path = paths[next++ % 16];
+    snprintf(path, 160, "%s/%s", tmpdir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    uint8_t *buf = malloc(size ? size : 1);
+    for (size_t i = 0; i < size; i++) {
+        buf[i] = (uint8_t)(i + seed);
+    }
+    assert_int_equal(write(fd, buf, size), (ssize_t)size);
+    free(buf);
+    close(fd);
+    return path;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Opens specs expecting failure; checks kind and that msg has `want`. */
+static void expect_open_error(const char *const *specs, unsigned n,
+                              RfErrorKind kind, const char *want)
+{
+    RfError *err = NULL;
+    assert_null(rf_file_source_open(specs, n, &err));
+    assert_non_null(err);
+    if (rf_error_kind(err) != kind || !strstr(rf_error_msg(err), want)) {
+        fail_msg("want kind %d with '%s', got %d: %s", kind, want,
+                 rf_error_kind(err), rf_error_msg(err));
+    }
+    rf_error_free(err);
+}
+
+/* --- source -------------------------------------------------------------- */
+
+static void test_source_one_file(void **state)
+{
+    (void)state;
+    char *path = make_file("guest.ram", 16 * 4096, 3);
+    const char *specs[] = { path };
+    RfError *err = NULL;
+    RfRamSource *s = rf_file_source_open(specs, 1, &err);
+    assert_non_null(s);
+    assert_int_equal(rf_ram_source_block_count(s), 1);
+    const char *name;
+    uint64_t size;
+    uint8_t *host;
+    assert_true(rf_ram_source_block(s, 0, &name, &size, &host));
+    assert_string_equal(name, "guest.ram");
+    assert_int_equal(size, 16 * 4096);
+    assert_int_equal(host[5000], (uint8_t)(5000 + 3));
+    assert_false(rf_ram_source_block(s, 1, &name, &size, &host));
+    /* The mapping is shared: a write through it reaches the file. */
+    host[4096] = 0xAB;
+    int fd = open(path, O_RDONLY);
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, 4096), 1);
+    close(fd);
+    assert_int_equal(b, 0xAB);
+    rf_ram_source_free(s);
+    rf_ram_source_free(NULL);
+    unlink(path);
+}
+
+static void test_source_several_named(void **state)
+{
+    (void)state;
+    char *a = make_file("a.bin", 4096, 0);
+    char *b = make_file("b.bin", 3 * 4096, 1);
+    char *c = make_file("c=weird", 2 * 4096, 2);
+    char spec_a[200], spec_b[200];
+    snprintf(spec_a, sizeof(spec_a), "pc.ram=%s", a);
+    snprintf(spec_b, sizeof(spec_b), "vga=%s", b);
+    /* '=' after the first '/' belongs to the path: name is the basename. */
+    const char *specs[] = { spec_a, spec_b, c };
+    RfError *err = NULL;
+    RfRamSource *s = rf_file_source_open(specs, 3, &err);
+    if (!s) {
+        fail_msg("%s", rf_error_msg(err));
+    }
+    assert_int_equal(rf_ram_source_block_count(s), 3);
+    static const char *const names[] = { "pc.ram", "vga", "c=weird" };
+    static const uint64_t sizes[] = { 4096, 3 * 4096, 2 * 4096 };
+    for (unsigned i = 0; i < 3; i++) {
+        const char *name;
+        uint64_t size;
+        assert_true(rf_ram_source_block(s, i, &name, &size, NULL));
+        assert_string_equal(name, names[i]);
+        assert_int_equal(size, sizes[i]);
+    }
+    rf_ram_source_free(s);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+}
+
+static void test_source_bad_files(void **state)
+{
+    (void)state;
+    char *empty = make_file("empty", 0, 0);
+    char *odd = make_file("odd", 5000, 0);
+    char *ok = make_file("ok", 4096, 0);
+    const char *s1[] = { empty };
+    expect_open_error(s1, 1, RF_ERR_PARAM, "has size 0 bytes");
+    expect_open_error(s1, 1, RF_ERR_PARAM, empty);
+    const char *s2[] = { ok, odd };
+    expect_open_error(s2, 2, RF_ERR_PARAM, "has size 5000 bytes");
+    expect_open_error(s2, 2, RF_ERR_PARAM, odd);
+    char missing[200];
+    snprintf(missing, sizeof(missing), "%s/missing", tmpdir);
+    const char *s3[] = { missing };
+    expect_open_error(s3, 1, RF_ERR_IO, missing);
+    const char *s4[] = { tmpdir };
+    expect_open_error(s4, 1, RF_ERR_IO, tmpdir);
+    char fifo[200];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *s6[] = { fifo };
+    expect_open_error(s6, 1, RF_ERR_PARAM, "not a regular file");
+    unlink(fifo);
+    const char *s5[] = { "x=" };
+    expect_open_error(s5, 1, RF_ERR_PARAM, "path is empty");
+    expect_open_error(s1, 0, RF_ERR_PARAM, "got 0 files");
+    const char *many[RF_MAX_BLOCKS + 1];
+    for (unsigned i = 0; i <= RF_MAX_BLOCKS; i++) {
+        many[i] = ok;
+    }
+    expect_open_error(many, RF_MAX_BLOCKS + 1, RF_ERR_PARAM, "1-64");
+    unlink(empty);
+    unlink(odd);
+    unlink(ok);
+}
+
+static void test_source_names(void **state)
+{
+    (void)state;
+    char *a = make_file("same", 4096, 0);
+    char sub[160];
+    snprintf(sub, sizeof(sub), "%s/sub", tmpdir);
+    mkdir(sub, 0700);
+    char *b = make_file("sub/same", 4096, 0);
+    /* Two basenames alike: refused, and told to use NAME=PATH. */
+    const char *s1[] = { a, b };
+    expect_open_error(s1, 2, RF_ERR_PARAM, "already used");
+    char na[200], nb[200];
+    snprintf(na, sizeof(na), "x=%s", a);
+    snprintf(nb, sizeof(nb), "x=%s", b);
+    const char *s2[] = { na, nb };
+    expect_open_error(s2, 2, RF_ERR_PARAM, "'x' is already used");
+    snprintf(nb, sizeof(nb), "y=%s", b);
+    const char *s3[] = { na, nb };
+    RfError *err = NULL;
+    RfRamSource *s = rf_file_source_open(s3, 2, &err);
+    assert_non_null(s);
+    rf_ram_source_free(s);
+    /* 255-byte names are fine, 256 are not; empty names are not. */
+    char longspec[600];
+    memset(longspec, 'n', 255);
+    snprintf(longspec + 255, sizeof(longspec) - 255, "=%s", a);
+    const char *s4[] = { longspec };
+    s = rf_file_source_open(s4, 1, &err);
+    assert_non_null(s);
+    rf_ram_source_free(s);
+    memset(longspec, 'n', 256);
+    snprintf(longspec + 256, sizeof(longspec) - 256, "=%s", a);
+    expect_open_error(s4, 1, RF_ERR_PARAM, "too long");
+    snprintf(longspec, sizeof(longspec), "=%s", a);
+    expect_open_error(s4, 1, RF_ERR_PARAM, "name is empty");
+    unlink(a);
+    unlink(b);
+    rmdir(sub);
+}
+
+/* --- dirty tracking ------------------------------------------------------ */
+
+#define NPAGES 200 /* 4 bitmap words, the last one partial */
+
+static RfRamSource *open_pages(const char **pathp)
+{
+    char *path = make_file("dirty", NPAGES * 4096, 0);
+    const char *specs[] = { path };
+    RfError *err = NULL;
+    RfRamSource *s = rf_file_source_open(specs, 1, &err);
+    assert_non_null(s);
+    *pathp = path;
+    return s;
+}
+
+static unsigned popcount_bm(const uint64_t *bm, unsigned words)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < words; i++) {
+        n += (unsigned)__builtin_popcountll(bm[i]);
+    }
+    return n;
+}
+
+static bool bit(const uint64_t *bm, unsigned i)
+{
+    return bm[i / 64] >> (i % 64) & 1;
+}
+
+static void test_dirty_semantics(void **state)
+{
+    (void)state;
+    const char *path;
+    RfRamSource *s = open_pages(&path);
+    RfError *err = NULL;
+    uint64_t bm[4] = { 0 };
+
+    rf_ram_source_mark_dirty(s, 0, 0, 4096); /* before start: dropped */
+    assert_true(s->ops->dirty_start(s, &err));
+    assert_true(s->ops->dirty_sync(s, 0, bm, &err));
+    assert_int_equal(popcount_bm(bm, 4), 0);
+
+    rf_ram_source_mark_dirty(s, 0, 0, 1);            /* page 0 */
+    rf_ram_source_mark_dirty(s, 0, 4095, 2);         /* pages 0, 1 */
+    rf_ram_source_mark_dirty(s, 0, 10 * 4096, 4096); /* page 10 only */
+    rf_ram_source_mark_dirty(s, 0, 60 * 4096, 8 * 4096); /* 60-67 */
+    rf_ram_source_mark_dirty(s, 0, NPAGES * 4096 - 1, 1 << 20); /* last */
+    rf_ram_source_mark_dirty(s, 0, NPAGES * 4096, 4096);  /* past end */
+    rf_ram_source_mark_dirty(s, 0, 100 * 4096, 0);        /* empty */
+    rf_ram_source_mark_dirty(s, 1, 0, 4096);              /* no block 1 */
+    rf_ram_source_mark_dirty(s, 0, UINT64_MAX - 5, 100);  /* overflow */
+    rf_ram_source_mark_dirty(NULL, 0, 0, 4096);
+
+    bm[3] = 1ull << 50; /* sync ORs: bits already set stay */
+    assert_true(s->ops->dirty_sync(s, 0, bm, &err));
+    assert_int_equal(popcount_bm(bm, 4), 2 + 1 + 8 + 1 + 1);
+    assert_true(bit(bm, 0) && bit(bm, 1) && bit(bm, 10));
+    for (unsigned p = 60; p < 68; p++) {
+        assert_true(bit(bm, p));
+    }
+    assert_true(bit(bm, NPAGES - 1) && bit(bm, 192 + 50));
+    assert_false(bit(bm, 2) || bit(bm, 68));
+
+    /* A sync takes the bits: the next one sees nothing new. */
+    memset(bm, 0, sizeof(bm));
+    assert_true(s->ops->dirty_sync(s, 0, bm, &err));
+    assert_int_equal(popcount_bm(bm, 4), 0);
+
+    /* A whole-block mark sets exactly NPAGES bits. */
+    rf_ram_source_mark_dirty(s, 0, 0, NPAGES * 4096);
+    assert_true(s->ops->dirty_sync(s, 0, bm, &err));
+    assert_int_equal(popcount_bm(bm, 4), NPAGES);
+
+    /* dirty_start forgets earlier marks. */
+    rf_ram_source_mark_dirty(s, 0, 0, 4096);
+    assert_true(s->ops->dirty_start(s, &err));
+    memset(bm, 0, sizeof(bm));
+    assert_true(s->ops->dirty_sync(s, 0, bm, &err));
+    assert_int_equal(popcount_bm(bm, 4), 0);
+
+    assert_false(s->ops->dirty_sync(s, 1, bm, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PARAM);
+    rf_error_free(err);
+    s->ops->dirty_stop(s);
+    rf_ram_source_free(s);
+    unlink(path);
+}
+
+#define MARKERS 4
+#define BIG_PAGES (1u << 16)
+
+typedef struct Marker {
+    RfRamSource *s;
+    unsigned id;
+} Marker;
+
+/* Marks every page p with p % MARKERS == id once, in a scrambled order,
+ * so neighbouring bits of one word are set by different threads. */
+static void *marker_thread(void *opaque)
+{
+    Marker *m = opaque;
+    for (unsigned k = 0; k < BIG_PAGES / MARKERS; k++) {
+        unsigned p = ((k * 2654435761u) % (BIG_PAGES / MARKERS)) * MARKERS
+                     + m->id;
+        rf_ram_source_mark_dirty(m->s, 0, (uint64_t)p * 4096, 1);
+    }
+    return NULL;
+}
+
+static void test_dirty_concurrent(void **state)
+{
+    (void)state;
+    char *path = make_file("conc", 0, 0);
+    assert_int_equal(truncate(path, (off_t)BIG_PAGES * 4096), 0);
+    const char *specs[] = { path };
+    RfError *err = NULL;
+    RfRamSource *s = rf_file_source_open(specs, 1, &err);
+    assert_non_null(s);
+    assert_true(s->ops->dirty_start(s, &err));
+    static uint64_t acc[BIG_PAGES / 64];
+    memset(acc, 0, sizeof(acc));
+    unsigned syncs = 0;
+    for (int round = 0; round < 3; round++) {
+        Marker m[MARKERS];
+        pthread_t th[MARKERS];
+        for (unsigned t = 0; t < MARKERS; t++) {
+            m[t] = (Marker){ .s = s, .id = t };
+            pthread_create(&th[t], NULL, marker_thread, &m[t]);
+        }
+        /* Syncing while they mark must not lose a bit. */
+        for (int i = 0; i < 50; i++) {
+            assert_true(s->ops->dirty_sync(s, 0, acc, &err));
+            syncs++;
+        }
+        for (unsigned t = 0; t < MARKERS; t++) {
+            pthread_join(th[t], NULL);
+        }
+        assert_true(s->ops->dirty_sync(s, 0, acc, &err));
+        assert_int_equal(popcount_bm(acc, BIG_PAGES / 64), BIG_PAGES);
+        memset(acc, 0, sizeof(acc));
+        assert_true(s->ops->dirty_sync(s, 0, acc, &err));
+        assert_int_equal(popcount_bm(acc, BIG_PAGES / 64), 0);
+    }
+    assert_true(syncs >= 150);
+    rf_ram_source_free(s);
+    unlink(path);
+}
+
+/* --- sink ---------------------------------------------------------------- */
+
+static RfRamBlock layout_block(const char *name, uint64_t size)
+{
+    RfRamBlock b = { .size = size };
+    snprintf(b.name, sizeof(b.name), "%s", name);
+    return b;
+}
+
+static void test_sink_single_any_name(void **state)
+{
+    (void)state;
+    /* An existing larger file with data: truncated to fresh zeros. */
+    char *path = make_file("dest", 64 * 4096, 9);
+    const char *specs[] = { path };
+    RfError *err = NULL;
+    RfRamSink *k = rf_file_sink_new(specs, 1, &err);
+    assert_non_null(k);
+    RfRamBlock lay = layout_block("pc.ram", 8 * 4096);
+    assert_true(k->ops->prepare(k, &lay, 1, &err));
+    assert_int_equal(file_size(path), 8 * 4096);
+    uint8_t *h = k->ops->host(k, 0);
+    assert_non_null(h);
+    assert_null(k->ops->host(k, 1));
+    assert_true(k->ops->wait_ready(k));
+    for (size_t i = 0; i < 8 * 4096; i++) {
+        if (h[i]) {
+            fail_msg("byte %zu is %u after truncation", i, h[i]);
+        }
+    }
+    h[4096 * 3 + 7] = 0x42;
+    k->ops->finish(k, true);
+    rf_ram_sink_free(k);
+    rf_ram_sink_free(NULL);
+    int fd = open(path, O_RDONLY);
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, 4096 * 3 + 7), 1);
+    close(fd);
+    assert_int_equal(b, 0x42);
+    unlink(path);
+}
+
+static void test_sink_match_by_name(void **state)
+{
+    (void)state;
+    char pa[160], pb[160], sa[200], sb[200];
+    snprintf(pa, sizeof(pa), "%s/sink-a", tmpdir);
+    snprintf(pb, sizeof(pb), "%s/sink-b", tmpdir);
+    snprintf(sa, sizeof(sa), "ram=%s", pa);
+    snprintf(sb, sizeof(sb), "vga=%s", pb);
+    const char *specs[] = { sb, sa }; /* order differs from the layout */
+    RfError *err = NULL;
+    RfRamSink *k = rf_file_sink_new(specs, 2, &err);
+    assert_non_null(k);
+    RfRamBlock lay[2] = { layout_block("ram", 32 * 4096),
+                          layout_block("vga", 4096) };
+    assert_true(k->ops->prepare(k, lay, 2, &err));
+    assert_int_equal(file_size(pa), 32 * 4096);
+    assert_int_equal(file_size(pb), 4096);
+    k->ops->host(k, 0)[0] = 1;
+    k->ops->host(k, 1)[0] = 2;
+    assert_true(k->ops->wait_ready(k));
+    assert_true(k->ops->wait_ready(k)); /* idempotent */
+    /* A second prepare is refused. */
+    assert_false(k->ops->prepare(k, lay, 2, &err));
+    rf_error_free(err);
+    err = NULL;
+    rf_ram_sink_free(k);
+    int fd = open(pa, O_RDONLY);
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, 0), 1);
+    close(fd);
+    assert_int_equal(b, 1);
+    unlink(pa);
+    unlink(pb);
+
+    /* One block with an unknown name among several specs: refused. */
+    k = rf_file_sink_new(specs, 2, &err);
+    assert_non_null(k);
+    RfRamBlock other = layout_block("rom", 4096);
+    assert_false(k->ops->prepare(k, &other, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_MISMATCH);
+    assert_non_null(strstr(rf_error_msg(err), "block 'rom' from the source "
+                                              "has no --memory NAME=PATH "
+                                              "here"));
+    rf_error_free(err);
+    err = NULL;
+    rf_ram_sink_free(k);
+
+    /* One spec, two source blocks: the name must match too. */
+    const char *one[] = { sa };
+    k = rf_file_sink_new(one, 1, &err);
+    assert_false(k->ops->prepare(k, lay, 2, &err));
+    assert_non_null(strstr(rf_error_msg(err), "block 'vga'"));
+    rf_error_free(err);
+    rf_ram_sink_free(k);
+    unlink(pa);
+}
+
+static void test_sink_bad_input(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    const char *dup[] = { "a=/tmp/x1", "a=/tmp/x2" };
+    assert_null(rf_file_sink_new(dup, 2, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PARAM);
+    assert_non_null(strstr(rf_error_msg(err), "block name already used"));
+    rf_error_free(err);
+    err = NULL;
+    const char *dup_path[] = { "a=/tmp/x1", "b=/tmp/x1" };
+    assert_null(rf_file_sink_new(dup_path, 2, &err));
+    assert_non_null(strstr(rf_error_msg(err), "path already used"));
+    rf_error_free(err);
+    err = NULL;
+    assert_null(rf_file_sink_new(dup, 0, &err));
+    rf_error_free(err);
+    err = NULL;
+
+    char path[160];
+    snprintf(path, sizeof(path), "%s/never", tmpdir);
+    const char *specs[] = { path };
+    RfRamSink *k = rf_file_sink_new(specs, 1, &err);
+    assert_non_null(k);
+    /* Layouts off the wire are checked before any file is touched. */
+    RfRamBlock bad[2] = { layout_block("x", 5000), layout_block("x", 4096) };
+    assert_false(k->ops->prepare(k, bad, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PROTOCOL);
+    assert_non_null(strstr(rf_error_msg(err), "5000"));
+    rf_error_free(err);
+    err = NULL;
+    bad[0].size = 4096;
+    assert_false(k->ops->prepare(k, bad, 2, &err));
+    assert_non_null(strstr(rf_error_msg(err), "appears twice"));
+    rf_error_free(err);
+    err = NULL;
+    memset(bad[0].name, 'z', sizeof(bad[0].name)); /* no NUL */
+    assert_false(k->ops->prepare(k, bad, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_PROTOCOL);
+    rf_error_free(err);
+    err = NULL;
+    /* Bigger than the file system: refused up front, not SIGBUS later. */
+    struct statvfs sv;
+    assert_int_equal(statvfs(tmpdir, &sv), 0);
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    RfRamBlock huge = layout_block("x", (avail + (1ull << 30)) & ~4095ull);
+    assert_false(k->ops->prepare(k, &huge, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), "are free"));
+    rf_error_free(err);
+    rf_ram_sink_free(k);
+    unlink(path);
+
+    /* A directory where the file should go. */
+    const char *dir[] = { tmpdir };
+    k = rf_file_sink_new(dir, 1, &err);
+    RfRamBlock one = layout_block("x", 4096);
+    err = NULL;
+    assert_false(k->ops->prepare(k, &one, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_IO);
+    assert_non_null(strstr(rf_error_msg(err), tmpdir));
+    rf_error_free(err);
+    rf_ram_sink_free(k);
+}
+
+/* --- pre-faulting -------------------------------------------------------- */
+
+static unsigned resident_pages(void *p, size_t len)
+{
+    size_t n = len / 4096;
+    unsigned char *vec = malloc(n);
+    assert_int_equal(mincore(p, len, vec), 0);
+    unsigned r = 0;
+    for (size_t i = 0; i < n; i++) {
+        r += vec[i] & 1;
+    }
+    free(vec);
+    return r;
+}
+
+static void test_prefault(void **state)
+{
+    (void)state;
+    size_t len = 64u << 20;
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(resident_pages(p, len), 0);
+    p[12345] = 7; /* existing contents survive */
+    rf_ram_prefault(p, len, 3);
+    assert_int_equal(resident_pages(p, len), len / 4096);
+    assert_int_equal(p[12345], 7);
+    assert_int_equal(p[len - 1], 0);
+    munmap(p, len);
+
+    /* Several ranges through the job API, one thread. */
+    uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    RfPrefaultRange r[2] = { { a, 4096 * 3 }, { a + (40u << 20), 20u << 20 } };
+    RfPrefaultJob *j = rf_prefault_start(r, 2, 1, NULL);
+    assert_non_null(j);
+    assert_true(rf_prefault_finish(j, false));
+    assert_int_equal(resident_pages(a, len), 3 + (20u << 20) / 4096);
+    munmap(a, len);
+    assert_false(rf_prefault_finish(NULL, false));
+}
+
+static void test_prefault_cancel(void **state)
+{
+    (void)state;
+    size_t len = 1u << 30;
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    assert_true(p != MAP_FAILED);
+    RfPrefaultRange r = { p, len };
+    RfPrefaultJob *j = rf_prefault_start(&r, 1, 2, NULL);
+    assert_non_null(j);
+    /* Cancelled right away: it stops early and says it did not finish. */
+    assert_false(rf_prefault_finish(j, true));
+    assert_true(resident_pages(p, len) < len / 4096);
+    munmap(p, len);
+}
+
+static int setup_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/rf-ram-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    return rmdir(tmpdir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_source_one_file),
+        cmocka_unit_test(test_source_several_named),
+        cmocka_unit_test(test_source_bad_files),
+        cmocka_unit_test(test_source_names),
+        cmocka_unit_test(test_dirty_semantics),
+        cmocka_unit_test(test_dirty_concurrent),
+        cmocka_unit_test(test_sink_single_any_name),
+        cmocka_unit_test(test_sink_match_by_name),
+        cmocka_unit_test(test_sink_bad_input),
+        cmocka_unit_test(test_prefault),
+        cmocka_unit_test(test_prefault_cancel),
+    };
+    return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
+}
