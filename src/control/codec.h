@@ -3,7 +3,8 @@
  *
  *   ramflow codec [-m METHOD] [-l LEVEL] < in > out      compress
  *   ramflow codec -d [-m METHOD] < in > out              decompress
- *   ramflow codec --bench FILE [-m METHOD] [-l LEVEL] [--max-mb N] [--wall]
+ *   ramflow codec --bench FILE [-m METHOD] [-l LEVEL] [--max-mb N]
+ *                 [--repeat N] [--wall]
  *
  * Compression cuts the input into 512 KiB packets and runs each through
  * the method's own send path (RfMethodOps), so the output is what a
@@ -25,7 +26,8 @@
  * --bench prints, for every method and level (or those given), the
  * compression ratio and the single-thread MB/s of compression and of
  * decompression through the same send/recv paths, on at most --max-mb MiB
- * (default 32) of FILE, timed in thread CPU time (wall-clock with --wall).
+ * (default 32) of FILE, timed in thread CPU time (wall-clock with --wall),
+ * the fastest of --repeat passes (default 1).
  */
 #ifndef RF_CONTROL_CODEC_H
 #define RF_CONTROL_CODEC_H

@@ -29,6 +29,10 @@ bool rf_msg_ready(RfConn *c, int ms);
  * the peer's kind and "<peer> reported: <message>". */
 bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
                  size_t cap, RfError **errp);
+/* After a failure: waits up to wait_ms for the peer's ERROR message, which
+ * usually explains the failure better than a reset connection.
+ * @return that error ("<peer> reported: ..."), or NULL. */
+RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms);
 /* Reads one message and checks it has type `want`. */
 bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
                    size_t cap, uint32_t *len, RfError **errp);

@@ -337,9 +337,17 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
                                       : RF_DEFAULT_TIMEOUT_MS;
     bool ok = serve(&d, uri, rep, &err);
     if (!ok) {
+        /* A channel that broke because the source gave up: the source's
+         * ERROR message says why. */
+        RfError *local = NULL;
         if (d.group) {
-            rf_recv_group_take_error(d.group, &err);
+            rf_recv_group_take_error(d.group, &local);
         }
+        if (!err) {
+            rf_error_propagate(&err, rf_msg_peer_error(d.main, "source",
+                                                       local ? 1000 : 0));
+        }
+        rf_error_propagate(&err, local);
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
         }

@@ -92,3 +92,19 @@ bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
     *len = hdr.length;
     return true;
 }
+
+RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms)
+{
+    if (!c || !rf_msg_ready(c, wait_ms)) {
+        return NULL;
+    }
+    RfMsgHdr h;
+    uint8_t buf[4200];
+    RfError *err = NULL;
+    if (rf_msg_recv(c, peer, &h, buf, sizeof(buf), &err) ||
+        !strstr(rf_error_msg(err), " reported: ")) {
+        rf_error_free(err);
+        return NULL;
+    }
+    return err;
+}

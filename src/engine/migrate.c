@@ -360,18 +360,8 @@ static void explain_failure(Source *s, RfError **errp)
     if (s->group) {
         rf_send_group_take_error(s->group, &local);
     }
-    if (s->main && rf_msg_ready(s->main, local ? 2000 : 0)) {
-        RfMsgHdr h;
-        uint8_t buf[4200];
-        RfError *peer = NULL;
-        if (!rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
-                         &peer) && peer &&
-            strstr(rf_error_msg(peer), "reported:")) {
-            rf_error_propagate(errp, peer);
-            peer = NULL;
-        }
-        rf_error_free(peer);
-    }
+    rf_error_propagate(errp, rf_msg_peer_error(s->main, "destination",
+                                               local ? 2000 : 0));
     rf_error_propagate(errp, local);
 }
 

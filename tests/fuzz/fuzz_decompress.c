@@ -16,9 +16,9 @@
  * mostly stop at the header.
  *
  * Either way recv must succeed or fail with an error, and must never
- * write outside the destination pages: they sit between canary pages
- * (checked after every call; libzstd and libdeflate are not instrumented,
- * so ASan alone would not see their writes) and guard pages.
+ * write outside the destination pages: they sit between canary pages,
+ * checked after every call (libzstd and libdeflate are not instrumented,
+ * so ASan alone would not see their writes), before a guard page.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -88,27 +88,32 @@ static uint8_t *slot(size_t s)
     return fz.arena + (1 + s) * PG;
 }
 
-/* Pages at slots 1..n (contiguous) or 2n-1, 2n-3, .., 1 (scattered);
- * every other inner slot holds the canary. */
-static void layout(uint8_t **pages, uint32_t n, bool scattered,
-                   bool *is_page)
+/* The layout ends at the last inner slot, right before the end guard:
+ * C P P .. P C (contiguous) or C P C P .. P C (scattered, pages in
+ * reverse order).  Only the slots it spans are filled and checked, so a
+ * small packet costs little; a write past them hits the guard page. */
+static size_t layout(uint8_t **pages, uint32_t n, bool scattered,
+                     bool *is_page)
 {
+    size_t span = scattered ? 2 * (size_t)n + 1 : (size_t)n + 2;
+    size_t first = SLOTS - span;
     memset(is_page, 0, SLOTS);
     for (uint32_t i = 0; i < n; i++) {
-        size_t s = scattered ? 2 * (size_t)(n - 1 - i) + 1 : 1 + i;
+        size_t s = first + (scattered ? 2 * (size_t)(n - 1 - i) + 1 : 1 + i);
         pages[i] = slot(s);
         is_page[s] = true;
     }
-    for (size_t s = 0; s < SLOTS; s++) {
+    for (size_t s = first; s < SLOTS; s++) {
         if (!is_page[s]) {
             memcpy(slot(s), fz.canary, PG);
         }
     }
+    return first;
 }
 
-static void check_canaries(const bool *is_page)
+static void check_canaries(const bool *is_page, size_t first)
 {
-    for (size_t s = 0; s < SLOTS; s++) {
+    for (size_t s = first; s < SLOTS; s++) {
         if (!is_page[s] && memcmp(slot(s), fz.canary, PG) != 0) {
             die("a write outside the destination pages");
         }
@@ -147,8 +152,12 @@ static size_t make_payload(int m, uint32_t n, const uint8_t *in,
     }
     const uint8_t *flips = in + 1, *text = in + 1 + 2 * f;
     size_t tlen = len - 1 - 2 * f;
-    for (size_t i = 0; i < (size_t)n * PG; i++) {
-        fz.plain[i] = text[i % tlen];
+    size_t total = (size_t)n * PG, have = tlen < total ? tlen : total;
+    memcpy(fz.plain, text, have);
+    while (have < total) { /* repeat by doubling */
+        size_t c = have < total - have ? have : total - have;
+        memcpy(fz.plain + have, fz.plain, c);
+        have += c;
     }
     uint8_t *pages[MAXP];
     for (uint32_t i = 0; i < n; i++) {
@@ -208,7 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     uint8_t *pages[MAXP];
     bool is_page[SLOTS];
-    layout(pages, n, scattered, is_page);
+    size_t first = layout(pages, n, scattered, is_page);
     Reader rd = {.p = payload, .left = len};
     RfRecvPayload in = {.len = (uint32_t)len, .pages = pages, .npages = n,
                         .read = reader, .read_ctx = &rd};
@@ -218,7 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die("recv result and error disagree");
     }
     rf_error_free(err);
-    check_canaries(is_page);
+    check_canaries(is_page, first);
     if (mode1 && intact) {
         if (!ok) {
             die("an intact payload from the sender was refused");

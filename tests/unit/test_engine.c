@@ -299,8 +299,10 @@ static void send_packet(RfConn *data, const RfPacketHdr *h,
     if (n > 256) {
         n = 256;
     }
+    uint32_t all[256] = {0}; /* the case's first 4 indexes, then zeros */
+    memcpy(all, idx, 4 * sizeof(uint32_t));
     size_t len = RF_PKT_HDR_SIZE + rf_wire_page_index_encode(
-                                       idx, n, buf + RF_PKT_HDR_SIZE);
+                                       all, n, buf + RF_PKT_HDR_SIZE);
     /* The peer may close early: ignore send errors. */
     rf_conn_send(data, buf, len, NULL);
     if (payload_len) {

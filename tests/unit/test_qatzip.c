@@ -1047,6 +1047,26 @@ static void test_fake_hardware(void **st)
     check_fail(do_recv(r, p, (uint32_t)n, pages, 4, &err, NULL), &err,
                "decompression failed", "qzDecompress returned -4");
 
+    /* the empty input: the same fixed member from both back ends */
+    RfQzCodec *hc = rf_qz_codec_new(1, RF_QZ_DIR_BOTH, &err);
+    assert_non_null(hc);
+    assert_true(rf_qz_codec_is_hardware(hc));
+    uint8_t e1[64], e2[64];
+    size_t n1 = 0, n2 = 0;
+    assert_int_equal(rf_qz_compress(hc, e1, 0, e1, sizeof(e1), &n1, &err),
+                     RF_QZ_OK);
+    rf_qz_codec_free(hc);
+    use_software();
+    hc = rf_qz_codec_new(1, RF_QZ_DIR_BOTH, &err);
+    assert_false(rf_qz_codec_is_hardware(hc));
+    assert_int_equal(rf_qz_compress(hc, e2, 0, e2, sizeof(e2), &n2, &err),
+                     RF_QZ_OK);
+    rf_qz_codec_free(hc);
+    setenv(RF_QATZIP_LIB_ENV, fake_path("hw"), 1);
+    assert_int_equal(n1, RF_QZ_EMPTY_MEMBER);
+    assert_int_equal(n2, RF_QZ_EMPTY_MEMBER);
+    assert_memory_equal(e1, e2, RF_QZ_EMPTY_MEMBER);
+
     /* a device failure surfaces as an error of send_prepare */
     f.control(0, 1);
     RfPageList pl = {.pages = pages, .npages = 4};

@@ -402,6 +402,39 @@ static void test_connect_refused(void **state)
     rf_error_free(err);
 }
 
+/* A listener whose accept queue is full drops new SYNs, so connect()
+ * hangs: rf_conn_connect must give up after timeout_ms. */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    RfConn *conns[8] = { NULL };
+    RfError *err = NULL;
+    double dt = 0;
+    for (int i = 0; i < 8 && !err; i++) {
+        double t0 = now_s();
+        conns[i] = rf_conn_connect(uri, 300, &err);
+        dt = now_s() - t0;
+    }
+    assert_non_null(err);
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_non_null(strstr(rf_error_msg(err), uri));
+    assert_true(dt >= 0.25 && dt < 0.9);
+    rf_error_free(err);
+    for (int i = 0; i < 8; i++) {
+        rf_conn_close(conns[i]);
+    }
+    close(fd);
+}
+
 static void test_bad_uris(void **state)
 {
     (void)state;
@@ -514,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_send_to_dead_peer),
         cmocka_unit_test(test_shutdown_wakes_reader),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_bad_uris),
         cmocka_unit_test(test_accept_cancel_and_timeout),
     };

@@ -113,7 +113,7 @@ static RfPacketHdr sample_pkt(void)
 {
     RfPacketHdr h = {
         .version = RF_WIRE_VERSION, .method = RF_METHOD_ZSTD, .flags = 0,
-        .block = 1, .normal = 2, .zero = 1, .payload_size = 499,
+        .block = 1, .normal = 2, .zero = 1, .payload_size = 31,
         .round = 3, .seq = 7,
     };
     return h;
@@ -451,14 +451,15 @@ static void test_error_roundtrip(void **state)
     uint32_t kind = 0;
     RfError *err = NULL;
 
-    size_t n = rf_wire_error_encode(RF_ERR_MISMATCH, "channel 3: b\xc3\xa4" "d",
-                                    buf, sizeof(buf));
+    static const char bad_de[] = "channel 3: b\xc3\xa4" "d"; /* "bäd" */
+    size_t n = rf_wire_error_encode(RF_ERR_MISMATCH, bad_de, buf,
+                                    sizeof(buf));
     assert_int_equal(n, 6 + 15);
     const uint8_t head[6] = {5, 0, 0, 0, 15, 0};
     assert_memory_equal(buf, head, 6);
     assert_true(rf_wire_error_decode(buf, n, &kind, msg, sizeof(msg), &err));
     assert_int_equal(kind, RF_ERR_MISMATCH);
-    assert_string_equal(msg, "channel 3: b\xc3\xa4" "d");
+    assert_string_equal(msg, bad_de);
 
     /* Empty and NULL messages. */
     n = rf_wire_error_encode(RF_ERR_IO, NULL, buf, sizeof(buf));
@@ -731,7 +732,7 @@ static void test_packet_worked_example(void **state)
     static const uint8_t want[] = {
         0x52, 0x46, 0x50, 0x4B, 0x01, 0x00, 0x02, 0x00,
         0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x00,
-        0xF3, 0x01, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
+        0x1F, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
         0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x05, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00,
@@ -754,7 +755,7 @@ static void test_packet_worked_example(void **state)
     assert_int_equal(d.block, 1);
     assert_int_equal(d.normal, 2);
     assert_int_equal(d.zero, 1);
-    assert_int_equal(d.payload_size, 499);
+    assert_int_equal(d.payload_size, 31);
     assert_int_equal(d.round, 3);
     assert_true(d.seq == 7);
 
@@ -762,6 +763,94 @@ static void test_packet_worked_example(void **state)
     memcpy(got, b + RF_PKT_HDR_SIZE, sizeof(got));
     assert_true(rf_wire_page_index_decode(got, 3, test_block_pages[1], &err));
     assert_memory_equal(got, idx, sizeof(idx));
+}
+
+/* The other worked examples of docs/protocol.md section 12. */
+static void test_doc_examples(void **state)
+{
+    (void)state;
+    static RfHello h, d;
+    uint8_t b[256], hdr[RF_MSG_HDR_SIZE];
+    RfError *err = NULL;
+
+    static const uint8_t hello_hdr[] = {0x52, 0x46, 0x43, 0x4D, 0x01, 0x00,
+                                        0x00, 0x00, 0x33, 0x00, 0x00, 0x00};
+    static const uint8_t hello[] = {
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x02, 0x01, 0x02,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+        0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x01,
+        0x00, 0x00, 0x00, 0x06, 0x70, 0x63, 0x2E, 0x72, 0x61, 0x6D, 0x00,
+        0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,
+    };
+    memset(&h, 0, sizeof(h));
+    h.version = 1;
+    h.page_size = 4096;
+    h.method = RF_METHOD_ZSTD;
+    h.level = 1;
+    h.channels = 2;
+    h.flags = RF_HELLO_VERIFY;
+    for (int i = 0; i < 16; i++) {
+        h.session[i] = (uint8_t)(0x11 * i);
+    }
+    h.nblocks = 1;
+    strcpy(h.blocks[0].name, "pc.ram");
+    h.blocks[0].size = 1ull << 30;
+    size_t n = rf_wire_hello_encode(&h, b, sizeof(b));
+    assert_int_equal(n, sizeof(hello));
+    assert_memory_equal(b, hello, sizeof(hello));
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_HELLO, (uint32_t)n);
+    assert_memory_equal(hdr, hello_hdr, sizeof(hdr));
+    assert_true(rf_wire_hello_decode(hello, sizeof(hello), &d, &err));
+
+    static const uint8_t accept[] = {0x52, 0x46, 0x43, 0x4D, 0x02, 0x00,
+                                     0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_ACCEPT, 0);
+    assert_memory_equal(hdr, accept, sizeof(hdr));
+
+    static const uint8_t chan[] = {
+        0x52, 0x46, 0x43, 0x48, 0x01, 0x00, 0x01, 0x00, 0x00, 0x11, 0x22,
+        0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD,
+        0xEE, 0xFF,
+    };
+    RfChanHello ch = {.version = 1, .channel = 1};
+    memcpy(ch.session, h.session, 16);
+    rf_wire_chan_hello_encode(&ch, b);
+    assert_memory_equal(b, chan, sizeof(chan));
+
+    static const uint8_t error[] = {
+        0x52, 0x46, 0x43, 0x4D, 0x03, 0x00, 0x00, 0x00, 0x22, 0x00, 0x00,
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x1C, 0x00, 'm', 'u', 'l', 't', 'i',
+        'f', 'd', '-', 'c', 'o', 'm', 'p', 'r', 'e', 's', 's', 'i', 'o',
+        'n', ' ', 'm', 'i', 's', 'm', 'a', 't', 'c', 'h',
+    };
+    n = rf_wire_error_encode(RF_ERR_MISMATCH, "multifd-compression mismatch",
+                             b + RF_MSG_HDR_SIZE, sizeof(b) - 12);
+    rf_wire_msg_hdr_encode(b, RF_MSG_ERROR, (uint32_t)n);
+    assert_int_equal(RF_MSG_HDR_SIZE + n, sizeof(error));
+    assert_memory_equal(b, error, sizeof(error));
+
+    static const uint8_t sync[] = {
+        0x52, 0x46, 0x50, 0x4B, 0x01, 0x00, 0x02, 0x05, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x04, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    };
+    RfPacketHdr s = {.version = 1, .method = RF_METHOD_ZSTD,
+                     .flags = RF_PKT_SYNC | RF_PKT_FINAL, .round = 4,
+                     .seq = 12};
+    rf_wire_packet_hdr_encode(&s, b);
+    assert_memory_equal(b, sync, sizeof(sync));
+    RfPacketHdr sd;
+    assert_true(rf_wire_packet_hdr_decode(sync, &test_lim, &sd, &err));
+    assert_true(pkt_equal(&sd, &s));
+
+    static const uint8_t end_hdr[] = {0x52, 0x46, 0x43, 0x4D, 0x05, 0x00,
+                                      0x00, 0x00, 0x05, 0x00, 0x00, 0x00};
+    static const uint8_t end[] = {0x04, 0x00, 0x00, 0x00, 0x01};
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_END, 5);
+    assert_memory_equal(hdr, end_hdr, sizeof(hdr));
+    assert_int_equal(rf_wire_end_encode(4, true, b, sizeof(b)), 5);
+    assert_memory_equal(b, end, sizeof(end));
 }
 
 static void test_packet_good_variants(void **state)
@@ -1206,6 +1295,7 @@ int main(void)
         cmocka_unit_test(test_complete_bad),
         cmocka_unit_test(test_chan_hello),
         cmocka_unit_test(test_packet_worked_example),
+        cmocka_unit_test(test_doc_examples),
         cmocka_unit_test(test_packet_good_variants),
         cmocka_unit_test(test_packet_bad),
         cmocka_unit_test(test_page_index),

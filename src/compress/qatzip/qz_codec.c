@@ -116,6 +116,19 @@ RfQzStatus rf_qz_compress(RfQzCodec *c, const uint8_t *src, size_t len,
                           uint8_t *dst, size_t cap, size_t *out_len,
                           RfError **errp)
 {
+    if (len == 0 && c->hw) {
+        /* QATzip may refuse an empty input; the empty member is fixed:
+         * header, an empty final static block (03 00), zero CRC/ISIZE. */
+        if (cap < RF_QZ_EMPTY_MEMBER) {
+            return RF_QZ_NOSPACE;
+        }
+        rf_qz_write_header(dst, 0, 2);
+        dst[RF_QZ_HDR_LEN] = 0x03;
+        dst[RF_QZ_HDR_LEN + 1] = 0x00;
+        rf_qz_write_trailer(dst + RF_QZ_HDR_LEN + 2, 0, 0);
+        *out_len = RF_QZ_EMPTY_MEMBER;
+        return RF_QZ_OK;
+    }
     if (c->hw) {
         return rf_qz_hw_compress(c->hw, src, len, dst, cap, out_len, errp);
     }

@@ -30,11 +30,12 @@ struct RfQzSw {
 };
 
 /*
- * multifd-qatzip-level -> ISA-L level.  ISA-L has four levels (0 fastest,
- * 3 best).  Measured on the Silesia mix in 64 KiB members (docs/qatzip.md):
- * level 1 is both faster and smaller than level 0 on text-heavy data, so
- * the default maps to 1; 2 gains a little ratio for some speed; 3 is the
- * best ratio at about half the speed of 1.
+ * multifd-qatzip-level -> ISA-L level.  ISA-L has four levels (0 fastest
+ * in principle, 3 best).  Measured on the Silesia mix in 64 KiB members
+ * (docs/qatzip.md): level 0 compresses no faster than 1 there and its
+ * output is 15% larger, so it is not used; the default maps to 1 (ratio
+ * 3.00); 2 gives 2% smaller output for ~10% of speed, 3 gives 3% smaller
+ * output for ~30% of speed.
  */
 static const int isal_levels[RF_QATZIP_LEVEL_MAX + 1] = {
     [1] = 1, [2] = 1, [3] = 2, [4] = 2, [5] = 2,
