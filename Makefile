@@ -64,7 +64,7 @@ check-fuzz: deps
 	  -Db_lundef=false
 	ninja -C $(FUZZ_BUILD)
 	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
-	  [ -x "$$f" ] || continue; \
+	  [ -f "$$f" ] && [ -x "$$f" ] || continue; \
 	  echo "fuzzing $$(basename $$f) for $(FUZZ_SECONDS) s"; \
 	  "$$f" -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    -close_fd_mask=3 || exit 1; \
