@@ -406,8 +406,8 @@ typedef struct CodeCtx {
     unsigned layout; /* 0..2: code, 3: pointer table, 4: struct array */
 } CodeCtx;
 
-/* One function: prologue, body, epilogue, padding to 16 bytes.  Writes
- * at most ~40 instructions of 7 + 4 bytes past p. */
+/* One function: prologue, body of 4..42 instructions, epilogue, padding
+ * to 16 bytes: at most ~330 bytes past p, within SLACK. */
 static size_t emit_function(uint8_t *b, size_t p, Rng *r)
 {
     static const uint8_t prologue[] = {0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48,

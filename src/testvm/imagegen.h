@@ -20,9 +20,9 @@
  *  Fills `size` bytes at dst (a multiple of 4096) with about 20% zero
  *  pages, 30% text-like, 25% code-like, 15% structured data and 10%
  *  random pages.  The contents depend only on `seed` and `size`, never on
- *  `threads` (the number of threads to fill with; 0 means 1).
- *  @return true, or false with an RF_ERR_PARAM error for a bad size or an
- *  RF_ERR_GENERIC error if a thread cannot start. */
+ *  `threads` (the number of threads to fill with; 0 means 1; a thread
+ *  that cannot start has its share filled by the caller's thread).
+ *  @return true, or false with an RF_ERR_PARAM error for a bad size. */
 bool rf_image_generate(uint8_t *dst, uint64_t size, uint64_t seed,
                        unsigned threads, RfError **errp);
 

@@ -77,10 +77,10 @@ static bool qatzip_setup(void **state, int level, RfQzDirection dir,
     s->in = rf_qz_codec_alloc(s->codec, QATZIP_PACKET);
     s->out = rf_qz_codec_alloc(s->codec, s->out_cap);
     if (!s->in || !s->out) {
+        size_t cap = s->out_cap;
         qatzip_cleanup(s);
         rf_error_set(errp, RF_ERR_GENERIC,
-                     "qatzip: out of memory for two %zu-byte buffers",
-                     s->out_cap);
+                     "qatzip: out of memory for two %zu-byte buffers", cap);
         return false;
     }
     *state = s;
