@@ -191,6 +191,11 @@ typedef struct RfReport {
     bool verified;             /* --verify ran and every digest matched */
     bool converged;            /* final round started within downtime */
     bool dest_memory_warm;     /* destination RAM was pre-faulted */
+    double dirty_pages_rate;   /* pages/s dirtied, measured at the last sync */
+    double expected_downtime_ms; /* estimate when the final round began */
+    double dest_downtime_ms;   /* destination: STATE/END received to done */
+    unsigned throttle_pct;     /* auto-converge throttle reached, 0-99 */
+    uint64_t state_bytes;      /* device state sent on the main channel */
 } RfReport;
 
 /* ======================================================================
@@ -211,6 +216,16 @@ typedef struct RfMigrateOptions {
      * the final round and after a failure.  May be NULL. */
     void (*pause)(void *opaque);
     void (*resume)(void *opaque);
+    /* Called once while paused, after the last dirty sync: the device
+     * state (e.g. vCPU registers) to send to the destination, malloc'd
+     * (the engine frees it), at most 1 MiB.  May be NULL: no state. */
+    bool (*save_state)(void *opaque, uint8_t **buf, size_t *len,
+                       RfError **errp);
+    /* Auto-converge (QEMU's capability, off by default): while a round
+     * does not converge, the engine raises the throttle (20%, then +10%
+     * per round up to 99%) through this hook; 0 when done. */
+    bool auto_converge;
+    void (*throttle)(unsigned pct, void *opaque);
     void *opaque;
 } RfMigrateOptions;
 
@@ -224,6 +239,11 @@ typedef struct RfIncomingOptions {
     /* Called once the socket listens, with the actual URI (port 0 is
      * replaced by the port chosen). */
     void (*listening)(const char *uri, void *opaque);
+    /* Called with the source's device state (STATE message), before
+     * COMPLETE is sent; failing it fails the migration.  May be NULL:
+     * then a STATE message is refused. */
+    bool (*load_state)(void *opaque, const uint8_t *buf, size_t len,
+                       RfError **errp);
     void *opaque;
 } RfIncomingOptions;
 

@@ -40,6 +40,8 @@ typedef struct Dest {
     uint32_t final_round;
     bool verify;
     double t0, cpu0;
+    double paused_at;     /* STATE or END arrived: the source is paused */
+    uint8_t *msgbuf;      /* RF_MSG_MAX_PAYLOAD bytes for main messages */
 } Dest;
 
 static volatile int *cancel_ptr(Dest *d)
@@ -194,10 +196,31 @@ static bool accept_channels(Dest *d, RfError **errp)
     return d->group != NULL;
 }
 
+/* STATE: the source's device state, for the caller's VM. */
+static bool load_state(Dest *d, const uint8_t *buf, uint32_t len,
+                       RfError **errp)
+{
+    if (!d->paused_at) {
+        d->paused_at = rf_now();
+    }
+    if (!d->opts->load_state) {
+        rf_error_set(errp, RF_ERR_MISMATCH,
+                     "the source sent %u bytes of device state (a VM) but "
+                     "this destination has no VM to load it into (use "
+                     "'incoming --guest')", len);
+        return false;
+    }
+    if (!d->opts->load_state(d->opts->opaque, buf, len, errp)) {
+        rf_error_prefix(errp, "loading the device state");
+        return false;
+    }
+    return true;
+}
+
 /* Follows the main channel until END, watching the channels and cancel. */
 static bool run(Dest *d, RfError **errp)
 {
-    uint8_t buf[4200];
+    uint8_t *buf = d->msgbuf;
     for (;;) {
         if (d->opts->cancel && *d->opts->cancel) {
             rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
@@ -210,15 +233,23 @@ static bool run(Dest *d, RfError **errp)
             continue;
         }
         RfMsgHdr h;
-        if (!rf_msg_recv(d->main, "source", &h, buf, sizeof(buf), errp)) {
+        if (!rf_msg_recv(d->main, "source", &h, buf, RF_MSG_MAX_PAYLOAD,
+                         errp)) {
             return false;
         }
-        if (h.type == RF_MSG_ROUND) {
+        if (h.type == RF_MSG_STATE) {
+            if (!load_state(d, buf, h.length, errp)) {
+                return false;
+            }
+        } else if (h.type == RF_MSG_ROUND) {
             uint32_t r;
             if (!rf_wire_round_decode(buf, h.length, &r, errp)) {
                 return false;
             }
         } else if (h.type == RF_MSG_END) {
+            if (!d->paused_at) {
+                d->paused_at = rf_now();
+            }
             return rf_wire_end_decode(buf, h.length, &d->final_round,
                                       &d->verify, errp);
         } else {
@@ -264,6 +295,7 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
         }
     }
     double end = rf_now();
+    rep->dest_downtime_ms = (end - d->paused_at) * 1000;
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);
     rep->recv_cpu_pct = rf_stats_fill_report(
@@ -335,7 +367,11 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
     d.sink = sink;
     d.timeout_ms = d.opts->timeout_ms ? d.opts->timeout_ms
                                       : RF_DEFAULT_TIMEOUT_MS;
-    bool ok = serve(&d, uri, rep, &err);
+    d.msgbuf = malloc(RF_MSG_MAX_PAYLOAD);
+    bool ok = d.msgbuf ? serve(&d, uri, rep, &err) : false;
+    if (!d.msgbuf) {
+        rf_error_set(&err, RF_ERR_GENERIC, "out of memory");
+    }
     if (!ok) {
         /* A channel that broke because the source gave up: the source's
          * ERROR message says why. */
@@ -367,6 +403,7 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
     rf_conn_close(d.main);
     rf_listener_close(d.listener);
     free(d.hello);
+    free(d.msgbuf);
     rf_error_propagate(errp, err);
     return ok;
 }

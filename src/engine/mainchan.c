@@ -8,7 +8,7 @@
 static const char *msg_name(unsigned type)
 {
     static const char *names[] = {"INVALID", "HELLO", "ACCEPT", "ERROR",
-                                  "ROUND", "END", "COMPLETE"};
+                                  "ROUND", "END", "COMPLETE", "STATE"};
     return type <= RF_MSG_MAX ? names[type] : "unknown";
 }
 

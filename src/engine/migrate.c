@@ -235,9 +235,36 @@ static bool send_round(Source *s, uint64_t dirty, RfError **errp)
     return true;
 }
 
-static bool send_round_end(Source *s, bool final, RfError **errp)
+/* The device state (vCPUs) goes on the main channel before END; the
+ * destination loads it while the last pages land. */
+static bool send_state(Source *s, RfReport *rep, RfError **errp)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!s->opts->save_state(s->opts->opaque, &buf, &len, errp)) {
+        rf_error_prefix(errp, "saving the device state");
+        return false;
+    }
+    if (len > RF_MSG_MAX_PAYLOAD) {
+        free(buf);
+        rf_error_set(errp, RF_ERR_GENERIC,
+                     "device state of %zu bytes exceeds the %u-byte limit",
+                     len, RF_MSG_MAX_PAYLOAD);
+        return false;
+    }
+    bool ok = rf_msg_send(s->main, RF_MSG_STATE, buf, (uint32_t)len, errp);
+    free(buf);
+    rep->state_bytes = len;
+    return ok;
+}
+
+static bool send_round_end(Source *s, bool final, RfReport *rep,
+                           RfError **errp)
 {
     if (!rf_send_group_sync(s->group, s->round, final)) {
+        return false;
+    }
+    if (final && s->opts->save_state && !send_state(s, rep, errp)) {
         return false;
     }
     uint8_t buf[16];
@@ -248,11 +275,23 @@ static bool send_round_end(Source *s, bool final, RfError **errp)
                        (uint32_t)n, errp);
 }
 
+/* Auto-converge: a round that did not fit raises the throttle. */
+static void throttle_up(Source *s, RfReport *rep)
+{
+    if (!s->opts->auto_converge || !s->opts->throttle) {
+        return;
+    }
+    unsigned pct = rep->throttle_pct ? rep->throttle_pct + 10 : 20;
+    rep->throttle_pct = pct > 99 ? 99 : pct;
+    s->opts->throttle(rep->throttle_pct, s->opts->opaque);
+}
+
 /* Runs the rounds.  Sets rep->rounds, converged, and the pause time. */
 static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
                        RfError **errp)
 {
     double rate = 0; /* pages per second of the last round */
+    double last_sync = rf_now();
     for (s->round = 1;; s->round++) {
         if (s->opts->round_start) {
             s->opts->round_start(s->round, s->opts->opaque);
@@ -263,6 +302,7 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
         uint64_t dirty = 0;
         bool final = false;
         if (s->round == 1) {
+            last_sync = rf_now();
             for (unsigned b = 0; b < s->nblocks; b++) {
                 rf_bitmap_fill(s->bitmaps[b],
                                s->blocks[b]->size / RF_PAGE_SIZE);
@@ -272,9 +312,16 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             if (!sync_dirty(s, &dirty, errp)) {
                 return false;
             }
+            double now = rf_now();
+            rep->dirty_pages_rate = (double)dirty / (now - last_sync);
+            last_sync = now;
             double expect_ms = rate > 0 ? (double)dirty / rate * 1000 : 0;
+            rep->expected_downtime_ms = expect_ms;
             rep->converged = expect_ms <= (double)s->params->downtime_limit;
             final = rep->converged || s->round > s->params->max_rounds;
+            if (!final) {
+                throttle_up(s, rep);
+            }
         }
         if (final) {
             /* Stop the writers, then pick up what they wrote since. */
@@ -290,7 +337,8 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             dirty = more;
         }
         double t = rf_now();
-        if (!send_round(s, dirty, errp) || !send_round_end(s, final, errp)) {
+        if (!send_round(s, dirty, errp) ||
+            !send_round_end(s, final, rep, errp)) {
             return false;
         }
         double dt = rf_now() - t;
@@ -459,6 +507,9 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         snprintf(rep->method, sizeof(rep->method), "%s", s.method->name);
         snprintf(rep->method_detail, sizeof(rep->method_detail), "%s",
                  rf_send_group_describe(s.group));
+    }
+    if (rep->throttle_pct && opts->throttle) {
+        opts->throttle(0, opts->opaque);
     }
     if (s.tracking) {
         src->ops->dirty_stop(src);

@@ -67,7 +67,7 @@ static const char *const msg_names[] = {
     [RF_MSG_INVALID] = "INVALID", [RF_MSG_HELLO] = "HELLO",
     [RF_MSG_ACCEPT] = "ACCEPT",   [RF_MSG_ERROR] = "ERROR",
     [RF_MSG_ROUND] = "ROUND",     [RF_MSG_END] = "END",
-    [RF_MSG_COMPLETE] = "COMPLETE",
+    [RF_MSG_COMPLETE] = "COMPLETE", [RF_MSG_STATE] = "STATE",
 };
 
 /* ---- text ------------------------------------------------------------ */
@@ -273,6 +273,8 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
     case RF_MSG_COMPLETE:
         min = COMPLETE_FIXED, max = COMPLETE_MAX;
         break;
+    case RF_MSG_STATE:
+        break; /* opaque to the protocol, up to RF_MSG_MAX_PAYLOAD */
     case RF_MSG_INVALID:
         break;
     }

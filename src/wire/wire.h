@@ -32,7 +32,8 @@ typedef enum {
     RF_MSG_ROUND = 4,    /* src -> dst: round N finished on every channel */
     RF_MSG_END = 5,      /* src -> dst: last round sent; u8 verify flag */
     RF_MSG_COMPLETE = 6, /* dst -> src: everything applied; stats, digests */
-    RF_MSG_MAX = 6,
+    RF_MSG_STATE = 7,    /* src -> dst: device (vCPU) state, opaque bytes */
+    RF_MSG_MAX = 7,
 } RfMsgType;
 
 typedef struct RfMsgHdr {
