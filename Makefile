@@ -43,7 +43,7 @@ demo: build
 	$(RAMFLOW) demo
 
 check: check-release check-asan check-fuzz
-	@echo "make check: all test stages passed"
+	@tests/summary.sh $(BUILD) $(ASAN_BUILD)
 
 check-release: build
 	meson test -C $(BUILD) --print-errorlogs --num-processes 1
@@ -65,9 +65,11 @@ check-fuzz: deps
 	ninja -C $(FUZZ_BUILD)
 	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
 	  [ -f "$$f" ] && [ -x "$$f" ] || continue; \
-	  echo "fuzzing $$(basename $$f) for $(FUZZ_SECONDS) s"; \
-	  "$$f" -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    -close_fd_mask=3 || exit 1; \
+	  log="$$f.log"; \
+	  if ! "$$f" -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	      >"$$log" 2>&1; then \
+	    tail -n 60 "$$log"; echo "FAIL: $$(basename $$f)"; exit 1; fi; \
+	  echo "fuzz $$(basename $$f): $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$$log"), no crash"; \
 	done
 
 bench: build
