@@ -182,7 +182,9 @@ static bool accept_channels(Dest *d, RfError **errp)
         }
         d->conns[h.channel] = c;
     }
-    d->warm = d->sink->ops->wait_ready(d->sink);
+    /* The receivers start now, while pre-faulting goes on: it works from
+     * the start of memory in chunks, ahead of round 1's mostly ascending
+     * writes, on the cores the receivers leave idle. */
     RfRecvGroupConfig cfg = {
         .conns = d->conns,
         .n = n,
@@ -264,6 +266,7 @@ static bool run(Dest *d, RfError **errp)
 /* Waits for every channel's FINAL sync, then answers COMPLETE. */
 static bool complete(Dest *d, RfReport *rep, RfError **errp)
 {
+    d->warm = d->sink->ops->wait_ready(d->sink);
     while (!rf_recv_group_wait(d->group, 100)) {
         if (rf_recv_group_failed(d->group)) {
             return false;
