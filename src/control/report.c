@@ -53,8 +53,9 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
     fprintf(f, "  recv CPU%%          %.1f (destination process)\n",
             r->recv_cpu_pct);
     fprintf(f, "  destination RAM    %s\n",
-            r->dest_memory_warm ? "warm (pre-faulted during the handshake)"
-                                : "cold (not pre-faulted)");
+            r->dest_memory_warm
+                ? "pre-faulted (from the handshake on, ahead of the writes)"
+                : "not pre-faulted (first touch during the transfer)");
     if (source) {
         fprintf(f, "  verify             %s\n",
                 r->verified ? "passed: every block's XXH3-128 digest matches"

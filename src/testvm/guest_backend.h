@@ -25,11 +25,13 @@
  *   source:       be = ops->create(&mem, errp)
  *                 ops->start(be, plan, n, dirty_rate, errp)    vCPUs run
  *                 ops->dirty_start / dirty_sync... / dirty_stop
- *                 ops->pause(be) ... ops->save_vcpu(be, i, out, errp)
+ *                 ops->pause(be) ... ops->save_vm(be, out, errp),
+ *                 then ops->save_vcpu(be, i, out, errp) for each vCPU
  *                 ops->resume(be)   (after a failed migration)
  *                 ops->destroy(be)
  *   destination:  be = ops->create(&mem, errp)    at sink prepare()
- *                 ops->load(be, plan, recs, n, dirty_rate, errp)
+ *                 ops->load(be, vm_recs, plan, recs, n, dirty_rate,
+ *                           errp)
  *                                                  vCPUs exist, paused
  *                 ops->resume(be)                  vCPUs run
  *                 ops->destroy(be)
@@ -64,10 +66,18 @@
  *     against the blob).  The back end must check each record's length
  *     and values itself and fail with a clear error (never crash) on bad
  *     input: the blob came off the network.
- *   - load(plan, recs, n): plan[i].passes is the pass count the source
+ *   - save_vm(out): VM-wide records (kvm: clock, "no irqchip"), written
+ *     before the vCPUs' records; may be NULL (no VM records).
+ *   - load(vm_recs, plan, recs, n): vm_recs are the records save_vm
+ *     wrote (n = 0 if none); plan[i].passes is the pass count the source
  *     had; recs[i] are the records save_vcpu(i) wrote on the source.
+ *     guest.c has already checked that the blob names this back end, that
+ *     its RAM size matches and that the plan is valid (ranges inside RAM,
+ *     past the reserved pages, not overlapping).
  *   - passes(be): total finished passes over all vCPUs (including the
- *     counts load() started from).  Thread-safe, cheap.
+ *     counts load() started from); vcpu_passes(be, i): vCPU i's alone
+ *     (guest.c writes it into the blob as plan[i].passes).  Thread-safe,
+ *     cheap.
  *   - describe(be): a short static-lifetime-while-be-lives string about
  *     the tracker, e.g. "dirty log with manual protect" or "userfaultfd
  *     async WP + PAGEMAP_SCAN".
@@ -118,7 +128,8 @@ typedef struct RfGuestRecord {
     const uint8_t *data;
 } RfGuestRecord;
 
-/* The records of one vCPU, in the order save_vcpu() wrote them. */
+/* The records of one vCPU (or of the VM), in the order save_vcpu()
+ * (save_vm()) wrote them. */
 typedef struct RfGuestVcpuRecords {
     unsigned n;
     const RfGuestRecord *rec;
@@ -134,16 +145,19 @@ typedef struct RfGuestBackendOps {
     void *(*create)(const RfGuestMem *mem, RfError **errp);
     bool (*start)(void *be, const RfGuestVcpuPlan *plan, unsigned n,
                   uint64_t dirty_rate, RfError **errp);
-    bool (*load)(void *be, const RfGuestVcpuPlan *plan,
+    bool (*load)(void *be, const RfGuestVcpuRecords *vm_recs,
+                 const RfGuestVcpuPlan *plan,
                  const RfGuestVcpuRecords *recs, unsigned n,
                  uint64_t dirty_rate, RfError **errp);
     void (*pause)(void *be);
     void (*resume)(void *be);
     void (*throttle)(void *be, unsigned pct);
     uint64_t (*passes)(void *be);
+    uint64_t (*vcpu_passes)(void *be, unsigned i);
     bool (*dirty_start)(void *be, RfError **errp);
     bool (*dirty_sync)(void *be, uint64_t *bitmap, RfError **errp);
     void (*dirty_stop)(void *be);
+    bool (*save_vm)(void *be, RfGuestStateOut *out, RfError **errp);
     bool (*save_vcpu)(void *be, unsigned i, RfGuestStateOut *out,
                       RfError **errp);
     const char *(*describe)(void *be);
