@@ -113,5 +113,21 @@ rf_cpu_pct() {
     read -r b0 i0 <<<"$1"
     read -r b1 i1 <<<"$2"
     awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" -v n="$(nproc)" \
-        'BEGIN {printf "%.0f", b + i > 0 ? 100 * n * b / (b + i) : 0}'
+        'BEGIN {printf "%.0f", (b + i > 0) ? 100 * n * b / (b + i) : 0}'
+}
+
+# rf_wait_idle MAX_S PCT: waits until the whole machine used less than PCT
+# CPU% (100 = one core) over one second, for at most MAX_S seconds, so that
+# a run does not start while other work holds the cores.  @return 1 when
+# it gave up (the run then goes ahead; the machine CPU% column shows it).
+rf_wait_idle() {
+    local max=$1 pct=$2 start=$SECONDS a b u
+    while :; do
+        a=$(rf_cpu_jiffies)
+        sleep 1
+        b=$(rf_cpu_jiffies)
+        u=$(rf_cpu_pct "$a" "$b")
+        [ "$u" -lt "$pct" ] && return 0
+        [ $((SECONDS - start)) -lt "$max" ] || return 1
+    done
 }

@@ -118,6 +118,33 @@ typedef struct RfRamSink RfRamSink;
 RfRamSource *rf_file_source_open(const char *const *specs, unsigned n,
                                  RfError **errp);
 
+/*! RfRegion : one memory region of this process, for
+ *  rf_region_source_open(). */
+typedef struct RfRegion {
+    const char *name;  /* block name, 1-255 bytes; NULL = "region<i>" */
+    void *addr;        /* page-aligned */
+    uint64_t size;     /* bytes, a non-zero multiple of RF_PAGE_SIZE */
+} RfRegion;
+
+/*! rf_region_source_open() :
+ *  Opens a RAM source over memory regions of this process (page-aligned
+ *  addr, size a non-zero multiple of RF_PAGE_SIZE, names unique and 1-255
+ *  bytes; a NULL name becomes "region<i>").  Writes are tracked by
+ *  userfaultfd write protection (async WP + PAGEMAP_SCAN, falling back to
+ *  synchronous WP faults; force_sync forces the latter) from the
+ *  migration's start; pages marked with rf_ram_source_mark_dirty() count
+ *  too.  The memory stays owned by the caller and must outlive the source.
+ *  @return the source, or NULL with an error naming the region on bad
+ *  input or if userfaultfd is unavailable. */
+RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
+                                   bool force_sync, RfError **errp);
+
+/*! rf_ram_source_describe() :
+ *  @return a one-line description of how the source tracks writes (e.g.
+ *  "userfaultfd async WP + PAGEMAP_SCAN", or "explicit marks" for a source
+ *  that only knows rf_ram_source_mark_dirty()), never NULL. */
+const char *rf_ram_source_describe(const RfRamSource *src);
+
 /*! rf_ram_source_mark_dirty() :
  *  Marks the pages covering [offset, offset + len) of block `block` dirty,
  *  so the next round sends them again.  Call it after writing the memory.

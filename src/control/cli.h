@@ -44,6 +44,7 @@ void rf_progress_done(void);
 int rf_cli_migrate(int argc, char **argv);
 int rf_cli_incoming(int argc, char **argv);
 int rf_cli_demo(int argc, char **argv);
+int rf_cli_guest(int argc, char **argv);
 int rf_cli_genimage(int argc, char **argv);
 
 /* Cancellation flag set by SIGINT/SIGTERM (main.c). */

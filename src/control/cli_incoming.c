@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control/guest_run.h"
 #include "control/run.h"
 
 static void usage(FILE *f)
@@ -11,17 +12,21 @@ static void usage(FILE *f)
         "                        [--multifd-compression M]"
         " [--multifd-channels N]\n"
         "                        [--json] [--timeout MS] [--uri-file PATH]\n"
+        "       ramflow incoming --listen URI --guest [--kind auto|kvm|thread]"
+        "\n"
         "\n"
         "Receives one migration into FILE(s), created or truncated to the\n"
         "source's block sizes.  With --multifd-compression or\n"
         "--multifd-channels, refuses a source that uses anything else.\n"
-        "--uri-file writes the actual listening URI (port 0 resolved).\n");
+        "--uri-file writes the actual listening URI (port 0 resolved).\n"
+        "--guest receives the test VM of 'ramflow guest': builds its VM,\n"
+        "loads its vCPU state, resumes it and checks its memory pattern.\n");
 }
 
 int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
-           O_QUIET };
+           O_QUIET, O_GUEST, O_KIND };
     struct option opts[32] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -30,8 +35,12 @@ int rf_cli_incoming(int argc, char **argv)
         {"uri-file", required_argument, NULL, O_URIFILE},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
+        {"guest", no_argument, NULL, O_GUEST},
+        {"kind", required_argument, NULL, O_KIND},
     };
-    rf_cli_add_param_options(opts, 7);
+    rf_cli_add_param_options(opts, 9);
+    bool guest = false;
+    RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
     rf_cli_incoming_init(&in);
     RfParams p;
@@ -74,13 +83,21 @@ int rf_cli_incoming(int argc, char **argv)
             }
             in.opts.timeout_ms = (unsigned)v;
             break;
+        case O_GUEST: guest = true; break;
+        case O_KIND:
+            if (!rf_cli_parse_guest_kind(optarg, &kind)) {
+                fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
+                        "kvm or thread)\n", optarg);
+                return RF_EXIT_USAGE;
+            }
+            break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
         default: usage(stderr); return RF_EXIT_USAGE;
         }
     }
-    if (optind != argc || !in.uri || in.nspecs == 0) {
-        fprintf(stderr, "ramflow: incoming needs --listen URI and "
-                "--memory FILE\n");
+    if (optind != argc || !in.uri || (in.nspecs == 0) == !guest) {
+        fprintf(stderr, "ramflow: incoming needs --listen URI and either "
+                "--memory FILE or --guest\n");
         usage(stderr);
         return RF_EXIT_USAGE;
     }
@@ -93,5 +110,16 @@ int rf_cli_incoming(int argc, char **argv)
     }
     in.specs = specs;
     rf_cli_install_signals();
+    if (guest) {
+        RfCliGuestIncoming gi;
+        rf_cli_guest_incoming_init(&gi);
+        gi.uri = in.uri;
+        gi.kind = kind;
+        gi.opts = in.opts;
+        gi.json = in.json;
+        gi.quiet = in.quiet;
+        gi.uri_file = in.uri_file;
+        return rf_cli_run_guest_incoming(&gi);
+    }
     return rf_cli_run_incoming(&in);
 }

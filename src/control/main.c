@@ -36,7 +36,11 @@ static void usage(FILE *f)
         "            send the memory in FILE to a destination at URI\n"
         "  incoming  --listen URI --memory FILE [--json]\n"
         "            receive one migration into FILE\n"
-        "  demo      migrate a generated 1 GiB image, being written to, "
+        "  guest     [--memory-size SIZE] [--vcpus N] [PARAMS] URI\n"
+        "            run the test VM and live-migrate it\n"
+        "  incoming  --listen URI --guest\n"
+        "            receive the test VM, resume it, check its memory\n"
+        "  demo      live-migrate the test VM (1 GiB, one vCPU writing) "
         "between\n"
         "            two local processes, with progress and the report\n"
         "  gen-image --size SIZE [--seed N] FILE\n"
@@ -61,6 +65,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "incoming")) {
         return rf_cli_incoming(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "guest")) {
+        return rf_cli_guest(argc - 1, argv + 1);
     }
     if (!strcmp(cmd, "demo")) {
         return rf_cli_demo(argc - 1, argv + 1);

@@ -23,10 +23,23 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
     if (source) {
         fprintf(f, "  rounds             %u (%s)\n", r->rounds,
                 r->converged ? "converged within downtime-limit"
-                             : "stopped at max-rounds");
-        fprintf(f, "  downtime           %.1f ms\n", r->downtime_ms);
+                             : "did not converge: stopped at max-rounds");
+        fprintf(f, "  downtime           %.1f ms (expected %.1f ms)\n",
+                r->downtime_ms, r->expected_downtime_ms);
+        fprintf(f, "  dirty page rate    %.0f pages/s at the last sync\n",
+                r->dirty_pages_rate);
+        if (r->throttle_pct) {
+            fprintf(f, "  auto-converge      vCPUs throttled up to %u%%\n",
+                    r->throttle_pct);
+        }
+        if (r->state_bytes) {
+            fprintf(f, "  device state       %llu bytes\n",
+                    (unsigned long long)r->state_bytes);
+        }
     } else {
         fprintf(f, "  rounds             %u\n", r->rounds);
+        fprintf(f, "  downtime here      %.1f ms (END/STATE received to "
+                "done)\n", r->dest_downtime_ms);
     }
     fprintf(f, "  throughput         %.1f Mbit/s on the wire\n",
             r->throughput_mbps);
@@ -98,6 +111,16 @@ int rf_report_print_json(FILE *f, const RfReport *r, bool source,
     }
     json_object_set_new(o, "payload_bytes",
                         json_integer((json_int_t)r->payload_bytes));
+    json_object_set_new(o, "dirty_sync_count", json_integer(r->rounds));
+    json_object_set_new(o, "dirty_pages_rate",
+                        json_real(r->dirty_pages_rate));
+    json_object_set_new(o, "expected_downtime_ms",
+                        json_real(r->expected_downtime_ms));
+    json_object_set_new(o, "dest_downtime_ms",
+                        json_real(r->dest_downtime_ms));
+    json_object_set_new(o, "throttle_pct", json_integer(r->throttle_pct));
+    json_object_set_new(o, "state_bytes",
+                        json_integer((json_int_t)r->state_bytes));
     if (source) {
         json_object_set_new(o, "peer_method_detail",
                             json_string(r->peer_method_detail));

@@ -38,6 +38,9 @@ typedef struct RfRamSourceOps {
     void (*mark_dirty)(RfRamSource *s, unsigned block, uint64_t offset,
                        uint64_t len);
     void (*free)(RfRamSource *s);
+    /* One line saying how writes are tracked (rf_ram_source_describe);
+     * may be NULL: "explicit marks". */
+    const char *(*describe)(RfRamSource *s);
 } RfRamSourceOps;
 
 struct RfRamSource {

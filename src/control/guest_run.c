@@ -1,0 +1,203 @@
+/* ramflow - running the test VM's migration from the CLI. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control/guest_run.h"
+#include "util/clock.h"
+
+void rf_cli_guest_run_init(RfCliGuestRun *g)
+{
+    memset(g, 0, sizeof(*g));
+    rf_params_init(&g->params);
+    g->cfg.mem_size = 1ull << 30;
+    g->cfg.vcpus = 1;
+    g->cfg.kind = RF_GUEST_AUTO;
+    g->cfg.seed = 1;
+    g->warmup_s = 0.5;
+}
+
+void rf_cli_guest_incoming_init(RfCliGuestIncoming *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->kind = RF_GUEST_AUTO;
+    in->run_after_s = 0.5;
+    in->uri_fd = -1;
+}
+
+static bool save_state_hook(void *opaque, uint8_t **buf, size_t *len,
+                            RfError **errp)
+{
+    return rf_guest_save_state(opaque, buf, len, errp);
+}
+
+static void throttle_hook(unsigned pct, void *opaque)
+{
+    rf_guest_throttle(opaque, pct);
+}
+
+/* Where informational lines go: stderr when stdout carries JSON. */
+static FILE *info_stream(bool json)
+{
+    return json ? stderr : stdout;
+}
+
+/* After a failed or cancelled migration: the guest must still run, with
+ * its memory intact.  Shows both. */
+static void show_source_survived(RfGuest *g, FILE *f)
+{
+    uint64_t before = rf_guest_passes(g);
+    rf_sleep(0.5);
+    uint64_t after = rf_guest_passes(g);
+    char summary[256] = "";
+    RfError *err = NULL;
+    bool ok = rf_guest_check_pattern(g, summary, sizeof(summary), &err);
+    fprintf(f, "ramflow: source guest %s after the failure (passes %llu -> "
+            "%llu); memory pattern %s: %s\n",
+            after > before ? "kept running" : "did NOT run",
+            (unsigned long long)before, (unsigned long long)after,
+            ok ? "intact" : "BROKEN", ok ? summary : rf_error_msg(err));
+    rf_error_free(err);
+}
+
+int rf_cli_run_guest(const RfCliGuestRun *gr)
+{
+    RfError *err = NULL;
+    FILE *info = info_stream(gr->json);
+    RfGuest *g = rf_guest_start(&gr->cfg, &err);
+    if (!g) {
+        return rf_cli_fail("cannot start the test guest", err);
+    }
+    fprintf(info, "ramflow: source: %s\n", rf_guest_describe(g));
+    fflush(info);
+    rf_sleep(gr->warmup_s);
+    RfMigrateOptions o = {
+        .verify = gr->verify,
+        .timeout_ms = gr->timeout_ms,
+        .cancel = &rf_cli_cancel,
+        .progress = gr->quiet ? NULL : rf_progress_print,
+        .pause = rf_guest_hook_pause,
+        .resume = rf_guest_hook_resume,
+        .save_state = save_state_hook,
+        .auto_converge = gr->auto_converge,
+        .throttle = throttle_hook,
+        .opaque = g,
+    };
+    RfReport rep;
+    bool ok = rf_migrate(gr->uri, rf_guest_ram_source(g), &gr->params, &o,
+                         &rep, &err);
+    rf_progress_done();
+    if (gr->json) {
+        rf_report_print_json(stdout, &rep, true, ok ? "completed" : "failed",
+                             ok ? NULL : rf_error_msg(err));
+    } else if (ok) {
+        rf_report_print_text(stdout, &rep, true);
+    }
+    fflush(stdout);
+    int status = RF_EXIT_OK;
+    if (!ok) {
+        status = rf_cli_fail("migration failed", err);
+        show_source_survived(g, stderr);
+    } else {
+        fprintf(info, "ramflow: source guest stays paused: it now runs on "
+                "the destination (%llu passes here)\n",
+                (unsigned long long)rf_guest_passes(g));
+    }
+    rf_guest_free(g);
+    return status;
+}
+
+/* rf_incoming has one opaque for its hooks: both pieces travel in it. */
+typedef struct IncomingCtx {
+    RfCliGuestIncoming *in;
+    RfGuest *guest;
+} IncomingCtx;
+
+static bool incoming_load_state(void *opaque, const uint8_t *buf,
+                                size_t len, RfError **errp)
+{
+    IncomingCtx *ctx = opaque;
+    return rf_guest_load_state(ctx->guest, buf, len, errp);
+}
+
+static void on_listening(const char *uri, void *opaque)
+{
+    RfCliGuestIncoming *in = ((IncomingCtx *)opaque)->in;
+    if (!in->quiet) {
+        fprintf(stderr, "ramflow: listening on %s\n", uri);
+    }
+    if (in->uri_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", in->uri_file);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fprintf(f, "%s\n", uri);
+            fclose(f);
+            rename(tmp, in->uri_file);
+        }
+    }
+    if (in->uri_fd >= 0) {
+        dprintf(in->uri_fd, "%s\n", uri);
+    }
+}
+
+int rf_cli_run_guest_incoming(RfCliGuestIncoming *in)
+{
+    RfError *err = NULL;
+    FILE *info = info_stream(in->json);
+    RfGuest *g = rf_guest_new_incoming(in->kind, &err);
+    if (!g) {
+        return rf_cli_fail("cannot create the destination guest", err);
+    }
+    IncomingCtx ctx = {in, g};
+    in->opts.cancel = &rf_cli_cancel;
+    in->opts.listening = on_listening;
+    in->opts.load_state = incoming_load_state;
+    in->opts.opaque = &ctx;
+    RfReport rep;
+    bool ok = rf_incoming(in->uri, rf_guest_ram_sink(g), &in->opts, &rep,
+                          &err);
+    char summary[256] = "";
+    bool pattern_ok = false;
+    uint64_t passes_at_resume = 0, passes_after = 0;
+    if (ok) {
+        /* The guest runs here from now on: resume it at once (downtime
+         * ends), let it run a moment, then check nothing was lost. */
+        double t = rf_now();
+        rf_guest_resume(g);
+        rep.dest_downtime_ms += (rf_now() - t) * 1000;
+        passes_at_resume = rf_guest_passes(g);
+        rf_sleep(in->run_after_s);
+        passes_after = rf_guest_passes(g);
+        pattern_ok = rf_guest_check_pattern(g, summary, sizeof(summary),
+                                            &err);
+    }
+    if (in->json) {
+        rf_report_print_json(stdout, &rep, false, ok ? "completed" : "failed",
+                             ok ? NULL : rf_error_msg(err));
+    } else if (ok && !in->quiet) {
+        rf_report_print_text(stdout, &rep, false);
+    }
+    if (ok) {
+        fprintf(info, "ramflow: destination: %s\n", rf_guest_describe(g));
+        fprintf(info, "ramflow: destination guest resumed after %.1f ms "
+                "(source pause to resume on this side); it ran %llu more "
+                "passes in %.1f s\n", rep.dest_downtime_ms,
+                (unsigned long long)(passes_after - passes_at_resume),
+                in->run_after_s);
+        fprintf(info, "ramflow: pattern check %s: %s\n",
+                pattern_ok ? "passed" : "FAILED",
+                pattern_ok ? summary : rf_error_msg(err));
+    }
+    fflush(stdout);
+    fflush(info);
+    int status = RF_EXIT_OK;
+    if (!ok) {
+        status = rf_cli_fail("incoming migration failed", err);
+    } else if (!pattern_ok) {
+        rf_error_free(err);
+        status = RF_EXIT_FAIL;
+    }
+    rf_guest_free(g);
+    return status;
+}

@@ -1,0 +1,33 @@
+/* ramflow - running the test VM's migration from the CLI (guest_run.c). */
+#ifndef RF_CONTROL_GUEST_RUN_H
+#define RF_CONTROL_GUEST_RUN_H
+
+#include "control/cli.h"
+#include "testvm/guest.h"
+
+typedef struct RfCliGuestRun {
+    const char *uri;
+    RfGuestConfig cfg;
+    RfParams params;
+    bool verify, json, quiet, auto_converge;
+    unsigned timeout_ms;
+    double warmup_s;      /* let the guest run before migrating */
+} RfCliGuestRun;
+
+typedef struct RfCliGuestIncoming {
+    const char *uri;
+    RfGuestKind kind;
+    RfIncomingOptions opts;
+    bool json, quiet;
+    double run_after_s;   /* let the resumed guest run before checking */
+    const char *uri_file;
+    int uri_fd;
+} RfCliGuestIncoming;
+
+void rf_cli_guest_run_init(RfCliGuestRun *g);
+void rf_cli_guest_incoming_init(RfCliGuestIncoming *in);
+int rf_cli_run_guest(const RfCliGuestRun *g);
+int rf_cli_run_guest_incoming(RfCliGuestIncoming *in);
+bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind);
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * ramflow - the region RAM source: blocks are memory regions of this
+ * process that the caller mapped and keeps owning (an embedding VMM's
+ * guest RAM, a database's buffer pool...).
+ *
+ * Dirty tracking: one userfaultfd write-protect tracker per region
+ * (uffd_dirty.h), running from dirty_start to dirty_stop, so the caller's
+ * writers need not report anything.  Pages marked through
+ * rf_ram_source_mark_dirty() are ORed in as well (one atomic bitmap per
+ * region, dirty_bitmap.h), for writes the tracker cannot see.
+ *
+ * Opening checks every region (layout, names, overlaps) and then tracks
+ * each one once and stops at once: what the kernel would refuse at the
+ * migration's start (an unmapped range, a read-only file mapping, a range
+ * another userfaultfd tracks) is reported here, naming the region.
+ *
+ * The generic rf_ram_source_describe() of the public API lives here too.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ram/dirty_bitmap.h"
+#include "ram/ram.h"
+#include "ram/uffd_dirty.h"
+
+typedef struct RegionBlock {
+    RfRamBlock b;
+    RfDirtyBitmap marks;    /* rf_ram_source_mark_dirty() */
+    RfUffdTracker *tracker; /* between dirty_start and dirty_stop */
+} RegionBlock;
+
+typedef struct RegionSource {
+    RfRamSource base; /* first: the ops table */
+    bool force_sync;
+    /* How writes are tracked (rf_ram_source_describe may run on any
+     * thread while the migration thread restarts tracking). */
+    _Atomic(const char *) mode;
+    unsigned n;
+    RegionBlock blk[];
+} RegionSource;
+
+/* Some regions fell back to synchronous faults (rf_uffd_track does so per
+ * region when async registration fails for another reason than the
+ * memory's kind). */
+#define MODE_MIXED RF_UFFD_DESC_ASYNC ", synchronous WP faults for some " \
+                   "regions"
+
+static unsigned rs_block_count(RfRamSource *s)
+{
+    return ((RegionSource *)s)->n;
+}
+
+static const RfRamBlock *rs_block(RfRamSource *s, unsigned i)
+{
+    RegionSource *rs = (RegionSource *)s;
+    return i < rs->n ? &rs->blk[i].b : NULL;
+}
+
+static void stop_all(RegionSource *rs)
+{
+    for (unsigned i = 0; i < rs->n; i++) {
+        rf_uffd_stop(rs->blk[i].tracker);
+        rs->blk[i].tracker = NULL;
+    }
+}
+
+/* Starts one tracker per region.  A second start begins afresh (as after
+ * a failed migration); if any region is refused, none stays tracked. */
+static bool rs_dirty_start(RfRamSource *s, RfError **errp)
+{
+    RegionSource *rs = (RegionSource *)s;
+    stop_all(rs);
+    const char *mode = NULL;
+    for (unsigned i = 0; i < rs->n; i++) {
+        RegionBlock *blk = &rs->blk[i];
+        rf_dirty_bitmap_clear(&blk->marks);
+        blk->tracker = rf_uffd_track(blk->b.host, blk->b.size,
+                                     rs->force_sync, errp);
+        if (!blk->tracker) {
+            rf_error_prefix(errp, "region '%s'", blk->b.name);
+            stop_all(rs);
+            return false;
+        }
+        const char *m = rf_uffd_describe(blk->tracker);
+        mode = !mode || strcmp(mode, m) == 0 ? m : MODE_MIXED;
+    }
+    atomic_store(&rs->mode, mode);
+    return true;
+}
+
+static bool rs_dirty_sync(RfRamSource *s, unsigned block, uint64_t *bitmap,
+                          RfError **errp)
+{
+    RegionSource *rs = (RegionSource *)s;
+    if (block >= rs->n) {
+        rf_error_set(errp, RF_ERR_PARAM, "dirty sync: block %u out of range "
+                     "(the source has %u)", block, rs->n);
+        return false;
+    }
+    RegionBlock *blk = &rs->blk[block];
+    if (!blk->tracker) {
+        rf_error_set(errp, RF_ERR_GENERIC, "region '%s': dirty sync before "
+                     "dirty tracking started", blk->b.name);
+        return false;
+    }
+    rf_dirty_bitmap_take(&blk->marks, bitmap);
+    if (!rf_uffd_sync(blk->tracker, bitmap, errp)) {
+        rf_error_prefix(errp, "region '%s'", blk->b.name);
+        return false;
+    }
+    return true;
+}
+
+static void rs_dirty_stop(RfRamSource *s)
+{
+    stop_all((RegionSource *)s);
+}
+
+static void rs_mark_dirty(RfRamSource *s, unsigned block, uint64_t offset,
+                          uint64_t len)
+{
+    RegionSource *rs = (RegionSource *)s;
+    if (block >= rs->n || len == 0 || offset >= rs->blk[block].b.size) {
+        return;
+    }
+    uint64_t size = rs->blk[block].b.size;
+    uint64_t end = size - offset < len ? size : offset + len;
+    uint64_t first = offset / RF_PAGE_SIZE;
+    uint64_t last = (end - 1) / RF_PAGE_SIZE;
+    rf_dirty_bitmap_mark(&rs->blk[block].marks, first, last - first + 1);
+}
+
+static void rs_free(RfRamSource *s)
+{
+    RegionSource *rs = (RegionSource *)s;
+    stop_all(rs);
+    for (unsigned i = 0; i < rs->n; i++) {
+        rf_dirty_bitmap_destroy(&rs->blk[i].marks);
+    }
+    free(rs); /* the memory itself is the caller's */
+}
+
+static const char *rs_describe(RfRamSource *s)
+{
+    return atomic_load(&((RegionSource *)s)->mode);
+}
+
+static const RfRamSourceOps region_source_ops = {
+    .name = "region",
+    .block_count = rs_block_count,
+    .block = rs_block,
+    .dirty_start = rs_dirty_start,
+    .dirty_sync = rs_dirty_sync,
+    .dirty_stop = rs_dirty_stop,
+    .mark_dirty = rs_mark_dirty,
+    .free = rs_free,
+    .describe = rs_describe,
+};
+
+/* Checks region i alone and fills blk's name, address and size. */
+static bool region_check(const RfRegion *r, unsigned i, RegionBlock *blk,
+                         RfError **errp)
+{
+    if (r->name) {
+        size_t len = strnlen(r->name, RF_BLOCK_NAME_MAX + 1);
+        if (len == 0 || len > RF_BLOCK_NAME_MAX) {
+            rf_error_set(errp, RF_ERR_PARAM, "region %u: the name is %s "
+                         "(1-%u bytes allowed, or NULL for \"region%u\")",
+                         i, len ? "too long" : "empty", RF_BLOCK_NAME_MAX,
+                         i);
+            return false;
+        }
+        memcpy(blk->b.name, r->name, len);
+        blk->b.name[len] = '\0';
+    } else {
+        snprintf(blk->b.name, sizeof(blk->b.name), "region%u", i);
+    }
+    uintptr_t a = (uintptr_t)r->addr;
+    if (!r->addr || a % RF_PAGE_SIZE) {
+        rf_error_set(errp, RF_ERR_PARAM, "region '%s': address %p is not "
+                     "a non-NULL multiple of %u", blk->b.name, r->addr,
+                     RF_PAGE_SIZE);
+        return false;
+    }
+    if (r->size == 0 || r->size % RF_PAGE_SIZE ||
+        r->size - 1 > UINTPTR_MAX - a) {
+        rf_error_set(errp, RF_ERR_PARAM, "region '%s': size %llu bytes: "
+                     "must be a non-zero multiple of %u that fits the "
+                     "address space", blk->b.name,
+                     (unsigned long long)r->size, RF_PAGE_SIZE);
+        return false;
+    }
+    blk->b.host = r->addr;
+    blk->b.size = r->size;
+    return true;
+}
+
+/* Checks region i against the regions before it: names and ranges must
+ * not collide (two trackers cannot share a page). */
+static bool region_check_others(RegionSource *rs, unsigned i,
+                                RfError **errp)
+{
+    const RfRamBlock *b = &rs->blk[i].b;
+    for (unsigned k = 0; k < i; k++) {
+        const RfRamBlock *o = &rs->blk[k].b;
+        if (strcmp(o->name, b->name) == 0) {
+            rf_error_set(errp, RF_ERR_PARAM, "region %u: name '%s' is "
+                         "already used by region %u", i, b->name, k);
+            return false;
+        }
+        uintptr_t bs = (uintptr_t)b->host, os = (uintptr_t)o->host;
+        if (bs < os + o->size && os < bs + b->size) {
+            rf_error_set(errp, RF_ERR_PARAM, "region '%s' (%p+%llu) "
+                         "overlaps region '%s' (%p+%llu)", b->name,
+                         (void *)b->host, (unsigned long long)b->size,
+                         o->name, (void *)o->host,
+                         (unsigned long long)o->size);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Tracks the region once and stops: fails now, naming the region, where
+ * dirty_start would fail at the migration's start. */
+static bool region_try_track(RegionSource *rs, unsigned i, const char **mode,
+                             RfError **errp)
+{
+    RegionBlock *blk = &rs->blk[i];
+    RfUffdTracker *t = rf_uffd_track(blk->b.host, blk->b.size,
+                                     rs->force_sync, errp);
+    if (!t) {
+        rf_error_prefix(errp, "region '%s'", blk->b.name);
+        return false;
+    }
+    const char *m = rf_uffd_describe(t);
+    *mode = !*mode || strcmp(*mode, m) == 0 ? m : MODE_MIXED;
+    rf_uffd_stop(t);
+    return true;
+}
+
+RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
+                                   bool force_sync, RfError **errp)
+{
+    if (n < 1 || n > RF_MAX_BLOCKS || !regions) {
+        rf_error_set(errp, RF_ERR_PARAM, "regions: got %u%s, 1-%u allowed",
+                     n, regions ? "" : " (NULL array)", RF_MAX_BLOCKS);
+        return NULL;
+    }
+    RegionSource *rs = calloc(1, sizeof(*rs) + n * sizeof(rs->blk[0]));
+    if (!rs) {
+        rf_error_set(errp, RF_ERR_GENERIC, "regions: out of memory");
+        return NULL;
+    }
+    rs->base.ops = &region_source_ops;
+    rs->force_sync = force_sync;
+    for (unsigned i = 0; i < n; i++) {
+        RegionBlock *blk = &rs->blk[i];
+        rs->n = i + 1; /* rs_free releases the bitmaps made so far */
+        if (!region_check(&regions[i], i, blk, errp) ||
+            !region_check_others(rs, i, errp)) {
+            goto fail;
+        }
+        if (!rf_dirty_bitmap_init(&blk->marks, blk->b.size / RF_PAGE_SIZE)) {
+            rf_error_set(errp, RF_ERR_GENERIC, "region '%s': out of memory "
+                         "for its dirty bitmap", blk->b.name);
+            goto fail;
+        }
+    }
+    /* Say plainly when userfaultfd itself is missing, before blaming a
+     * region for it. */
+    const char *mode = rf_uffd_probe(force_sync, errp);
+    if (!mode) {
+        rf_error_prefix(errp, "regions");
+        goto fail;
+    }
+    mode = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (!region_try_track(rs, i, &mode, errp)) {
+            goto fail;
+        }
+    }
+    atomic_init(&rs->mode, mode);
+    return &rs->base;
+
+fail:
+    rs_free(&rs->base);
+    return NULL;
+}
+
+const char *rf_ram_source_describe(const RfRamSource *src)
+{
+    if (!src) {
+        return "no source";
+    }
+    if (!src->ops->describe) {
+        return "explicit marks";
+    }
+    const char *d = src->ops->describe((RfRamSource *)src);
+    return d ? d : "explicit marks";
+}
