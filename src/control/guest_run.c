@@ -21,7 +21,7 @@ void rf_cli_guest_incoming_init(RfCliGuestIncoming *in)
 {
     memset(in, 0, sizeof(*in));
     in->kind = RF_GUEST_AUTO;
-    in->run_after_s = 0.5;
+    in->run_after_s = 1.0;
     in->uri_fd = -1;
 }
 

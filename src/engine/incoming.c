@@ -290,14 +290,18 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
         rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
         return false;
     }
+    /* Everything has landed: the migration is complete here.  Digests
+     * come after, and their time is reported so the source can leave it
+     * out of the downtime. */
+    double end = rf_now();
     if (d->verify) {
         c->ndigests = d->hello->nblocks;
         for (unsigned b = 0; b < d->hello->nblocks; b++) {
             rf_digest(d->hosts[b], d->hello->blocks[b].size, 2,
                       c->digests[b]);
         }
+        c->digest_us = (uint32_t)((rf_now() - end) * 1e6);
     }
-    double end = rf_now();
     rep->dest_downtime_ms = (end - d->paused_at) * 1000;
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);

@@ -352,15 +352,12 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
     }
 }
 
-/* After END: waits for COMPLETE, compares digests. */
-static bool finish(Source *s, RfReport *rep, RfError **errp)
+/* After END: waits for COMPLETE, compares digests.  Sets *done_at to the
+ * moment the destination had everything (digest time excluded). */
+static bool finish(Source *s, RfReport *rep, double *done_at,
+                   RfError **errp)
 {
     uint8_t mine[RF_MAX_BLOCKS][16];
-    if (s->opts->verify) {
-        for (unsigned b = 0; b < s->nblocks; b++) {
-            rf_digest(s->hosts[b], s->blocks[b]->size, 2, mine[b]);
-        }
-    }
     if (!rf_send_group_flush(s->group)) {
         return false;
     }
@@ -372,12 +369,17 @@ static bool finish(Source *s, RfReport *rep, RfError **errp)
                             RF_MSG_MAX_PAYLOAD, &len, errp) &&
               rf_wire_complete_decode(buf, len, c, errp);
     if (ok) {
+        *done_at = rf_now() - c->digest_us / 1e6;
         rep->recv_cpu_pct = c->recv_cpu_pct;
         rep->dest_memory_warm = c->prefault_warm;
         snprintf(rep->peer_method_detail, sizeof(rep->peer_method_detail),
                  "%s", c->method_detail);
     }
     if (ok && s->opts->verify) {
+        /* The source is paused: its memory is what it sent. */
+        for (unsigned b = 0; b < s->nblocks; b++) {
+            rf_digest(s->hosts[b], s->blocks[b]->size, 2, mine[b]);
+        }
         if (c->ndigests != s->nblocks) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
                          "COMPLETE carries %u digests for %u blocks",
@@ -477,8 +479,9 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
     }
     bool ok = setup(&s, uri, src, params, opts, &err);
     double setup_done = rf_now();
-    ok = ok && run_rounds(&s, rep, &paused_at, &err) && finish(&s, rep, &err);
-    double end = rf_now();
+    double end = 0;
+    ok = ok && run_rounds(&s, rep, &paused_at, &err) &&
+         finish(&s, rep, &end, &err);
 
     if (!ok) {
         explain_failure(&s, &err);

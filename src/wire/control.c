@@ -21,7 +21,7 @@
 #define ERROR_MSG_MAX 4000u
 #define ROUND_SIZE 4u
 #define END_SIZE 5u
-#define COMPLETE_FIXED 18u       /* cpu, wire_bytes, warm, detail_len, n */
+#define COMPLETE_FIXED 22u /* cpu, wire_bytes, warm, detail_len, n, us */
 #define COMPLETE_DETAIL_MAX 127u /* fits RfComplete.method_detail + NUL */
 #define COMPLETE_MAX \
     (COMPLETE_FIXED + COMPLETE_DETAIL_MAX + 16u * RF_MAX_BLOCKS)
@@ -563,7 +563,8 @@ size_t rf_wire_complete_encode(const RfComplete *c, uint8_t *out,
     text_clean(detail, COMPLETE_DETAIL_MAX, out + 14);
     size_t off = 14 + dl;
     put_u32(out + off, c->ndigests);
-    off += 4;
+    put_u32(out + off + 4, c->digest_us);
+    off += 8;
     memcpy(out + off, c->digests, 16 * (size_t)c->ndigests);
     return off + 16 * (size_t)c->ndigests;
 }
@@ -608,10 +609,11 @@ bool rf_wire_complete_decode(const uint8_t *in, size_t len, RfComplete *out,
     }
     memcpy(out->method_detail, detail, dl);
     out->method_detail[dl] = '\0';
-    if (!(p = take(&c, 4, "ndigests", errp))) {
+    if (!(p = take(&c, 8, "ndigests, digest_us", errp))) {
         return false;
     }
     out->ndigests = get_u32(p);
+    out->digest_us = get_u32(p + 4);
     if (out->ndigests > RF_MAX_BLOCKS) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
                      "COMPLETE field 'ndigests': %u, at most %u allowed",

@@ -67,6 +67,7 @@ typedef struct RfComplete {
     uint32_t prefault_warm;   /* 1 if RAM was pre-faulted before data */
     char method_detail[128];  /* its method's describe() */
     uint32_t ndigests;        /* 0, or nblocks when verify was asked */
+    uint32_t digest_us;       /* time spent computing them, microseconds */
     uint8_t digests[RF_MAX_BLOCKS][16]; /* XXH3-128 of each block */
 } RfComplete;
 

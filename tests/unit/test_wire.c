@@ -143,8 +143,8 @@ static void test_msg_hdr_layout_roundtrip(void **state)
         {RF_MSG_HELLO, 2},       {RF_MSG_HELLO, RF_MSG_MAX_PAYLOAD},
         {RF_MSG_ACCEPT, 0},      {RF_MSG_ERROR, 6},
         {RF_MSG_ERROR, 4006},    {RF_MSG_ROUND, 4},
-        {RF_MSG_END, 5},         {RF_MSG_COMPLETE, 18},
-        {RF_MSG_COMPLETE, 18 + 127 + 16 * RF_MAX_BLOCKS},
+        {RF_MSG_END, 5},         {RF_MSG_COMPLETE, 22},
+        {RF_MSG_COMPLETE, 22 + 127 + 16 * RF_MAX_BLOCKS},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         RfMsgHdr h = {0};
@@ -196,8 +196,8 @@ static void test_msg_hdr_bad(void **state)
         {RF_MSG_END, 6, "for type END"},
         {RF_MSG_ERROR, 5, "for type ERROR"},
         {RF_MSG_ERROR, 4007, "4007 bytes for type ERROR"},
-        {RF_MSG_COMPLETE, 17, "for type COMPLETE"},
-        {RF_MSG_COMPLETE, 18 + 127 + 16 * RF_MAX_BLOCKS + 1, "COMPLETE"},
+        {RF_MSG_COMPLETE, 21, "for type COMPLETE"},
+        {RF_MSG_COMPLETE, 22 + 127 + 16 * RF_MAX_BLOCKS + 1, "COMPLETE"},
         {RF_MSG_HELLO, 1, "for type HELLO"},
         {RF_MSG_HELLO, RF_MSG_MAX_PAYLOAD + 1, "for type HELLO"},
         {RF_MSG_HELLO, UINT32_MAX, "4294967295 bytes"},
@@ -606,7 +606,7 @@ static void test_complete_roundtrip(void **state)
 
     sample_complete(&c);
     size_t n = rf_wire_complete_encode(&c, buf, sizeof(buf));
-    assert_int_equal(n, 18 + 16 + 32);
+    assert_int_equal(n, 22 + 16 + 32);
     const uint8_t head[14] = {0x39, 0x30, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 16};
     assert_memory_equal(buf, head, sizeof(head));
     assert_memory_equal(buf + 14, "software (ISA-L)", 16);
@@ -628,7 +628,7 @@ static void test_complete_roundtrip(void **state)
     c.ndigests = 0;
     c.method_detail[0] = '\0';
     n = rf_wire_complete_encode(&c, buf, sizeof(buf));
-    assert_int_equal(n, 18);
+    assert_int_equal(n, 22);
     assert_true(rf_wire_complete_decode(buf, n, &d, &err));
     assert_true(d.recv_cpu_pct == 0.0);
     c.recv_cpu_pct = 1e12;
@@ -640,7 +640,7 @@ static void test_complete_roundtrip(void **state)
     memset(c.method_detail, 'd', sizeof(c.method_detail));
     c.ndigests = RF_MAX_BLOCKS;
     n = rf_wire_complete_encode(&c, buf, sizeof(buf));
-    assert_int_equal(n, 18 + 127 + 16 * RF_MAX_BLOCKS);
+    assert_int_equal(n, 22 + 127 + 16 * RF_MAX_BLOCKS);
     assert_true(rf_wire_complete_decode(buf, n, &d, &err));
     assert_int_equal(strlen(d.method_detail), 127);
     c.ndigests = RF_MAX_BLOCKS + 1;
