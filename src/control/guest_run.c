@@ -46,9 +46,13 @@ static FILE *info_stream(bool json)
  * its memory intact.  Shows both. */
 static void show_source_survived(RfGuest *g, FILE *f)
 {
-    uint64_t before = rf_guest_passes(g);
-    rf_sleep(0.5);
-    uint64_t after = rf_guest_passes(g);
+    /* A pass over a large guest can take a while on a loaded machine:
+     * wait up to 10 s for the next one. */
+    uint64_t before = rf_guest_passes(g), after = before;
+    for (int i = 0; i < 200 && after == before; i++) {
+        rf_sleep(0.05);
+        after = rf_guest_passes(g);
+    }
     char summary[256] = "";
     RfError *err = NULL;
     bool ok = rf_guest_check_pattern(g, summary, sizeof(summary), &err);
