@@ -1135,14 +1135,15 @@ static bool load_simple(KvmVcpu *v, const RfGuestVcpuRecords *r,
  * an in-kernel LAPIC) is still restored if it already holds the value. */
 static bool msr_already(KvmVcpu *v, const struct kvm_msr_entry *e)
 {
-    struct {
-        struct kvm_msrs h;
-        struct kvm_msr_entry e;
-    } q;
-    memset(&q, 0, sizeof(q));
-    q.h.nmsrs = 1;
-    q.e.index = e->index;
-    return ioctl(v->fd, KVM_GET_MSRS, &q) == 1 && q.e.data == e->data;
+    /* struct kvm_msrs ends in a flexible array: one entry after it. */
+    _Alignas(struct kvm_msr_entry) uint8_t
+        buf[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    memset(buf, 0, sizeof(buf));
+    struct kvm_msrs *q = (struct kvm_msrs *)buf;
+    q->nmsrs = 1;
+    q->entries[0].index = e->index;
+    return ioctl(v->fd, KVM_GET_MSRS, q) == 1 &&
+           q->entries[0].data == e->data;
 }
 
 /* Writes the MSRs; an MSR KVM refuses is skipped and counted (as
