@@ -28,6 +28,11 @@ int rf_cli_param_option(RfParams *p, int val, const char *arg,
  * the error's kind. */
 int rf_cli_fail(const char *what, RfError *err);
 
+/* Announces the listening URI on stderr (unless quiet), in `file`
+ * (atomically) and on fd (if >= 0). */
+void rf_cli_announce_uri(const char *uri, bool quiet, const char *file,
+                         int fd);
+
 /* Parses a size like "1G", "512M", "4096". */
 bool rf_cli_parse_size(const char *s, uint64_t *out);
 
@@ -46,6 +51,7 @@ int rf_cli_incoming(int argc, char **argv);
 int rf_cli_demo(int argc, char **argv);
 int rf_cli_guest(int argc, char **argv);
 int rf_cli_genimage(int argc, char **argv);
+int rf_cli_bench(int argc, char **argv);
 
 /* Cancellation flag set by SIGINT/SIGTERM (main.c). */
 extern volatile sig_atomic_t rf_cli_cancel;

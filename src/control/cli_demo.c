@@ -31,16 +31,11 @@ static void usage(FILE *f)
 
 int rf_cli_demo(int argc, char **argv)
 {
-    enum { O_SIZE = 1, O_VCPUS, O_RATE, O_KIND, O_AC, O_HELP };
-    struct option opts[40] = {
-        {"memory-size", required_argument, NULL, O_SIZE},
-        {"vcpus", required_argument, NULL, O_VCPUS},
-        {"dirty-rate", required_argument, NULL, O_RATE},
-        {"kind", required_argument, NULL, O_KIND},
-        {"auto-converge", no_argument, NULL, O_AC},
+    enum { O_HELP = 1 };
+    struct option opts[48] = {
         {"help", no_argument, NULL, O_HELP},
     };
-    rf_cli_add_param_options(opts, 6);
+    rf_cli_add_param_options(opts, rf_cli_add_guest_options(opts, 1));
     RfCliGuestRun g;
     rf_cli_guest_run_init(&g);
     g.verify = true;
@@ -52,47 +47,17 @@ int rf_cli_demo(int argc, char **argv)
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
-        if (r > 0) {
-            continue;
+        int k = r ? r : rf_cli_guest_option(&g, c, optarg);
+        if (k < 0) {
+            return RF_EXIT_USAGE;
         }
-        uint64_t v;
-        switch (c) {
-        case O_SIZE:
-            if (!rf_cli_parse_size(optarg, &v) || v < (2u << 20) ||
-                v % RF_PAGE_SIZE || v > (64ull << 30)) {
-                fprintf(stderr, "ramflow: --memory-size: invalid value '%s' "
-                        "(2M to 64G, a multiple of 4K)\n", optarg);
-                return RF_EXIT_USAGE;
+        if (k == 0) {
+            if (c == O_HELP) {
+                usage(stdout);
+                return RF_EXIT_OK;
             }
-            g.cfg.mem_size = v;
-            break;
-        case O_VCPUS:
-            if (!rf_cli_parse_size(optarg, &v) || v < 1 ||
-                v > RF_GUEST_MAX_VCPUS) {
-                fprintf(stderr, "ramflow: --vcpus: invalid value '%s' "
-                        "(1 to %u)\n", optarg, RF_GUEST_MAX_VCPUS);
-                return RF_EXIT_USAGE;
-            }
-            g.cfg.vcpus = (unsigned)v;
-            break;
-        case O_RATE:
-            if (!rf_cli_parse_size(optarg, &v)) {
-                fprintf(stderr, "ramflow: --dirty-rate: invalid value '%s'\n",
-                        optarg);
-                return RF_EXIT_USAGE;
-            }
-            g.cfg.dirty_rate = v;
-            break;
-        case O_KIND:
-            if (!rf_cli_parse_guest_kind(optarg, &g.cfg.kind)) {
-                fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
-                        "kvm or thread)\n", optarg);
-                return RF_EXIT_USAGE;
-            }
-            break;
-        case O_AC: g.auto_converge = true; break;
-        case O_HELP: usage(stdout); return RF_EXIT_OK;
-        default: usage(stderr); return RF_EXIT_USAGE;
+            usage(stderr);
+            return RF_EXIT_USAGE;
         }
     }
     if (optind != argc) {

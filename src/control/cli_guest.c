@@ -29,39 +29,17 @@ static void usage(FILE *f)
         "PARAMS are the migrate parameters (see 'ramflow migrate --help').\n");
 }
 
-bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind)
-{
-    if (!strcmp(s, "auto")) {
-        *kind = RF_GUEST_AUTO;
-    } else if (!strcmp(s, "kvm")) {
-        *kind = RF_GUEST_KVM;
-    } else if (!strcmp(s, "thread")) {
-        *kind = RF_GUEST_THREAD;
-    } else {
-        return false;
-    }
-    return true;
-}
-
 int rf_cli_guest(int argc, char **argv)
 {
-    enum { O_SIZE = 1, O_VCPUS, O_IDLE, O_RATE, O_FILL, O_KIND, O_AC,
-           O_VERIFY, O_JSON, O_TIMEOUT, O_HELP, O_QUIET };
-    struct option opts[40] = {
-        {"memory-size", required_argument, NULL, O_SIZE},
-        {"vcpus", required_argument, NULL, O_VCPUS},
-        {"idle", no_argument, NULL, O_IDLE},
-        {"dirty-rate", required_argument, NULL, O_RATE},
-        {"fill", required_argument, NULL, O_FILL},
-        {"kind", required_argument, NULL, O_KIND},
-        {"auto-converge", no_argument, NULL, O_AC},
+    enum { O_VERIFY = 1, O_JSON, O_TIMEOUT, O_HELP, O_QUIET };
+    struct option opts[48] = {
         {"verify", no_argument, NULL, O_VERIFY},
         {"json", no_argument, NULL, O_JSON},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
     };
-    rf_cli_add_param_options(opts, 12);
+    rf_cli_add_param_options(opts, rf_cli_add_guest_options(opts, 5));
     RfCliGuestRun g;
     rf_cli_guest_run_init(&g);
     RfError *err = NULL;
@@ -72,44 +50,15 @@ int rf_cli_guest(int argc, char **argv)
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
-        if (r > 0) {
+        int k = r ? r : rf_cli_guest_option(&g, c, optarg);
+        if (k < 0) {
+            return RF_EXIT_USAGE;
+        }
+        if (k > 0) {
             continue;
         }
         uint64_t v;
         switch (c) {
-        case O_SIZE:
-            if (!rf_cli_parse_size(optarg, &v) || v < (2u << 20) ||
-                v % RF_PAGE_SIZE || v > (64ull << 30)) {
-                fprintf(stderr, "ramflow: --memory-size: invalid value '%s' "
-                        "(2M to 64G, a multiple of 4K)\n", optarg);
-                return RF_EXIT_USAGE;
-            }
-            g.cfg.mem_size = v;
-            break;
-        case O_VCPUS:
-            if (!rf_cli_parse_size(optarg, &v) || v < 1 ||
-                v > RF_GUEST_MAX_VCPUS) {
-                fprintf(stderr, "ramflow: --vcpus: invalid value '%s' "
-                        "(1 to %u)\n", optarg, RF_GUEST_MAX_VCPUS);
-                return RF_EXIT_USAGE;
-            }
-            g.cfg.vcpus = (unsigned)v;
-            break;
-        case O_RATE:
-            if (!rf_cli_parse_size(optarg, &v)) {
-                fprintf(stderr, "ramflow: --dirty-rate: invalid value '%s' "
-                        "(pages per second, 0 = unlimited)\n", optarg);
-                return RF_EXIT_USAGE;
-            }
-            g.cfg.dirty_rate = v;
-            break;
-        case O_KIND:
-            if (!rf_cli_parse_guest_kind(optarg, &g.cfg.kind)) {
-                fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
-                        "kvm or thread)\n", optarg);
-                return RF_EXIT_USAGE;
-            }
-            break;
         case O_TIMEOUT:
             if (!rf_cli_parse_size(optarg, &v) || v < 100 || v > 3600000) {
                 fprintf(stderr, "ramflow: --timeout: invalid value '%s' "
@@ -118,9 +67,6 @@ int rf_cli_guest(int argc, char **argv)
             }
             g.timeout_ms = (unsigned)v;
             break;
-        case O_IDLE: g.cfg.idle = true; break;
-        case O_FILL: g.cfg.fill_path = optarg; break;
-        case O_AC: g.auto_converge = true; break;
         case O_VERIFY: g.verify = true; break;
         case O_JSON: g.json = true; break;
         case O_QUIET: g.quiet = true; break;

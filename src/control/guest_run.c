@@ -17,6 +17,114 @@ void rf_cli_guest_run_init(RfCliGuestRun *g)
     g->warmup_s = 0.5;
 }
 
+enum { G_SIZE, G_VCPUS, G_IDLE, G_RATE, G_FILL, G_KIND, G_AC, G_COUNT };
+
+int rf_cli_add_guest_options(struct option *opts, int n)
+{
+    static const struct option guest_opts[G_COUNT] = {
+        [G_SIZE] = {"memory-size", required_argument, NULL, 0},
+        [G_VCPUS] = {"vcpus", required_argument, NULL, 0},
+        [G_IDLE] = {"idle", no_argument, NULL, 0},
+        [G_RATE] = {"dirty-rate", required_argument, NULL, 0},
+        [G_FILL] = {"fill", required_argument, NULL, 0},
+        [G_KIND] = {"kind", required_argument, NULL, 0},
+        [G_AC] = {"auto-converge", no_argument, NULL, 0},
+    };
+    for (int k = 0; k < G_COUNT; k++) {
+        opts[n] = guest_opts[k];
+        opts[n++].val = RF_OPT_GUEST_BASE + k;
+    }
+    opts[n] = (struct option){0};
+    return n;
+}
+
+static int bad_value(const char *opt, const char *arg, const char *allowed)
+{
+    fprintf(stderr, "ramflow: --%s: invalid value '%s' (%s)\n", opt, arg,
+            allowed);
+    return -1;
+}
+
+int rf_cli_guest_option(RfCliGuestRun *g, int val, const char *arg)
+{
+    uint64_t v;
+    switch (val - RF_OPT_GUEST_BASE) {
+    case G_SIZE:
+        if (!rf_cli_parse_size(arg, &v) || v < (2u << 20) ||
+            v % RF_PAGE_SIZE || v > (64ull << 30)) {
+            return bad_value("memory-size", arg, "2M to 64G, a multiple of 4K");
+        }
+        g->cfg.mem_size = v;
+        return 1;
+    case G_VCPUS:
+        if (!rf_cli_parse_size(arg, &v) || v < 1 || v > RF_GUEST_MAX_VCPUS) {
+            return bad_value("vcpus", arg, "1 to 64");
+        }
+        g->cfg.vcpus = (unsigned)v;
+        return 1;
+    case G_IDLE:
+        g->cfg.idle = true;
+        return 1;
+    case G_RATE:
+        if (!rf_cli_parse_size(arg, &v)) {
+            return bad_value("dirty-rate", arg,
+                             "pages per second, 0 = unlimited");
+        }
+        g->cfg.dirty_rate = v;
+        return 1;
+    case G_FILL:
+        g->cfg.fill_path = arg;
+        return 1;
+    case G_KIND:
+        if (!rf_cli_parse_guest_kind(arg, &g->cfg.kind)) {
+            return bad_value("kind", arg, "auto, kvm or thread");
+        }
+        return 1;
+    case G_AC:
+        g->auto_converge = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind)
+{
+    if (!strcmp(s, "auto")) {
+        *kind = RF_GUEST_AUTO;
+    } else if (!strcmp(s, "kvm")) {
+        *kind = RF_GUEST_KVM;
+    } else if (!strcmp(s, "thread")) {
+        *kind = RF_GUEST_THREAD;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Tells whoever waits where we listen: stderr, a file written atomically
+ * (rename), and/or a pipe. */
+void rf_cli_announce_uri(const char *uri, bool quiet, const char *file,
+                         int fd)
+{
+    if (!quiet) {
+        fprintf(stderr, "ramflow: listening on %s\n", uri);
+    }
+    if (file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fprintf(f, "%s\n", uri);
+            fclose(f);
+            rename(tmp, file);
+        }
+    }
+    if (fd >= 0) {
+        dprintf(fd, "%s\n", uri);
+    }
+}
+
 void rf_cli_guest_incoming_init(RfCliGuestIncoming *in)
 {
     memset(in, 0, sizeof(*in));
@@ -127,22 +235,7 @@ static bool incoming_load_state(void *opaque, const uint8_t *buf,
 static void on_listening(const char *uri, void *opaque)
 {
     RfCliGuestIncoming *in = ((IncomingCtx *)opaque)->in;
-    if (!in->quiet) {
-        fprintf(stderr, "ramflow: listening on %s\n", uri);
-    }
-    if (in->uri_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof(tmp), "%s.tmp", in->uri_file);
-        FILE *f = fopen(tmp, "w");
-        if (f) {
-            fprintf(f, "%s\n", uri);
-            fclose(f);
-            rename(tmp, in->uri_file);
-        }
-    }
-    if (in->uri_fd >= 0) {
-        dprintf(in->uri_fd, "%s\n", uri);
-    }
+    rf_cli_announce_uri(uri, in->quiet, in->uri_file, in->uri_fd);
 }
 
 int rf_cli_run_guest_incoming(RfCliGuestIncoming *in)

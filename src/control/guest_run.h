@@ -30,4 +30,12 @@ int rf_cli_run_guest(const RfCliGuestRun *g);
 int rf_cli_run_guest_incoming(RfCliGuestIncoming *in);
 bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind);
 
+/* The test VM's options, shared by `guest` and `demo`: --memory-size,
+ * --vcpus, --idle, --dirty-rate, --fill, --kind, --auto-converge. */
+#define RF_OPT_GUEST_BASE 900
+int rf_cli_add_guest_options(struct option *opts, int n);
+/* @return 1 if handled, 0 if val is not a guest option, -1 on a bad value
+ * (the message is printed). */
+int rf_cli_guest_option(RfCliGuestRun *g, int val, const char *arg);
+
 #endif

@@ -61,22 +61,7 @@ int rf_cli_run_migrate(const RfCliMigrate *m)
 static void on_listening(const char *uri, void *opaque)
 {
     RfCliIncoming *in = opaque;
-    if (!in->quiet) {
-        fprintf(stderr, "ramflow: listening on %s\n", uri);
-    }
-    if (in->uri_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof(tmp), "%s.tmp", in->uri_file);
-        FILE *f = fopen(tmp, "w");
-        if (f) {
-            fprintf(f, "%s\n", uri);
-            fclose(f);
-            rename(tmp, in->uri_file);
-        }
-    }
-    if (in->uri_fd >= 0) {
-        dprintf(in->uri_fd, "%s\n", uri);
-    }
+    rf_cli_announce_uri(uri, in->quiet, in->uri_file, in->uri_fd);
 }
 
 int rf_cli_run_incoming(RfCliIncoming *in)
