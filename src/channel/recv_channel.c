@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "channel/channel.h"
+#include "channel/counters.h"
 #include "util/clock.h"
 #include "util/failure.h"
 #include "util/zero.h"
@@ -38,8 +39,7 @@ typedef struct RecvChannel {
     struct iovec iov[RF_PACKET_MAX_PAGES];
     uint32_t expect_round;
     /* counters */
-    _Atomic uint64_t normal_pages, zero_pages, payload_bytes, packets,
-        raw_packets;
+    RfChanCounters count;
     atomic_bool finished; /* read its FINAL sync */
 } RecvChannel;
 
@@ -148,8 +148,6 @@ static bool recv_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
             if (!read_raw(c, h->normal, errp)) {
                 return false;
             }
-            atomic_fetch_add_explicit(&c->raw_packets, 1,
-                                      memory_order_relaxed);
         } else {
             RfRecvPayload in = {
                 .len = h->payload_size,
@@ -171,12 +169,9 @@ static bool recv_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
             memset(p, 0, RF_PAGE_SIZE);
         }
     }
-    atomic_fetch_add_explicit(&c->normal_pages, h->normal,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->zero_pages, h->zero, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->payload_bytes, h->payload_size,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->packets, 1, memory_order_relaxed);
+    rf_chan_count_packet(&c->count, h->normal, h->zero, h->payload_size,
+                         h->normal && (h->flags & RF_PKT_RAW) &&
+                             g->method->id != RF_METHOD_NONE);
     return true;
 }
 
@@ -356,13 +351,9 @@ void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
-        out->normal_pages += atomic_load(&c->normal_pages);
-        out->zero_pages += atomic_load(&c->zero_pages);
-        out->payload_bytes += atomic_load(&c->payload_bytes);
-        out->packets += atomic_load(&c->packets);
-        out->raw_packets += atomic_load(&c->raw_packets);
-        out->wire_bytes += __atomic_load_n(&c->conn->bytes_in,
-                                           __ATOMIC_RELAXED);
+        rf_chan_counters_sum(out, &c->count,
+                             __atomic_load_n(&c->conn->bytes_in,
+                                             __ATOMIC_RELAXED));
     }
 }
 

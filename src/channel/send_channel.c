@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "channel/channel.h"
+#include "channel/counters.h"
 #include "util/failure.h"
 #include "util/zero.h"
 #include "wire/wire.h"
@@ -49,8 +50,7 @@ typedef struct SendChannel {
     RfSendPayload payload;
     struct iovec iov[RF_PACKET_MAX_PAGES + 1];
     /* counters, read by the engine with relaxed atomics */
-    _Atomic uint64_t normal_pages, zero_pages, payload_bytes, packets,
-        raw_packets;
+    RfChanCounters count;
 } SendChannel;
 
 struct RfSendGroup {
@@ -141,14 +141,8 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     if (!rf_conn_sendv(c->conn, c->iov, pl->iovcnt + 1, errp)) {
         return false;
     }
-    atomic_fetch_add_explicit(&c->normal_pages, nn, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->zero_pages, nz, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->payload_bytes, pl->len,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->packets, 1, memory_order_relaxed);
-    if (pl->raw && g->method->id != RF_METHOD_NONE) {
-        atomic_fetch_add_explicit(&c->raw_packets, 1, memory_order_relaxed);
-    }
+    rf_chan_count_packet(&c->count, nn, nz, pl->len,
+                         pl->raw && g->method->id != RF_METHOD_NONE);
     return true;
 }
 
@@ -340,13 +334,9 @@ void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < g->n; i++) {
         SendChannel *c = &g->ch[i];
-        out->normal_pages += atomic_load(&c->normal_pages);
-        out->zero_pages += atomic_load(&c->zero_pages);
-        out->payload_bytes += atomic_load(&c->payload_bytes);
-        out->packets += atomic_load(&c->packets);
-        out->raw_packets += atomic_load(&c->raw_packets);
-        out->wire_bytes += __atomic_load_n(&c->conn->bytes_out,
-                                           __ATOMIC_RELAXED);
+        rf_chan_counters_sum(out, &c->count,
+                             __atomic_load_n(&c->conn->bytes_out,
+                                             __ATOMIC_RELAXED));
     }
 }
 
