@@ -17,10 +17,10 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: ramflow demo [--memory-size SIZE] [--vcpus N] "
-        "[--dirty-rate N]\n"
-        "                    [--kind auto|kvm|thread] [--auto-converge] "
-        "[PARAMS]\n"
+        "usage: ramflow demo [--memory-size SIZE] [--vcpus N] [--idle]\n"
+        "                    [--dirty-rate N] [--fill PATH] "
+        "[--kind auto|kvm|thread]\n"
+        "                    [--auto-converge] [PARAMS]\n"
         "\n"
         "Live-migrates the test VM (default: 1G RAM filled with a generated\n"
         "mix of text, code, data, zero and random pages, one vCPU writing)\n"
