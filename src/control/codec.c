@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compress/calibrate.h"
 #include "compress/method.h"
 #include "ramflow/ramflow.h"
 #ifdef RF_HAVE_QATZIP
@@ -555,116 +556,9 @@ static bool decompress_stream(const char *want, FILE *in, FILE *out,
 
 /* --- benchmark -------------------------------------------------------- */
 
-typedef struct BenchPacket {
-    size_t off;      /* in the data and in the output */
-    size_t aoff;     /* payload in the arena */
-    uint32_t npages;
-    uint32_t plen;
-    bool raw;
-} BenchPacket;
-
-typedef struct Bench {
-    uint8_t *data, *arena, *out;
-    size_t size;
-    BenchPacket *pk;
-    size_t npk;
-    clockid_t clock;
-    unsigned repeat; /* passes per direction; the fastest counts */
-} Bench;
-
-typedef struct ArenaReader {
-    const uint8_t *p;
-    size_t left;
-} ArenaReader;
-
-static bool arena_read(void *ctx, const struct iovec *iov, int iovcnt,
-                       RfError **errp)
-{
-    ArenaReader *r = ctx;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > r->left) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "payload overrun");
-            return false;
-        }
-        memcpy(iov[i].iov_base, r->p, iov[i].iov_len);
-        r->p += iov[i].iov_len;
-        r->left -= iov[i].iov_len;
-    }
-    return true;
-}
-
-static double clock_s(clockid_t id)
-{
-    struct timespec t;
-    clock_gettime(id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Compresses every packet into the arena.  @return false on error;
- * *secs is the time spent in send_prepare. */
-static bool bench_compress(Bench *b, const RfMethodOps *ops, void *st,
-                           double *secs, size_t *payload, size_t *raw,
-                           RfError **errp)
-{
-    size_t aoff = 0;
-    *secs = 0;
-    *payload = *raw = 0;
-    for (size_t i = 0; i < b->npk; i++) {
-        BenchPacket *p = &b->pk[i];
-        uint8_t *pages[RF_PACKET_MAX_PAGES];
-        page_list(b->data + p->off, p->npages, pages);
-        RfPageList pl = {.pages = pages, .npages = p->npages};
-        RfSendPayload sp;
-        double t0 = clock_s(b->clock);
-        bool ok = ops->send_prepare(st, &pl, &sp, errp);
-        *secs += clock_s(b->clock) - t0;
-        if (!ok) {
-            return false;
-        }
-        p->aoff = aoff;
-        p->plen = sp.len;
-        p->raw = sp.raw;
-        for (int k = 0; k < sp.iovcnt; k++) {
-            memcpy(b->arena + aoff, sp.iov[k].iov_base, sp.iov[k].iov_len);
-            aoff += sp.iov[k].iov_len;
-        }
-        *payload += sp.len;
-        *raw += sp.raw;
-    }
-    return true;
-}
-
-/* Decodes every packet from the arena into out, as a receiving channel
- * would (raw packets are a plain copy).  *secs: time in recv/copy. */
-static bool bench_decompress(Bench *b, const RfMethodOps *ops, void *st,
-                             double *secs, RfError **errp)
-{
-    *secs = 0;
-    for (size_t i = 0; i < b->npk; i++) {
-        BenchPacket *p = &b->pk[i];
-        uint8_t *pages[RF_PACKET_MAX_PAGES];
-        page_list(b->out + p->off, p->npages, pages);
-        ArenaReader r = {.p = b->arena + p->aoff, .left = p->plen};
-        RfRecvPayload rp = {.len = p->plen, .pages = pages,
-                            .npages = p->npages, .read = arena_read,
-                            .read_ctx = &r};
-        struct iovec iov = {.iov_base = b->out + p->off,
-                            .iov_len = p->plen};
-        double t0 = clock_s(b->clock);
-        bool ok = p->raw ? arena_read(&r, &iov, 1, errp)
-                         : ops->recv(st, &rp, errp);
-        *secs += clock_s(b->clock) - t0;
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Formats a speed, or ">99999" when the method did no real work. */
-static const char *speed(char *buf, size_t len, double bytes, double secs)
+static const char *speed(char *buf, size_t len, double mbs)
 {
-    double mbs = secs > 0 ? bytes / secs / 1e6 : 1e9;
     if (mbs > 99999) {
         snprintf(buf, len, ">99999");
     } else {
@@ -673,57 +567,26 @@ static const char *speed(char *buf, size_t len, double bytes, double secs)
     return buf;
 }
 
-/* One method at one level: compress every packet, then decompress every
- * packet, each b->repeat times keeping the fastest pass, timing only the
- * method calls (and, for raw packets, the copy a channel would make),
- * then check the result byte for byte. */
-static bool bench_one(Bench *b, const RfMethodOps *ops, int level,
-                      RfError **errp)
+/* One method at one level through the shared calibration (the channels'
+ * own send and receive code), printed as a table row. */
+static bool bench_one(const uint8_t *data, size_t size, const CodecOpts *o,
+                      const RfMethodOps *ops, int level, RfError **errp)
 {
-    void *st = NULL;
-    char desc[160] = "";
-    if (!ops->send_setup(&st, level, errp)) {
-        return false;
-    }
-    if (ops->describe) {
-        snprintf(desc, sizeof(desc), "%s", ops->describe(st));
-    }
-    double tc = 0, td = 0, t;
-    size_t payload = 0, raw = 0;
-    bool ok = true;
-    for (unsigned r = 0; r < b->repeat && ok; r++) {
-        ok = bench_compress(b, ops, st, &t, &payload, &raw, errp);
-        tc = r == 0 || t < tc ? t : tc;
-    }
-    ops->send_cleanup(st);
-    st = NULL;
-    if (!ok || !ops->recv_setup(&st, errp)) {
-        return false;
-    }
-    memset(b->out, 0, b->size);
-    for (unsigned r = 0; r < b->repeat && ok; r++) {
-        ok = bench_decompress(b, ops, st, &t, errp);
-        td = r == 0 || t < td ? t : td;
-    }
-    ops->recv_cleanup(st);
-    if (!ok) {
-        return false;
-    }
-    if (memcmp(b->data, b->out, b->size) != 0) {
-        rf_error_set(errp, RF_ERR_VERIFY,
-                     "%s level %d: decompressed data differs", ops->name,
-                     level);
+    RfCalibration c;
+    if (!rf_method_calibrate(ops, level, data, size, o->repeat,
+                             o->wall ? CLOCK_MONOTONIC
+                                     : CLOCK_THREAD_CPUTIME_ID,
+                             &c, errp)) {
         return false;
     }
     char lvl[8] = "-", cs[16], ds[16];
     if (ops->level_param) {
         snprintf(lvl, sizeof(lvl), "%d", level);
     }
-    printf("%-8s %5s %7.3f %10s %10s %6.1f  %s\n", ops->name, lvl,
-           (double)b->size / (double)payload,
-           speed(cs, sizeof(cs), (double)b->size, tc),
-           speed(ds, sizeof(ds), (double)b->size, td),
-           100.0 * (double)raw / (double)b->npk, desc);
+    printf("%-8s %5s %7.3f %10s %10s %6.1f  %s\n", ops->name, lvl, c.ratio,
+           speed(cs, sizeof(cs), c.compress_mbps),
+           speed(ds, sizeof(ds), c.decompress_mbps),
+           100.0 * (double)c.raw_packets / (double)c.packets, c.detail);
     fflush(stdout);
     return true;
 }
@@ -737,51 +600,36 @@ static int bench(const CodecOpts *o)
                 strerror(errno));
         return 1;
     }
-    Bench b = {.clock = o->wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID,
-               .repeat = o->repeat};
     size_t max = (size_t)o->max_mb << 20;
-    b.data = aligned_alloc(PAGE, max);
-    if (!b.data) {
+    uint8_t *data = aligned_alloc(PAGE, max);
+    if (!data) {
         fclose(f);
         fprintf(stderr, "ramflow codec: out of memory for %u MiB\n",
                 o->max_mb);
         return 1;
     }
-    b.size = read_full(f, b.data, max, &err) / PAGE * PAGE;
+    size_t size = read_full(f, data, max, &err) / PAGE * PAGE;
     fclose(f);
     if (err) {
-        free(b.data);
+        free(data);
         return fail_err(err, 1);
     }
-    if (b.size == 0) {
-        free(b.data);
+    if (size == 0) {
+        free(data);
         fprintf(stderr, "ramflow codec: %s: less than one %u-byte page\n",
                 o->bench_file, PAGE);
         return 1;
     }
-    b.npk = (b.size + PKT_BYTES - 1) / PKT_BYTES;
-    b.arena = malloc(b.size); /* payloads never exceed their packet */
-    b.out = aligned_alloc(PAGE, b.size);
-    b.pk = calloc(b.npk, sizeof(*b.pk));
-    int status = 0;
-    if (!b.arena || !b.out || !b.pk) {
-        fprintf(stderr, "ramflow codec: out of memory\n");
-        status = 1;
-        goto out;
-    }
-    for (size_t i = 0; i < b.npk; i++) {
-        b.pk[i].off = i * PKT_BYTES;
-        size_t n = b.size - b.pk[i].off;
-        b.pk[i].npages = (uint32_t)((n < PKT_BYTES ? n : PKT_BYTES) / PAGE);
-    }
     printf("# %s: %.1f MiB in %zu packets of up to 512 KiB; one thread; "
            "MB/s = 10^6 input bytes per %s second; best of %u\n",
-           o->bench_file, (double)b.size / 1048576.0, b.npk,
+           o->bench_file, (double)size / 1048576.0,
+           (size + PKT_BYTES - 1) / PKT_BYTES,
            o->wall ? "wall-clock" : "CPU", o->repeat);
     printf("%-8s %5s %7s %10s %10s %6s  %s\n", "method", "level", "ratio",
            "comp MB/s", "dec MB/s", "raw %", "back end");
+    int status = 0;
     const char *const *names = rf_method_names();
-    for (size_t i = 0; names[i]; i++) {
+    for (size_t i = 0; names[i] && !status; i++) {
         if (o->method && strcmp(o->method, names[i]) != 0) {
             continue;
         }
@@ -795,18 +643,13 @@ static int bench(const CodecOpts *o)
             lo = o->level_set ? o->level : ops->level_min;
             hi = o->level_set ? o->level : ops->level_max;
         }
-        for (int l = lo; l <= hi; l++) {
-            if (!bench_one(&b, ops, l, &err)) {
+        for (int l = lo; l <= hi && !status; l++) {
+            if (!bench_one(data, size, o, ops, l, &err)) {
                 status = fail_err(err, 1);
-                goto out;
             }
         }
     }
-out:
-    free(b.data);
-    free(b.arena);
-    free(b.out);
-    free(b.pk);
+    free(data);
     return status;
 }
 
