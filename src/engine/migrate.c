@@ -291,6 +291,7 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
                        RfError **errp)
 {
     double rate = 0; /* pages per second of the last round */
+    uint64_t prev_dirty = 0; /* pages sent in the previous round */
     double last_sync = rf_now();
     for (s->round = 1;; s->round++) {
         if (s->opts->round_start) {
@@ -308,6 +309,7 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
                                s->blocks[b]->size / RF_PAGE_SIZE);
             }
             dirty = s->ram_bytes / RF_PAGE_SIZE;
+            prev_dirty = dirty;
         } else {
             if (!sync_dirty(s, &dirty, errp)) {
                 return false;
@@ -316,9 +318,17 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             rep->dirty_pages_rate = (double)dirty / (now - last_sync);
             last_sync = now;
             double expect_ms = rate > 0 ? (double)dirty / rate * 1000 : 0;
+            double limit = (double)s->params->downtime_limit;
             rep->expected_downtime_ms = expect_ms;
-            rep->converged = expect_ms <= (double)s->params->downtime_limit;
-            final = rep->converged || s->round > s->params->max_rounds;
+            rep->converged = expect_ms <= limit;
+            /* Beyond QEMU's rule (stop as soon as it fits): while each
+             * round at least halves the dirty set, one more short round
+             * costs little and divides the downtime, so keep going until
+             * the estimate is a quarter of the limit. */
+            bool shrinking = dirty * 2 < prev_dirty;
+            final = (rep->converged && !(shrinking && expect_ms > limit / 4))
+                    || s->round > s->params->max_rounds;
+            prev_dirty = dirty;
             if (!final) {
                 throttle_up(s, rep);
             }
