@@ -9,6 +9,8 @@
 DEPS := meson ninja-build pkg-config gcc clang libc6-dev \
         zlib1g-dev libzstd-dev libdeflate-dev libisal-dev libcmocka-dev \
         libjansson-dev libxxhash-dev gzip xz-utils iproute2
+# Only the benchmarks (make bench) need these.
+BENCH_DEPS := jq iperf3 gnuplot-nox
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -16,14 +18,21 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 RAMFLOW    := $(BUILD)/src/control/ramflow
 
-.PHONY: all deps build demo check check-release check-asan check-fuzz bench clean
+.PHONY: all deps bench-deps install-packages build demo check check-release \
+        check-asan check-fuzz bench clean
 
 all: build
 
 # Installs the Debian packages that are missing (apt-get update first when
 # the package lists are empty or an install fails on stale lists).
 deps:
-	@missing=""; for p in $(DEPS); do \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEPS)"
+
+bench-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_DEPS)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -72,7 +81,7 @@ check-fuzz: deps
 	  echo "fuzz $$(basename $$f): $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$$log"), no crash"; \
 	done
 
-bench: build
+bench: build bench-deps
 	bench/run.sh
 
 clean:
