@@ -41,6 +41,7 @@ typedef struct Dest {
     bool verify;
     double t0, cpu0;
     double paused_at;     /* STATE or END arrived: the source is paused */
+    uint32_t acked_round; /* last ROUND_ACK sent */
     uint8_t *msgbuf;      /* RF_MSG_MAX_PAYLOAD bytes for main messages */
 } Dest;
 
@@ -219,11 +220,29 @@ static bool load_state(Dest *d, const uint8_t *buf, uint32_t len,
     return true;
 }
 
+/* Tells the source when every channel has passed a round's SYNC: it
+ * waits for that before pausing, so the downtime does not include draining
+ * the previous round from the sockets. */
+static bool ack_rounds(Dest *d, RfError **errp)
+{
+    uint32_t r = rf_recv_group_round(d->group);
+    if (r <= d->acked_round) {
+        return true;
+    }
+    uint8_t buf[8];
+    size_t n = rf_wire_round_encode(r, buf, sizeof(buf));
+    d->acked_round = r;
+    return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
+}
+
 /* Follows the main channel until END, watching the channels and cancel. */
 static bool run(Dest *d, RfError **errp)
 {
     uint8_t *buf = d->msgbuf;
     for (;;) {
+        if (!ack_rounds(d, errp)) {
+            return false;
+        }
         if (d->opts->cancel && *d->opts->cancel) {
             rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
             return false;
@@ -231,7 +250,7 @@ static bool run(Dest *d, RfError **errp)
         if (rf_recv_group_failed(d->group)) {
             return false;
         }
-        if (!rf_msg_ready(d->main, 100)) {
+        if (!rf_msg_ready(d->main, 10)) {
             continue;
         }
         RfMsgHdr h;

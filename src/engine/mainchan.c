@@ -8,7 +8,8 @@
 static const char *msg_name(unsigned type)
 {
     static const char *names[] = {"INVALID", "HELLO", "ACCEPT", "ERROR",
-                                  "ROUND", "END", "COMPLETE", "STATE"};
+                                  "ROUND", "END", "COMPLETE", "STATE",
+                                  "ROUND_ACK"};
     return type <= RF_MSG_MAX ? names[type] : "unknown";
 }
 
@@ -95,16 +96,22 @@ bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
 
 RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms)
 {
-    if (!c || !rf_msg_ready(c, wait_ms)) {
-        return NULL;
-    }
-    RfMsgHdr h;
-    uint8_t buf[4200];
-    RfError *err = NULL;
-    if (rf_msg_recv(c, peer, &h, buf, sizeof(buf), &err) ||
-        !strstr(rf_error_msg(err), " reported: ")) {
+    /* Progress messages (ROUND_ACK) may come first: skip a few. */
+    for (int i = 0; c && i < 64 && rf_msg_ready(c, wait_ms); i++) {
+        RfMsgHdr h;
+        uint8_t buf[4200];
+        RfError *err = NULL;
+        if (rf_msg_recv(c, peer, &h, buf, sizeof(buf), &err)) {
+            if (h.type == RF_MSG_ROUND_ACK) {
+                continue;
+            }
+            return NULL;
+        }
+        if (strstr(rf_error_msg(err), " reported: ")) {
+            return err;
+        }
         rf_error_free(err);
         return NULL;
     }
-    return err;
+    return NULL;
 }

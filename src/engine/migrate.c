@@ -48,6 +48,7 @@ typedef struct Source {
     unsigned round;
     bool paused;
     bool tracking;
+    uint32_t acked_round; /* the destination passed this round's SYNC */
 } Source;
 
 static void source_resume(Source *s)
@@ -137,6 +138,36 @@ static uint64_t wire_bytes(Source *s)
 
 /* Called between batches: progress, cancel, and a look at the main
  * channel, where anything before COMPLETE is the destination's ERROR. */
+/* Reads what the destination sent on the main channel, waiting up to
+ * wait_ms for the first message: ROUND_ACKs advance acked_round; anything
+ * else before COMPLETE is an error (usually its ERROR). */
+static bool read_acks(Source *s, int wait_ms, RfError **errp)
+{
+    while (rf_msg_ready(s->main, wait_ms)) {
+        RfMsgHdr h;
+        uint8_t buf[4200];
+        uint32_t r;
+        if (!rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
+                         errp)) {
+            return false;
+        }
+        if (h.type != RF_MSG_ROUND_ACK) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "main channel: unexpected message type %u from the "
+                         "destination", h.type);
+            return false;
+        }
+        if (!rf_wire_round_decode(buf, h.length, &r, errp)) {
+            return false;
+        }
+        if (r > s->acked_round) {
+            s->acked_round = r;
+        }
+        wait_ms = 0;
+    }
+    return true;
+}
+
 static bool check_cancel(Source *s, RfError **errp)
 {
     if (s->opts->cancel && *s->opts->cancel) {
@@ -155,15 +186,7 @@ static bool tick(Source *s, RfError **errp)
     if (now - s->last_tick < 0.25) {
         return true;
     }
-    if (rf_msg_ready(s->main, 0)) {
-        RfMsgHdr h;
-        uint8_t buf[4200];
-        if (rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
-                        errp)) {
-            rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "main channel: unexpected message type %u from the "
-                         "destination", h.type);
-        }
+    if (!read_acks(s, 0, errp)) {
         return false;
     }
     uint64_t wire = wire_bytes(s);
@@ -275,6 +298,25 @@ static bool send_round_end(Source *s, bool final, RfReport *rep,
                        (uint32_t)n, errp);
 }
 
+/* Waits until the destination has passed round r's SYNC, watching for
+ * cancel, channel failures and a silent peer. */
+static bool wait_acked(Source *s, uint32_t r, RfError **errp)
+{
+    double start = rf_now();
+    while (s->acked_round < r) {
+        if (!check_cancel(s, errp) || !read_acks(s, 20, errp)) {
+            return false;
+        }
+        if (rf_now() - start > s->timeout_ms / 1000.0) {
+            rf_error_set(errp, RF_ERR_TIMEOUT,
+                         "the destination did not confirm round %u within "
+                         "%u ms", r, s->timeout_ms);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Auto-converge: a round that did not fit raises the throttle. */
 static void throttle_up(Source *s, RfReport *rep)
 {
@@ -334,6 +376,11 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             }
         }
         if (final) {
+            /* Let the previous round drain first (ROUND_ACK), so the
+             * pause covers only the last pages. */
+            if (!wait_acked(s, s->round - 1, errp)) {
+                return false;
+            }
             /* Stop the writers, then pick up what they wrote since. */
             *paused_at = rf_now();
             if (s->opts->pause) {
@@ -374,10 +421,21 @@ static bool finish(Source *s, RfReport *rep, double *done_at,
     uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
     RfComplete *c = calloc(1, sizeof(*c));
     uint32_t len;
-    bool ok = buf && c &&
-              rf_msg_expect(s->main, "destination", RF_MSG_COMPLETE, buf,
-                            RF_MSG_MAX_PAYLOAD, &len, errp) &&
-              rf_wire_complete_decode(buf, len, c, errp);
+    bool ok = buf && c;
+    /* ROUND_ACKs of the last rounds may still come first. */
+    RfMsgHdr h = {.type = RF_MSG_ROUND_ACK};
+    while (ok && h.type == RF_MSG_ROUND_ACK) {
+        ok = rf_msg_recv(s->main, "destination", &h, buf, RF_MSG_MAX_PAYLOAD,
+                         errp);
+    }
+    if (ok && h.type != RF_MSG_COMPLETE) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "main channel: expected COMPLETE from the destination, "
+                     "got message type %u", h.type);
+        ok = false;
+    }
+    len = h.length;
+    ok = ok && rf_wire_complete_decode(buf, len, c, errp);
     if (ok) {
         *done_at = rf_now() - c->digest_us / 1e6;
         rep->recv_cpu_pct = c->recv_cpu_pct;

@@ -32,6 +32,7 @@ static const char *const msg_names[] = {
     [RF_MSG_ACCEPT] = "ACCEPT",   [RF_MSG_ERROR] = "ERROR",
     [RF_MSG_ROUND] = "ROUND",     [RF_MSG_END] = "END",
     [RF_MSG_COMPLETE] = "COMPLETE", [RF_MSG_STATE] = "STATE",
+    [RF_MSG_ROUND_ACK] = "ROUND_ACK",
 };
 
 /* ---- text ------------------------------------------------------------ */
@@ -229,6 +230,7 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
         min = ERROR_FIXED, max = ERROR_FIXED + ERROR_MSG_MAX;
         break;
     case RF_MSG_ROUND:
+    case RF_MSG_ROUND_ACK:
         min = max = ROUND_SIZE;
         break;
     case RF_MSG_END:

@@ -33,7 +33,8 @@ typedef enum {
     RF_MSG_END = 5,      /* src -> dst: last round sent; u8 verify flag */
     RF_MSG_COMPLETE = 6, /* dst -> src: everything applied; stats, digests */
     RF_MSG_STATE = 7,    /* src -> dst: device (vCPU) state, opaque bytes */
-    RF_MSG_MAX = 7,
+    RF_MSG_ROUND_ACK = 8, /* dst -> src: every channel passed SYNC(round) */
+    RF_MSG_MAX = 8,
 } RfMsgType;
 
 typedef struct RfMsgHdr {
@@ -82,6 +83,7 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
 size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap);
 size_t rf_wire_error_encode(uint32_t kind, const char *msg, uint8_t *out,
                             size_t cap);
+/* ROUND and ROUND_ACK share one layout (u32 round). */
 size_t rf_wire_round_encode(uint32_t round, uint8_t *out, size_t cap);
 size_t rf_wire_end_encode(uint32_t final_round, bool verify, uint8_t *out,
                           size_t cap);

@@ -177,10 +177,10 @@ static void test_msg_hdr_bad(void **state)
 
     rf_wire_msg_hdr_encode(b, RF_MSG_INVALID, 0);
     check_fail(rf_wire_msg_hdr_decode(b, &h, &err), &err, RF_ERR_PROTOCOL,
-               "frame field 'type': 0", "1..7");
+               "frame field 'type': 0", "1..8");
     rf_wire_msg_hdr_encode(b, RF_MSG_MAX + 1, 0);
     check_fail(rf_wire_msg_hdr_decode(b, &h, &err), &err, RF_ERR_PROTOCOL,
-               "frame field 'type': 8");
+               "frame field 'type': 9");
 
     rf_wire_msg_hdr_encode(b, RF_MSG_ACCEPT, 0);
     b[6] = 1;
