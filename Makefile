@@ -8,9 +8,9 @@
 
 DEPS := meson ninja-build pkg-config gcc clang libc6-dev \
         zlib1g-dev libzstd-dev libdeflate-dev libisal-dev libcmocka-dev \
-        libjansson-dev libxxhash-dev gzip xz-utils iproute2
+        libjansson-dev libxxhash-dev gzip xz-utils iproute2 jq
 # Only the benchmarks (make bench) need these.
-BENCH_DEPS := jq iperf3 gnuplot-nox
+BENCH_DEPS := iperf3 gnuplot-nox
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
