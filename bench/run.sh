@@ -151,7 +151,7 @@ trap 'rf_log "interrupted, cleaning up"; exit 130' INT TERM HUP
 mkdir -p "$SHM"
 rf_corpus_prepare "$SILESIA" "$SHM/silesia"
 rf_log "corpus: ${#RF_CORPUS_FILES[@]} files, $RF_CORPUS_BYTES bytes," \
-       "SHA-256 checked against SOURCES.md"
+       "$RF_CORPUS_VERIFIED"
 rm -f "$SRC_IMG" "$DST_IMG"
 need=$((2 * SIZE_BYTES + (256 << 20)))
 avail=$(df --output=avail -B1 /dev/shm | tail -1)
@@ -180,7 +180,8 @@ rf_log "building the $SIZE source image $SRC_IMG"
          "git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(
          git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + local changes')"
     echo "image: $SIZE ($SIZE_BYTES bytes) of ${#RF_CORPUS_FILES[@]}" \
-         "Silesia members ($RF_CORPUS_BYTES bytes) repeated"
+         "Silesia members ($RF_CORPUS_BYTES bytes, $RF_CORPUS_VERIFIED)" \
+         "repeated"
     echo "iperf3: $(iperf3 --version | head -1)"
     echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
@@ -197,18 +198,22 @@ if [ -z "$SAMPLE_MB" ]; then
 fi
 [ "$SAMPLE_MB" -le $((SIZE_BYTES >> 20)) ] || SAMPLE_MB=$((SIZE_BYTES >> 20))
 declare -A BOUND IPERF
-# Every calibration runs --repeat times and keeps its best figure, as the
+# Every calibration runs several times and keeps its best figure, as the
 # migrations keep their fastest run: other work on the machine only ever
 # makes a measurement worse, for bounds and runs alike.
 printf 'method\tlevel\tratio\tcomp_MBps\tdecomp_MBps\tbound_MBps\n' \
     >"$OUT/calibration.tsv"
-for m in $METHODS; do
-    [ "$m" = none ] && continue
-    best=""
-    for ((r = 1; r <= REPEAT; r++)); do
+declare -A CAL_BEST
+# calibrate_codec METHOD FIRST: --repeat runs of `codec --bench`, numbered
+# from FIRST; keeps the best "bound ratio compress decompress" in
+# CAL_BEST[METHOD].  Called before and after the method's migrations, so
+# that the bound is measured as close as possible to them.
+calibrate_codec() {
+    local m=$1 first=$2 r log pid rc line b0 r0 c0 d0
+    for ((r = first; r < first + REPEAT; r++)); do
         idle_gate "codec $m"
         rf_log "calibrating $m level $LEVEL on the first $SAMPLE_MB MiB" \
-               "($r of $REPEAT)"
+               "(run $r)"
         log=$OUT/codec-$m-$r
         "$RAMFLOW" codec --bench "$SRC_IMG" -m "$m" -l "$LEVEL" \
             --max-mb "$SAMPLE_MB" >"$log.txt" 2>"$log.err" &
@@ -228,15 +233,21 @@ for m in $METHODS; do
         read -r b0 r0 c0 d0 <<<"$line"
         rf_log "$m: compress $c0 MB/s, decompress $d0 MB/s, ratio $r0" \
                "-> bound $b0 MB/s"
-        best=$(printf '%s\n%s\n' "$best" "$line" | sort -gr | head -1)
+        CAL_BEST[$m]=$(printf '%s\n%s\n' "${CAL_BEST[$m]:-}" "$line" |
+                       sort -gr | head -1)
     done
-    [ -n "$best" ] || continue
-    read -r bound ratio c d <<<"$best"
+}
+
+# Sets BOUND[METHOD] from the best calibration and records it.
+finish_bound() {
+    local m=$1 bound ratio c d
+    [ -n "${CAL_BEST[$m]:-}" ] || return 0
+    read -r bound ratio c d <<<"${CAL_BEST[$m]}"
     BOUND[$m]=$bound
-    rf_log "$m: CPU bound ${BOUND[$m]} MB/s (best of $REPEAT)"
+    rf_log "$m: CPU bound $bound MB/s (best of $((2 * REPEAT)) runs)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$LEVEL" "$ratio" "$c" "$d" \
         "$bound" >>"$OUT/calibration.tsv"
-done
+}
 
 if [[ " $METHODS " == *" none "* ]]; then
     printf 'streams\tMbit_s\n' >"$OUT/iperf3.tsv"
@@ -273,51 +284,12 @@ if [[ " $METHODS " == *" none "* ]]; then
     done
 fi
 
-# First touch of destination memory, in the state the runs see it (file
-# removed SETTLE s before): CPU time of dd writing SIZE into a fresh file,
-# minus dd rewriting the same pages.  The difference is what allocating and
-# faulting in the memory costs, which a migration pays on top of the
-# transfer and iperf3 (reusing one small buffer) never does.  Lowest of
-# --repeat measurements.
-TOUCH=$SHM/touch.img
-rf_track_file "$TOUCH"
-touch_cpu() {
-    local TIMEFORMAT='%3U %3S' t
-    t=$( { time dd if=/dev/zero of="$TOUCH" bs=1M \
-             count=$((SIZE_BYTES >> 20)) status=none "$@"; } 2>&1 ) ||
-        return 1
-    awk '{print $1 + $2}' <<<"$t"
-}
-touch_first=""
-for ((r = 1; r <= REPEAT; r++)); do
-    rm -f "$TOUCH"
-    sleep "$SETTLE"
-    idle_gate "first touch"
-    a=$(touch_cpu) || rf_die "dd into $TOUCH failed"
-    b=$(touch_cpu conv=notrunc) || rf_die "dd into $TOUCH failed"
-    rm -f "$TOUCH"
-    rf_log "first touch of $SIZE of $DEST_START memory: $a s CPU," \
-           "rewrite: $b s CPU ($r of $REPEAT)"
-    if [ -z "$touch_first" ] || awk -v a="$a" -v b="$b" -v c="$touch_first" \
-            -v d="$touch_again" 'BEGIN {exit !(a - b < c - d)}'; then
-        touch_first=$a
-        touch_again=$b
-    fi
-done
-# CPU seconds per byte of first touch.
-TOUCH_SPB=$(awk -v a="$touch_first" -v b="$touch_again" \
-    -v n="$((SIZE_BYTES >> 20 << 20))" \
-    'BEGIN {d = a - b; if (d < 0) d = 0; printf "%.6g", d / n}')
-printf 'first_touch_cpu_s\t%s\nrewrite_cpu_s\t%s\nbytes\t%s\nstate\t%s\n' \
-    "$touch_first" "$touch_again" "$((SIZE_BYTES >> 20 << 20))" \
-    "$DEST_START" >"$OUT/first-touch.tsv"
-
 # --- 3. migrations ------------------------------------------------------
 # Runs one migration into a fresh destination; the reports go to
 # $OUT/raw/NAME-{src,dst}.json.  @return 0 when both sides completed and
 # (unless --no-check) the destination equals the source.
 migrate_once() {
-    local m=$1 n=$2 name=$3 dpid spid src_rc dst_rc
+    local m=$1 n=$2 name=$3 dpid spid src_rc dst_rc i
     local src_json=$OUT/raw/$name-src.json dst_json=$OUT/raw/$name-dst.json
     rm -f "$DST_IMG" "$URI_FILE" "$URI_FILE.tmp"
     sleep "$SETTLE"
@@ -345,6 +317,15 @@ migrate_once() {
     cpu1=$(rf_cpu_jiffies)
     rf_cpu_pct "$cpu0" "$cpu1" >"$OUT/raw/$name-machine-cpu.txt"
     rf_untrack_pid "$spid"
+    if [ "$src_rc" -ne 0 ]; then
+        # The source may have failed before it connected: give the
+        # destination 5 s to notice, then stop it.
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$dpid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -TERM "$dpid" 2>/dev/null
+    fi
     wait "$dpid"
     dst_rc=$?
     rf_untrack_pid "$dpid"
@@ -371,9 +352,11 @@ SUMMARY+='else "did not pre-fault its RAM (cold)" end)"'
 ROWS=$OUT/rows.tsv
 printf 'method\tchannels\ttime_s\twire_mbps\tram_MBps\tpages_s\tratio' >"$ROWS"
 printf '\tsend_cpu\trecv_cpu\tmachine_cpu\tdest_warm\tbound\tbound_unit\tfraction' >>"$ROWS"
-printf '\tbound_touch\tfraction_touch\tsource_json\n' >>"$ROWS"
+printf '\tsource_json\n' >>"$ROWS"
 failed=0
 for m in $METHODS; do
+    [ "$m" = none ] || calibrate_codec "$m" 1
+    kept=()
     for n in $CHANNELS; do
         runs=()
         for ((r = 1; r <= REPEAT; r++)); do
@@ -387,8 +370,7 @@ for m in $METHODS; do
             fi
         done
         if [ "${#runs[@]}" -eq 0 ]; then
-            failed=$((failed + 1))
-            printf '%s\t%s\tFAILED\n' "$m" "$n" >>"$ROWS"
+            kept+=("FAILED $n")
             continue
         fi
         # The fastest run stands for the row: other work on the machine
@@ -396,6 +378,19 @@ for m in $METHODS; do
         med=$(for f in "${runs[@]}"; do
                   printf '%s\t%s\n' "$(jq .total_time_s "$f")" "$f"
               done | sort -g | head -1 | cut -f2)
+        kept+=("$med")
+    done
+    if [ "$m" != none ]; then
+        calibrate_codec "$m" $((REPEAT + 1))
+        finish_bound "$m"
+    fi
+    for med in "${kept[@]}"; do
+        if [ "${med#FAILED }" != "$med" ]; then
+            failed=$((failed + 1))
+            printf '%s\t%s\tFAILED\n' "$m" "${med#FAILED }" >>"$ROWS"
+            continue
+        fi
+        n=$(jq .channels "$med")
         if [ "$m" = none ]; then
             bound=${IPERF[$n]:-}
             unit=Mbit/s
@@ -405,19 +400,8 @@ for m in $METHODS; do
         fi
         mcpu=$(cat "${med%-src.json}-machine-cpu.txt" 2>/dev/null)
         jq -r --arg bound "$bound" --arg unit "$unit" --arg f "$med" \
-            --arg mcpu "${mcpu:-}" --arg start "$DEST_START" \
-            --arg spb "$TOUCH_SPB" '
+            --arg mcpu "${mcpu:-}" --arg start "$DEST_START" '
             (.ram_bytes / .total_time_s / 1e6) as $ram |
-            # the bound in bytes/s, then with the first-touch CPU cost
-            # added to the per-byte cost of the two cores
-            (if $bound == "" then null
-             elif $unit == "Mbit/s" then ($bound | tonumber) * 1e6 / 8
-             else ($bound | tonumber) * 1e6 end) as $bps |
-            (if $bps == null then null
-             else 1 / (1 / $bps + ($spb | tonumber) / 2) end) as $tbps |
-            (if $tbps == null then ""
-             elif $unit == "Mbit/s" then $tbps * 8 / 1e6
-             else $tbps / 1e6 end) as $tbound |
             [.method, .channels, .total_time_s, .throughput_mbps, $ram,
              .pages_per_s, .compression_ratio, .send_cpu_pct,
              .recv_cpu_pct, $mcpu, $start + (if .dest_memory_warm then
@@ -426,10 +410,6 @@ for m in $METHODS; do
               elif $unit == "Mbit/s" then .throughput_mbps /
                   ($bound | tonumber)
               else $ram / ($bound | tonumber) end),
-             (if $tbound == "" then "" else $tbound * 10 | round / 10 end),
-             (if $tbound == "" then ""
-              elif $unit == "Mbit/s" then .throughput_mbps / $tbound
-              else $ram / $tbound end),
              ($f | split("/") | last)] | @tsv' "$med" >>"$ROWS"
     done
 done
@@ -461,35 +441,34 @@ TABLE=$OUT/results.md
             print "| method | channels | time (s) | wire Mbit/s |" \
                   " RAM MB/s | pages/s | ratio | send CPU% | recv CPU% |" \
                   " machine CPU% | dest RAM | bound | of bound |" \
-                  " >= " target "% | bound + first touch | of that |"
+                  " >= " target "% |"
             print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" \
-                  "---:|---:|---|---:|---:|"
+                  "---:|---:|---|"
             next
         }
         $3 == "FAILED" {
-            printf "| %s | %s | failed ||||||||||||||\n", $1, $2
+            printf "| %s | %s | failed ||||||||||||\n", $1, $2
             next
         }
         {
             bound = $12 == "" ? "n/a" : \
                 ($13 == "Mbit/s" ? "iperf3 " $12 " Mbit/s" \
                                  : "CPU " $12 " MB/s")
-            frac = $14 == "" ? "n/a" : sprintf("%.0f%%", 100 * $14)
+            frac = $14 == "" ? "n/a" : sprintf("%.1f%%", 100 * $14)
             met = $14 == "" ? "n/a" : \
                 (100 * $14 >= target ? "yes" : "**no**")
-            tbound = $15 == "" ? "n/a" : \
-                $15 ($13 == "Mbit/s" ? " Mbit/s" : " MB/s")
-            tfrac = $16 == "" ? "n/a" : sprintf("%.0f%%", 100 * $16)
             printf "| %s | %d | %.2f | %.0f | %.0f | %.0f | %.2f |" \
-                   " %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n",
+                   " %.0f | %.0f | %s | %s | %s | %s | %s |\n",
                    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, bound,
-                   frac, met, tbound, tfrac
+                   frac, met
         }' "$ROWS"
     if [ "$(wc -l <"$OUT/calibration.tsv")" -gt 1 ]; then
         echo
         echo "CPU bounds: \`ramflow codec --bench\` on the first" \
              "$SAMPLE_MB MiB of the image, one thread, CPU time, best of" \
-             "$REPEAT; bound = 2 / (1/compress + 1/decompress)."
+             "$((2 * REPEAT)) runs (half just before the method's" \
+             "migrations, half just after); bound = 2 / (1/compress +" \
+             "1/decompress)."
         echo
         awk -F'\t' 'NR == 1 {
                 print "| method | level | ratio | compress MB/s |" \
@@ -507,17 +486,10 @@ TABLE=$OUT/results.md
              " %.0f Mbit/s", (NR > 2 ? ", " : ""), $1, ($1 > 1 ? "s" : ""),
              $2}' "$OUT/iperf3.tsv")."
     fi
-    echo
-    echo "First touch of $SIZE of $DEST_START memory (dd into a file" \
-         "removed ${SETTLE} s before, minus a rewrite of the same pages;" \
-         "lowest of $REPEAT):" \
-         "$(awk -v a="$touch_first" -v b="$touch_again" \
-            'BEGIN {printf "%.2f - %.2f = %.2f", a, b, a - b}') CPU-s." \
-         "\"bound + first touch\" = 1 / (1/bound + first-touch s per" \
-         "byte / 2 cores): what is left of the bound once the destination" \
-         "has paid for its memory, which iperf3 and \`codec --bench\`" \
-         "never do."
 } >"$TABLE"
+
+# Empty stderr captures say nothing; keep the folder readable.
+find "$OUT" -type f -empty \( -name "*.err" -o -name "*.log" \) -delete
 
 cat "$TABLE"
 rf_log "results in $OUT"

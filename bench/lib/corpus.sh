@@ -18,6 +18,7 @@ rf_corpus_expected() {
         }' "$1"
 }
 
+# shellcheck disable=SC2034  # RF_CORPUS_VERIFIED is read by run.sh
 # rf_corpus_prepare SRC_DIR CACHE_DIR
 # Decompresses SRC_DIR/*.xz into CACHE_DIR (skipping members already
 # there and verified), checks each member's SHA-256 once, and sets
@@ -27,11 +28,13 @@ rf_corpus_prepare() {
     local sha bytes got
     [ -d "$src" ] || rf_die "Silesia corpus not found in $src (set SILESIA_DIR)"
     compgen -G "$src/*.xz" >/dev/null || rf_die "no *.xz files in $src"
+    RF_CORPUS_VERIFIED="SHA-256 checked against SOURCES.md"
     if [ -f "$src/SOURCES.md" ]; then
         expected=$(rf_corpus_expected "$src/SOURCES.md")
         [ -n "$expected" ] || rf_die "$src/SOURCES.md: no SHA-256 table found"
     else
         rf_log "warning: no $src/SOURCES.md: corpus members NOT verified"
+        RF_CORPUS_VERIFIED="NOT verified (no SOURCES.md)"
     fi
     mkdir -p "$cache"
     touch "$sums"

@@ -43,6 +43,8 @@ static void usage(FILE *f)
         "  demo      live-migrate the test VM (1 GiB, one vCPU writing) "
         "between\n"
         "            two local processes, with progress and the report\n"
+        "  bench     [--quick] [--link 1gbit,10gbit,unlimited] [...]\n"
+        "            run upstream's benchmark table on this machine\n"
         "  gen-image --size SIZE [--seed N] FILE\n"
         "            write a realistic generated RAM image\n"
         "  codec     [-m METHOD] [-l LEVEL] [-d] < in > out; "
@@ -74,6 +76,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "gen-image")) {
         return rf_cli_genimage(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "bench")) {
+        return rf_cli_bench(argc - 1, argv + 1);
     }
     if (!strcmp(cmd, "codec")) {
         return rf_cli_codec(argc - 1, argv + 1);

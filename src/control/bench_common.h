@@ -1,0 +1,221 @@
+/*
+ * ramflow - `ramflow bench`: the benchmark matrix of upstream's tables.
+ *
+ * One file per job:
+ *   cli_bench.c    options, results folder, outputs
+ *   bench_link.c   link emulation: network namespace, veth pair, tc
+ *   bench_matrix.c the matrix: machine, calibration, rows, statistics
+ *   bench_calib.c  calibration: codec speeds and ratio, memcpy
+ *   bench_tcp.c    calibration: raw TCP throughput of a path
+ *   bench_run.c    one migration: a destination and a source process
+ *   bench_out.c    output: markdown tables, JSON
+ *   bench_chart.c  output: the gnuplot chart
+ *
+ * Every figure is in decimal units: MB = 10^6 bytes, Mbit = 10^6 bits.
+ */
+#ifndef RF_CONTROL_BENCH_COMMON_H
+#define RF_CONTROL_BENCH_COMMON_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "ramflow/ramflow.h"
+
+#define RF_BENCH_MAX_METHODS 8
+#define RF_BENCH_MAX_CHANNELS 16
+#define RF_BENCH_MAX_LINKS 8
+#define RF_BENCH_MAX_REPEAT 25
+#define RF_BENCH_MAX_PASS 32  /* pass-through parameter options */
+
+/* One emulated link of --link. */
+typedef struct RfBenchLink {
+    char name[32];      /* as given: "unlimited", "1gbit", "500mbit" */
+    uint64_t rate_bps;  /* bits/s; 0 = loopback, no namespace */
+} RfBenchLink;
+
+typedef struct RfBenchConfig {
+    char exe[PATH_MAX];          /* this ramflow binary */
+    uint64_t mem_size;
+    const char *fill;            /* file or folder; NULL = generated mix */
+    char methods[RF_BENCH_MAX_METHODS][RF_METHOD_NAME_MAX + 1];
+    unsigned nmethods;
+    unsigned channels[RF_BENCH_MAX_CHANNELS];
+    unsigned nchannels;
+    RfBenchLink links[RF_BENCH_MAX_LINKS];
+    unsigned nlinks;
+    unsigned repeat;
+    bool live;                   /* vCPUs write (else idle, as upstream) */
+    uint64_t dirty_rate;         /* pages/s when live, 0 = unlimited */
+    unsigned vcpus;
+    const char *kind;            /* guest kind: auto, kvm, thread */
+    double delay_ms;             /* one-way delay on emulated links */
+    unsigned calib_mb;           /* codec calibration sample, MiB */
+    double blast_s;              /* raw TCP measurement, seconds */
+    unsigned row_timeout_s;      /* one migration, both processes */
+    double idle_wait_s;          /* before each run: wait for a quiet
+                                    machine (< 25% of one core busy) */
+    bool quick;
+    char out_dir[PATH_MAX];
+    RfParams params;             /* levels etc. for calibration */
+    /* Parameter options the user gave, passed on to the source process
+     * as "--NAME=VALUE". */
+    char pass[RF_BENCH_MAX_PASS][160];
+    unsigned npass;
+} RfBenchConfig;
+
+/* One migration's figures (from the source's and destination's JSON). */
+typedef struct RfBenchRun {
+    bool ok;                     /* both completed, pattern check passed */
+    bool verified;               /* digests matched and pattern intact */
+    bool converged, dest_warm;
+    double total_time_s, setup_time_s, downtime_ms, dest_downtime_ms;
+    double throughput_mbps, pages_per_s, send_cpu, recv_cpu, ratio;
+    double other_cpu;            /* CPU% of everything but the two ramflow
+                                    processes during the run (wall time of
+                                    both), 100 = one core */
+    uint64_t ram_bytes, wire_bytes, pages_sent, normal_pages, zero_pages;
+    unsigned rounds;
+    char error[256];
+    char guest[160];             /* the source's guest description */
+} RfBenchRun;
+
+/* Median, min and max of one figure over a row's successful runs. */
+typedef struct RfBenchStat {
+    double med, min, max;
+} RfBenchStat;
+
+typedef struct RfBenchRow {
+    unsigned link, method, channels; /* link/method: config indexes */
+    RfBenchRun runs[RF_BENCH_MAX_REPEAT];
+    unsigned nruns, nok;
+    bool verified;               /* every run ok and verified */
+    RfBenchStat time, mbps, pps, send_cpu, recv_cpu, downtime, ratio;
+    double ram_MBps;             /* RAM bytes / median total time */
+    double bound_MBps;           /* in RAM MB/s; 0 = unknown */
+    const char *bound_kind;      /* "link" or "CPU" */
+    double efficiency;           /* ram_MBps / bound_MBps */
+    double bound_touch_MBps;     /* the lower of link and touch_bound */
+    double efficiency_touch;     /* ram_MBps / bound_touch_MBps */
+} RfBenchRow;
+
+/* Calibration of one method at the level the matrix uses. */
+typedef struct RfBenchCodec {
+    bool ok;
+    int level;                   /* -1: the method has no level */
+    char detail[128];            /* back end, from the method */
+    double ratio;                /* normal page bytes / payload bytes */
+    double comp_MBps, decomp_MBps; /* single thread, CPU time */
+    double cpu_bound_MBps;       /* RAM MB/s both cores could move */
+    double touch_bound_MBps;     /* the same, first touch of the
+                                    destination's RAM included (none: two
+                                    copies and the first touch) */
+    char error[256];
+} RfBenchCodec;
+
+typedef struct RfBenchCalib {
+    unsigned cores;
+    uint64_t sample_bytes;
+    double zero_fraction;        /* zero pages in the sample */
+    double memcpy_MBps;
+    double touch_MBps;           /* first touch of a fresh memfd, one thread
+                                    (CPU time): what pre-faulting costs */
+    RfBenchCodec codec[RF_BENCH_MAX_METHODS];
+    /* Raw TCP over each link's path with as many streams as channels;
+     * 0 = not measured. */
+    double tcp_mbps[RF_BENCH_MAX_LINKS][RF_BENCH_MAX_CHANNELS];
+} RfBenchCalib;
+
+/* What the run found out about the machine. */
+typedef struct RfBenchMachine {
+    char date[40], cpu[128], kernel[160], os[128], version[64];
+    char guest[160];             /* from the first source process */
+    char link_note[256];         /* why links fell back to loopback */
+    char gnuplot[64];
+    double mem_gib, load1;
+    bool root, kvm;
+} RfBenchMachine;
+
+typedef struct RfBench {
+    RfBenchConfig cfg;
+    RfBenchMachine machine;
+    RfBenchCalib calib;
+    RfBenchRow *rows;
+    unsigned nrows;
+    FILE *log;                   /* out_dir/bench.log */
+} RfBench;
+
+/* --- link emulation (bench_link.c) ----------------------------------- */
+
+/* A link's endpoints: where the destination listens and from which
+ * network namespace (NULL = the caller's). */
+typedef struct RfBenchPath {
+    char netns[32];              /* "" for loopback */
+    char listen_host[64];        /* "127.0.0.1" or the namespace side */
+} RfBenchPath;
+
+/* Deletes namespaces left by bench runs that no longer exist (their pid
+ * is part of the name), and registers the exit/signal cleanup. */
+void rf_bench_link_init(FILE *log);
+/* @return NULL if links can be emulated here (root, `ip` and `tc`), or
+ * the reason why not. */
+const char *rf_bench_link_unsupported(void);
+/* Builds the namespace and the shaped veth pair for `link` (rate 0:
+ * fills path for loopback and does nothing). */
+bool rf_bench_link_up(const RfBenchLink *link, double delay_ms,
+                      RfBenchPath *path, RfError **errp);
+/* Tears down what rf_bench_link_up built; safe to call twice. */
+void rf_bench_link_down(void);
+/* Parses "unlimited", "1gbit", "500mbit", "2.5gbit", "100kbit". */
+bool rf_bench_parse_link(const char *s, RfBenchLink *out);
+
+/* Runs a command (argv[0] looked up in PATH), its output appended to
+ * log.  @return its exit status, or -1 if it could not run. */
+int rf_bench_cmd(FILE *log, const char *const *argv);
+
+/* --- calibration (bench_calib.c, bench_tcp.c) ------------------------ */
+
+/* Fills the sample like the test VM fills its RAM, then measures every
+ * method of cfg, memcpy, and the cores. */
+bool rf_bench_calibrate_codecs(RfBench *b, RfError **errp);
+/* Raw TCP throughput over `path` with `streams` parallel connections for
+ * seconds; the server side runs in path->netns.  @return Mbit/s. */
+bool rf_bench_tcp_blast(const RfBenchPath *path, unsigned streams,
+                        double seconds, double *mbps, RfError **errp);
+
+/* --- one migration (bench_run.c) ------------------------------------- */
+
+/* Runs the destination (in path's namespace) and the source for one
+ * migration; the raw reports go to out_dir/raw/NAME-{src,dst}.{json,err}.
+ * Fills *run (run->ok false with run->error on failure).  @return false
+ * only when cancelled (SIGINT/SIGTERM). */
+bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
+                      const char *method, unsigned channels,
+                      const char *name, RfBenchRun *run);
+
+/* --- the matrix (bench_matrix.c) ------------------------------------- */
+
+/* Fills b->machine (date, CPU, kernel, memory, root, KVM). */
+void rf_bench_machine_info(RfBench *b);
+/* Describes the machine, calibrates, runs every row and computes each
+ * row's statistics, bound and efficiency; progress on stderr.
+ * @return 0 if every row verified, 1 if one failed or a step failed,
+ * 130 when interrupted (rows run so far are filled). */
+int rf_bench_run_matrix(RfBench *b);
+
+/* Busy and total jiffies of all CPUs from /proc/stat. */
+bool rf_bench_cpu_jiffies(uint64_t *busy, uint64_t *total);
+
+/* --- output (bench_out.c, bench_chart.c) ----------------------------- */
+
+void rf_bench_print_markdown(FILE *f, const RfBench *b);
+/* Writes out_dir/results.json.  @return false with an error. */
+bool rf_bench_write_json(const RfBench *b, const char *path,
+                         RfError **errp);
+/* Writes chart.dat, chart.gp and runs gnuplot to make chart.svg.
+ * @return false (and says why in *why) when no chart was made. */
+bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap);
+
+#endif /* RF_CONTROL_BENCH_COMMON_H */

@@ -1,0 +1,376 @@
+/*
+ * ramflow bench - the matrix: machine description, calibration, every
+ * link x method x channels x repeat migration, and each row's statistics
+ * (median, min, max), bound and efficiency.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control/bench_common.h"
+#include "control/cli.h"
+#include "util/clock.h"
+
+/* --- machine ------------------------------------------------------------ */
+
+/* Copies the value of the first line of path that starts with key. */
+static void read_key(const char *path, const char *key, char sep,
+                     char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, key, strlen(key)) != 0) {
+            continue;
+        }
+        char *v = strchr(line, sep);
+        if (v) {
+            v++;
+            v += strspn(v, " \t\"");
+            v[strcspn(v, "\"\n")] = '\0';
+            snprintf(buf, cap, "%s", v);
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+}
+
+void rf_bench_machine_info(RfBench *b)
+{
+    RfBenchMachine *m = &b->machine;
+    time_t now = time(NULL);
+    strftime(m->date, sizeof(m->date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    read_key("/proc/cpuinfo", "model name", ':', m->cpu, sizeof(m->cpu));
+    read_key("/etc/os-release", "PRETTY_NAME", '=', m->os, sizeof(m->os));
+    char mem[64] = "0";
+    read_key("/proc/meminfo", "MemTotal", ':', mem, sizeof(mem));
+    m->mem_gib = strtod(mem, NULL) / 1048576.0;
+    struct utsname u;
+    if (uname(&u) == 0) {
+        snprintf(m->kernel, sizeof(m->kernel), "%s %s", u.sysname,
+                 u.release);
+    }
+    snprintf(m->version, sizeof(m->version), "%s", RAMFLOW_VERSION_STRING);
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &m->load1) != 1) {
+            m->load1 = 0;
+        }
+        fclose(f);
+    }
+    m->root = geteuid() == 0;
+    m->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+}
+
+/* --- statistics ------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median (mean of the middle two for an even count), min and max of one
+ * field over the row's successful runs. */
+static RfBenchStat stat_of(const RfBenchRow *row, size_t field_off)
+{
+    double v[RF_BENCH_MAX_REPEAT];
+    unsigned n = 0;
+    for (unsigned i = 0; i < row->nruns; i++) {
+        if (row->runs[i].ok) {
+            v[n++] = *(const double *)((const char *)&row->runs[i] +
+                                       field_off);
+        }
+    }
+    RfBenchStat s = {0, 0, 0};
+    if (n == 0) {
+        return s;
+    }
+    qsort(v, n, sizeof(*v), cmp_double);
+    s.min = v[0];
+    s.max = v[n - 1];
+    s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return s;
+}
+
+#define STAT(row, f) stat_of(row, offsetof(RfBenchRun, f))
+
+/* Statistics, the row's bound in RAM MB/s (the lower of the link, i.e.
+ * the raw TCP throughput of the path scaled by this row's page bytes per
+ * wire byte, and the method's CPU bound) and its efficiency: page bytes
+ * moved per second (median pages/s) over the bound. */
+static void row_finish(RfBench *b, RfBenchRow *row)
+{
+    row->time = STAT(row, total_time_s);
+    row->mbps = STAT(row, throughput_mbps);
+    row->pps = STAT(row, pages_per_s);
+    row->send_cpu = STAT(row, send_cpu);
+    row->recv_cpu = STAT(row, recv_cpu);
+    row->downtime = STAT(row, downtime_ms);
+    row->ratio = STAT(row, ratio);
+    row->verified = row->nruns > 0 && row->nok == row->nruns;
+    for (unsigned i = 0; i < row->nruns; i++) {
+        row->verified &= row->runs[i].verified;
+    }
+    const RfBenchRun *r = NULL;
+    for (unsigned i = 0; i < row->nruns && !r; i++) {
+        r = row->runs[i].ok ? &row->runs[i] : NULL;
+    }
+    if (!r || row->time.med <= 0 || !r->wire_bytes || !r->pages_sent) {
+        return;
+    }
+    /* Pages moved per second: RAM size / time for an idle guest; a live
+     * guest's resent pages count too. */
+    double moved = (double)r->pages_sent * RF_PAGE_SIZE;
+    row->ram_MBps = row->pps.med * RF_PAGE_SIZE / 1e6;
+    unsigned ci = 0;
+    while (b->cfg.channels[ci] != row->channels) {
+        ci++;
+    }
+    double tcp = b->calib.tcp_mbps[row->link][ci];
+    if (tcp <= 0) {
+        tcp = (double)b->cfg.links[row->link].rate_bps / 1e6;
+    }
+    double link = tcp / 8 * moved / (double)r->wire_bytes;
+    double cpu = b->calib.codec[row->method].cpu_bound_MBps;
+    if (link > 0 && (cpu <= 0 || link <= cpu)) {
+        row->bound_MBps = link;
+        row->bound_kind = "link";
+    } else if (cpu > 0) {
+        row->bound_MBps = cpu;
+        row->bound_kind = "CPU";
+    }
+    if (row->bound_MBps > 0) {
+        row->efficiency = row->ram_MBps / row->bound_MBps;
+    }
+    double touch = b->calib.codec[row->method].touch_bound_MBps;
+    row->bound_touch_MBps = touch > 0 && (link <= 0 || touch < link)
+                                ? touch : link;
+    if (row->bound_touch_MBps > 0) {
+        row->efficiency_touch = row->ram_MBps / row->bound_touch_MBps;
+    }
+}
+
+/* --- the matrix ------------------------------------------------------- */
+
+/* A progress line on stderr, also kept in bench.log. */
+static void say(RfBench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(RfBench *b, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ramflow bench: %s\n", line);
+    if (b->log) {
+        fprintf(b->log, "## %s\n", line);
+        fflush(b->log);
+    }
+}
+
+/* Without root or iproute2, emulated links become one loopback link. */
+static void links_fallback(RfBench *b)
+{
+    RfBenchConfig *cfg = &b->cfg;
+    bool shaped = false;
+    for (unsigned i = 0; i < cfg->nlinks; i++) {
+        shaped |= cfg->links[i].rate_bps != 0;
+    }
+    const char *why = shaped ? rf_bench_link_unsupported() : NULL;
+    if (!why) {
+        return;
+    }
+    snprintf(b->machine.link_note, sizeof(b->machine.link_note), "%s", why);
+    say(b, "%s", why);
+    rf_bench_parse_link("unlimited", &cfg->links[0]);
+    cfg->nlinks = 1;
+}
+
+static void say_calibration(RfBench *b)
+{
+    const RfBenchCalib *c = &b->calib;
+    say(b, "calibration: %.0f MiB sample, %.1f%% zero pages, %u cores, "
+        "memcpy %.0f MB/s, first touch %.0f MB/s",
+        (double)c->sample_bytes / 1048576, 100 * c->zero_fraction,
+        c->cores, c->memcpy_MBps, c->touch_MBps);
+    for (unsigned m = 0; m < b->cfg.nmethods; m++) {
+        const RfBenchCodec *k = &c->codec[m];
+        if (!k->ok) {
+            say(b, "  %s: calibration failed: %s", b->cfg.methods[m],
+                k->error);
+            continue;
+        }
+        if (k->cpu_bound_MBps <= 0) {
+            say(b, "  %s: %s; with first touch %.0f MB/s of RAM",
+                b->cfg.methods[m], k->detail, k->touch_bound_MBps);
+            continue;
+        }
+        say(b, "  %s level %d: ratio %.2f, compress %.0f MB/s, decompress "
+            "%.0f MB/s, CPU bound %.0f MB/s of RAM (%.0f with first "
+            "touch)", b->cfg.methods[m], k->level, k->ratio, k->comp_MBps,
+            k->decomp_MBps, k->cpu_bound_MBps, k->touch_bound_MBps);
+    }
+}
+
+/* Waits up to idle_wait_s for the machine to be quiet (under a quarter
+ * of one core busy over half a second): other work on the two cores
+ * would show up as lower figures.  Says so when it gives up. */
+static void wait_idle(RfBench *b)
+{
+    double t0 = rf_now();
+    while (b->cfg.idle_wait_s > 0 && !rf_cli_cancel) {
+        uint64_t b0, t0j, b1, t1j;
+        if (!rf_bench_cpu_jiffies(&b0, &t0j)) {
+            return;
+        }
+        rf_sleep(0.5);
+        if (!rf_bench_cpu_jiffies(&b1, &t1j) || t1j <= t0j) {
+            return;
+        }
+        double pct = 100.0 * b->calib.cores * (double)(b1 - b0) /
+                     (double)(t1j - t0j);
+        if (pct < 25) {
+            return;
+        }
+        if (rf_now() - t0 > b->cfg.idle_wait_s) {
+            say(b, "machine still busy (%.0f%% of one core) after %.0f s: "
+                "measuring anyway", pct, b->cfg.idle_wait_s);
+            return;
+        }
+    }
+}
+
+/* Runs every row of one link.  @return false when cancelled. */
+static bool run_link(RfBench *b, unsigned l, unsigned *done)
+{
+    const RfBenchConfig *cfg = &b->cfg;
+    const RfBenchLink *link = &cfg->links[l];
+    RfBenchPath path;
+    RfError *err = NULL;
+    unsigned per_link = cfg->nmethods * cfg->nchannels;
+    RfBenchRow *rows = b->rows + l * per_link;
+    if (!rf_bench_link_up(link, cfg->delay_ms, &path, &err)) {
+        say(b, "link %s: %s", link->name, rf_error_msg(err));
+        for (unsigned i = 0; i < per_link; i++) {
+            rows[i].nruns = 1;
+            snprintf(rows[i].runs[0].error, sizeof(rows[i].runs[0].error),
+                     "link %s: %s", link->name, rf_error_msg(err));
+        }
+        rf_error_free(err);
+        return !rf_cli_cancel;
+    }
+    say(b, "link %s: %s", link->name, path.netns[0]
+        ? "destination in network namespace behind a shaped veth pair"
+        : "loopback");
+    for (unsigned c = 0; c < cfg->nchannels && cfg->blast_s > 0 &&
+         !rf_cli_cancel; c++) {
+        double mbps = 0;
+        if (rf_bench_tcp_blast(&path, cfg->channels[c], cfg->blast_s,
+                               &mbps, &err)) {
+            b->calib.tcp_mbps[l][c] = mbps;
+            say(b, "link %s: raw TCP, %u stream%s: %.0f Mbit/s", link->name,
+                cfg->channels[c], cfg->channels[c] == 1 ? "" : "s", mbps);
+        } else {
+            say(b, "link %s: raw TCP failed: %s", link->name,
+                rf_error_msg(err));
+            rf_error_free(err);
+            err = NULL;
+        }
+    }
+    for (unsigned i = 0; i < per_link && !rf_cli_cancel; i++) {
+        RfBenchRow *row = &rows[i];
+        const char *m = cfg->methods[row->method];
+        for (unsigned r = 0; r < cfg->repeat; r++) {
+            char name[96];
+            snprintf(name, sizeof(name), "%s-%s-%uch-r%u", link->name, m,
+                     row->channels, r + 1);
+            RfBenchRun *run = &row->runs[row->nruns];
+            wait_idle(b);
+            bool go_on = rf_bench_run_one(b, &path, m, row->channels, name,
+                                          run);
+            if (!go_on) {
+                break;
+            }
+            row->nruns++;
+            row->nok += run->ok;
+            if (run->guest[0] && !b->machine.guest[0]) {
+                snprintf(b->machine.guest, sizeof(b->machine.guest), "%s",
+                         run->guest);
+            }
+            if (run->ok) {
+                say(b, "[%u/%u] %s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
+                    "downtime %.1f ms, %s", *done + 1,
+                    b->nrows, link->name, m, row->channels, r + 1,
+                    run->total_time_s, run->throughput_mbps,
+                    run->downtime_ms, run->verified ? "verified"
+                                                    : "NOT verified");
+            } else {
+                say(b, "[%u/%u] %s %s %u ch run %u: FAILED: %s", *done + 1,
+                    b->nrows, link->name, m, row->channels, r + 1,
+                    run->error);
+            }
+        }
+        ++*done;
+    }
+    rf_bench_link_down();
+    return !rf_cli_cancel;
+}
+
+int rf_bench_run_matrix(RfBench *b)
+{
+    RfBenchConfig *cfg = &b->cfg;
+    rf_bench_machine_info(b);
+    links_fallback(b);
+    unsigned per_link = cfg->nmethods * cfg->nchannels;
+    b->nrows = cfg->nlinks * per_link;
+    b->rows = calloc(b->nrows, sizeof(*b->rows));
+    if (!b->rows) {
+        say(b, "out of memory");
+        return RF_EXIT_FAIL;
+    }
+    for (unsigned i = 0; i < b->nrows; i++) {
+        b->rows[i].link = i / per_link;
+        b->rows[i].method = i % per_link / cfg->nchannels;
+        b->rows[i].channels = cfg->channels[i % cfg->nchannels];
+    }
+    say(b, "%u rows (%u link%s x %u methods x %u channel counts), %u "
+        "run%s each, %.0f MiB guest, results in %s", b->nrows, cfg->nlinks,
+        cfg->nlinks == 1 ? "" : "s", cfg->nmethods, cfg->nchannels,
+        cfg->repeat, cfg->repeat == 1 ? "" : "s",
+        (double)cfg->mem_size / 1048576, cfg->out_dir);
+    RfError *err = NULL;
+    if (!rf_bench_calibrate_codecs(b, &err)) {
+        say(b, "calibration failed: %s", rf_error_msg(err));
+        rf_error_free(err);
+        return RF_EXIT_FAIL;
+    }
+    say_calibration(b);
+    unsigned done = 0;
+    for (unsigned l = 0; l < cfg->nlinks; l++) {
+        if (!run_link(b, l, &done)) {
+            break;
+        }
+    }
+    for (unsigned i = 0; i < b->nrows; i++) {
+        row_finish(b, &b->rows[i]);
+    }
+    if (rf_cli_cancel) {
+        say(b, "interrupted: partial results written");
+        return 130;
+    }
+    for (unsigned i = 0; i < b->nrows; i++) {
+        if (!b->rows[i].verified) {
+            return RF_EXIT_FAIL;
+        }
+    }
+    return RF_EXIT_OK;
+}

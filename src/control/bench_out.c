@@ -1,0 +1,372 @@
+/*
+ * ramflow bench - output: the markdown tables (upstream's columns plus
+ * ratio, verified, bound and efficiency), results.json (jansson: machine,
+ * configuration, calibration, every run) and a gnuplot chart of time and
+ * CPU per method x channels, one row of panels per link.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control/bench_common.h"
+#include "control/cli.h"
+
+/* "1.23" or, with several runs, "1.23 (1.20–1.31)". */
+static const char *fmt_stat(char *buf, size_t cap, RfBenchStat s,
+                            unsigned nok, int prec)
+{
+    if (nok > 1) {
+        snprintf(buf, cap, "%.*f (%.*f–%.*f)", prec, s.med, prec, s.min,
+                 prec, s.max);
+    } else {
+        snprintf(buf, cap, "%.*f", prec, s.med);
+    }
+    return buf;
+}
+
+static void describe_link(const RfBench *b, unsigned l, char *buf,
+                          size_t cap)
+{
+    const RfBenchLink *k = &b->cfg.links[l];
+    if (!k->rate_bps) {
+        snprintf(buf, cap, "%s (loopback)", k->name);
+    } else if (b->cfg.delay_ms > 0) {
+        snprintf(buf, cap, "%s (emulated: veth pair, tc tbf, netem delay "
+                 "%.1f ms each way)", k->name, b->cfg.delay_ms);
+    } else {
+        snprintf(buf, cap, "%s (emulated: veth pair shaped with tc tbf)",
+                 k->name);
+    }
+}
+
+static void print_header(FILE *f, const RfBench *b)
+{
+    const RfBenchMachine *m = &b->machine;
+    const RfBenchConfig *c = &b->cfg;
+    fprintf(f, "## ramflow bench, %s\n\n", m->date);
+    fprintf(f, "- machine: %s, %u cores, %.1f GiB, %s, %s; load average "
+            "%.2f at start\n", m->cpu, b->calib.cores, m->mem_gib,
+            m->kernel, m->os, m->load1);
+    fprintf(f, "- guest: %s\n", m->guest[0] ? m->guest : "(not started)");
+    fprintf(f, "- RAM: %.0f MiB filled with %s; %u vCPU%s %s\n",
+            (double)c->mem_size / 1048576,
+            c->fill ? c->fill : "the generated mix (seed 1)", c->vcpus,
+            c->vcpus == 1 ? "" : "s",
+            c->live ? "writing (live guest)" : "idle (halted), as "
+                                               "upstream's table");
+    fprintf(f, "- every run: a fresh destination and source process; "
+            "--verify (digests) and the destination's memory pattern "
+            "check; runs per row: %u%s\n", c->repeat,
+            c->repeat > 1 ? " (median, min–max in brackets)" : "");
+    for (unsigned i = 0; i < c->npass; i++) {
+        fprintf(f, "%s%s", i ? " " : "- parameters: ", c->pass[i]);
+    }
+    if (c->npass) {
+        fprintf(f, "\n");
+    }
+    if (m->link_note[0]) {
+        fprintf(f, "- links: %s\n", m->link_note);
+    }
+    fprintf(f, "\n");
+}
+
+static void print_calibration(FILE *f, const RfBench *b)
+{
+    const RfBenchCalib *k = &b->calib;
+    fprintf(f, "### Calibration (same run, same data)\n\n");
+    fprintf(f, "One thread, thread CPU time, on a %.0f MiB sample filled "
+            "as the guest's RAM (%.1f%% zero pages, left out as the engine "
+            "leaves them out); memcpy %.0f MB/s and first touch of fresh "
+            "memory %.0f MB/s (one thread); CPU bound = %u cores / "
+            "(normal-page fraction x (1/compress + 1/decompress)), in RAM "
+            "MB/s; with first touch: the same with the destination's first "
+            "touch of its RAM added to the per-byte cost (none: two copies "
+            "and the first touch).\n\n",
+            (double)k->sample_bytes / 1048576, 100 * k->zero_fraction,
+            k->memcpy_MBps, k->touch_MBps, k->cores);
+    fprintf(f, "| method | level | ratio | compress (MB/s) | decompress "
+            "(MB/s) | CPU bound (RAM MB/s) | with first touch | back end "
+            "|\n");
+    fprintf(f, "|---|--:|--:|--:|--:|--:|--:|---|\n");
+    for (unsigned m = 0; m < b->cfg.nmethods; m++) {
+        const RfBenchCodec *c = &k->codec[m];
+        char lvl[16] = "–";
+        if (c->level >= 0) {
+            snprintf(lvl, sizeof(lvl), "%d", c->level);
+        }
+        if (!c->ok) {
+            fprintf(f, "| %s | %s | failed: %s | | | | | |\n",
+                    b->cfg.methods[m], lvl, c->error);
+            continue;
+        }
+        if (c->cpu_bound_MBps <= 0) {
+            fprintf(f, "| %s | %s | %.2f | – | – | – | %.0f | %s |\n",
+                    b->cfg.methods[m], lvl, c->ratio, c->touch_bound_MBps,
+                    c->detail);
+            continue;
+        }
+        fprintf(f, "| %s | %s | %.2f | %.0f | %.0f | %.0f | %.0f | %s |\n",
+                b->cfg.methods[m], lvl, c->ratio, c->comp_MBps,
+                c->decomp_MBps, c->cpu_bound_MBps, c->touch_bound_MBps,
+                c->detail);
+    }
+    fprintf(f, "\n| link | streams | raw TCP (Mbit/s) |\n|---|--:|--:|\n");
+    for (unsigned l = 0; l < b->cfg.nlinks; l++) {
+        for (unsigned c = 0; c < b->cfg.nchannels; c++) {
+            double v = k->tcp_mbps[l][c];
+            if (v > 0) {
+                fprintf(f, "| %s | %u | %.0f |\n", b->cfg.links[l].name,
+                        b->cfg.channels[c], v);
+            } else {
+                fprintf(f, "| %s | %u | not measured |\n",
+                        b->cfg.links[l].name, b->cfg.channels[c]);
+            }
+        }
+    }
+    fprintf(f, "\n");
+}
+
+/* Did other processes use the CPUs (over 30% of a core on average)
+ * during a run of this row? */
+static bool row_shared(const RfBenchRow *r)
+{
+    for (unsigned k = 0; k < r->nruns; k++) {
+        if (r->runs[k].ok && r->runs[k].other_cpu > 30) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void print_row(FILE *f, const RfBench *b, const RfBenchRow *r)
+{
+    const char *m = b->cfg.methods[r->method];
+    if (r->nok == 0) {
+        fprintf(f, "| %s | %u | %s | – | – | – | – | – | – | no "
+                "| – | – | – |\n", m, r->channels,
+                r->nruns ? "FAILED" : "not run");
+        return;
+    }
+    char t[64], mb[64], dt[64], bound[32] = "–", eff[16] = "–",
+        efft[16] = "–";
+    if (r->bound_touch_MBps > 0) {
+        snprintf(efft, sizeof(efft), "%.0f%%", 100 * r->efficiency_touch);
+    }
+    if (r->bound_MBps > 0) {
+        snprintf(bound, sizeof(bound), "%s %.0f", r->bound_kind,
+                 r->bound_MBps);
+        snprintf(eff, sizeof(eff), "%.0f%%%s", 100 * r->efficiency,
+                 row_shared(r) ? "*" : "");
+    }
+    fprintf(f, "| %s | %u | %s | %s | %.0f | %.1f | %.1f | %s | %.2f | %s "
+            "| %s | %s | %s |\n", m, r->channels,
+            fmt_stat(t, sizeof(t), r->time, r->nok, 2),
+            fmt_stat(mb, sizeof(mb), r->mbps, r->nok, 0), r->pps.med,
+            r->send_cpu.med, r->recv_cpu.med,
+            fmt_stat(dt, sizeof(dt), r->downtime, r->nok, 1), r->ratio.med,
+            r->verified ? "yes" : "no", bound, eff, efft);
+}
+
+void rf_bench_print_markdown(FILE *f, const RfBench *b)
+{
+    print_header(f, b);
+    print_calibration(f, b);
+    unsigned per_link = b->cfg.nmethods * b->cfg.nchannels;
+    for (unsigned l = 0; l < b->cfg.nlinks; l++) {
+        char desc[160];
+        describe_link(b, l, desc, sizeof(desc));
+        fprintf(f, "### Link: %s\n\n", desc);
+        fprintf(f, "| method | channels | time (s) | throughput (Mbit/s) | "
+                "pages/s | send CPU%% | recv CPU%% | downtime (ms) | ratio "
+                "| verified | bound (RAM MB/s) | efficiency | with first "
+                "touch |\n");
+        fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|"
+                "\n");
+        for (unsigned i = 0; i < per_link; i++) {
+            print_row(f, b, &b->rows[l * per_link + i]);
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "time: handshake to completion (the source's report); "
+            "throughput: bytes on the wire; CPU%%: each process, 100 = one "
+            "core; bound: the lower of the link (raw TCP of the path with as "
+            "many streams, times this row's page bytes per wire byte) and the "
+            "CPU bound, in MB/s of guest pages; efficiency: pages/s x 4 KiB "
+            "over the bound; with first touch: over the lower of the link and "
+            "the CPU bound with first touch.\n");
+    unsigned shared = 0, runs = 0;
+    for (unsigned i = 0; i < b->nrows; i++) {
+        for (unsigned k = 0; k < b->rows[i].nruns; k++) {
+            const RfBenchRun *r = &b->rows[i].runs[k];
+            runs += r->ok;
+            shared += r->ok && r->other_cpu > 30;
+        }
+    }
+    if (shared) {
+        fprintf(f, "\n\\*: in %u of %u runs (rows marked), other "
+                "processes used more than 30%% of a core on average besides "
+                "the two ramflow processes (other_cpu_pct in results.json): "
+                "their figures may be low.\n", shared, runs);
+    }
+    bool failed = false;
+    for (unsigned i = 0; i < b->nrows; i++) {
+        const RfBenchRow *r = &b->rows[i];
+        for (unsigned k = 0; k < r->nruns; k++) {
+            if (!r->runs[k].ok) {
+                fprintf(f, "%s- %s %s %u ch run %u failed: %s\n",
+                        failed ? "" : "\nFailures:\n\n",
+                        b->cfg.links[r->link].name,
+                        b->cfg.methods[r->method], r->channels, k + 1,
+                        r->runs[k].error);
+                failed = true;
+            }
+        }
+    }
+}
+
+/* --- JSON ------------------------------------------------------------- */
+
+static json_t *stat_json(RfBenchStat s)
+{
+    return json_pack("{s:f, s:f, s:f}", "median", s.med, "min", s.min,
+                     "max", s.max);
+}
+
+static json_t *run_json(const RfBenchRun *r)
+{
+    json_t *o = json_pack(
+        "{s:b, s:b, s:b, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f,"
+        " s:f, s:I, s:I, s:I, s:I, s:I, s:i}",
+        "ok", r->ok, "verified", r->verified, "converged", r->converged,
+        "dest_memory_warm", r->dest_warm,
+        "total_time_s", r->total_time_s, "setup_time_s", r->setup_time_s,
+        "downtime_ms", r->downtime_ms,
+        "dest_downtime_ms", r->dest_downtime_ms,
+        "throughput_mbps", r->throughput_mbps, "pages_per_s", r->pages_per_s,
+        "send_cpu_pct", r->send_cpu, "recv_cpu_pct", r->recv_cpu,
+        "compression_ratio", r->ratio, "other_cpu_pct", r->other_cpu,
+        "ram_bytes", (json_int_t)r->ram_bytes,
+        "wire_bytes", (json_int_t)r->wire_bytes,
+        "pages_sent", (json_int_t)r->pages_sent,
+        "normal_pages", (json_int_t)r->normal_pages,
+        "zero_pages", (json_int_t)r->zero_pages, "rounds", (int)r->rounds);
+    if (o && r->error[0]) {
+        json_object_set_new(o, "error", json_string(r->error));
+    }
+    return o;
+}
+
+static json_t *row_json(const RfBench *b, const RfBenchRow *r)
+{
+    json_t *runs = json_array();
+    for (unsigned i = 0; i < r->nruns; i++) {
+        json_array_append_new(runs, run_json(&r->runs[i]));
+    }
+    return json_pack(
+        "{s:s, s:s, s:i, s:b, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:f, s:f, s:s?, s:f, s:f, s:f}",
+        "link", b->cfg.links[r->link].name,
+        "method", b->cfg.methods[r->method], "channels", (int)r->channels,
+        "verified", r->verified, "runs_ok", (int)r->nok,
+        "total_time_s", stat_json(r->time),
+        "throughput_mbps", stat_json(r->mbps),
+        "pages_per_s", stat_json(r->pps),
+        "send_cpu_pct", stat_json(r->send_cpu),
+        "recv_cpu_pct", stat_json(r->recv_cpu),
+        "downtime_ms", stat_json(r->downtime),
+        "compression_ratio", stat_json(r->ratio),
+        "runs", runs, "ram_MBps", r->ram_MBps, "bound_MBps", r->bound_MBps,
+        "bound_kind", r->bound_kind, "efficiency", r->efficiency,
+        "bound_touch_MBps", r->bound_touch_MBps,
+        "efficiency_touch", r->efficiency_touch);
+}
+
+static json_t *calib_json(const RfBench *b)
+{
+    const RfBenchCalib *k = &b->calib;
+    json_t *codecs = json_array(), *tcp = json_array();
+    for (unsigned m = 0; m < b->cfg.nmethods; m++) {
+        const RfBenchCodec *c = &k->codec[m];
+        json_t *o = json_pack(
+            "{s:s, s:b, s:i, s:s, s:f, s:f, s:f, s:f, s:f}",
+            "method", b->cfg.methods[m], "ok", c->ok, "level", c->level,
+            "back_end", c->detail, "ratio", c->ratio,
+            "compress_MBps", c->comp_MBps, "decompress_MBps", c->decomp_MBps,
+            "cpu_bound_MBps", c->cpu_bound_MBps,
+            "touch_bound_MBps", c->touch_bound_MBps);
+        if (o && c->error[0]) {
+            json_object_set_new(o, "error", json_string(c->error));
+        }
+        json_array_append_new(codecs, o);
+    }
+    for (unsigned l = 0; l < b->cfg.nlinks; l++) {
+        for (unsigned c = 0; c < b->cfg.nchannels; c++) {
+            json_array_append_new(tcp, json_pack(
+                "{s:s, s:i, s:f}", "link", b->cfg.links[l].name, "streams",
+                (int)b->cfg.channels[c], "mbps", k->tcp_mbps[l][c]));
+        }
+    }
+    return json_pack("{s:i, s:I, s:f, s:f, s:f, s:o, s:o}", "cores",
+                     (int)k->cores, "sample_bytes",
+                     (json_int_t)k->sample_bytes, "zero_fraction",
+                     k->zero_fraction, "memcpy_MBps", k->memcpy_MBps,
+                     "first_touch_MBps", k->touch_MBps, "codecs", codecs,
+                     "tcp", tcp);
+}
+
+static json_t *config_json(const RfBench *b)
+{
+    const RfBenchConfig *c = &b->cfg;
+    json_t *methods = json_array(), *channels = json_array(),
+           *links = json_array(), *params = json_array();
+    for (unsigned i = 0; i < c->nmethods; i++) {
+        json_array_append_new(methods, json_string(c->methods[i]));
+    }
+    for (unsigned i = 0; i < c->nchannels; i++) {
+        json_array_append_new(channels, json_integer(c->channels[i]));
+    }
+    for (unsigned i = 0; i < c->nlinks; i++) {
+        json_array_append_new(links, json_pack(
+            "{s:s, s:I}", "name", c->links[i].name, "rate_bps",
+            (json_int_t)c->links[i].rate_bps));
+    }
+    for (unsigned i = 0; i < c->npass; i++) {
+        json_array_append_new(params, json_string(c->pass[i]));
+    }
+    return json_pack(
+        "{s:I, s:s?, s:o, s:o, s:o, s:i, s:b, s:I, s:i, s:s, s:f, s:b, "
+        "s:o}",
+        "memory_bytes", (json_int_t)c->mem_size, "fill", c->fill,
+        "methods", methods, "channels", channels, "links", links,
+        "repeat", (int)c->repeat, "live", c->live,
+        "dirty_rate", (json_int_t)c->dirty_rate, "vcpus", (int)c->vcpus,
+        "kind", c->kind, "delay_ms", c->delay_ms, "quick", c->quick,
+        "params", params);
+}
+
+bool rf_bench_write_json(const RfBench *b, const char *path,
+                         RfError **errp)
+{
+    const RfBenchMachine *m = &b->machine;
+    json_t *rows = json_array();
+    for (unsigned i = 0; i < b->nrows; i++) {
+        json_array_append_new(rows, row_json(b, &b->rows[i]));
+    }
+    json_t *machine = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:b, s:s}",
+        "date", m->date, "cpu", m->cpu, "kernel", m->kernel, "os", m->os,
+        "ramflow", m->version, "guest", m->guest, "memory_gib", m->mem_gib,
+        "load1", m->load1, "root", m->root, "kvm", m->kvm, "link_note",
+        m->link_note);
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "machine", machine,
+                          "config", config_json(b), "calibration",
+                          calib_json(b), "rows", rows);
+    if (!o || json_dump_file(o, path, JSON_INDENT(2)) != 0) {
+        rf_error_set(errp, RF_ERR_IO, "cannot write %s", path);
+        json_decref(o);
+        return false;
+    }
+    json_decref(o);
+    return true;
+}

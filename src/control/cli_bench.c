@@ -1,0 +1,447 @@
+/*
+ * ramflow - `ramflow bench`: upstream's performance tables on this
+ * machine, with one command.
+ *
+ * For every link (loopback, or an emulated link in a network namespace),
+ * method and channel count it migrates the test VM (idle vCPUs by
+ * default, as upstream's table; its RAM filled with the generated mix or
+ * with --fill data) between two fresh processes, --repeat times, and
+ * reports the median with min-max.  Calibration on the same data in the
+ * same run gives each row its bound (link or CPU) and efficiency.  The
+ * results folder gets results.md, results.json, chart.svg, bench.log and
+ * every raw report; the markdown is printed on stdout, progress on
+ * stderr.  See docs/benchmarks.md.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compress/method.h"
+#include "control/bench_common.h"
+#include "control/cli.h"
+#include "util/clock.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: ramflow bench [--quick] [--memory-size SIZE] [--fill PATH]\n"
+        "         [--methods LIST] [--channels LIST] [--link LIST]"
+        " [--delay MS]\n"
+        "         [--repeat N] [--idle | --live [--dirty-rate N]]"
+        " [--vcpus N]\n"
+        "         [--kind auto|kvm|thread] [--out DIR] [--calib-mb N]\n"
+        "         [--tcp-seconds S] [--row-timeout S] [--idle-wait S]"
+        " [PARAMS]\n"
+        "\n"
+        "Migrates the test VM for every link x method x channel count and\n"
+        "prints upstream's table (time, throughput, pages/s, send and recv\n"
+        "CPU%%, downtime) plus ratio, verified, the row's bound and its\n"
+        "efficiency, after calibrating codecs, memcpy and raw TCP on the\n"
+        "same data.  Defaults: --memory-size 1G, generated RAM mix,\n"
+        "--methods none,zlib,zstd,qatzip, --channels 4,8,16, --link\n"
+        "unlimited, --repeat 1, idle vCPUs, --out bench-results/DATE-TIME.\n"
+        "--link takes unlimited (loopback) and rates such as 1gbit,10gbit,\n"
+        "500mbit: the destination then runs in a network namespace behind a\n"
+        "veth pair shaped with tc (needs root and iproute2; otherwise the\n"
+        "bench says so and uses loopback).  --delay adds a one-way delay.\n"
+        "--quick: 64M, none,zstd, channels 1,2, one repeat, loopback.\n"
+        "--idle-wait: before each run, wait up to S s (default 60, quick 0)\n"
+        "for the machine to be quiet.\n"
+        "PARAMS: migrate parameters other than multifd-compression and\n"
+        "multifd-channels (e.g. --multifd-zstd-level 3), for the migrations\n"
+        "and the calibration.\n");
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    rf_cli_cancel = 1;
+}
+
+/* SIGINT, SIGTERM and SIGHUP all end the bench through its normal path,
+ * so that namespaces and processes are cleaned up. */
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Splits a comma list; calls item() on each.  @return false on the first
+ * bad item (message printed). */
+static bool each_item(const char *list, const char *opt,
+                      bool (*item)(RfBenchConfig *, const char *),
+                      RfBenchConfig *cfg)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", list);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",",
+                                                              &save)) {
+        if (!item(cfg, t)) {
+            fprintf(stderr, "ramflow bench: %s: invalid item '%s'\n", opt,
+                    t);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool add_method(RfBenchConfig *cfg, const char *s)
+{
+    if (cfg->nmethods == RF_BENCH_MAX_METHODS) {
+        return false;
+    }
+    if (!rf_method_find(s)) {
+        fprintf(stderr, "ramflow bench: method '%s' is %s\n", s,
+                rf_method_known(s) ? "not built into this ramflow"
+                                   : "unknown");
+        return false;
+    }
+    snprintf(cfg->methods[cfg->nmethods++], RF_METHOD_NAME_MAX + 1, "%s",
+             s);
+    return true;
+}
+
+static bool add_channels(RfBenchConfig *cfg, const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 1 || v > 255 || cfg->nchannels == RF_BENCH_MAX_CHANNELS) {
+        return false;
+    }
+    cfg->channels[cfg->nchannels++] = (unsigned)v;
+    return true;
+}
+
+static bool add_link(RfBenchConfig *cfg, const char *s)
+{
+    return cfg->nlinks < RF_BENCH_MAX_LINKS &&
+           rf_bench_parse_link(s, &cfg->links[cfg->nlinks++]);
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *v)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || x < lo || x > hi) {
+        return false;
+    }
+    *v = x;
+    return true;
+}
+
+static void config_defaults(RfBenchConfig *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    rf_params_init(&cfg->params);
+    cfg->mem_size = 1ull << 30;
+    cfg->repeat = 1;
+    cfg->vcpus = 1;
+    cfg->kind = "auto";
+    cfg->calib_mb = 128;
+    cfg->blast_s = -1;
+    cfg->idle_wait_s = -1;
+    cfg->row_timeout_s = 900;
+}
+
+/* Fills what the options left unset, with --quick's or the full
+ * defaults. */
+static void config_finish(RfBenchConfig *cfg, bool set_size)
+{
+    static const char *const full[] = {"none", "zlib", "zstd", "qatzip"};
+    static const char *const quick[] = {"none", "zstd"};
+    if (cfg->quick && !set_size) {
+        cfg->mem_size = 64ull << 20;
+    }
+    if (cfg->nmethods == 0) {
+        const char *const *list = cfg->quick ? quick : full;
+        unsigned n = cfg->quick ? 2 : 4;
+        for (unsigned i = 0; i < n; i++) {
+            if (rf_method_find(list[i])) {
+                add_method(cfg, list[i]);
+            }
+        }
+    }
+    if (cfg->nchannels == 0) {
+        static const unsigned q[] = {1, 2}, f[] = {4, 8, 16};
+        const unsigned *l = cfg->quick ? q : f;
+        for (unsigned i = 0; i < (cfg->quick ? 2u : 3u); i++) {
+            cfg->channels[cfg->nchannels++] = l[i];
+        }
+    }
+    if (cfg->nlinks == 0) {
+        rf_bench_parse_link("unlimited", &cfg->links[cfg->nlinks++]);
+    }
+    if (!cfg->out_dir[0]) {
+        char stamp[32];
+        time_t now = time(NULL);
+        strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(cfg->out_dir, sizeof(cfg->out_dir), "bench-results/%s",
+                 stamp);
+    }
+}
+
+/* Parses the options.  @return -1 to go on, or the exit status. */
+static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
+{
+    enum { O_QUICK = 1, O_SIZE, O_FILL, O_METHODS, O_CHANNELS, O_LINK,
+           O_DELAY, O_REPEAT, O_IDLE, O_LIVE, O_RATE, O_VCPUS, O_KIND,
+           O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_HELP };
+    struct option opts[48] = {
+        {"quick", no_argument, NULL, O_QUICK},
+        {"memory-size", required_argument, NULL, O_SIZE},
+        {"fill", required_argument, NULL, O_FILL},
+        {"methods", required_argument, NULL, O_METHODS},
+        {"channels", required_argument, NULL, O_CHANNELS},
+        {"link", required_argument, NULL, O_LINK},
+        {"delay", required_argument, NULL, O_DELAY},
+        {"repeat", required_argument, NULL, O_REPEAT},
+        {"idle", no_argument, NULL, O_IDLE},
+        {"live", no_argument, NULL, O_LIVE},
+        {"dirty-rate", required_argument, NULL, O_RATE},
+        {"vcpus", required_argument, NULL, O_VCPUS},
+        {"kind", required_argument, NULL, O_KIND},
+        {"out", required_argument, NULL, O_OUT},
+        {"calib-mb", required_argument, NULL, O_CALIB},
+        {"tcp-seconds", required_argument, NULL, O_TCP},
+        {"row-timeout", required_argument, NULL, O_TIMEOUT},
+        {"idle-wait", required_argument, NULL, O_IDLE_WAIT},
+        {"help", no_argument, NULL, O_HELP},
+    };
+    rf_cli_add_param_options(opts, 19);
+    bool set_size = false;
+    RfError *err = NULL;
+    int c;
+    double v = 0;
+    uint64_t u;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int r = rf_cli_param_option(&cfg->params, c, optarg, &err);
+        if (r < 0) {
+            return rf_cli_fail("bench", err);
+        }
+        if (r > 0) {
+            const char *name = rf_params_names()[c - RF_OPT_PARAM_BASE];
+            if (!strcmp(name, "multifd-compression") ||
+                !strcmp(name, "multifd-channels")) {
+                fprintf(stderr, "ramflow bench: use --methods and "
+                        "--channels instead of --%s\n", name);
+                return RF_EXIT_USAGE;
+            }
+            if (cfg->npass == RF_BENCH_MAX_PASS) {
+                fprintf(stderr, "ramflow bench: too many parameters\n");
+                return RF_EXIT_USAGE;
+            }
+            snprintf(cfg->pass[cfg->npass++], sizeof(cfg->pass[0]),
+                     "--%s=%s", name, optarg);
+            continue;
+        }
+        bool ok = true;
+        switch (c) {
+        case O_QUICK: cfg->quick = true; break;
+        case O_SIZE:
+            ok = rf_cli_parse_size(optarg, &u) && u >= (2u << 20) &&
+                 u % RF_PAGE_SIZE == 0 && u <= (64ull << 30);
+            cfg->mem_size = u;
+            set_size = true;
+            break;
+        case O_FILL: cfg->fill = optarg; ok = access(optarg, R_OK) == 0;
+            break;
+        case O_METHODS:
+            ok = each_item(optarg, "--methods", add_method, cfg);
+            break;
+        case O_CHANNELS:
+            ok = each_item(optarg, "--channels", add_channels, cfg);
+            break;
+        case O_LINK: ok = each_item(optarg, "--link", add_link, cfg); break;
+        case O_DELAY:
+            ok = parse_num(optarg, 0, 10000, &cfg->delay_ms);
+            break;
+        case O_REPEAT:
+            ok = parse_num(optarg, 1, RF_BENCH_MAX_REPEAT, &v);
+            cfg->repeat = (unsigned)v;
+            break;
+        case O_IDLE: cfg->live = false; break;
+        case O_LIVE: cfg->live = true; break;
+        case O_RATE:
+            ok = rf_cli_parse_size(optarg, &cfg->dirty_rate);
+            break;
+        case O_VCPUS:
+            ok = parse_num(optarg, 1, 64, &v);
+            cfg->vcpus = (unsigned)v;
+            break;
+        case O_KIND:
+            ok = !strcmp(optarg, "auto") || !strcmp(optarg, "kvm") ||
+                 !strcmp(optarg, "thread");
+            cfg->kind = optarg;
+            break;
+        case O_OUT:
+            snprintf(cfg->out_dir, sizeof(cfg->out_dir), "%s", optarg);
+            break;
+        case O_CALIB:
+            ok = parse_num(optarg, 1, 4096, &v);
+            cfg->calib_mb = (unsigned)v;
+            break;
+        case O_TCP: ok = parse_num(optarg, 0, 60, &cfg->blast_s); break;
+        case O_TIMEOUT:
+            ok = parse_num(optarg, 10, 86400, &v);
+            cfg->row_timeout_s = (unsigned)v;
+            break;
+        case O_IDLE_WAIT:
+            ok = parse_num(optarg, 0, 3600, &cfg->idle_wait_s);
+            break;
+        case O_HELP: usage(stdout); return RF_EXIT_OK;
+        default: usage(stderr); return RF_EXIT_USAGE;
+        }
+        if (!ok) {
+            fprintf(stderr, "ramflow bench: --%s: invalid value '%s'\n",
+                    opts[c - 1].name, optarg);
+            return RF_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "ramflow bench: unexpected argument '%s'\n",
+                argv[optind]);
+        return RF_EXIT_USAGE;
+    }
+    if (!rf_params_check(&cfg->params, &err)) {
+        return rf_cli_fail("bench", err);
+    }
+    if (cfg->blast_s < 0) {
+        cfg->blast_s = cfg->quick ? 0.5 : 2;
+    }
+    if (cfg->idle_wait_s < 0) {
+        cfg->idle_wait_s = cfg->quick ? 0 : 60;
+    }
+    config_finish(cfg, set_size);
+    return -1;
+}
+
+
+/* mkdir -p */
+static bool make_dirs(const char *path)
+{
+    char buf[PATH_MAX + 16];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+                return false;
+            }
+            *p = '/';
+        }
+    }
+    return mkdir(buf, 0755) == 0 || errno == EEXIST;
+}
+
+/* Creates the results folder (absolute path from now on), its raw/
+ * folder and bench.log. */
+static bool prepare_out(RfBench *b)
+{
+    RfBenchConfig *cfg = &b->cfg;
+    char raw[PATH_MAX + 8], abs[PATH_MAX], log[PATH_MAX + 16];
+    snprintf(raw, sizeof(raw), "%s/raw", cfg->out_dir);
+    if (!make_dirs(raw) || !realpath(cfg->out_dir, abs)) {
+        fprintf(stderr, "ramflow bench: --out %s: %s\n", cfg->out_dir,
+                strerror(errno));
+        return false;
+    }
+    snprintf(cfg->out_dir, sizeof(cfg->out_dir), "%s", abs);
+    snprintf(log, sizeof(log), "%s/bench.log", cfg->out_dir);
+    b->log = fopen(log, "w");
+    if (!b->log) {
+        fprintf(stderr, "ramflow bench: %s: %s\n", log, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* results.md (also on stdout), results.json and chart.svg. */
+static int write_outputs(RfBench *b)
+{
+    char path[PATH_MAX + 32];
+    int status = RF_EXIT_OK;
+    snprintf(path, sizeof(path), "%s/results.md", b->cfg.out_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        rf_bench_print_markdown(f, b);
+        fclose(f);
+    } else {
+        fprintf(stderr, "ramflow bench: %s: %s\n", path, strerror(errno));
+        status = RF_EXIT_FAIL;
+    }
+    rf_bench_print_markdown(stdout, b);
+    fflush(stdout);
+    snprintf(path, sizeof(path), "%s/results.json", b->cfg.out_dir);
+    RfError *err = NULL;
+    if (!rf_bench_write_json(b, path, &err)) {
+        rf_cli_fail("bench", err);
+        status = RF_EXIT_FAIL;
+    }
+    char why[256] = "";
+    if (!rf_bench_write_chart(b, why, sizeof(why))) {
+        fprintf(stderr, "ramflow bench: no chart: %s\n", why);
+    }
+    fprintf(stderr, "ramflow bench: results in %s (results.md, "
+            "results.json%s, bench.log, raw/)\n", b->cfg.out_dir,
+            why[0] ? "" : ", chart.svg");
+    return status;
+}
+
+int rf_cli_bench(int argc, char **argv)
+{
+    RfBench *b = calloc(1, sizeof(*b));
+    if (!b) {
+        fprintf(stderr, "ramflow bench: out of memory\n");
+        return RF_EXIT_FAIL;
+    }
+    config_defaults(&b->cfg);
+    int status = parse_options(&b->cfg, argc, argv);
+    if (status >= 0) {
+        free(b);
+        return status;
+    }
+    /* The children run this very binary through /proc/PID/exe: still
+     * this file if it is rebuilt meanwhile, and a path that also works
+     * behind `ip netns exec` (where /proc/self would be ip). */
+    char self[PATH_MAX] = "";
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ramflow bench: cannot find this binary: %s\n",
+                strerror(errno));
+        free(b);
+        return RF_EXIT_FAIL;
+    }
+    snprintf(b->cfg.exe, sizeof(b->cfg.exe), "/proc/%d/exe", (int)getpid());
+    if (!prepare_out(b)) {
+        free(b);
+        return RF_EXIT_FAIL;
+    }
+    fprintf(b->log, "## binary: %.*s, run by the children as %s\n", (int)n,
+            self, b->cfg.exe);
+    install_signals();
+    rf_bench_link_init(b->log);
+    status = rf_bench_run_matrix(b);
+    if (b->rows) {
+        int out = write_outputs(b);
+        status = status == RF_EXIT_OK ? out : status;
+    }
+    rf_bench_link_down();
+    fclose(b->log);
+    b->log = NULL;
+    free(b->rows);
+    free(b);
+    return status;
+}

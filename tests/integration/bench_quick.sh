@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Smoke test of `ramflow bench` (issue 5): never a timing, only shapes.
+#  1. `bench --quick`: exit 0; the markdown table has upstream's columns
+#     plus ratio, verified, bound, efficiency, one row per method x
+#     channel count, every row verified; results.json parses (jq) and
+#     agrees; the chart exists when gnuplot is installed.
+#  2. Where network namespaces work (root, iproute2): one row over an
+#     emulated 1gbit link, and an interrupted run (SIGINT) that must exit
+#     130 and leave no namespace, veth or process behind.
+. "$(dirname "$0")/lib.sh"
+command -v jq >/dev/null || fail "jq is not installed (Debian package jq)"
+
+HEADER='| method | channels | time (s) | throughput (Mbit/s) | pages/s | send CPU% | recv CPU% | downtime (ms) | ratio | verified | bound (RAM MB/s) | efficiency | with first touch |'
+
+# check_table FILE ROWS: the table header once per link, ROWS data rows
+# (13 columns: 15 fields split on '|'), each verified (column 10).
+ROW='NF == 15 && $2 ~ /^ [a-z]+ $/ && $3 ~ /^ [0-9]+ $/'
+check_table() {
+    local file=$1 rows=$2 n
+    grep -qxF -- "$HEADER" "$file" || { cat "$file" >&2; fail "no table header in $file"; }
+    n=$(awk -F'|' "$ROW"' { n++ } END { print n + 0 }' "$file")
+    [ "$n" -eq "$rows" ] || { cat "$file" >&2; fail "$n table rows in $file, expected $rows"; }
+    awk -F'|' "$ROW"' { if ($11 != " yes ") bad++ } END { exit bad > 0 }' \
+        "$file" || { cat "$file" >&2; fail "a row of $file is not verified"; }
+}
+
+# The quick matrix: none and zstd (those built), channels 1 and 2.
+methods=1
+"$RAMFLOW" version | grep -q 'methods:.* zstd' && methods=2
+rows=$((methods * 2))
+
+"$RAMFLOW" bench --quick --out "$T/quick" >"$T/quick.md" 2>"$T/quick.err" ||
+    { cat "$T/quick.err" >&2; fail "bench --quick failed"; }
+check_table "$T/quick.md" "$rows"
+expect_in "$T/quick.md" "### Calibration"
+expect_in "$T/quick.md" "### Link: unlimited (loopback)"
+cmp -s "$T/quick.md" "$T/quick/results.md" || fail "results.md differs from stdout"
+jq -e --argjson rows "$rows" '
+    (.rows | length) == $rows and all(.rows[]; .verified == true) and
+    all(.rows[]; (.runs | length) == 1 and .runs[0].ok == true) and
+    (.config.channels == [1, 2]) and (.config.memory_bytes == 67108864) and
+    (.calibration.codecs | length) == ($rows / 2) and
+    (.calibration.memcpy_MBps > 0) and (.machine.guest | length) > 0
+    ' "$T/quick/results.json" >/dev/null ||
+    fail "results.json does not parse or does not match the table"
+if command -v gnuplot >/dev/null; then
+    grep -q '<svg' "$T/quick/chart.svg" || fail "no SVG chart"
+fi
+echo "ok: bench --quick: $rows rows verified, JSON parses; $(grep -h 'guest:' "$T/quick.md")"
+
+# --- emulated link and interruption (root and network namespaces) --------
+probe=rfbench-probe-$$
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null ||
+   ! ip netns add "$probe" 2>/dev/null; then
+    echo "ok: skipped the emulated-link checks (needs root and network namespaces)"
+    exit 0
+fi
+ip netns del "$probe"
+
+# Namespaces of other bench runs on this machine are not ours to judge.
+ns_before=$(ip netns list | awk '/^rfbench-/ {print $1}' | sort)
+"$RAMFLOW" bench --quick --link 1gbit --methods none --channels 1 \
+    --out "$T/link" >"$T/link.md" 2>"$T/link.err" ||
+    { cat "$T/link.err" >&2; fail "bench over an emulated link failed"; }
+check_table "$T/link.md" 1
+expect_in "$T/link.md" "### Link: 1gbit (emulated"
+expect_in "$T/link/bench.log" "tbf rate 1000000000bit"
+ns_after=$(ip netns list | awk '/^rfbench-/ {print $1}' | sort)
+[ "$ns_after" = "$ns_before" ] || fail "a namespace was left behind"
+echo "ok: emulated 1gbit link, namespace removed"
+
+# Interrupted while migrating over a slow link: exit 130, nothing left.
+"$RAMFLOW" bench --quick --memory-size 512M --link 50mbit --methods none \
+    --channels 1 --tcp-seconds 0.2 --out "$T/int" >"$T/int.md" 2>"$T/int.err" &
+BENCH=$!
+PIDS+=("$BENCH")
+for _ in $(seq 200); do
+    ls "$T"/int/raw/*-src.err >/dev/null 2>&1 && break
+    kill -0 "$BENCH" 2>/dev/null || break
+    sleep 0.1
+done
+ip netns list | grep -q "^rfbench-$BENCH" || fail "no namespace while running"
+sleep 1
+kill -INT "$BENCH"
+wait "$BENCH"
+rc=$?
+[ "$rc" -eq 130 ] || { cat "$T/int.err" >&2; fail "interrupted bench exited $rc, expected 130"; }
+ip netns list | grep -q "^rfbench-$BENCH" && fail "namespace left after SIGINT"
+ip link show "rfb${BENCH}a" >/dev/null 2>&1 && fail "veth left after SIGINT"
+for p in $(sed -n 's/^+ \[pid \([0-9]*\)\].*/\1/p' "$T/int/bench.log"); do
+    kill -0 "$p" 2>/dev/null && fail "process $p was left after SIGINT"
+done
+grep -q '^+ \[pid [0-9]*\].* guest ' "$T/int/bench.log" || fail "no source process was logged"
+expect_in "$T/int.err" "interrupted"
+echo "ok: SIGINT during a run: exit 130, namespace, veth and processes gone"
