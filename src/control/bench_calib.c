@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compress/calibrate.h"
 #include "compress/method.h"
 #include "control/bench_common.h"
 #include "control/cli.h"
@@ -126,34 +127,21 @@ static uint64_t fill_period(const char *path)
     return total;
 }
 
-/* The sample, cut into packets of the normal pages of up to 128
- * consecutive pages. */
+/* The sample: RAM filled as the guest's, and its normal (non-zero)
+ * pages, in order. */
 typedef struct Sample {
-    uint8_t *data, *out, *arena;
+    uint8_t *data, *out;
     size_t size;
-    uint8_t **pages, **out_pages; /* normal pages, in order */
+    uint8_t **pages;
     size_t npages;
-    size_t *pk_first;             /* first index in pages of each packet */
-    uint32_t *pk_n, *pk_len;
-    size_t *pk_off;
-    bool *pk_raw;
-    size_t npk;
 } Sample;
 
 static bool sample_build(Sample *s, const RfBenchConfig *cfg,
                          RfError **errp)
 {
     size_t total = s->size / PAGE;
-    s->pages = calloc(total, sizeof(*s->pages));
-    s->out_pages = calloc(total, sizeof(*s->out_pages));
-    size_t maxpk = (total + RF_PACKET_MAX_PAGES - 1) / RF_PACKET_MAX_PAGES;
-    s->pk_first = calloc(maxpk, sizeof(*s->pk_first));
-    s->pk_n = calloc(maxpk, sizeof(*s->pk_n));
-    s->pk_len = calloc(maxpk, sizeof(*s->pk_len));
-    s->pk_off = calloc(maxpk, sizeof(*s->pk_off));
-    s->pk_raw = calloc(maxpk, sizeof(*s->pk_raw));
-    if (!s->pages || !s->out_pages || !s->pk_first || !s->pk_n ||
-        !s->pk_len || !s->pk_off || !s->pk_raw) {
+    s->pages = calloc(total ? total : 1, sizeof(*s->pages));
+    if (!s->pages) {
         rf_error_set(errp, RF_ERR_GENERIC, "calibration: out of memory");
         return false;
     }
@@ -167,19 +155,9 @@ static bool sample_build(Sample *s, const RfBenchConfig *cfg,
     for (size_t p = 0; p < total; p++) {
         s->data[p * PAGE] = 0;
     }
-    for (size_t first = 0; first < total; first += RF_PACKET_MAX_PAGES) {
-        size_t end = first + RF_PACKET_MAX_PAGES;
-        end = end > total ? total : end;
-        size_t start = s->npages;
-        for (size_t p = first; p < end; p++) {
-            if (!rf_page_is_zero(s->data + p * PAGE)) {
-                s->out_pages[s->npages] = s->out + p * PAGE;
-                s->pages[s->npages++] = s->data + p * PAGE;
-            }
-        }
-        if (s->npages > start) {
-            s->pk_first[s->npk] = start;
-            s->pk_n[s->npk++] = (uint32_t)(s->npages - start);
+    for (size_t p = 0; p < total; p++) {
+        if (!rf_page_is_zero(s->data + p * PAGE)) {
+            s->pages[s->npages++] = s->data + p * PAGE;
         }
     }
     return true;
@@ -189,110 +167,30 @@ static void sample_free(Sample *s)
 {
     free(s->data);
     free(s->out);
-    free(s->arena);
     free(s->pages);
-    free(s->out_pages);
-    free(s->pk_first);
-    free(s->pk_n);
-    free(s->pk_len);
-    free(s->pk_off);
-    free(s->pk_raw);
 }
 
-typedef struct ArenaReader {
-    const uint8_t *p;
-    size_t left;
-} ArenaReader;
-
-static bool arena_read(void *ctx, const struct iovec *iov, int iovcnt,
-                       RfError **errp)
-{
-    ArenaReader *r = ctx;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > r->left) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "payload overrun");
-            return false;
-        }
-        memcpy(iov[i].iov_base, r->p, iov[i].iov_len);
-        r->p += iov[i].iov_len;
-        r->left -= iov[i].iov_len;
-    }
-    return true;
-}
-
-/* Compresses every packet into the arena, then decodes every packet into
- * out as a receiving channel would (raw packets: a copy), then compares.
+/* One method through the shared calibration (src/compress/calibrate.c):
+ * the sample's normal pages, packed together as the engine packs them
+ * into packets (zero pages never reach a method), one thread, CPU time.
  * Fills c. */
 static bool codec_one(Sample *s, const RfMethodOps *ops, int level,
                       RfBenchCodec *c, RfError **errp)
 {
-    void *st = NULL;
-    if (!ops->send_setup(&st, level, errp)) {
+    for (size_t p = 0; p < s->npages; p++) {
+        memcpy(s->out + p * PAGE, s->pages[p], PAGE);
+    }
+    RfCalibration cal;
+    if (!rf_method_calibrate(ops, level, s->out, s->npages * PAGE, 1,
+                             CLOCK_THREAD_CPUTIME_ID, &cal, errp)) {
+        rf_error_prefix(errp, "calibration");
         return false;
     }
-    if (ops->describe) {
-        snprintf(c->detail, sizeof(c->detail), "%s", ops->describe(st));
-    }
-    size_t off = 0, payload = 0;
-    double tc = 0;
-    bool ok = true;
-    for (size_t i = 0; i < s->npk && ok; i++) {
-        RfPageList pl = {.pages = s->pages + s->pk_first[i],
-                         .npages = s->pk_n[i]};
-        RfSendPayload sp;
-        double t0 = thread_cpu();
-        ok = ops->send_prepare(st, &pl, &sp, errp);
-        tc += thread_cpu() - t0; /* not the copy into the arena */
-        for (int k = 0; ok && k < sp.iovcnt; k++) {
-            memcpy(s->arena + off, sp.iov[k].iov_base, sp.iov[k].iov_len);
-            off += sp.iov[k].iov_len;
-        }
-        if (ok) {
-            s->pk_off[i] = off - sp.len;
-            s->pk_len[i] = sp.len;
-            s->pk_raw[i] = sp.raw;
-            payload += sp.len;
-        }
-    }
-    ops->send_cleanup(st);
-    st = NULL;
-    if (!ok || !ops->recv_setup(&st, errp)) {
-        return false;
-    }
-    memset(s->out, 0xa5, s->size);
-    double t0 = thread_cpu();
-    for (size_t i = 0; i < s->npk && ok; i++) {
-        ArenaReader r = {s->arena + s->pk_off[i], s->pk_len[i]};
-        uint8_t *const *pages = s->out_pages + s->pk_first[i];
-        if (s->pk_raw[i]) {
-            struct iovec iov[RF_PACKET_MAX_PAGES];
-            for (uint32_t k = 0; k < s->pk_n[i]; k++) {
-                iov[k] = (struct iovec){pages[k], PAGE};
-            }
-            ok = arena_read(&r, iov, (int)s->pk_n[i], errp);
-        } else {
-            RfRecvPayload rp = {.len = s->pk_len[i], .pages = pages,
-                                .npages = s->pk_n[i], .read = arena_read,
-                                .read_ctx = &r};
-            ok = ops->recv(st, &rp, errp);
-        }
-    }
-    double td = thread_cpu() - t0;
-    ops->recv_cleanup(st);
-    for (size_t p = 0; ok && p < s->npages; p++) {
-        if (memcmp(s->pages[p], s->out_pages[p], PAGE) != 0) {
-            rf_error_set(errp, RF_ERR_VERIFY, "calibration: %s level %d "
-                         "decoded page %zu differs", ops->name, level, p);
-            ok = false;
-        }
-    }
-    if (!ok) {
-        return false;
-    }
-    double bytes = (double)s->npages * PAGE;
-    c->ratio = payload ? bytes / (double)payload : 0;
-    c->comp_MBps = tc > 0 ? bytes / tc / 1e6 : 0;
-    c->decomp_MBps = td > 0 ? bytes / td / 1e6 : 0;
+    snprintf(c->detail, sizeof(c->detail), "%.*s",
+             (int)sizeof(c->detail) - 1, cal.detail);
+    c->ratio = cal.ratio;
+    c->comp_MBps = cal.compress_mbps;
+    c->decomp_MBps = cal.decompress_mbps;
     return true;
 }
 
@@ -363,20 +261,6 @@ bool rf_bench_calibrate_codecs(RfBench *b, RfError **errp)
         goto out;
     }
     if (!sample_build(&s, cfg, errp)) {
-        goto out;
-    }
-    size_t arena = 0;
-    for (unsigned m = 0; m < cfg->nmethods; m++) {
-        const RfMethodOps *ops = rf_method_find(cfg->methods[m]);
-        size_t need = 0;
-        for (size_t i = 0; ops && i < s.npk; i++) {
-            need += ops->max_payload(s.pk_n[i]);
-        }
-        arena = need > arena ? need : arena;
-    }
-    s.arena = malloc(arena ? arena : 1);
-    if (!s.arena) {
-        rf_error_set(errp, RF_ERR_GENERIC, "calibration: out of memory");
         goto out;
     }
     cal->sample_bytes = s.size;
