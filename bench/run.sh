@@ -178,7 +178,8 @@ rf_log "building the $SIZE source image $SRC_IMG"
     echo "os: $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "ramflow: $("$RAMFLOW" version 2>/dev/null | head -1)," \
          "git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(
-         git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + local changes')"
+         git -C "$REPO" diff --quiet HEAD 2>/dev/null ||
+         echo ' + local changes')"
     echo "image: $SIZE ($SIZE_BYTES bytes) of ${#RF_CORPUS_FILES[@]}" \
          "Silesia members ($RF_CORPUS_BYTES bytes, $RF_CORPUS_VERIFIED)" \
          "repeated"
@@ -350,9 +351,11 @@ SUMMARY+='\(if .dest_memory_warm then "pre-faulted its RAM (warm)" '
 SUMMARY+='else "did not pre-fault its RAM (cold)" end)"'
 
 ROWS=$OUT/rows.tsv
-printf 'method\tchannels\ttime_s\twire_mbps\tram_MBps\tpages_s\tratio' >"$ROWS"
-printf '\tsend_cpu\trecv_cpu\tmachine_cpu\tdest_warm\tbound\tbound_unit\tfraction' >>"$ROWS"
-printf '\tsource_json\n' >>"$ROWS"
+{
+    printf 'method\tchannels\ttime_s\twire_mbps\tram_MBps\tpages_s\tratio'
+    printf '\tsend_cpu\trecv_cpu\tmachine_cpu\tdest_warm\tbound\tbound_unit'
+    printf '\tfraction\tsource_json\n'
+} >"$ROWS"
 failed=0
 for m in $METHODS; do
     [ "$m" = none ] || calibrate_codec "$m" 1
@@ -415,7 +418,8 @@ for m in $METHODS; do
 done
 
 # --- 4. the table -------------------------------------------------------
-echo "load average at end: $(cut -d" " -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+echo "load average at end: $(cut -d" " -f1-3 /proc/loadavg)" \
+    >>"$OUT/machine.txt"
 TABLE=$OUT/results.md
 {
     echo "### ramflow migration benchmark, $(head -1 "$OUT/machine.txt" |
@@ -481,10 +485,11 @@ TABLE=$OUT/results.md
     fi
     if [ -f "$OUT/iperf3.tsv" ]; then
         echo
+        streams=$(awk -F'\t' 'NR > 1 {
+            printf "%s%s stream%s %.0f Mbit/s", (NR > 2 ? ", " : ""), $1,
+                   ($1 > 1 ? "s" : ""), $2}' "$OUT/iperf3.tsv")
         echo "iperf3 over loopback (127.0.0.1, ${IPERF_SECONDS} s," \
-             "received, best of $REPEAT): $(awk -F'\t' 'NR > 1 {printf "%s%s stream%s" \
-             " %.0f Mbit/s", (NR > 2 ? ", " : ""), $1, ($1 > 1 ? "s" : ""),
-             $2}' "$OUT/iperf3.tsv")."
+             "received, best of $REPEAT): $streams."
     fi
 } >"$TABLE"
 
