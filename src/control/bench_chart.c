@@ -74,18 +74,29 @@ static const char *colour(const char *method)
     return "#9467bd";
 }
 
-static void plot_panel(FILE *f, const RfBench *b, const char *dat,
-                       int what, const char *title)
+/* One panel of link l: a bar per method that has a measured row there
+ * (gnuplot rejects a histogram column without a point). */
+static void plot_panel(FILE *f, const RfBench *b, unsigned l,
+                       const char *dat, int what, const char *title)
 {
-    unsigned nm = b->cfg.nmethods;
+    const RfBenchConfig *c = &b->cfg;
+    unsigned nm = c->nmethods, per_link = nm * c->nchannels, shown = 0;
     fprintf(f, "set title '%s' noenhanced\n", title);
     fprintf(f, "set ylabel '%s'\n", what == 0 ? "seconds" : "% of one core");
     fprintf(f, "plot ");
     for (unsigned m = 0; m < nm; m++) {
+        bool has = false;
+        for (unsigned ch = 0; ch < c->nchannels; ch++) {
+            has |= b->rows[l * per_link + m * c->nchannels + ch].nok > 0;
+        }
+        if (!has) {
+            continue;
+        }
         fprintf(f, "%s'%s' using %u%s title '%s' lc rgb '%s'",
-                m ? ", " : "", m ? "" : dat, 2 + what * nm + m,
-                m ? "" : ":xtic(1)", b->cfg.methods[m],
-                colour(b->cfg.methods[m]));
+                shown ? ", " : "", shown ? "" : dat, 2 + what * nm + m,
+                shown ? "" : ":xtic(1)", c->methods[m],
+                colour(c->methods[m]));
+        shown++;
     }
     fprintf(f, "\n");
 }
@@ -158,7 +169,7 @@ bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap)
         for (int what = 0; what < 3; what++) {
             snprintf(title, sizeof(title), "%s, link %s", names[what],
                      c->links[l].name);
-            plot_panel(f, b, dat, what, title);
+            plot_panel(f, b, l, dat, what, title);
         }
     }
     fprintf(f, "unset multiplot\n");

@@ -3,11 +3,12 @@
  *
  * An emulated link is a network namespace "rfbench-PID" holding the
  * destination, joined to the caller's namespace by a veth pair
- * rfbPIDa <-> rfbPIDb with addresses of TEST-NET-1 (192.0.2.0/24, a /30
- * picked from the pid; they exist only on this veth and are never routed
- * anywhere else).  Both ends are shaped with tc: a token bucket (tbf) at
- * the link's rate, under a netem delay when --delay is given, so that
- * data and acknowledgements both see the link.
+ * rfbPIDa <-> rfbPIDb with addresses of TEST-NET-1 (192.0.2.0/24, the
+ * first /30 from one picked by the pid that no interface uses yet; they
+ * exist only on this veth and are never routed anywhere else).  Both
+ * ends are shaped with tc: a token bucket (tbf) at the link's rate,
+ * under a netem delay when --delay is given, so that data and
+ * acknowledgements both see the link.
  *
  * Cleanup: the namespace is deleted (which deletes the veth pair and its
  * qdiscs) by rf_bench_link_down, called after each link, at exit (atexit)
@@ -15,9 +16,12 @@
  * normal return.  A run killed outright leaves its namespace behind: the
  * next run deletes namespaces whose pid no longer exists.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -117,6 +121,10 @@ void rf_bench_link_down(void)
     const char *link_del[] = {"ip", "link", "del", veth_root, NULL};
     char sys[64];
     snprintf(sys, sizeof(sys), "/sys/class/net/%s", veth_root);
+    /* The kernel removes the pair asynchronously: give it a second. */
+    for (int i = 0; i < 50 && access(sys, F_OK) == 0; i++) {
+        usleep(20000);
+    }
     if (access(sys, F_OK) == 0) {
         rf_bench_cmd(link_log, link_del);
     }
@@ -250,6 +258,34 @@ static bool shape(const char *ns, const char *dev, uint64_t rate_bps,
     return true;
 }
 
+/* A /30 of 192.0.2.0/24 that no interface here uses yet, starting the
+ * search at `first` (from the pid), so that concurrent benches do not
+ * share one. */
+static unsigned free_subnet(unsigned first)
+{
+    bool used[64] = {false};
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) == 0) {
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) {
+                continue;
+            }
+            uint32_t a = ntohl(
+                ((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr);
+            if ((a >> 8) == 0xc00002) { /* 192.0.2.x */
+                used[(a & 0xff) / 4] = true;
+            }
+        }
+        freeifaddrs(ifa);
+    }
+    for (unsigned k = 0; k < 64; k++) {
+        if (!used[(first + k) % 64]) {
+            return (first + k) % 64;
+        }
+    }
+    return first;
+}
+
 /* Runs the command; on failure sets an error naming what failed. */
 static bool must(const char *const *argv, const char *what, RfError **errp)
 {
@@ -271,7 +307,7 @@ bool rf_bench_link_up(const RfBenchLink *link, double delay_ms,
     }
     rf_bench_link_down();
     pid_t pid = getpid();
-    unsigned sub = (unsigned)pid % 64 * 4;
+    unsigned sub = free_subnet((unsigned)pid % 64) * 4;
     char veth_ns[16], addr_root[32], addr_ns[32];
     snprintf(ns_name, sizeof(ns_name), NS_PREFIX "%d", (int)pid);
     snprintf(veth_root, sizeof(veth_root), "rfb%da", (int)pid % 10000000);

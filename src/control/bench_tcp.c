@@ -30,7 +30,8 @@
 #define REGION (128u << 20)
 #define CHUNK (256u << 10)
 
-/* The regions, made once per process and kept. */
+/* The regions, made for each measurement and given back after it (the
+ * migrations need the memory). */
 static uint8_t *region_src, *region_dst;
 
 static bool regions_ready(void)
@@ -219,6 +220,8 @@ bool rf_bench_tcp_blast(const RfBenchPath *path, unsigned streams,
     for (unsigned i = 0; i < nw; i++) {
         close(w[i].fd);
     }
+    munmap(region_src, 2 * (size_t)REGION);
+    region_src = region_dst = NULL;
     if (ok) {
         *mbps = t1 > t0 ? (double)(b1 - b0) * 8 / 1e6 / (t1 - t0) : 0;
     }
