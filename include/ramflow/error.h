@@ -17,6 +17,16 @@
 extern "C" {
 #endif
 
+/* RF_API marks the functions libramflow exports; everything else in the
+ * library is hidden (it is built with -fvisibility=hidden). */
+#ifndef RF_API
+#  if defined(__GNUC__) && defined(RF_BUILDING_LIBRAMFLOW)
+#    define RF_API __attribute__((visibility("default")))
+#  else
+#    define RF_API
+#  endif
+#endif
+
 /*! RfErrorKind :
  *  Broad classes of errors, so that a caller can choose an exit status
  *  without parsing the message. */
@@ -36,31 +46,31 @@ typedef struct RfError RfError;
 /*! rf_error_set() :
  *  Stores a new error of kind `kind` in *errp unless errp is NULL or *errp
  *  already holds one (the first error wins). */
-void rf_error_set(RfError **errp, RfErrorKind kind, const char *fmt, ...)
+RF_API void rf_error_set(RfError **errp, RfErrorKind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*! rf_error_setv() : as rf_error_set() with a va_list. */
-void rf_error_setv(RfError **errp, RfErrorKind kind, const char *fmt,
+RF_API void rf_error_setv(RfError **errp, RfErrorKind kind, const char *fmt,
                    va_list ap);
 
 /*! rf_error_prefix() :
  *  Prepends "prefix: " to the message of *err, if any, so a lower layer's
  *  message gains context ("channel 3: ...") on its way up. */
-void rf_error_prefix(RfError **errp, const char *fmt, ...)
+RF_API void rf_error_prefix(RfError **errp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*! rf_error_propagate() :
  *  Moves `local` into *dst (first error wins; a losing `local` is freed). */
-void rf_error_propagate(RfError **dst, RfError *local);
+RF_API void rf_error_propagate(RfError **dst, RfError *local);
 
 /*! rf_error_msg() : @return the message; never NULL for a set error. */
-const char *rf_error_msg(const RfError *err);
+RF_API const char *rf_error_msg(const RfError *err);
 
 /*! rf_error_kind() : @return the kind of err. */
-RfErrorKind rf_error_kind(const RfError *err);
+RF_API RfErrorKind rf_error_kind(const RfError *err);
 
 /*! rf_error_free() : frees err; NULL is allowed. */
-void rf_error_free(RfError *err);
+RF_API void rf_error_free(RfError *err);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /*
  * ramflow - live migration of virtual machine memory over parallel channels.
+ * Public API, version 1.  docs/api.md states the ABI policy.
  *
  * Introduction
  *
@@ -8,29 +9,76 @@
  * `multifd-channels` data channels (TCP or Unix sockets).  Pages travel in
  * packets of up to 128 pages of one RAM block; zero pages travel as offsets
  * only; the rest is compressed by a pluggable method (none, zlib, zstd,
- * qatzip).  Migration runs in rounds: round 1 sends every page, later rounds
- * send the pages dirtied since, and a final round runs with the source
- * paused.  A sync point between rounds guarantees that the destination never
- * applies an older copy of a page after a newer one.
+ * qatzip).  Migration runs in rounds ("passes"): round 1 sends every page,
+ * later rounds send the pages dirtied since, and a final round runs with
+ * the source paused.  A sync point between rounds guarantees that the
+ * destination never applies an older copy of a page after a newer one.
  *
  * Using the library
  *
- *   source:       RfRamSource *src = rf_file_source_open(...);
- *                 rf_migrate("tcp:host:port", src, &params, &opts, &rep, &err);
- *   destination:  RfRamSink *sink = rf_file_sink_new(...);
- *                 rf_incoming("tcp:0.0.0.0:port", sink, &iopts, &rep, &err);
+ *   RfParams *p = rf_params_new();
+ *   rf_params_set(p, "multifd-channels", "4", &err);
+ *   RfMigration *m = rf_migration_new(p, &err);
+ *   rf_migration_set_callbacks(m, &callbacks, &err);     (optional)
+ *   source:       RfRamSource *src = rf_region_source_open(...);
+ *                 rf_migration_start_outgoing(m, src, "tcp:host:4444", 0,
+ *                                             &err);
+ *   destination:  RfRamSink *sink = rf_region_sink_new(...);
+ *                 rf_migration_start_incoming(m, sink, "tcp:127.0.0.1:4444",
+ *                                             0, &err);
+ *   ...           rf_migration_query(m, &info); rf_migration_cancel(m);
+ *   bool ok = rf_migration_wait(m, &err);
+ *   rf_migration_report(m, &report);
+ *   rf_migration_free(m); rf_ram_source_free(src); rf_params_free(p);
  *
- * Both calls block until the migration ends.  Errors are returned as RfError
- * values (see ramflow/error.h).  The library never prints.
+ * Errors are returned as RfError values (see ramflow/error.h): a function
+ * that can fail takes `RfError **errp` last and returns false or NULL.  The
+ * library never prints and never installs signal handlers.
  *
- * Thread safety: rf_ram_source_mark_dirty() may be called from any thread at
- * any time while a migration runs; everything else is called from one
- * thread per migration.
+ * Threads
+ *
+ * - Each migration runs on one migration thread: a thread the library
+ *   starts (the default), or the caller's thread when it passes
+ *   RF_START_BLOCKING to a start function (the call then returns when the
+ *   migration has ended).  The migration thread starts the channel threads
+ *   (one per data channel) and, on the destination, pre-fault threads.
+ * - Every callback of RfCallbacks runs on the migration thread, never on a
+ *   channel thread, and never concurrently with another callback of the
+ *   same migration.  A callback must not block for long: the migration
+ *   waits for it.  From a callback, the caller may call rf_migration_query,
+ *   rf_migration_status, rf_migration_set_param, rf_migration_cancel and
+ *   rf_ram_source_mark_dirty; it must not call rf_migration_wait or
+ *   rf_migration_free on its own migration (that would deadlock).
+ * - rf_migration_cancel() may be called from any thread at any time, and
+ *   from a signal handler (it only stores an atomic flag and writes to a
+ *   pipe).  rf_migration_query(), rf_migration_status() and
+ *   rf_migration_set_param() may be called from any thread at any time.
+ *   rf_ram_source_mark_dirty() may be called from any thread.
+ * - rf_migration_wait() and rf_migration_free() are called from one thread
+ *   (not the migration thread).
+ * - Several migrations may run at once in one process, each with its own
+ *   handle, source or sink: the library has no global mutable state
+ *   besides read-only tables built once (thread-safe).
+ * - RfParams, RfRamSource and RfRamSink objects are not locked: use one
+ *   from one thread at a time (a source or sink belongs to at most one
+ *   running migration).
+ *
+ * Lifetimes
+ *
+ * - rf_migration_new() copies the parameters: the caller may free them at
+ *   once.  Callbacks and their opaque pointer must stay valid until
+ *   rf_migration_wait() has returned or rf_migration_free() was called.
+ * - A source or sink passed to a start function is borrowed: it must
+ *   outlive the migration (until rf_migration_wait() returned or the
+ *   handle was freed) and is freed by the caller afterwards.
+ * - Memory given to a region source or sink stays owned by the caller and
+ *   must stay mapped until the source or sink is freed.
+ * - Strings returned by the library (names, descriptions) are static or
+ *   live as long as the object they describe.
  */
 #ifndef RAMFLOW_H
 #define RAMFLOW_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +89,27 @@
 extern "C" {
 #endif
 
-#define RAMFLOW_VERSION_STRING "0.1.0"
+/* ======================================================================
+ *  Version
+ * ====================================================================== */
+
+#define RAMFLOW_VERSION_MAJOR 1
+#define RAMFLOW_VERSION_MINOR 0
+#define RAMFLOW_VERSION_PATCH 0
+/*! RAMFLOW_VERSION_NUMBER : MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define RAMFLOW_VERSION_NUMBER                                               \
+    (RAMFLOW_VERSION_MAJOR * 10000 + RAMFLOW_VERSION_MINOR * 100 +           \
+     RAMFLOW_VERSION_PATCH)
+#define RAMFLOW_VERSION_STRING "1.0.0"
+
+/*! rf_version_number() :
+ *  @return the version of the library actually loaded, as
+ *  RAMFLOW_VERSION_NUMBER (compare with the header's to detect a mismatch
+ *  between the header compiled against and the library run with). */
+RF_API unsigned rf_version_number(void);
+
+/*! rf_version_string() : @return the loaded library's version, "1.0.0". */
+RF_API const char *rf_version_string(void);
 
 /*! RF_PAGE_SIZE : the page size of every RAM block, in bytes. */
 #define RF_PAGE_SIZE 4096u
@@ -55,145 +123,538 @@ extern "C" {
 #define RF_METHOD_NAME_MAX 15u
 
 /* ======================================================================
- *  Parameters
+ *  Parameters and capabilities
  * ====================================================================== */
 
 /*! RfParams :
- *  The migration parameters, with QEMU's names, ranges and defaults.  Fill
- *  with rf_params_init(), change with rf_params_set(), check with
- *  rf_params_check() before use (rf_migrate() checks again). */
-typedef struct RfParams {
-    unsigned multifd_channels;   /* multifd-channels, 1-255, default 2 */
-    char multifd_compression[RF_METHOD_NAME_MAX + 1]; /* default "none" */
-    int multifd_zlib_level;      /* multifd-zlib-level, 0-9, default 1 */
-    int multifd_zstd_level;      /* multifd-zstd-level, 0-20, default 1 */
-    int multifd_qatzip_level;    /* multifd-qatzip-level, 1-9, default 1 */
-    uint64_t max_bandwidth;      /* max-bandwidth, bytes/s, 0 = unlimited */
-    uint64_t downtime_limit;     /* downtime-limit, ms, 0-2000000, def 300 */
-    unsigned max_rounds;         /* max-rounds, 1-10000, default 30: the final
-                                    round starts after this many rounds even
-                                    if the estimate never fits downtime-limit */
-} RfParams;
+ *  An opaque set of migration parameters and capabilities, with QEMU's
+ *  names, ranges and defaults:
+ *
+ *    multifd-channels       1-255                          default 2
+ *    multifd-compression    none, zlib, zstd, qatzip       default none
+ *    multifd-zlib-level     0-9                            default 1
+ *    multifd-zstd-level     0-20                           default 1
+ *    multifd-qatzip-level   1-9                            default 1
+ *    max-bandwidth          bytes/s, 0 = unlimited         default 0
+ *    downtime-limit         ms, 0-2000000                  default 300
+ *    max-rounds             1-10000 (ramflow's own)        default 30
+ *    timeout                ms of peer silence, 100-3600000 default 30000
+ *
+ *  and the boolean capabilities (rf_params_set_cap):
+ *
+ *    auto-converge   throttle the source's writers while rounds do not
+ *                    converge (QEMU's capability; needs the throttle
+ *                    callback)                               default off
+ *    verify          compare every block's digest at the end (ramflow's
+ *                    own)                                    default off
+ *
+ *  On a destination, multifd-compression and multifd-channels are
+ *  expectations when set explicitly (rf_params_set): a source that uses
+ *  anything else is refused.  Unset, the destination accepts the source's
+ *  choice. */
+typedef struct RfParams RfParams;
 
-/*! rf_params_init() : fills *p with the defaults. */
-void rf_params_init(RfParams *p);
+/*! rf_params_new() :
+ *  @return a parameter set holding the defaults, or NULL if out of
+ *  memory.  Free with rf_params_free(). */
+RF_API RfParams *rf_params_new(void);
+
+/*! rf_params_dup() : @return a copy of p, or NULL if out of memory. */
+RF_API RfParams *rf_params_dup(const RfParams *p);
+
+/*! rf_params_free() : frees p; NULL is allowed. */
+RF_API void rf_params_free(RfParams *p);
 
 /*! rf_params_set() :
  *  Sets parameter `name` (QEMU spelling, e.g. "multifd-zstd-level") from its
- *  text form.  Sizes accept K/M/G suffixes (powers of 1024).
+ *  text form.  Sizes accept K/M/G/T suffixes (powers of 1024).
  *  @return true on success; false with an RF_ERR_PARAM error naming the
  *  parameter and its allowed range (or the known names) otherwise. */
-bool rf_params_set(RfParams *p, const char *name, const char *value,
-                   RfError **errp);
+RF_API bool rf_params_set(RfParams *p, const char *name, const char *value,
+                          RfError **errp);
+
+/*! rf_params_get() :
+ *  Writes parameter `name`'s value in text form (as rf_params_set takes
+ *  it; sizes in bytes) into buf, NUL-terminated.
+ *  @return false with an RF_ERR_PARAM error for an unknown name or a buf
+ *  too small (64 bytes is always enough). */
+RF_API bool rf_params_get(const RfParams *p, const char *name, char *buf,
+                          size_t cap, RfError **errp);
+
+/*! rf_params_set_level() :
+ *  Sets the compression level of method `method` ("zlib", "zstd",
+ *  "qatzip"), the same as setting "multifd-<method>-level".
+ *  @return false with an RF_ERR_PARAM error if the method has no level or
+ *  the level is out of its range. */
+RF_API bool rf_params_set_level(RfParams *p, const char *method, int level,
+                                RfError **errp);
+
+/*! rf_params_get_level() :
+ *  @return method's level, or -1 if the method is unknown or has none. */
+RF_API int rf_params_get_level(const RfParams *p, const char *method);
+
+/*! rf_params_set_cap() :
+ *  Turns capability `name` ("auto-converge", "verify") on or off.
+ *  @return false with an RF_ERR_PARAM error naming the known capabilities
+ *  for an unknown name. */
+RF_API bool rf_params_set_cap(RfParams *p, const char *name, bool on,
+                              RfError **errp);
+
+/*! rf_params_get_cap() :
+ *  @return whether capability `name` is on (false for an unknown name). */
+RF_API bool rf_params_get_cap(const RfParams *p, const char *name);
 
 /*! rf_params_check() :
- *  Checks every field's range and that the compression method is known and
- *  built in.  @return true if all are valid, else false with an
- *  RF_ERR_PARAM error naming the first bad parameter. */
-bool rf_params_check(const RfParams *p, RfError **errp);
+ *  Checks every parameter's range and that the compression method is
+ *  known and built in.  @return true if all are valid, else false with
+ *  an RF_ERR_PARAM error naming the first bad parameter. */
+RF_API bool rf_params_check(const RfParams *p, RfError **errp);
 
 /*! rf_params_names() :
- *  @return a NULL-terminated list of every parameter name. */
-const char *const *rf_params_names(void);
+ *  @return a NULL-terminated, static list of every parameter name. */
+RF_API const char *const *rf_params_names(void);
+
+/*! rf_params_cap_names() :
+ *  @return a NULL-terminated, static list of every capability name. */
+RF_API const char *const *rf_params_cap_names(void);
 
 /*! rf_method_names() :
- *  @return a NULL-terminated list of the compression methods this build
- *  supports, in registry order. */
-const char *const *rf_method_names(void);
+ *  @return a NULL-terminated, static list of the compression methods this
+ *  build supports, in registry order. */
+RF_API const char *const *rf_method_names(void);
 
 /* ======================================================================
- *  RAM sources (the source side) and sinks (the destination side)
+ *  RAM blocks, sources (the source side) and sinks (the destination side)
  * ====================================================================== */
 
 typedef struct RfRamSource RfRamSource;
 typedef struct RfRamSink RfRamSink;
 
-/*! rf_file_source_open() :
- *  Opens a RAM source whose blocks are files or shared-memory objects
- *  (e.g. /dev/shm/NAME), mapped shared.  Each spec is "PATH" or
- *  "NAME=PATH"; without NAME the block is named after the file's basename.
- *  Every file's size must be a non-zero multiple of RF_PAGE_SIZE.
- *  Dirty pages are those reported through rf_ram_source_mark_dirty().
- *  @return the source, or NULL with an error naming the file. */
-RfRamSource *rf_file_source_open(const char *const *specs, unsigned n,
-                                 RfError **errp);
+/*! RfRamBlock : one named block of guest memory mapped in this process. */
+typedef struct RfRamBlock {
+    char name[RF_BLOCK_NAME_MAX + 1];
+    uint64_t size;   /* bytes, a non-zero multiple of RF_PAGE_SIZE */
+    uint8_t *host;   /* mapped address, page-aligned */
+} RfRamBlock;
 
-/*! RfRegion : one memory region of this process, for
- *  rf_region_source_open(). */
+/*! RfRegion : one memory region of this process, for region sources and
+ *  sinks. */
 typedef struct RfRegion {
     const char *name;  /* block name, 1-255 bytes; NULL = "region<i>" */
     void *addr;        /* page-aligned */
     uint64_t size;     /* bytes, a non-zero multiple of RF_PAGE_SIZE */
 } RfRegion;
 
+/*! RfRamSourceOps :
+ *  A custom RAM source, for a caller that keeps its guest memory its own
+ *  way.  Set `size` to sizeof(RfRamSourceOps): a later library with more
+ *  operations treats the missing ones as NULL.  All operations run on the
+ *  migration thread, except mark_dirty (any thread).  `s` is the object
+ *  rf_ram_source_new() returned; rf_ram_source_opaque(s) gives the
+ *  caller's pointer. */
+typedef struct RfRamSourceOps {
+    size_t size;
+    const char *name;  /* e.g. "my-vmm"; shown in reports */
+    /* Number of blocks (1 to RF_MAX_BLOCKS); fixed for the source's
+     * life. */
+    unsigned (*block_count)(RfRamSource *s);
+    /* Block i (name, size, host address); the pointer stays valid for the
+     * source's life. */
+    const RfRamBlock *(*block)(RfRamSource *s, unsigned i);
+    /* Starts tracking writes; from now on dirty_sync reports them. */
+    bool (*dirty_start)(RfRamSource *s, RfError **errp);
+    /* ORs the pages written since the previous sync (or since dirty_start)
+     * into bitmap (one bit per page: bit i%64 of word i/64) and forgets
+     * them. */
+    bool (*dirty_sync)(RfRamSource *s, unsigned block, uint64_t *bitmap,
+                       RfError **errp);
+    /* Stops tracking writes. */
+    void (*dirty_stop)(RfRamSource *s);
+    /* Marks pages dirty (rf_ram_source_mark_dirty); may be NULL. */
+    void (*mark_dirty)(RfRamSource *s, unsigned block, uint64_t offset,
+                       uint64_t len);
+    /* Frees what the source holds (not the RfRamSource itself); may be
+     * NULL. */
+    void (*free)(RfRamSource *s);
+    /* One line saying how writes are tracked; may be NULL. */
+    const char *(*describe)(RfRamSource *s);
+} RfRamSourceOps;
+
+/*! rf_ram_source_new() :
+ *  Makes a source from the caller's operations (copied) and opaque
+ *  pointer.  @return the source, or NULL with an error if a required
+ *  operation (block_count, block, dirty_sync) is missing. */
+RF_API RfRamSource *rf_ram_source_new(const RfRamSourceOps *ops,
+                                      void *opaque, RfError **errp);
+
+/*! rf_ram_source_opaque() : @return the opaque pointer given to
+ *  rf_ram_source_new() (NULL for built-in sources). */
+RF_API void *rf_ram_source_opaque(const RfRamSource *src);
+
+/*! rf_file_source_open() :
+ *  Opens a RAM source whose blocks are files or shared-memory objects
+ *  (e.g. /dev/shm/NAME), mapped shared.  Each spec is "PATH" or
+ *  "NAME=PATH"; without NAME the block is named after the file's basename.
+ *  Every file's size must be a non-zero multiple of RF_PAGE_SIZE.
+ *  Dirty pages are those reported through rf_ram_source_mark_dirty() or a
+ *  dirty-log provider (rf_ram_source_set_dirty_log()).
+ *  @return the source, or NULL with an error naming the file. */
+RF_API RfRamSource *rf_file_source_open(const char *const *specs, unsigned n,
+                                        RfError **errp);
+
+/*! RF_REGION_UFFD_SYNC : rf_region_source_open() flag: track writes with
+ *  synchronous userfaultfd write-protect faults even where the kernel has
+ *  asynchronous ones (tests use it). */
+#define RF_REGION_UFFD_SYNC 0x1u
+/*! RF_REGION_NO_UFFD : rf_region_source_open() flag: do not use (or probe)
+ *  userfaultfd; the caller tracks writes itself, with a dirty-log provider
+ *  (rf_ram_source_set_dirty_log()) or rf_ram_source_mark_dirty(). */
+#define RF_REGION_NO_UFFD 0x2u
+
 /*! rf_region_source_open() :
  *  Opens a RAM source over memory regions of this process (page-aligned
  *  addr, size a non-zero multiple of RF_PAGE_SIZE, names unique and 1-255
  *  bytes; a NULL name becomes "region<i>").  Writes are tracked by
  *  userfaultfd write protection (async WP + PAGEMAP_SCAN, falling back to
- *  synchronous WP faults; force_sync forces the latter) from the
- *  migration's start; pages marked with rf_ram_source_mark_dirty() count
- *  too.  The memory stays owned by the caller and must outlive the source.
+ *  synchronous WP faults) from the migration's start, unless flags has
+ *  RF_REGION_NO_UFFD or a dirty-log provider is set
+ *  (rf_ram_source_set_dirty_log()); pages marked with
+ *  rf_ram_source_mark_dirty() count too.  The memory stays owned by the
+ *  caller and must outlive the source.
  *  @return the source, or NULL with an error naming the region on bad
- *  input or if userfaultfd is unavailable. */
-RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
-                                   bool force_sync, RfError **errp);
+ *  input, or saying why userfaultfd is unavailable (without
+ *  RF_REGION_NO_UFFD). */
+RF_API RfRamSource *rf_region_source_open(const RfRegion *regions,
+                                          unsigned n, unsigned flags,
+                                          RfError **errp);
+
+/*! RfDirtyLog :
+ *  A dirty-log provider: the caller, which already reads the guest's dirty
+ *  pages (KVM_GET_DIRTY_LOG, a dirty ring, its own tracking), hands them
+ *  to the engine at each sync instead of the source's own tracker.  Set
+ *  `size` to sizeof(RfDirtyLog).  Callbacks run on the migration thread. */
+typedef struct RfDirtyLog {
+    size_t size;
+    /* Starts logging (e.g. sets KVM_MEM_LOG_DIRTY_PAGES); may be NULL. */
+    bool (*start)(void *opaque, RfError **errp);
+    /* ORs into bitmap (one bit per page of block `block`, bit i%64 of word
+     * i/64) every page written since the previous sync of that block (or
+     * since start), and forgets them: KVM_GET_DIRTY_LOG's contract. */
+    bool (*sync)(void *opaque, unsigned block, uint64_t *bitmap,
+                 RfError **errp);
+    /* Stops logging; may be NULL. */
+    void (*stop)(void *opaque);
+    void *opaque;
+} RfDirtyLog;
+
+/*! rf_ram_source_set_dirty_log() :
+ *  Makes `log` (copied) the source's dirty tracker, replacing its own
+ *  (userfaultfd for a region source); rf_ram_source_mark_dirty() still
+ *  counts.  Call before the migration starts; NULL restores the source's
+ *  own tracker.  @return false with an RF_ERR_PARAM error if log->sync is
+ *  NULL or a migration is running on the source. */
+RF_API bool rf_ram_source_set_dirty_log(RfRamSource *src,
+                                        const RfDirtyLog *log,
+                                        RfError **errp);
 
 /*! rf_ram_source_describe() :
  *  @return a one-line description of how the source tracks writes (e.g.
- *  "userfaultfd async WP + PAGEMAP_SCAN", or "explicit marks" for a source
- *  that only knows rf_ram_source_mark_dirty()), never NULL. */
-const char *rf_ram_source_describe(const RfRamSource *src);
+ *  "userfaultfd async WP + PAGEMAP_SCAN", "dirty-log provider", or
+ *  "explicit marks"), never NULL. */
+RF_API const char *rf_ram_source_describe(const RfRamSource *src);
 
 /*! rf_ram_source_mark_dirty() :
  *  Marks the pages covering [offset, offset + len) of block `block` dirty,
  *  so the next round sends them again.  Call it after writing the memory.
  *  Safe from any thread; out-of-range parts are ignored. */
-void rf_ram_source_mark_dirty(RfRamSource *src, unsigned block,
-                              uint64_t offset, uint64_t len);
+RF_API void rf_ram_source_mark_dirty(RfRamSource *src, unsigned block,
+                                     uint64_t offset, uint64_t len);
 
 /*! rf_ram_source_block_count() : @return the number of blocks. */
-unsigned rf_ram_source_block_count(const RfRamSource *src);
+RF_API unsigned rf_ram_source_block_count(const RfRamSource *src);
 
 /*! rf_ram_source_block() :
- *  Gives block i's name, size in bytes and mapped address.
- *  @return false if i is out of range. */
-bool rf_ram_source_block(const RfRamSource *src, unsigned i,
-                         const char **name, uint64_t *size, uint8_t **host);
+ *  Gives block i's name, size in bytes and mapped address (each output
+ *  may be NULL).  @return false if i is out of range. */
+RF_API bool rf_ram_source_block(const RfRamSource *src, unsigned i,
+                                const char **name, uint64_t *size,
+                                uint8_t **host);
 
-/*! rf_ram_source_free() : unmaps and frees; NULL is allowed. */
-void rf_ram_source_free(RfRamSource *src);
+/*! rf_ram_source_free() : frees the source (unmapping what a built-in
+ *  source mapped; a region source leaves the caller's memory alone);
+ *  NULL is allowed. */
+RF_API void rf_ram_source_free(RfRamSource *src);
+
+/*! RfRamSinkOps :
+ *  A custom RAM sink (destination memory).  Set `size` to
+ *  sizeof(RfRamSinkOps).  All operations run on the migration thread. */
+typedef struct RfRamSinkOps {
+    size_t size;
+    const char *name;
+    /* The source's layout arrived (after the peer passed the handshake):
+     * provide memory for the n blocks, or fail naming the block.  May
+     * start pre-faulting in the background. */
+    bool (*prepare)(RfRamSink *s, const RfRamBlock *layout, unsigned n,
+                    RfError **errp);
+    /* Host address of block i after prepare: the engine writes pages
+     * there, and nowhere else. */
+    uint8_t *(*host)(RfRamSink *s, unsigned i);
+    /* Waits for background pre-faulting; @return true if the memory was
+     * made resident before use.  May be NULL. */
+    bool (*wait_ready)(RfRamSink *s);
+    /* The migration ended (ok = completed); flush or discard.  May be
+     * NULL. */
+    void (*finish)(RfRamSink *s, bool ok);
+    /* Frees what the sink holds (not the RfRamSink itself); may be NULL. */
+    void (*free)(RfRamSink *s);
+} RfRamSinkOps;
+
+/*! rf_ram_sink_new() :
+ *  Makes a sink from the caller's operations (copied) and opaque pointer.
+ *  @return the sink, or NULL with an error if prepare or host is
+ *  missing. */
+RF_API RfRamSink *rf_ram_sink_new(const RfRamSinkOps *ops, void *opaque,
+                                  RfError **errp);
+
+/*! rf_ram_sink_opaque() : @return the opaque pointer given to
+ *  rf_ram_sink_new() (NULL for built-in sinks). */
+RF_API void *rf_ram_sink_opaque(const RfRamSink *sink);
+
+/*! RF_FILE_SINK_REUSE : rf_file_sink_new() flag: receive into the existing
+ *  files as they are: never created, truncated or resized, no pre-fault;
+ *  each file's size must equal its block's size (else the migration is
+ *  refused naming the block and both sizes). */
+#define RF_FILE_SINK_REUSE 0x1u
 
 /*! rf_file_sink_new() :
- *  A destination that writes each incoming block into a file, created or
- *  truncated to the block's size when the source's layout arrives.  Specs
- *  are "PATH" or "NAME=PATH"; a block matches the spec with its name, or
- *  the only spec when both sides have exactly one block.
- *  @return the sink, or NULL with an error. */
-RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
-                            RfError **errp);
+ *  A destination that writes each incoming block into a file.  By default
+ *  the file is created or truncated to the block's size when the
+ *  source's layout arrives (after the handshake passed), and pre-faulted
+ *  in the background; with RF_FILE_SINK_REUSE, see above.  Specs are
+ *  "PATH" or "NAME=PATH"; a block matches the spec with its name, or the
+ *  only spec when both sides have exactly one block.  Nothing is opened
+ *  before the layout arrives.
+ *  @return the sink, or NULL with an error naming the bad spec. */
+RF_API RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
+                                   unsigned flags, RfError **errp);
 
-/*! rf_ram_sink_free() : unmaps and frees; NULL is allowed. */
-void rf_ram_sink_free(RfRamSink *sink);
+/*! rf_region_sink_new() :
+ *  A destination that receives into memory the caller has mapped (for
+ *  instance a VMM's guest RAM, pre-allocated or on huge pages).  Blocks
+ *  match regions by name, or the only region when both sides have exactly
+ *  one block; sizes must be equal, else the migration is refused naming the
+ *  block and both sizes.  The memory is never resized, remapped or
+ *  pre-faulted, and no byte outside the regions is written.
+ *  @return the sink, or NULL with an error naming the bad region. */
+RF_API RfRamSink *rf_region_sink_new(const RfRegion *regions, unsigned n,
+                                     RfError **errp);
+
+/*! rf_ram_sink_free() : frees the sink; NULL is allowed. */
+RF_API void rf_ram_sink_free(RfRamSink *sink);
 
 /* ======================================================================
- *  Reports and progress
+ *  Migrations
  * ====================================================================== */
 
-/*! RfProgress : a snapshot passed to the progress hook about 4 times/s. */
+typedef struct RfMigration RfMigration;
+
+/*! RfStatus : QEMU's migration statuses (query-migrate's "status"), with
+ *  stable values. */
+typedef enum RfStatus {
+    RF_STATUS_NONE = 0,       /* not started */
+    RF_STATUS_SETUP = 1,      /* connecting, handshake, channels */
+    RF_STATUS_ACTIVE = 2,     /* rounds running */
+    RF_STATUS_DEVICE = 3,     /* source paused: last round, device state */
+    RF_STATUS_COMPLETED = 4,
+    RF_STATUS_FAILED = 5,
+    RF_STATUS_CANCELLING = 6, /* cancel requested, winding down */
+    RF_STATUS_CANCELLED = 7,
+} RfStatus;
+
+/*! rf_status_name() :
+ *  @return QEMU's name of the status ("setup", "active", "device",
+ *  "completed", "failed", "cancelling", "cancelled", "none"). */
+RF_API const char *rf_status_name(RfStatus status);
+
+/*! RfProgress : a snapshot passed to the progress callback about four
+ *  times a second, on both sides.  The library may add fields at the end:
+ *  read only the ones your header has. */
 typedef struct RfProgress {
-    unsigned round;            /* 1-based round being sent */
+    bool is_source;
+    unsigned round;            /* 1-based round being sent or received */
     uint64_t total_bytes;      /* RAM size */
-    uint64_t sent_pages;       /* pages handed to channels so far */
-    uint64_t remaining_pages;  /* dirty pages not yet sent this round */
-    uint64_t wire_bytes;       /* bytes written on all channels */
+    uint64_t sent_pages;       /* source: pages handed to channels so far;
+                                  destination: pages received */
+    uint64_t remaining_pages;  /* source: dirty pages not yet sent this
+                                  round; destination: 0 */
+    uint64_t wire_bytes;       /* bytes on all channels */
     double elapsed_s;
     double throughput_bps;     /* wire bits/s over the last interval */
 } RfProgress;
 
-/*! RfReport : what a migration did.  Filled by rf_migrate() (both sides'
- *  figures; recv_cpu_pct comes from the destination) and rf_incoming(). */
+/*! RfCallbacks :
+ *  What the caller is told and asked during a migration.  Set `size` to
+ *  sizeof(RfCallbacks) (RF_CALLBACKS_INIT does); every member may be
+ *  NULL.  All run on the migration thread (see Threads above) with
+ *  `opaque`. */
+typedef struct RfCallbacks {
+    size_t size;
+    /* Every status change, in order (setup, active, device, then one of
+     * completed, failed, cancelling -> cancelled). */
+    void (*status)(RfMigration *m, RfStatus status, void *opaque);
+    /* Source: before round `pass`'s dirty sync (a test may write pages
+     * then).  Destination: when every channel has passed round `pass`. */
+    void (*pass)(RfMigration *m, unsigned pass, void *opaque);
+    /* About four times a second, on both sides. */
+    void (*progress)(RfMigration *m, const RfProgress *p, void *opaque);
+    /* Destination: the listener is ready at `uri` (port 0 resolved). */
+    void (*listening)(RfMigration *m, const char *uri, void *opaque);
+    /* Source: stop and restart whatever writes the source's memory (the
+     * vCPUs), for the final round, and resume after a failure or cancel. */
+    void (*pause)(void *opaque);
+    void (*resume)(void *opaque);
+    /* Source, once while paused after the last dirty sync: the device
+     * state to send (malloc'd, the library frees it), at most 1 MiB.  NULL:
+     * no device state. */
+    bool (*save_state)(void *opaque, uint8_t **buf, size_t *len,
+                       RfError **errp);
+    /* Destination: the source's device state, before completion; failing
+     * it fails the migration.  NULL: a source that sends state is
+     * refused. */
+    bool (*load_state)(void *opaque, const uint8_t *buf, size_t len,
+                       RfError **errp);
+    /* Source, with auto-converge: slow the writers to pct% (20, then +10
+     * per non-converging round up to 99); 0 when done. */
+    void (*throttle)(unsigned pct, void *opaque);
+    void *opaque;
+} RfCallbacks;
+
+#define RF_CALLBACKS_INIT {.size = sizeof(RfCallbacks)}
+
+/*! rf_migration_new() :
+ *  Creates a migration handle with a copy of params (NULL = defaults),
+ *  checked.  @return the handle, or NULL with an RF_ERR_PARAM error naming
+ *  the bad parameter. */
+RF_API RfMigration *rf_migration_new(const RfParams *params, RfError **errp);
+
+/*! rf_migration_set_callbacks() :
+ *  Sets the callbacks (copied).  Call before starting.
+ *  @return false with an RF_ERR_PARAM error once started or if cb->size is
+ *  0. */
+RF_API bool rf_migration_set_callbacks(RfMigration *m, const RfCallbacks *cb,
+                                       RfError **errp);
+
+/*! RF_START_BLOCKING : run the migration on the calling thread; the start
+ *  function returns when it has ended (true only if it completed). */
+#define RF_START_BLOCKING 0x1u
+
+/*! rf_migration_start_outgoing() :
+ *  Starts migrating src to the destination listening at uri
+ *  ("tcp:HOST:PORT", "tcp:[V6ADDR]:PORT" or "unix:PATH").  A handle is
+ *  started once.  On failure or cancel, src's memory is untouched and its
+ *  writers are resumed.
+ *  @return true if the migration started (or, blocking, completed); false
+ *  with an error otherwise. */
+RF_API bool rf_migration_start_outgoing(RfMigration *m, RfRamSource *src,
+                                        const char *uri, unsigned flags,
+                                        RfError **errp);
+
+/*! rf_migration_start_outgoing_fd() :
+ *  As rf_migration_start_outgoing(), over an already-connected stream
+ *  socket `fd` (TCP or Unix) as the main channel; the library owns fd
+ *  from now on.  Data channels connect to fd's peer address. */
+RF_API bool rf_migration_start_outgoing_fd(RfMigration *m, RfRamSource *src,
+                                           int fd, unsigned flags,
+                                           RfError **errp);
+
+/*! rf_migration_start_incoming() :
+ *  Listens at uri (port 0 picks a free port, told by the listening
+ *  callback), accepts one migration and writes it into sink.  Nothing is
+ *  written, sized or allocated for a peer before its handshake passed.
+ *  @return true if started (or, blocking, completed); false with an
+ *  error. */
+RF_API bool rf_migration_start_incoming(RfMigration *m, RfRamSink *sink,
+                                        const char *uri, unsigned flags,
+                                        RfError **errp);
+
+/*! rf_migration_start_incoming_fd() :
+ *  As rf_migration_start_incoming(), on a listening socket listen_fd (the
+ *  data channels, and the main channel unless conn_fd >= 0, are accepted
+ *  there) and optionally an already-accepted main channel conn_fd (-1 for
+ *  none).  The library owns both from now on. */
+RF_API bool rf_migration_start_incoming_fd(RfMigration *m, RfRamSink *sink,
+                                           int listen_fd, int conn_fd,
+                                           unsigned flags, RfError **errp);
+
+/*! rf_migration_cancel() :
+ *  Asks the migration to stop.  Any thread, any state, async-signal-safe;
+ *  returns at once.  The status goes to cancelling, then cancelled; the
+ *  source VM is resumed with its memory intact.  No effect once ended. */
+RF_API void rf_migration_cancel(RfMigration *m);
+
+/*! rf_migration_set_param() :
+ *  Changes a parameter.  Before the start, any parameter; while the
+ *  migration runs, those QEMU allows (max-bandwidth, downtime-limit,
+ *  max-rounds), taking effect at once (the next packet, the next round
+ *  decision).  @return false with an RF_ERR_PARAM error for a bad value or
+ *  a parameter that cannot change now. */
+RF_API bool rf_migration_set_param(RfMigration *m, const char *name,
+                                   const char *value, RfError **errp);
+
+/*! rf_migration_status() : @return the current status. */
+RF_API RfStatus rf_migration_status(const RfMigration *m);
+
+/*! RfMigrationInfo :
+ *  The figures of QEMU's query-migrate.  The caller sets `size` to
+ *  sizeof(RfMigrationInfo) (RF_MIGRATION_INFO_INIT does); the library
+ *  fills what fits. */
+typedef struct RfMigrationInfo {
+    size_t size;
+    RfStatus status;
+    bool is_source;
+    unsigned pass;                 /* current round, 1-based; 0 before */
+    uint64_t total_time_ms;        /* start to now, or to the end */
+    uint64_t setup_time_ms;
+    uint64_t downtime_ms;          /* after completion */
+    uint64_t expected_downtime_ms; /* source: estimate at the last sync */
+    /* ram */
+    uint64_t ram_total;            /* bytes of all blocks */
+    uint64_t ram_transferred;      /* bytes on all channels */
+    uint64_t ram_remaining;        /* source: dirty bytes not sent yet */
+    uint64_t ram_duplicate;        /* zero pages */
+    uint64_t ram_normal;           /* non-zero pages */
+    uint64_t ram_normal_bytes;
+    double ram_mbps;               /* wire Mbit/s, last interval */
+    double ram_pages_per_second;
+    uint64_t dirty_sync_count;
+    double dirty_pages_rate;       /* pages/s at the last sync */
+    uint64_t precopy_bytes;        /* bytes sent before the pause */
+    char error_desc[256];          /* failed: the error message */
+} RfMigrationInfo;
+
+#define RF_MIGRATION_INFO_INIT {.size = sizeof(RfMigrationInfo)}
+
+/*! rf_migration_query() :
+ *  Fills info (up to info->size bytes) with the migration's figures.  Any
+ *  thread, any time; the figures are at most a quarter second old while
+ *  the migration runs.  @return false if info->size is 0. */
+RF_API bool rf_migration_query(const RfMigration *m, RfMigrationInfo *info);
+
+/*! rf_migration_wait() :
+ *  Blocks until the migration has ended.
+ *  @return true if it completed; false with a copy of its error (also for
+ *  a handle never started). */
+RF_API bool rf_migration_wait(RfMigration *m, RfError **errp);
+
+/*! RfReport :
+ *  What a migration did, after it ended.  The caller sets `size`
+ *  (RF_REPORT_INIT does); the library fills what fits.  CPU figures are
+ *  per-cent of one core over the total time: the library's own threads by
+ *  group, and the whole process separately (an embedding VMM's vCPU
+ *  threads count only in the latter). */
 typedef struct RfReport {
+    size_t size;
+    bool is_source;
     char method[RF_METHOD_NAME_MAX + 1];
     char method_detail[128];   /* e.g. the back end a method used */
     char peer_method_detail[128];
@@ -210,12 +671,17 @@ typedef struct RfReport {
     uint64_t packets;
     uint64_t payload_bytes;    /* page data after compression */
     uint64_t wire_bytes;       /* all bytes on all channels */
+    uint64_t precopy_bytes;    /* wire bytes before the pause */
     double throughput_mbps;    /* wire Mbit/s over total time */
     double pages_per_s;
     double compression_ratio;  /* normal page bytes / payload bytes */
-    double send_cpu_pct;       /* source process, 100 = one core */
-    double recv_cpu_pct;       /* destination process, 100 = one core */
-    bool verified;             /* --verify ran and every digest matched */
+    double send_cpu_pct;       /* source: ramflow's threads */
+    double recv_cpu_pct;       /* destination: ramflow's threads */
+    double cpu_migration_pct;  /* this side: the migration thread */
+    double cpu_channels_pct;   /* this side: the channel threads */
+    double cpu_prefault_pct;   /* this side: pre-fault threads */
+    double process_cpu_pct;    /* this side: the whole process */
+    bool verified;             /* verify ran and every digest matched */
     bool converged;            /* final round started within downtime */
     bool dest_memory_warm;     /* destination RAM was pre-faulted */
     double dirty_pages_rate;   /* pages/s dirtied, measured at the last sync */
@@ -225,72 +691,18 @@ typedef struct RfReport {
     uint64_t state_bytes;      /* device state sent on the main channel */
 } RfReport;
 
-/* ======================================================================
- *  Running a migration
- * ====================================================================== */
+#define RF_REPORT_INIT {.size = sizeof(RfReport)}
 
-/*! RfMigrateOptions : source-side options besides the parameters. */
-typedef struct RfMigrateOptions {
-    bool verify;                 /* compare block digests at the end */
-    unsigned timeout_ms;         /* peer silence before failing; 0 = 30000 */
-    volatile sig_atomic_t *cancel; /* set non-zero to cancel; may be NULL */
-    /* Called about 4 times a second from the migration thread. */
-    void (*progress)(const RfProgress *p, void *opaque);
-    /* Called before each round's dirty sync (round is 1-based); tests use
-     * it to rewrite pages every round. */
-    void (*round_start)(unsigned round, void *opaque);
-    /* Called to stop and restart whatever writes the source's memory, for
-     * the final round and after a failure.  May be NULL. */
-    void (*pause)(void *opaque);
-    void (*resume)(void *opaque);
-    /* Called once while paused, after the last dirty sync: the device
-     * state (e.g. vCPU registers) to send to the destination, malloc'd
-     * (the engine frees it), at most 1 MiB.  May be NULL: no state. */
-    bool (*save_state)(void *opaque, uint8_t **buf, size_t *len,
-                       RfError **errp);
-    /* Auto-converge (QEMU's capability, off by default): while a round
-     * does not converge, the engine raises the throttle (20%, then +10%
-     * per round up to 99%) through this hook; 0 when done. */
-    bool auto_converge;
-    void (*throttle)(unsigned pct, void *opaque);
-    void *opaque;
-} RfMigrateOptions;
+/*! rf_migration_report() :
+ *  Fills rep (up to rep->size bytes) once the migration has ended; the
+ *  source's report also carries the destination's recv_cpu_pct.
+ *  @return false if the migration has not ended or rep->size is 0. */
+RF_API bool rf_migration_report(const RfMigration *m, RfReport *rep);
 
-/*! RfIncomingOptions : destination-side options. */
-typedef struct RfIncomingOptions {
-    /* Expected method; empty = accept the source's choice. */
-    char expect_method[RF_METHOD_NAME_MAX + 1];
-    unsigned expect_channels;    /* 0 = accept the source's count */
-    unsigned timeout_ms;         /* 0 = 30000 */
-    volatile sig_atomic_t *cancel;
-    /* Called once the socket listens, with the actual URI (port 0 is
-     * replaced by the port chosen). */
-    void (*listening)(const char *uri, void *opaque);
-    /* Called with the source's device state (STATE message), before
-     * COMPLETE is sent; failing it fails the migration.  May be NULL:
-     * then a STATE message is refused. */
-    bool (*load_state)(void *opaque, const uint8_t *buf, size_t len,
-                       RfError **errp);
-    void *opaque;
-} RfIncomingOptions;
-
-/*! rf_migrate() :
- *  Migrates src to the destination listening at uri ("tcp:HOST:PORT",
- *  "tcp:[V6ADDR]:PORT" or "unix:PATH").  Blocks until done.
- *  On failure or cancel, src's memory is untouched and its writers resumed.
- *  @return true on success, false with an error (the destination's own
- *  error message when it refused or failed). */
-bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
-                const RfMigrateOptions *opts, RfReport *report,
-                RfError **errp);
-
-/*! rf_incoming() :
- *  Listens at uri, accepts one migration and writes it into sink.
- *  @return true when the source completed, false with an error naming the
- *  channel and field for bad input. */
-bool rf_incoming(const char *uri, RfRamSink *sink,
-                 const RfIncomingOptions *opts, RfReport *report,
-                 RfError **errp);
+/*! rf_migration_free() :
+ *  Cancels the migration if it still runs, waits for its end, and frees
+ *  the handle.  NULL is allowed.  Not from the migration's own callbacks. */
+RF_API void rf_migration_free(RfMigration *m);
 
 #ifdef __cplusplus
 }

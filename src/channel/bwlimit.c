@@ -32,6 +32,10 @@ RfBwLimit *rf_bwlimit_new(uint64_t bytes_per_s)
 bool rf_bwlimit_consume(RfBwLimit *b, uint64_t bytes, atomic_bool *stop)
 {
     pthread_mutex_lock(&b->lock);
+    if (b->rate <= 0) { /* unlimited: max-bandwidth 0, maybe set live */
+        pthread_mutex_unlock(&b->lock);
+        return true;
+    }
     double now = rf_now();
     if (b->clock < now - 0.1) {
         b->clock = now - 0.1;
@@ -50,6 +54,19 @@ bool rf_bwlimit_consume(RfBwLimit *b, uint64_t bytes, atomic_bool *stop)
         }
         rf_sleep(left < 0.05 ? left : 0.05);
     }
+}
+
+/* A new rate applies from now on: bytes already reserved keep their
+ * slot, so lowering the rate does not stall the senders retroactively. */
+void rf_bwlimit_set_rate(RfBwLimit *b, uint64_t bytes_per_s)
+{
+    pthread_mutex_lock(&b->lock);
+    double now = rf_now();
+    if (b->clock > now && bytes_per_s > (uint64_t)b->rate) {
+        b->clock = now; /* raised: stop waiting on the old, slower pace */
+    }
+    b->rate = (double)bytes_per_s;
+    pthread_mutex_unlock(&b->lock);
 }
 
 void rf_bwlimit_free(RfBwLimit *b)

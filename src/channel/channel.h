@@ -65,6 +65,8 @@ void rf_send_group_take_error(RfSendGroup *g, RfError **errp);
  * thread: blocked sends fail at once. */
 void rf_send_group_abort(RfSendGroup *g, RfError *why);
 void rf_send_group_stats(RfSendGroup *g, RfChanStats *out);
+/* Changes max-bandwidth (bytes/s over all channels, 0 = none) at once. */
+void rf_send_group_set_bandwidth(RfSendGroup *g, uint64_t bytes_per_s);
 /* The method's describe() of channel 0, or "". */
 const char *rf_send_group_describe(RfSendGroup *g);
 /* Stops the threads, cleans the method up, closes the connections. */
@@ -105,6 +107,8 @@ RfBwLimit *rf_bwlimit_new(uint64_t bytes_per_s);
 /* Waits as long as needed so that the total stays under the rate; returns
  * early (false) if *stop becomes true. */
 bool rf_bwlimit_consume(RfBwLimit *b, uint64_t bytes, atomic_bool *stop);
+/* Changes the rate (0 = unlimited) while senders run. */
+void rf_bwlimit_set_rate(RfBwLimit *b, uint64_t bytes_per_s);
 void rf_bwlimit_free(RfBwLimit *b);
 
 #endif

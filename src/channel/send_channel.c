@@ -206,7 +206,8 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
     g->block_hosts = cfg->block_hosts;
     g->n = cfg->n;
     g->ch = ch;
-    g->bw = cfg->max_bandwidth ? rf_bwlimit_new(cfg->max_bandwidth) : NULL;
+    /* Always there, so max-bandwidth can be set during the migration. */
+    g->bw = rf_bwlimit_new(cfg->max_bandwidth);
     rf_failure_init(&g->failure);
     atomic_init(&g->stop, false);
     pthread_mutex_init(&g->lock, NULL);
@@ -327,6 +328,13 @@ void rf_send_group_take_error(RfSendGroup *g, RfError **errp)
 void rf_send_group_abort(RfSendGroup *g, RfError *why)
 {
     fail(g, why);
+}
+
+void rf_send_group_set_bandwidth(RfSendGroup *g, uint64_t bytes_per_s)
+{
+    if (g->bw) {
+        rf_bwlimit_set_rate(g->bw, bytes_per_s);
+    }
 }
 
 void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)

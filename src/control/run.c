@@ -67,7 +67,7 @@ static void on_listening(const char *uri, void *opaque)
 int rf_cli_run_incoming(RfCliIncoming *in)
 {
     RfError *err = NULL;
-    RfRamSink *sink = rf_file_sink_new(in->specs, in->nspecs, &err);
+    RfRamSink *sink = rf_file_sink_new(in->specs, in->nspecs, 0, &err);
     if (!sink) {
         return rf_cli_fail(NULL, err);
     }

@@ -2,17 +2,116 @@
 #ifndef RF_ENGINE_ENGINE_H
 #define RF_ENGINE_ENGINE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "channel/transport.h"
+#include "engine/params.h"
 #include "ramflow/ramflow.h"
 #include "wire/wire.h"
 
 #define RF_DEFAULT_TIMEOUT_MS 30000u
 
-/* The level parameter value for a method (params.c). */
-int rf_params_level(const RfParams *p, const char *level_param);
+/* ---- what the engine shares with the handle (handle.c) ----------------
+ *
+ * The handle's query, live parameter changes and status run on other
+ * threads than the engine: they meet here, under `lock`. */
+typedef struct RfEngineShared {
+    pthread_mutex_t lock;
+    RfMigrationInfo info;     /* published by the engine, status excluded */
+    uint64_t max_bandwidth;   /* live parameters, re-read by the engine */
+    uint64_t downtime_limit;
+    unsigned max_rounds;
+    bool bandwidth_changed;   /* max_bandwidth changed since last read */
+} RfEngineShared;
+
+/* Publishes the engine's figures for rf_migration_query (info->size and
+ * status are left alone). */
+void rf_engine_publish(RfEngineShared *sh, const RfMigrationInfo *info);
+
+/* ---- the engine's entry points (migrate.c, incoming.c) ----------------
+ *
+ * Blocking; the handle (handle.c) runs them on the migration thread.
+ * Tests call them directly. */
+
+/*! RfMigrateOptions : source-side options besides the parameters. */
+typedef struct RfMigrateOptions {
+    bool verify;                 /* compare block digests at the end */
+    unsigned timeout_ms;         /* peer silence before failing; 0 = 30000 */
+    atomic_int *cancel;          /* set non-zero to cancel; may be NULL */
+    /* Called at each status change (setup, active, device); the end
+     * statuses are the handle's to decide. */
+    void (*status)(RfStatus st, void *opaque);
+    /* Called about 4 times a second from the migration thread. */
+    void (*progress)(const RfProgress *p, void *opaque);
+    /* Called before each round's dirty sync (round is 1-based); tests use
+     * it to rewrite pages every round. */
+    void (*round_start)(unsigned round, void *opaque);
+    /* Called to stop and restart whatever writes the source's memory, for
+     * the final round and after a failure.  May be NULL. */
+    void (*pause)(void *opaque);
+    void (*resume)(void *opaque);
+    /* Called once while paused, after the last dirty sync: the device
+     * state (e.g. vCPU registers) to send to the destination, malloc'd
+     * (the engine frees it), at most 1 MiB.  May be NULL: no state. */
+    bool (*save_state)(void *opaque, uint8_t **buf, size_t *len,
+                       RfError **errp);
+    /* Auto-converge (QEMU's capability, off by default): while a round
+     * does not converge, the engine raises the throttle (20%, then +10%
+     * per round up to 99%) through this hook; 0 when done. */
+    bool auto_converge;
+    void (*throttle)(unsigned pct, void *opaque);
+    /* A connected main channel to use instead of connecting to the URI
+     * (the data channels then connect to its peer); owned by the engine.
+     * May be NULL. */
+    RfConn *main_conn;
+    /* Shared with the handle; may be NULL. */
+    RfEngineShared *shared;
+    void *opaque;
+} RfMigrateOptions;
+
+/*! RfIncomingOptions : destination-side options. */
+typedef struct RfIncomingOptions {
+    /* Expected method; empty = accept the source's choice. */
+    char expect_method[RF_METHOD_NAME_MAX + 1];
+    unsigned expect_channels;    /* 0 = accept the source's count */
+    unsigned timeout_ms;         /* 0 = 30000 */
+    atomic_int *cancel;
+    void (*status)(RfStatus st, void *opaque);
+    /* About 4 times a second, and when a round's SYNC completed. */
+    void (*progress)(const RfProgress *p, void *opaque);
+    void (*round_done)(unsigned round, void *opaque);
+    /* Called once the socket listens, with the actual URI (port 0 is
+     * replaced by the port chosen). */
+    void (*listening)(const char *uri, void *opaque);
+    /* Called with the source's device state (STATE message), before
+     * COMPLETE is sent; failing it fails the migration.  May be NULL:
+     * then a STATE message is refused. */
+    bool (*load_state)(void *opaque, const uint8_t *buf, size_t len,
+                       RfError **errp);
+    /* A listener and/or an accepted main channel to use instead of
+     * listening at the URI; owned by the engine.  May be NULL. */
+    RfListener *listener;
+    RfConn *main_conn;
+    RfEngineShared *shared;
+    void *opaque;
+} RfIncomingOptions;
+
+/* Migrates src to the destination at uri (or opts->main_conn).  Blocks.
+ * On failure or cancel, src's memory is untouched and its writers
+ * resumed.  @return true on success, false with an error. */
+bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
+                const RfMigrateOptions *opts, RfReport *report,
+                RfError **errp);
+
+/* Listens at uri (or uses opts->listener / main_conn), accepts one
+ * migration and writes it into sink.  Blocks. */
+bool rf_incoming(const char *uri, RfRamSink *sink,
+                 const RfIncomingOptions *opts, RfReport *report,
+                 RfError **errp);
+
 
 /* ---- main channel messages (mainchan.c) ------------------------------- */
 

@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "channel/channel.h"
@@ -43,11 +44,77 @@ typedef struct Dest {
     double paused_at;     /* STATE or END arrived: the source is paused */
     uint32_t acked_round; /* last ROUND_ACK sent */
     uint8_t *msgbuf;      /* RF_MSG_MAX_PAYLOAD bytes for main messages */
+    uint64_t ram_bytes;
+    double setup_s, last_tick;
+    uint64_t last_wire;
 } Dest;
 
 static volatile int *cancel_ptr(Dest *d)
 {
     return (volatile int *)d->opts->cancel;
+}
+
+static bool cancelled(Dest *d, RfError **errp)
+{
+    if (d->opts->cancel && atomic_load(d->opts->cancel)) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
+        return true;
+    }
+    return false;
+}
+
+static void set_status(Dest *d, RfStatus st)
+{
+    if (d->opts->status) {
+        d->opts->status(st, d->opts->opaque);
+    }
+}
+
+/* Progress on the destination: the hook and rf_migration_query, about
+ * four times a second. */
+static void dest_tick(Dest *d, bool force)
+{
+    double now = rf_now();
+    if (!d->group || (!force && now - d->last_tick < 0.25)) {
+        return;
+    }
+    RfChanStats st;
+    rf_recv_group_stats(d->group, &st);
+    uint64_t wire = st.wire_bytes + d->main->bytes_in;
+    double dt = now - d->last_tick;
+    double bps = dt > 0 ? (double)(wire - d->last_wire) * 8 / dt : 0;
+    uint64_t pages = st.normal_pages + st.zero_pages;
+    if (d->opts->progress) {
+        RfProgress p = {
+            .is_source = false,
+            .round = rf_recv_group_round(d->group) + 1,
+            .total_bytes = d->ram_bytes,
+            .sent_pages = pages,
+            .wire_bytes = wire,
+            .elapsed_s = now - d->t0,
+            .throughput_bps = bps,
+        };
+        d->opts->progress(&p, d->opts->opaque);
+    }
+    if (d->opts->shared) {
+        RfMigrationInfo i = {
+            .is_source = false,
+            .pass = rf_recv_group_round(d->group) + 1,
+            .total_time_ms = (uint64_t)((now - d->t0) * 1000),
+            .setup_time_ms = (uint64_t)(d->setup_s * 1000),
+            .ram_total = d->ram_bytes,
+            .ram_transferred = wire,
+            .ram_duplicate = st.zero_pages,
+            .ram_normal = st.normal_pages,
+            .ram_normal_bytes = st.normal_pages * RF_PAGE_SIZE,
+            .ram_mbps = bps / 1e6,
+            .ram_pages_per_second = now > d->t0 ? pages / (now - d->t0) : 0,
+            .dirty_sync_count = rf_recv_group_round(d->group),
+        };
+        rf_engine_publish(d->opts->shared, &i);
+    }
+    d->last_tick = now;
+    d->last_wire = wire;
 }
 
 static bool check_hello(Dest *d, RfError **errp)
@@ -115,6 +182,13 @@ static bool prepare_memory(Dest *d, RfError **errp)
     for (unsigned i = 0; i < d->hello->nblocks; i++) {
         d->hosts[i] = d->sink->ops->host(d->sink, i);
         d->block_pages[i] = d->hello->blocks[i].size / RF_PAGE_SIZE;
+        d->ram_bytes += d->hello->blocks[i].size;
+        if (!d->hosts[i]) {
+            rf_error_set(errp, RF_ERR_GENERIC, "sink '%s' gave no memory for "
+                         "block '%s'", d->sink->ops->name ? d->sink->ops->name
+                         : "custom", d->hello->blocks[i].name);
+            return false;
+        }
     }
     return true;
 }
@@ -200,12 +274,18 @@ static bool accept_channels(Dest *d, RfError **errp)
 }
 
 /* STATE: the source's device state, for the caller's VM. */
-static bool load_state(Dest *d, const uint8_t *buf, uint32_t len,
-                       RfError **errp)
+static void source_paused(Dest *d)
 {
     if (!d->paused_at) {
         d->paused_at = rf_now();
+        set_status(d, RF_STATUS_DEVICE);
     }
+}
+
+static bool load_state(Dest *d, const uint8_t *buf, uint32_t len,
+                       RfError **errp)
+{
+    source_paused(d);
     if (!d->opts->load_state) {
         rf_error_set(errp, RF_ERR_MISMATCH,
                      "the source sent %u bytes of device state (a VM) but "
@@ -232,6 +312,9 @@ static bool ack_rounds(Dest *d, RfError **errp)
     uint8_t buf[8];
     size_t n = rf_wire_round_encode(r, buf, sizeof(buf));
     d->acked_round = r;
+    if (d->opts->round_done) {
+        d->opts->round_done(r, d->opts->opaque);
+    }
     return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
 }
 
@@ -243,13 +326,10 @@ static bool run(Dest *d, RfError **errp)
         if (!ack_rounds(d, errp)) {
             return false;
         }
-        if (d->opts->cancel && *d->opts->cancel) {
-            rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
+        if (cancelled(d, errp) || rf_recv_group_failed(d->group)) {
             return false;
         }
-        if (rf_recv_group_failed(d->group)) {
-            return false;
-        }
+        dest_tick(d, false);
         if (!rf_msg_ready(d->main, 10)) {
             continue;
         }
@@ -268,9 +348,7 @@ static bool run(Dest *d, RfError **errp)
                 return false;
             }
         } else if (h.type == RF_MSG_END) {
-            if (!d->paused_at) {
-                d->paused_at = rf_now();
-            }
+            source_paused(d);
             return rf_wire_end_decode(buf, h.length, &d->final_round,
                                       &d->verify, errp);
         } else {
@@ -285,15 +363,12 @@ static bool run(Dest *d, RfError **errp)
 /* Waits for every channel's FINAL sync, then answers COMPLETE. */
 static bool complete(Dest *d, RfReport *rep, RfError **errp)
 {
-    d->warm = d->sink->ops->wait_ready(d->sink);
+    d->warm = rf_ram_sink_wait_ready(d->sink);
     while (!rf_recv_group_wait(d->group, 100)) {
-        if (rf_recv_group_failed(d->group)) {
+        if (rf_recv_group_failed(d->group) || cancelled(d, errp)) {
             return false;
         }
-        if (d->opts->cancel && *d->opts->cancel) {
-            rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
-            return false;
-        }
+        dest_tick(d, false);
     }
     if (rf_recv_group_round(d->group) != d->final_round) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
@@ -352,14 +427,18 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
 
 static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
 {
-    d->listener = rf_listen(uri, errp);
+    set_status(d, RF_STATUS_SETUP);
+    d->listener = d->opts->listener ? d->opts->listener
+                                    : rf_listen(uri, errp);
     if (!d->listener) {
         return false;
     }
     if (d->opts->listening) {
-        d->opts->listening(d->listener->uri, d->opts->opaque);
+        d->opts->listening(rf_listener_uri(d->listener), d->opts->opaque);
     }
-    d->main = rf_listener_accept(d->listener, 0, cancel_ptr(d), errp);
+    d->main = d->opts->main_conn
+                  ? d->opts->main_conn
+                  : rf_listener_accept(d->listener, 0, cancel_ptr(d), errp);
     if (!d->main) {
         return false;
     }
@@ -374,7 +453,12 @@ static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
         return false;
     }
     rep->setup_time_s = rf_now() - setup_start;
-    return run(d, errp) && complete(d, rep, errp);
+    d->setup_s = rep->setup_time_s;
+    set_status(d, RF_STATUS_ACTIVE);
+    d->last_tick = rf_now();
+    bool ok = run(d, errp) && complete(d, rep, errp);
+    dest_tick(d, true);
+    return ok;
 }
 
 bool rf_incoming(const char *uri, RfRamSink *sink,
@@ -389,6 +473,7 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
         rep = &local_rep;
     }
     memset(rep, 0, sizeof(*rep));
+    rep->size = sizeof(*rep);
     d.opts = opts ? opts : &no_opts;
     d.sink = sink;
     d.timeout_ms = d.opts->timeout_ms ? d.opts->timeout_ms
@@ -423,8 +508,8 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
         rf_conn_close(d.conns[i]);
     }
     if (d.prepared) {
-        sink->ops->wait_ready(sink);
-        sink->ops->finish(sink, ok);
+        rf_ram_sink_wait_ready(sink);
+        rf_ram_sink_finish(sink, ok);
     }
     rf_conn_close(d.main);
     rf_listener_close(d.listener);

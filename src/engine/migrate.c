@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stdatomic.h>
 
 #include "channel/channel.h"
 #include "compress/method.h"
@@ -49,7 +50,72 @@ typedef struct Source {
     bool paused;
     bool tracking;
     uint32_t acked_round; /* the destination passed this round's SYNC */
+    /* live parameters (read_live) */
+    uint64_t downtime_limit;
+    unsigned max_rounds;
+    RfReport *rep;
+    double setup_s;
+    uint64_t precopy_bytes; /* data-channel bytes when the source paused */
 } Source;
+
+static void set_status(Source *s, RfStatus st)
+{
+    if (s->opts->status) {
+        s->opts->status(st, s->opts->opaque);
+    }
+}
+
+/* Parameters the handle may change while we run (QEMU's live ones). */
+static void read_live(Source *s)
+{
+    RfEngineShared *sh = s->opts->shared;
+    if (!sh) {
+        return;
+    }
+    pthread_mutex_lock(&sh->lock);
+    s->downtime_limit = sh->downtime_limit;
+    s->max_rounds = sh->max_rounds;
+    bool bw = sh->bandwidth_changed;
+    uint64_t rate = sh->max_bandwidth;
+    sh->bandwidth_changed = false;
+    pthread_mutex_unlock(&sh->lock);
+    if (bw && s->group) {
+        rf_send_group_set_bandwidth(s->group, rate);
+    }
+}
+
+/* What rf_migration_query shows, from the migration thread's figures. */
+static void publish(Source *s, double now, double mbps)
+{
+    if (!s->opts->shared) {
+        return;
+    }
+    RfChanStats st = {0};
+    if (s->group) {
+        rf_send_group_stats(s->group, &st);
+    }
+    RfMigrationInfo i = {
+        .is_source = true,
+        .pass = s->round,
+        .total_time_ms = (uint64_t)((now - s->t0) * 1000),
+        .setup_time_ms = (uint64_t)(s->setup_s * 1000),
+        .expected_downtime_ms = (uint64_t)s->rep->expected_downtime_ms,
+        .ram_total = s->ram_bytes,
+        .ram_transferred = st.wire_bytes + (s->main ? s->main->bytes_out : 0),
+        .ram_remaining = s->round_left * RF_PAGE_SIZE,
+        .ram_duplicate = st.zero_pages,
+        .ram_normal = st.normal_pages,
+        .ram_normal_bytes = st.normal_pages * RF_PAGE_SIZE,
+        .ram_mbps = mbps,
+        .ram_pages_per_second =
+            now > s->t0 ? (double)s->sent_pages / (now - s->t0) : 0,
+        .dirty_sync_count = s->round > 1 ? s->round - 1 : 0,
+        .dirty_pages_rate = s->rep->dirty_pages_rate,
+        .precopy_bytes = s->paused ? s->precopy_bytes
+                                   : st.wire_bytes,
+    };
+    rf_engine_publish(s->opts->shared, &i);
+}
 
 static void source_resume(Source *s)
 {
@@ -61,10 +127,13 @@ static void source_resume(Source *s)
 
 static bool open_main(Source *s, const char *uri, RfError **errp)
 {
-    s->main = rf_conn_connect(uri, s->timeout_ms, errp);
+    s->main = s->opts->main_conn
+                  ? s->opts->main_conn
+                  : rf_conn_connect(uri, s->timeout_ms, errp);
     if (!s->main) {
         return false;
     }
+    s->main->timeout_ms = s->timeout_ms;
     RfHello *h = calloc(1, sizeof(*h));
     uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
     bool ok = h && buf;
@@ -170,7 +239,7 @@ static bool read_acks(Source *s, int wait_ms, RfError **errp)
 
 static bool check_cancel(Source *s, RfError **errp)
 {
-    if (s->opts->cancel && *s->opts->cancel) {
+    if (s->opts->cancel && atomic_load(s->opts->cancel)) {
         rf_error_set(errp, RF_ERR_CANCELLED, "migration cancelled");
         return false;
     }
@@ -189,9 +258,11 @@ static bool tick(Source *s, RfError **errp)
     if (!read_acks(s, 0, errp)) {
         return false;
     }
+    read_live(s);
     uint64_t wire = wire_bytes(s);
     if (s->opts->progress) {
         RfProgress p = {
+            .is_source = true,
             .round = s->round,
             .total_bytes = s->ram_bytes,
             .sent_pages = s->sent_pages,
@@ -203,6 +274,8 @@ static bool tick(Source *s, RfError **errp)
         };
         s->opts->progress(&p, s->opts->opaque);
     }
+    publish(s, now, (double)(wire - s->last_tick_wire) * 8 / 1e6 /
+                        (now - s->last_tick));
     s->last_tick = now;
     s->last_tick_wire = wire;
     return true;
@@ -214,7 +287,7 @@ static bool sync_dirty(Source *s, uint64_t *count, RfError **errp)
 {
     *count = 0;
     for (unsigned b = 0; b < s->nblocks; b++) {
-        if (!s->src->ops->dirty_sync(s->src, b, s->bitmaps[b], errp)) {
+        if (!rf_ram_source_dirty_sync(s->src, b, s->bitmaps[b], errp)) {
             return false;
         }
         *count += rf_bitmap_count(s->bitmaps[b],
@@ -360,7 +433,8 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             rep->dirty_pages_rate = (double)dirty / (now - last_sync);
             last_sync = now;
             double expect_ms = rate > 0 ? (double)dirty / rate * 1000 : 0;
-            double limit = (double)s->params->downtime_limit;
+            read_live(s);
+            double limit = (double)s->downtime_limit;
             rep->expected_downtime_ms = expect_ms;
             rep->converged = expect_ms <= limit;
             /* Beyond QEMU's rule (stop as soon as it fits): while each
@@ -369,7 +443,7 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
              * the estimate is a quarter of the limit. */
             bool shrinking = dirty * 2 < prev_dirty;
             final = (rep->converged && !(shrinking && expect_ms > limit / 4))
-                    || s->round > s->params->max_rounds;
+                    || s->round > s->max_rounds;
             prev_dirty = dirty;
             if (!final) {
                 throttle_up(s, rep);
@@ -383,6 +457,10 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
             }
             /* Stop the writers, then pick up what they wrote since. */
             *paused_at = rf_now();
+            RfChanStats st;
+            rf_send_group_stats(s->group, &st);
+            s->precopy_bytes = st.wire_bytes;
+            set_status(s, RF_STATUS_DEVICE);
             if (s->opts->pause) {
                 s->opts->pause(s->opts->opaque);
             }
@@ -492,6 +570,8 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
     s->src = src;
     s->timeout_ms = opts->timeout_ms ? opts->timeout_ms
                                      : RF_DEFAULT_TIMEOUT_MS;
+    s->downtime_limit = params->downtime_limit;
+    s->max_rounds = params->max_rounds;
     if (!rf_params_check(params, errp)) {
         return false;
     }
@@ -522,8 +602,18 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
     s->t0 = rf_now();
     s->cpu0 = rf_process_cpu();
     s->last_tick = s->t0;
+    char peer[300];
+    if (s->opts->main_conn) {
+        /* The data channels go where the caller's socket goes. */
+        if (!rf_conn_peer_uri(s->opts->main_conn, peer, sizeof(peer),
+                              errp)) {
+            rf_conn_close(s->opts->main_conn);
+            return false;
+        }
+        uri = peer;
+    }
     if (!open_main(s, uri, errp) || !open_channels(s, uri, errp) ||
-        !src->ops->dirty_start(src, errp)) {
+        !rf_ram_source_dirty_start(src, errp)) {
         return false;
     }
     s->tracking = true;
@@ -542,11 +632,19 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         rep = &local_rep;
     }
     memset(rep, 0, sizeof(*rep));
+    rep->size = sizeof(*rep);
+    rep->is_source = true;
     if (!opts) {
         opts = &no_opts;
     }
+    s.rep = rep;
+    set_status(&s, RF_STATUS_SETUP);
     bool ok = setup(&s, uri, src, params, opts, &err);
     double setup_done = rf_now();
+    s.setup_s = setup_done - s.t0;
+    if (ok) {
+        set_status(&s, RF_STATUS_ACTIVE);
+    }
     double end = 0;
     ok = ok && run_rounds(&s, rep, &paused_at, &err) &&
          finish(&s, rep, &end, &err);
@@ -572,6 +670,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
             rep, &st, s.main->bytes_out + s.main->bytes_in, end - s.t0,
             rf_process_cpu() - s.cpu0);
         rep->setup_time_s = setup_done - s.t0;
+        rep->precopy_bytes = s.precopy_bytes;
         rep->downtime_ms = (end - paused_at) * 1000;
         rep->ram_bytes = s.ram_bytes;
         rep->channels = params->multifd_channels;
@@ -583,7 +682,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         opts->throttle(0, opts->opaque);
     }
     if (s.tracking) {
-        src->ops->dirty_stop(src);
+        rf_ram_source_dirty_stop(src);
     }
     rf_send_group_free(s.group);
     rf_conn_close(s.main);

@@ -11,6 +11,7 @@
 
 #include "compress/method.h"
 #include "engine/engine.h"
+#include "engine/params.h"
 #include "ramflow/ramflow.h"
 
 typedef enum { P_UINT, P_SIZE, P_METHOD } ParamKind;
@@ -38,7 +39,25 @@ static const ParamSpec specs[] = {
      false},
     {"downtime-limit", P_UINT, 0, 2000000, FIELD(downtime_limit), false},
     {"max-rounds", P_UINT, 1, 10000, FIELD(max_rounds), false},
+    {"timeout", P_UINT, 100, 3600000, FIELD(timeout_ms), false},
 };
+
+/* The parameters QEMU lets migrate-set-parameters change while a migration
+ * runs (and that ramflow's engine re-reads as it goes). */
+static const char *const live_names[] = {"max-bandwidth", "downtime-limit",
+                                         "max-rounds", NULL};
+
+typedef struct {
+    const char *name;
+    size_t offset; /* of a bool in RfParams */
+} CapSpec;
+
+static const CapSpec caps[] = {
+    {"auto-converge", offsetof(RfParams, auto_converge)},
+    {"verify", offsetof(RfParams, verify)},
+};
+
+#define N_CAPS (sizeof(caps) / sizeof(caps[0]))
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
 
@@ -53,16 +72,64 @@ void rf_params_init(RfParams *p)
     p->max_bandwidth = 0;
     p->downtime_limit = 300;
     p->max_rounds = 30;
+    p->timeout_ms = 30000;
 }
+
+RfParams *rf_params_new(void)
+{
+    RfParams *p = malloc(sizeof(*p));
+    if (p) {
+        rf_params_init(p);
+    }
+    return p;
+}
+
+RfParams *rf_params_dup(const RfParams *p)
+{
+    RfParams *d = malloc(sizeof(*d));
+    if (d) {
+        *d = *p;
+    }
+    return d;
+}
+
+void rf_params_free(RfParams *p)
+{
+    free(p);
+}
+
+/* A constant table (never written at run time), so concurrent callers
+ * read it safely. */
+static const char *const param_names[] = {
+    "multifd-channels", "multifd-compression", "multifd-zlib-level",
+    "multifd-zstd-level", "multifd-qatzip-level", "max-bandwidth",
+    "downtime-limit", "max-rounds", "timeout", NULL,
+};
+_Static_assert(sizeof(param_names) / sizeof(param_names[0]) == N_SPECS + 1,
+               "param_names lists every spec");
 
 const char *const *rf_params_names(void)
 {
-    static const char *names[N_SPECS + 1];
-    for (size_t i = 0; i < N_SPECS; i++) {
-        names[i] = specs[i].name;
+    return param_names;
+}
+
+static const char *const cap_names[] = {"auto-converge", "verify", NULL};
+_Static_assert(sizeof(cap_names) / sizeof(cap_names[0]) == N_CAPS + 1,
+               "cap_names lists every capability");
+
+const char *const *rf_params_cap_names(void)
+{
+    return cap_names;
+}
+
+bool rf_params_live(const char *name)
+{
+    for (size_t i = 0; live_names[i]; i++) {
+        if (strcmp(live_names[i], name) == 0) {
+            return true;
+        }
     }
-    names[N_SPECS] = NULL;
-    return names;
+    return false;
 }
 
 static const ParamSpec *find_spec(const char *name)
@@ -87,6 +154,14 @@ static void join_names(const char *const *names, char *out, size_t cap)
         }
         used += (size_t)n;
     }
+}
+
+static void unknown_param(const char *name, RfError **errp)
+{
+    char list[512];
+    join_names(rf_params_names(), list, sizeof(list));
+    rf_error_set(errp, RF_ERR_PARAM, "unknown parameter '%s' (known: %s)",
+                 name, list);
 }
 
 /* Checks a method name: unknown and known-but-not-built get different
@@ -186,10 +261,7 @@ bool rf_params_set(RfParams *p, const char *name, const char *value,
 {
     const ParamSpec *s = find_spec(name);
     if (!s) {
-        char list[512];
-        join_names(rf_params_names(), list, sizeof(list));
-        rf_error_set(errp, RF_ERR_PARAM, "unknown parameter '%s' (known: %s)",
-                     name, list);
+        unknown_param(name, errp);
         return false;
     }
     if (s->kind == P_METHOD) {
@@ -198,6 +270,7 @@ bool rf_params_set(RfParams *p, const char *name, const char *value,
         }
         snprintf(p->multifd_compression, sizeof(p->multifd_compression),
                  "%s", value);
+        p->explicit_set |= 1u << (s - specs);
         return true;
     }
     uint64_t v;
@@ -207,7 +280,97 @@ bool rf_params_set(RfParams *p, const char *name, const char *value,
         return false;
     }
     store(p, s, v);
+    p->explicit_set |= 1u << (s - specs);
     return true;
+}
+
+bool rf_params_is_explicit(const RfParams *p, const char *name)
+{
+    const ParamSpec *s = find_spec(name);
+    return s && (p->explicit_set & (1u << (s - specs)));
+}
+
+bool rf_params_get(const RfParams *p, const char *name, char *buf,
+                   size_t cap, RfError **errp)
+{
+    const ParamSpec *s = find_spec(name);
+    if (!s) {
+        unknown_param(name, errp);
+        return false;
+    }
+    int n;
+    if (s->kind == P_METHOD) {
+        n = snprintf(buf, cap, "%s", p->multifd_compression);
+    } else if (s->is_signed && load(p, s) == UINT64_MAX) {
+        n = snprintf(buf, cap, "-1");
+    } else {
+        n = snprintf(buf, cap, "%" PRIu64, load(p, s));
+    }
+    if (n < 0 || (size_t)n >= cap) {
+        rf_error_set(errp, RF_ERR_PARAM, "%s: buffer of %zu bytes too small",
+                     name, cap);
+        return false;
+    }
+    return true;
+}
+
+/* "multifd-<method>-level", the parameter that holds method's level. */
+static const ParamSpec *level_spec(const char *method)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "multifd-%s-level", method ? method : "");
+    return find_spec(name);
+}
+
+bool rf_params_set_level(RfParams *p, const char *method, int level,
+                         RfError **errp)
+{
+    const ParamSpec *s = level_spec(method);
+    if (!s) {
+        rf_error_set(errp, RF_ERR_PARAM,
+                     "method '%s' has no compression level", method);
+        return false;
+    }
+    char text[16];
+    snprintf(text, sizeof(text), "%d", level);
+    return rf_params_set(p, s->name, text, errp);
+}
+
+int rf_params_get_level(const RfParams *p, const char *method)
+{
+    const ParamSpec *s = level_spec(method);
+    return s ? (int)load(p, s) : -1;
+}
+
+static const CapSpec *find_cap(const char *name)
+{
+    for (size_t i = 0; i < N_CAPS; i++) {
+        if (strcmp(caps[i].name, name) == 0) {
+            return &caps[i];
+        }
+    }
+    return NULL;
+}
+
+bool rf_params_set_cap(RfParams *p, const char *name, bool on,
+                       RfError **errp)
+{
+    const CapSpec *c = find_cap(name);
+    if (!c) {
+        char list[128];
+        join_names(rf_params_cap_names(), list, sizeof(list));
+        rf_error_set(errp, RF_ERR_PARAM,
+                     "unknown capability '%s' (known: %s)", name, list);
+        return false;
+    }
+    *(bool *)((char *)p + c->offset) = on;
+    return true;
+}
+
+bool rf_params_get_cap(const RfParams *p, const char *name)
+{
+    const CapSpec *c = find_cap(name);
+    return c && *(const bool *)((const char *)p + c->offset);
 }
 
 bool rf_params_check(const RfParams *p, RfError **errp)

@@ -43,6 +43,7 @@ typedef struct FileSink {
     SinkBlock blk[RF_MAX_BLOCKS];
     RfPrefaultJob *prefault; /* running until wait_ready/finish/free */
     bool warm;               /* result of the finished pre-fault */
+    bool reuse;              /* RF_FILE_SINK_REUSE */
 } FileSink;
 
 /* Lists the sink's block names for a "no spec for block X" error. */
@@ -270,7 +271,7 @@ static const RfRamSinkOps file_sink_ops = {
 };
 
 RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
-                            RfError **errp)
+                            unsigned flags, RfError **errp)
 {
     if (n < 1 || n > RF_MAX_BLOCKS) {
         rf_error_set(errp, RF_ERR_PARAM, "memory: got %u files, 1-%u "
@@ -283,6 +284,7 @@ RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
         rf_error_set(errp, RF_ERR_GENERIC, "memory: out of memory");
         return NULL;
     }
+    fs->reuse = flags & RF_FILE_SINK_REUSE;
     fs->base.ops = &file_sink_ops;
     for (unsigned i = 0; i < n; i++) {
         SinkSpec *sp = &fs->specs[i];
@@ -313,11 +315,4 @@ RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
 fail:
     sink_free(&fs->base);
     return NULL;
-}
-
-void rf_ram_sink_free(RfRamSink *sink)
-{
-    if (sink) {
-        sink->ops->free(sink);
-    }
 }

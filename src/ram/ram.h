@@ -10,61 +10,47 @@
 #ifndef RF_RAM_RAM_H
 #define RF_RAM_RAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "ramflow/ramflow.h"
 
-typedef struct RfRamBlock {
-    char name[RF_BLOCK_NAME_MAX + 1];
-    uint64_t size;   /* bytes, multiple of RF_PAGE_SIZE */
-    uint8_t *host;   /* mapped address */
-} RfRamBlock;
-
-typedef struct RfRamSourceOps {
-    const char *name;
-    unsigned (*block_count)(RfRamSource *s);
-    const RfRamBlock *(*block)(RfRamSource *s, unsigned i);
-    /* Starts tracking writes; from now on dirty_sync reports them. */
-    bool (*dirty_start)(RfRamSource *s, RfError **errp);
-    /* ORs the pages written since the previous sync (or since dirty_start)
-     * into bitmap (one bit per page, bit i of word i/64) and clears them
-     * from the tracker. */
-    bool (*dirty_sync)(RfRamSource *s, unsigned block, uint64_t *bitmap,
-                       RfError **errp);
-    void (*dirty_stop)(RfRamSource *s);
-    /* Marks pages dirty (the explicit API); may be NULL if the source
-     * tracks writes by itself. */
-    void (*mark_dirty)(RfRamSource *s, unsigned block, uint64_t offset,
-                       uint64_t len);
-    void (*free)(RfRamSource *s);
-    /* One line saying how writes are tracked (rf_ram_source_describe);
-     * may be NULL: "explicit marks". */
-    const char *(*describe)(RfRamSource *s);
-} RfRamSourceOps;
+/* RfRamBlock, RfRamSourceOps and RfRamSinkOps are public (ramflow.h): a
+ * caller plugs in its own memory through them, as the built-ins do. */
 
 struct RfRamSource {
     const RfRamSourceOps *ops;
+    void *opaque;            /* rf_ram_source_new's; NULL for built-ins */
+    bool custom;             /* made by rf_ram_source_new: ops copied */
+    RfRamSourceOps ops_copy; /* the caller's ops, NULL-padded */
+    bool has_log;            /* a dirty-log provider replaces the tracker */
+    RfDirtyLog log;
+    struct RfDirtyBitmap *log_marks; /* per block: marks while has_log */
+    unsigned log_nblocks;
+    atomic_bool running;     /* between dirty_start and dirty_stop */
 };
-
-typedef struct RfRamSinkOps {
-    const char *name;
-    /* Creates the blocks described by the source; may start pre-faulting
-     * memory in the background.  Fails (naming the block) if it cannot. */
-    bool (*prepare)(RfRamSink *s, const RfRamBlock *layout, unsigned n,
-                    RfError **errp);
-    /* Host address of block i after prepare. */
-    uint8_t *(*host)(RfRamSink *s, unsigned i);
-    /* Waits for background pre-faulting; @return true if memory is warm. */
-    bool (*wait_ready)(RfRamSink *s);
-    /* Migration ended (ok = completed); flush or discard. */
-    void (*finish)(RfRamSink *s, bool ok);
-    void (*free)(RfRamSink *s);
-} RfRamSinkOps;
 
 struct RfRamSink {
     const RfRamSinkOps *ops;
+    void *opaque;
+    bool custom;
+    RfRamSinkOps ops_copy;
+    /* CPU seconds the sink's background threads (pre-fault) used, valid
+     * after wait_ready; the engine reports it. */
+    double prefault_cpu_s;
 };
+
+/* The engine's way to the dirty tracker: the dirty-log provider if one is
+ * set, else the source's own ops (ram_object.c). */
+bool rf_ram_source_dirty_start(RfRamSource *s, RfError **errp);
+bool rf_ram_source_dirty_sync(RfRamSource *s, unsigned block,
+                              uint64_t *bitmap, RfError **errp);
+void rf_ram_source_dirty_stop(RfRamSource *s);
+
+/* The engine's way to a sink's optional ops (NULL-safe). */
+bool rf_ram_sink_wait_ready(RfRamSink *s);
+void rf_ram_sink_finish(RfRamSink *s, bool ok);
 
 /* Shared helper: pre-fault [addr, addr+len) for writing with `threads`
  * threads (MADV_POPULATE_WRITE, falling back to touching each page). */

@@ -34,6 +34,7 @@ typedef struct RegionBlock {
 typedef struct RegionSource {
     RfRamSource base; /* first: the ops table */
     bool force_sync;
+    bool no_uffd;           /* RF_REGION_NO_UFFD: marks only */
     /* How writes are tracked (rf_ram_source_describe may run on any
      * thread while the migration thread restarts tracking). */
     _Atomic(const char *) mode;
@@ -72,6 +73,12 @@ static bool rs_dirty_start(RfRamSource *s, RfError **errp)
 {
     RegionSource *rs = (RegionSource *)s;
     stop_all(rs);
+    if (rs->no_uffd) {
+        for (unsigned i = 0; i < rs->n; i++) {
+            rf_dirty_bitmap_clear(&rs->blk[i].marks);
+        }
+        return true;
+    }
     const char *mode = NULL;
     for (unsigned i = 0; i < rs->n; i++) {
         RegionBlock *blk = &rs->blk[i];
@@ -100,6 +107,10 @@ static bool rs_dirty_sync(RfRamSource *s, unsigned block, uint64_t *bitmap,
         return false;
     }
     RegionBlock *blk = &rs->blk[block];
+    if (rs->no_uffd) {
+        rf_dirty_bitmap_take(&blk->marks, bitmap);
+        return true;
+    }
     if (!blk->tracker) {
         rf_error_set(errp, RF_ERR_GENERIC, "region '%s': dirty sync before "
                      "dirty tracking started", blk->b.name);
@@ -242,7 +253,7 @@ static bool region_try_track(RegionSource *rs, unsigned i, const char **mode,
 }
 
 RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
-                                   bool force_sync, RfError **errp)
+                                   unsigned flags, RfError **errp)
 {
     if (n < 1 || n > RF_MAX_BLOCKS || !regions) {
         rf_error_set(errp, RF_ERR_PARAM, "regions: got %u%s, 1-%u allowed",
@@ -255,7 +266,8 @@ RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
         return NULL;
     }
     rs->base.ops = &region_source_ops;
-    rs->force_sync = force_sync;
+    rs->force_sync = flags & RF_REGION_UFFD_SYNC;
+    bool force_sync = rs->force_sync;
     for (unsigned i = 0; i < n; i++) {
         RegionBlock *blk = &rs->blk[i];
         rs->n = i + 1; /* rs_free releases the bitmaps made so far */
@@ -268,6 +280,11 @@ RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
                          "for its dirty bitmap", blk->b.name);
             goto fail;
         }
+    }
+    if (flags & RF_REGION_NO_UFFD) {
+        rs->no_uffd = true;
+        atomic_init(&rs->mode, "explicit marks");
+        return &rs->base;
     }
     /* Say plainly when userfaultfd itself is missing, before blaming a
      * region for it. */
@@ -288,16 +305,4 @@ RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
 fail:
     rs_free(&rs->base);
     return NULL;
-}
-
-const char *rf_ram_source_describe(const RfRamSource *src)
-{
-    if (!src) {
-        return "no source";
-    }
-    if (!src->ops->describe) {
-        return "explicit marks";
-    }
-    const char *d = src->ops->describe((RfRamSource *)src);
-    return d ? d : "explicit marks";
 }

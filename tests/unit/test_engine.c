@@ -113,7 +113,7 @@ static int setup(void **state)
     const char *s[1] = {f->src_path};
     const char *d[1] = {f->dst_path};
     f->src = rf_file_source_open(s, 1, NULL);
-    f->sink = rf_file_sink_new(d, 1, NULL);
+    f->sink = rf_file_sink_new(d, 1, 0, NULL);
     assert_non_null(f->src);
     assert_non_null(f->sink);
     pthread_mutex_init(&f->lock, NULL);
@@ -324,7 +324,7 @@ static void fresh_dest(Fixture *f)
 {
     rf_ram_sink_free(f->sink);
     const char *d[1] = {f->dst_path};
-    f->sink = rf_file_sink_new(d, 1, NULL);
+    f->sink = rf_file_sink_new(d, 1, 0, NULL);
     assert_non_null(f->sink);
     f->listening = false;
     rf_error_free(f->derr);

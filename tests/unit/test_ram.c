@@ -365,7 +365,7 @@ static void test_sink_single_any_name(void **state)
     char *path = make_file("dest", 64 * 4096, 9);
     const char *specs[] = { path };
     RfError *err = NULL;
-    RfRamSink *k = rf_file_sink_new(specs, 1, &err);
+    RfRamSink *k = rf_file_sink_new(specs, 1, 0, &err);
     assert_non_null(k);
     RfRamBlock lay = layout_block("pc.ram", 8 * 4096);
     assert_true(k->ops->prepare(k, &lay, 1, &err));
@@ -401,7 +401,7 @@ static void test_sink_match_by_name(void **state)
     snprintf(sb, sizeof(sb), "vga=%s", pb);
     const char *specs[] = { sb, sa }; /* order differs from the layout */
     RfError *err = NULL;
-    RfRamSink *k = rf_file_sink_new(specs, 2, &err);
+    RfRamSink *k = rf_file_sink_new(specs, 2, 0, &err);
     assert_non_null(k);
     RfRamBlock lay[2] = { layout_block("ram", 32 * 4096),
                           layout_block("vga", 4096) };
@@ -426,7 +426,7 @@ static void test_sink_match_by_name(void **state)
     unlink(pb);
 
     /* One block with an unknown name among several specs: refused. */
-    k = rf_file_sink_new(specs, 2, &err);
+    k = rf_file_sink_new(specs, 2, 0, &err);
     assert_non_null(k);
     RfRamBlock other = layout_block("rom", 4096);
     assert_false(k->ops->prepare(k, &other, 1, &err));
@@ -440,7 +440,7 @@ static void test_sink_match_by_name(void **state)
 
     /* One spec, two source blocks: the name must match too. */
     const char *one[] = { sa };
-    k = rf_file_sink_new(one, 1, &err);
+    k = rf_file_sink_new(one, 1, 0, &err);
     assert_false(k->ops->prepare(k, lay, 2, &err));
     assert_non_null(strstr(rf_error_msg(err), "block 'vga'"));
     rf_error_free(err);
@@ -453,24 +453,24 @@ static void test_sink_bad_input(void **state)
     (void)state;
     RfError *err = NULL;
     const char *dup[] = { "a=/tmp/x1", "a=/tmp/x2" };
-    assert_null(rf_file_sink_new(dup, 2, &err));
+    assert_null(rf_file_sink_new(dup, 2, 0, &err));
     assert_int_equal(rf_error_kind(err), RF_ERR_PARAM);
     assert_non_null(strstr(rf_error_msg(err), "block name already used"));
     rf_error_free(err);
     err = NULL;
     const char *dup_path[] = { "a=/tmp/x1", "b=/tmp/x1" };
-    assert_null(rf_file_sink_new(dup_path, 2, &err));
+    assert_null(rf_file_sink_new(dup_path, 2, 0, &err));
     assert_non_null(strstr(rf_error_msg(err), "path already used"));
     rf_error_free(err);
     err = NULL;
-    assert_null(rf_file_sink_new(dup, 0, &err));
+    assert_null(rf_file_sink_new(dup, 0, 0, &err));
     rf_error_free(err);
     err = NULL;
 
     char path[160];
     snprintf(path, sizeof(path), "%s/never", tmpdir);
     const char *specs[] = { path };
-    RfRamSink *k = rf_file_sink_new(specs, 1, &err);
+    RfRamSink *k = rf_file_sink_new(specs, 1, 0, &err);
     assert_non_null(k);
     /* Layouts off the wire are checked before any file is touched. */
     RfRamBlock bad[2] = { layout_block("x", 5000), layout_block("x", 4096) };
@@ -503,7 +503,7 @@ static void test_sink_bad_input(void **state)
 
     /* A directory where the file should go. */
     const char *dir[] = { tmpdir };
-    k = rf_file_sink_new(dir, 1, &err);
+    k = rf_file_sink_new(dir, 1, 0, &err);
     RfRamBlock one = layout_block("x", 4096);
     err = NULL;
     assert_false(k->ops->prepare(k, &one, 1, &err));

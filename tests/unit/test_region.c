@@ -359,7 +359,7 @@ static void dest_start(Dest *d)
     snprintf(sb, sizeof(sb), "ram-b=%s", d->path[1]);
     const char *specs[2] = {sa, sb};
     RfError *err = NULL;
-    d->sink = rf_file_sink_new(specs, 2, &err);
+    d->sink = rf_file_sink_new(specs, 2, 0, &err);
     if (!d->sink) {
         fail_msg("sink: %s", rf_error_msg(err));
     }

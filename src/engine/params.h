@@ -1,0 +1,42 @@
+/*
+ * ramflow - the parameter set's layout, private to the library and its
+ * tests.  The public API sees RfParams as an opaque object (ramflow.h), so
+ * fields can be added here without breaking callers.
+ */
+#ifndef RF_ENGINE_PARAMS_H
+#define RF_ENGINE_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ramflow/ramflow.h"
+
+struct RfParams {
+    unsigned multifd_channels;   /* multifd-channels, 1-255, default 2 */
+    char multifd_compression[RF_METHOD_NAME_MAX + 1]; /* default "none" */
+    int multifd_zlib_level;      /* multifd-zlib-level, 0-9, default 1 */
+    int multifd_zstd_level;      /* multifd-zstd-level, 0-20, default 1 */
+    int multifd_qatzip_level;    /* multifd-qatzip-level, 1-9, default 1 */
+    uint64_t max_bandwidth;      /* max-bandwidth, bytes/s, 0 = unlimited */
+    uint64_t downtime_limit;     /* downtime-limit, ms, 0-2000000, def 300 */
+    unsigned max_rounds;         /* max-rounds, 1-10000, default 30 */
+    unsigned timeout_ms;         /* timeout, 100-3600000, default 30000 */
+    bool auto_converge;          /* capability auto-converge */
+    bool verify;                 /* capability verify */
+    uint32_t explicit_set;       /* bit i: parameter i set by rf_params_set */
+};
+
+/* Fills *p with the defaults (for stack-allocated sets inside the
+ * library and its tests). */
+void rf_params_init(RfParams *p);
+
+/* The level parameter value for a method (RfMethodOps.level_param). */
+int rf_params_level(const RfParams *p, const char *level_param);
+
+/* Whether parameter `name` was set explicitly by rf_params_set. */
+bool rf_params_is_explicit(const RfParams *p, const char *name);
+
+/* Whether `name` may change while a migration runs (QEMU's list). */
+bool rf_params_live(const char *name);
+
+#endif
