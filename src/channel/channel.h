@@ -65,6 +65,8 @@ void rf_send_group_take_error(RfSendGroup *g, RfError **errp);
  * thread: blocked sends fail at once. */
 void rf_send_group_abort(RfSendGroup *g, RfError *why);
 void rf_send_group_stats(RfSendGroup *g, RfChanStats *out);
+/* CPU seconds of the channel threads so far. */
+double rf_send_group_cpu(RfSendGroup *g);
 /* Changes max-bandwidth (bytes/s over all channels, 0 = none) at once. */
 void rf_send_group_set_bandwidth(RfSendGroup *g, uint64_t bytes_per_s);
 /* The method's describe() of channel 0, or "". */
@@ -97,6 +99,7 @@ void rf_recv_group_abort(RfRecvGroup *g, RfError *why);
 /* The last round whose SYNC every channel has passed. */
 uint32_t rf_recv_group_round(RfRecvGroup *g);
 void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out);
+double rf_recv_group_cpu(RfRecvGroup *g);
 const char *rf_recv_group_describe(RfRecvGroup *g);
 void rf_recv_group_free(RfRecvGroup *g);
 

@@ -31,6 +31,7 @@ typedef struct RecvChannel {
     RfConn *conn;
     void *method_state;
     pthread_t thread;
+    RfThreadCpu cpu;           /* CPU time, for the report */
     bool started;
     /* thread-local */
     uint8_t head[RF_PKT_HDR_SIZE];
@@ -229,6 +230,7 @@ static void *recv_thread(void *arg)
         fail(c->group, err);
     }
     wake_all(c->group);
+    rf_thread_cpu_exit(&c->cpu);
     return NULL;
 }
 
@@ -344,6 +346,20 @@ uint32_t rf_recv_group_round(RfRecvGroup *g)
     uint32_t r = g->passed_round;
     pthread_mutex_unlock(&g->lock);
     return r;
+}
+
+/* The CPU seconds of the channel threads so far: ramflow's own share of
+ * the process, for the report. */
+double rf_recv_group_cpu(RfRecvGroup *g)
+{
+    double sum = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
+        if (c->started) {
+            sum += rf_thread_cpu_read(c->thread, &c->cpu);
+        }
+    }
+    return sum;
 }
 
 void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "channel/channel.h"
+#include "util/clock.h"
 #include "channel/counters.h"
 #include "util/failure.h"
 #include "util/zero.h"
@@ -37,6 +38,7 @@ typedef struct SendChannel {
     RfConn *conn;
     void *method_state;
     pthread_t thread;
+    RfThreadCpu cpu;           /* CPU time, for the report */
     bool started;
     /* under group->lock */
     bool busy;
@@ -185,6 +187,7 @@ static void *send_thread(void *arg)
         pthread_cond_broadcast(&g->idle);
         pthread_mutex_unlock(&g->lock);
     }
+    rf_thread_cpu_exit(&c->cpu);
     return NULL;
 }
 
@@ -335,6 +338,20 @@ void rf_send_group_set_bandwidth(RfSendGroup *g, uint64_t bytes_per_s)
     if (g->bw) {
         rf_bwlimit_set_rate(g->bw, bytes_per_s);
     }
+}
+
+/* The CPU seconds of the channel threads so far: ramflow's own share of
+ * the process, for the report. */
+double rf_send_group_cpu(RfSendGroup *g)
+{
+    double sum = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = &g->ch[i];
+        if (c->started) {
+            sum += rf_thread_cpu_read(c->thread, &c->cpu);
+        }
+    }
+    return sum;
 }
 
 void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)

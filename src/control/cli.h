@@ -3,6 +3,7 @@
 #define RF_CONTROL_CLI_H
 
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -42,8 +43,8 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source);
 int rf_report_print_json(FILE *f, const RfReport *r, bool source,
                          const char *status, const char *error);
 
-/* Progress line on a terminal (progress.c): hook for RfMigrateOptions. */
-void rf_progress_print(const RfProgress *p, void *opaque);
+/* Progress line on a terminal (progress.c): an RfCallbacks.progress. */
+void rf_progress_print(RfMigration *m, const RfProgress *p, void *opaque);
 void rf_progress_done(void);
 
 int rf_cli_migrate(int argc, char **argv);
@@ -53,8 +54,11 @@ int rf_cli_guest(int argc, char **argv);
 int rf_cli_genimage(int argc, char **argv);
 int rf_cli_bench(int argc, char **argv);
 
-/* Cancellation flag set by SIGINT/SIGTERM (main.c). */
-extern volatile sig_atomic_t rf_cli_cancel;
+/* Cancellation flag set by SIGINT/SIGTERM (main.c), read from any
+ * thread. */
+extern atomic_int rf_cli_cancel;
 void rf_cli_install_signals(void);
+/* The migration that SIGINT/SIGTERM cancel (NULL: none running). */
+void rf_cli_set_migration(RfMigration *m);
 
 #endif

@@ -1,4 +1,5 @@
 /* ramflow - option handling shared by the subcommands. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/cli.h"
@@ -39,13 +40,16 @@ int rf_cli_fail(const char *what, RfError *err)
     return status;
 }
 
+/* Sizes parse as max-bandwidth does: one syntax for every size. */
 bool rf_cli_parse_size(const char *s, uint64_t *out)
 {
-    RfParams tmp;
-    rf_params_init(&tmp);
-    if (!rf_params_set(&tmp, "max-bandwidth", s, NULL)) {
-        return false;
+    RfParams *tmp = rf_params_new();
+    char text[32];
+    bool ok = tmp && rf_params_set(tmp, "max-bandwidth", s, NULL) &&
+              rf_params_get(tmp, "max-bandwidth", text, sizeof(text), NULL);
+    rf_params_free(tmp);
+    if (ok) {
+        *out = strtoull(text, NULL, 10);
     }
-    *out = tmp.max_bandwidth;
-    return true;
+    return ok;
 }

@@ -38,12 +38,12 @@ int rf_cli_demo(int argc, char **argv)
     rf_cli_add_param_options(opts, rf_cli_add_guest_options(opts, 1));
     RfCliGuestRun g;
     rf_cli_guest_run_init(&g);
-    g.verify = true;
+    rf_params_set_cap(g.params, "verify", true, NULL);
     RfError *err = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int r = rf_cli_param_option(&g.params, c, optarg, &err);
+        int r = rf_cli_param_option(g.params, c, optarg, &err);
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
@@ -98,10 +98,14 @@ int rf_cli_demo(int argc, char **argv)
     int status = RF_EXIT_FAIL;
     if (child > 0 && got) {
         uri[strcspn(uri, "\n")] = '\0';
+        char method[32] = "", channels[8] = "";
+        rf_params_get(g.params, "multifd-compression", method,
+                      sizeof(method), NULL);
+        rf_params_get(g.params, "multifd-channels", channels,
+                      sizeof(channels), NULL);
         printf("ramflow demo: destination process %d listening on %s; "
-               "migrating with multifd-compression %s, %u channels\n",
-               (int)child, uri, g.params.multifd_compression,
-               g.params.multifd_channels);
+               "migrating with multifd-compression %s, %s channels\n",
+               (int)child, uri, method, channels);
         fflush(stdout);
         g.uri = uri;
         rf_cli_install_signals();

@@ -46,7 +46,7 @@ int rf_cli_guest(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int r = rf_cli_param_option(&g.params, c, optarg, &err);
+        int r = rf_cli_param_option(g.params, c, optarg, &err);
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
@@ -57,17 +57,14 @@ int rf_cli_guest(int argc, char **argv)
         if (k > 0) {
             continue;
         }
-        uint64_t v;
         switch (c) {
         case O_TIMEOUT:
-            if (!rf_cli_parse_size(optarg, &v) || v < 100 || v > 3600000) {
-                fprintf(stderr, "ramflow: --timeout: invalid value '%s' "
-                        "(100-3600000 ms)\n", optarg);
-                return RF_EXIT_USAGE;
+            if (!rf_params_set(g.params, "timeout", optarg, &err)) {
+                return rf_cli_fail(NULL, err);
             }
-            g.timeout_ms = (unsigned)v;
             break;
-        case O_VERIFY: g.verify = true; break;
+        case O_VERIFY: rf_params_set_cap(g.params, "verify", true, NULL);
+            break;
         case O_JSON: g.json = true; break;
         case O_QUIET: g.quiet = true; break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
@@ -79,7 +76,7 @@ int rf_cli_guest(int argc, char **argv)
         usage(stderr);
         return RF_EXIT_USAGE;
     }
-    if (!rf_params_check(&g.params, &err)) {
+    if (!rf_params_check(g.params, &err)) {
         return rf_cli_fail(NULL, err);
     }
     g.uri = argv[optind];

@@ -43,25 +43,18 @@ int rf_cli_incoming(int argc, char **argv)
     RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
     rf_cli_incoming_init(&in);
-    RfParams p;
-    rf_params_init(&p);
-    bool set_method = false, set_channels = false;
     const char *specs[RF_MAX_BLOCKS];
     RfError *err = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int r = rf_cli_param_option(&p, c, optarg, &err);
+        int r = rf_cli_param_option(in.params, c, optarg, &err);
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
         if (r > 0) {
-            const char *name = rf_params_names()[c - RF_OPT_PARAM_BASE];
-            set_method |= !strcmp(name, "multifd-compression");
-            set_channels |= !strcmp(name, "multifd-channels");
             continue;
         }
-        uint64_t v;
         switch (c) {
         case O_LISTEN: in.uri = optarg; break;
         case O_MEMORY:
@@ -76,12 +69,9 @@ int rf_cli_incoming(int argc, char **argv)
         case O_QUIET: in.quiet = true; break;
         case O_URIFILE: in.uri_file = optarg; break;
         case O_TIMEOUT:
-            if (!rf_cli_parse_size(optarg, &v) || v < 100 || v > 3600000) {
-                fprintf(stderr, "ramflow: --timeout: invalid value '%s' "
-                        "(100-3600000 ms)\n", optarg);
-                return RF_EXIT_USAGE;
+            if (!rf_params_set(in.params, "timeout", optarg, &err)) {
+                return rf_cli_fail(NULL, err);
             }
-            in.opts.timeout_ms = (unsigned)v;
             break;
         case O_GUEST: guest = true; break;
         case O_KIND:
@@ -101,13 +91,6 @@ int rf_cli_incoming(int argc, char **argv)
         usage(stderr);
         return RF_EXIT_USAGE;
     }
-    if (set_method) {
-        snprintf(in.opts.expect_method, sizeof(in.opts.expect_method), "%s",
-                 p.multifd_compression);
-    }
-    if (set_channels) {
-        in.opts.expect_channels = p.multifd_channels;
-    }
     in.specs = specs;
     rf_cli_install_signals();
     if (guest) {
@@ -115,7 +98,8 @@ int rf_cli_incoming(int argc, char **argv)
         rf_cli_guest_incoming_init(&gi);
         gi.uri = in.uri;
         gi.kind = kind;
-        gi.opts = in.opts;
+        rf_params_free(gi.params);
+        gi.params = in.params;
         gi.json = in.json;
         gi.quiet = in.quiet;
         gi.uri_file = in.uri_file;

@@ -54,7 +54,7 @@ int rf_cli_migrate(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int r = rf_cli_param_option(&m.params, c, optarg, &err);
+        int r = rf_cli_param_option(m.params, c, optarg, &err);
         if (r < 0) {
             return rf_cli_fail(NULL, err);
         }
@@ -71,25 +71,23 @@ int rf_cli_migrate(int argc, char **argv)
             }
             specs[m.nspecs++] = optarg;
             break;
-        case O_VERIFY: m.verify = true; break;
+        case O_VERIFY: rf_params_set_cap(m.params, "verify", true, NULL);
+            break;
         case O_JSON: m.json = true; break;
         case O_QUIET: m.quiet = true; break;
         case O_TIMEOUT:
+            if (!rf_params_set(m.params, "timeout", optarg, &err)) {
+                return rf_cli_fail(NULL, err);
+            }
+            break;
         case O_WRITES:
-            if (!rf_cli_parse_size(optarg, &v) ||
-                (c == O_TIMEOUT && (v < 100 || v > 3600000))) {
-                fprintf(stderr, "ramflow: --%s: invalid value '%s' (%s)\n",
-                        c == O_TIMEOUT ? "timeout" : "simulate-writes",
-                        optarg, c == O_TIMEOUT ? "100-3600000 ms"
-                                               : "pages per second");
+            if (!rf_cli_parse_size(optarg, &v)) {
+                fprintf(stderr, "ramflow: --simulate-writes: invalid value "
+                        "'%s' (pages per second)\n", optarg);
                 return RF_EXIT_USAGE;
             }
-            if (c == O_TIMEOUT) {
-                m.timeout_ms = (unsigned)v;
-            } else {
-                m.writes_per_s = v;
-                m.simulate_writes = true;
-            }
+            m.writes_per_s = v;
+            m.simulate_writes = true;
             break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
         default: usage(stderr); return RF_EXIT_USAGE;
@@ -100,7 +98,7 @@ int rf_cli_migrate(int argc, char **argv)
         usage(stderr);
         return RF_EXIT_USAGE;
     }
-    if (!rf_params_check(&m.params, &err)) {
+    if (!rf_params_check(m.params, &err)) {
         return rf_cli_fail(NULL, err);
     }
     m.uri = argv[optind];

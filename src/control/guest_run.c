@@ -4,12 +4,17 @@
 #include <unistd.h>
 
 #include "control/guest_run.h"
+#include "control/run.h"
 #include "util/clock.h"
 
 void rf_cli_guest_run_init(RfCliGuestRun *g)
 {
     memset(g, 0, sizeof(*g));
-    rf_params_init(&g->params);
+    g->params = rf_params_new();
+    if (!g->params) {
+        fprintf(stderr, "ramflow: out of memory\n");
+        exit(RF_EXIT_FAIL);
+    }
     g->cfg.mem_size = 1ull << 30;
     g->cfg.vcpus = 1;
     g->cfg.kind = RF_GUEST_AUTO;
@@ -81,7 +86,7 @@ int rf_cli_guest_option(RfCliGuestRun *g, int val, const char *arg)
         }
         return 1;
     case G_AC:
-        g->auto_converge = true;
+        rf_params_set_cap(g->params, "auto-converge", true, NULL);
         return 1;
     default:
         return 0;
@@ -129,8 +134,23 @@ void rf_cli_guest_incoming_init(RfCliGuestIncoming *in)
 {
     memset(in, 0, sizeof(*in));
     in->kind = RF_GUEST_AUTO;
+    in->params = rf_params_new();
+    if (!in->params) {
+        fprintf(stderr, "ramflow: out of memory\n");
+        exit(RF_EXIT_FAIL);
+    }
     in->run_after_s = 1.0;
     in->uri_fd = -1;
+}
+
+static void pause_hook(void *opaque)
+{
+    rf_guest_hook_pause(opaque);
+}
+
+static void resume_hook(void *opaque)
+{
+    rf_guest_hook_resume(opaque);
 }
 
 static bool save_state_hook(void *opaque, uint8_t **buf, size_t *len,
@@ -172,32 +192,29 @@ static void show_source_survived(RfGuest *g, FILE *f)
     rf_error_free(err);
 }
 
-int rf_cli_run_guest(const RfCliGuestRun *gr)
+int rf_cli_run_guest(RfCliGuestRun *gr)
 {
     RfError *err = NULL;
     FILE *info = info_stream(gr->json);
     RfGuest *g = rf_guest_start(&gr->cfg, &err);
     if (!g) {
+        rf_params_free(gr->params);
         return rf_cli_fail("cannot start the test guest", err);
     }
     fprintf(info, "ramflow: source: %s\n", rf_guest_describe(g));
     fflush(info);
     rf_sleep(gr->warmup_s);
-    RfMigrateOptions o = {
-        .verify = gr->verify,
-        .timeout_ms = gr->timeout_ms,
-        .cancel = &rf_cli_cancel,
-        .progress = gr->quiet ? NULL : rf_progress_print,
-        .pause = rf_guest_hook_pause,
-        .resume = rf_guest_hook_resume,
-        .save_state = save_state_hook,
-        .auto_converge = gr->auto_converge,
-        .throttle = throttle_hook,
-        .opaque = g,
-    };
-    RfReport rep;
-    bool ok = rf_migrate(gr->uri, rf_guest_ram_source(g), &gr->params, &o,
-                         &rep, &err);
+    RfCallbacks cb = RF_CALLBACKS_INIT;
+    cb.progress = gr->quiet ? NULL : rf_progress_print;
+    cb.pause = pause_hook;
+    cb.resume = resume_hook;
+    cb.save_state = save_state_hook;
+    cb.throttle = throttle_hook;
+    cb.opaque = g;
+    RfReport rep = RF_REPORT_INIT;
+    bool ok = rf_cli_run_handle(gr->params, &cb, rf_guest_ram_source(g),
+                                NULL, gr->uri, &rep, &err);
+    gr->params = NULL;
     rf_progress_done();
     if (gr->json) {
         rf_report_print_json(stdout, &rep, true, ok ? "completed" : "failed",
@@ -219,7 +236,7 @@ int rf_cli_run_guest(const RfCliGuestRun *gr)
     return status;
 }
 
-/* rf_incoming has one opaque for its hooks: both pieces travel in it. */
+/* The callbacks have one opaque: both pieces travel in it. */
 typedef struct IncomingCtx {
     RfCliGuestIncoming *in;
     RfGuest *guest;
@@ -232,9 +249,10 @@ static bool incoming_load_state(void *opaque, const uint8_t *buf,
     return rf_guest_load_state(ctx->guest, buf, len, errp);
 }
 
-static void on_listening(const char *uri, void *opaque)
+static void on_listening(RfMigration *m, const char *uri, void *opaque)
 {
     RfCliGuestIncoming *in = ((IncomingCtx *)opaque)->in;
+    (void)m;
     rf_cli_announce_uri(uri, in->quiet, in->uri_file, in->uri_fd);
 }
 
@@ -244,16 +262,18 @@ int rf_cli_run_guest_incoming(RfCliGuestIncoming *in)
     FILE *info = info_stream(in->json);
     RfGuest *g = rf_guest_new_incoming(in->kind, &err);
     if (!g) {
+        rf_params_free(in->params);
         return rf_cli_fail("cannot create the destination guest", err);
     }
     IncomingCtx ctx = {in, g};
-    in->opts.cancel = &rf_cli_cancel;
-    in->opts.listening = on_listening;
-    in->opts.load_state = incoming_load_state;
-    in->opts.opaque = &ctx;
-    RfReport rep;
-    bool ok = rf_incoming(in->uri, rf_guest_ram_sink(g), &in->opts, &rep,
-                          &err);
+    RfCallbacks cb = RF_CALLBACKS_INIT;
+    cb.listening = on_listening;
+    cb.load_state = incoming_load_state;
+    cb.opaque = &ctx;
+    RfReport rep = RF_REPORT_INIT;
+    bool ok = rf_cli_run_handle(in->params, &cb, NULL, rf_guest_ram_sink(g),
+                                in->uri, &rep, &err);
+    in->params = NULL;
     char summary[256] = "";
     bool pattern_ok = false;
     uint64_t passes_at_resume = 0, passes_after = 0;

@@ -8,16 +8,15 @@
 typedef struct RfCliGuestRun {
     const char *uri;
     RfGuestConfig cfg;
-    RfParams params;
-    bool verify, json, quiet, auto_converge;
-    unsigned timeout_ms;
+    RfParams *params;     /* with the verify and auto-converge caps */
+    bool json, quiet;
     double warmup_s;      /* let the guest run before migrating */
 } RfCliGuestRun;
 
 typedef struct RfCliGuestIncoming {
     const char *uri;
     RfGuestKind kind;
-    RfIncomingOptions opts;
+    RfParams *params;
     bool json, quiet;
     double run_after_s;   /* let the resumed guest run before checking */
     const char *uri_file;
@@ -26,7 +25,8 @@ typedef struct RfCliGuestIncoming {
 
 void rf_cli_guest_run_init(RfCliGuestRun *g);
 void rf_cli_guest_incoming_init(RfCliGuestIncoming *in);
-int rf_cli_run_guest(const RfCliGuestRun *g);
+/* Run and print; @return the exit status.  Free the params. */
+int rf_cli_run_guest(RfCliGuestRun *g);
 int rf_cli_run_guest_incoming(RfCliGuestIncoming *in);
 bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind);
 

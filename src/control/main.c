@@ -1,17 +1,32 @@
 /* ramflow - command-line entry point: dispatches subcommands. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "control/cli.h"
 #include "control/codec.h"
 
-volatile sig_atomic_t rf_cli_cancel;
+atomic_int rf_cli_cancel;
+static RfMigration *_Atomic current;
 
+void rf_cli_set_migration(RfMigration *m)
+{
+    atomic_store(&current, m);
+    if (m && atomic_load(&rf_cli_cancel)) {
+        rf_migration_cancel(m); /* the signal came before the handle */
+    }
+}
+
+/* Lock-free atomics and rf_migration_cancel only: async-signal-safe. */
 static void on_signal(int sig)
 {
     (void)sig;
-    rf_cli_cancel = 1;
+    atomic_store(&rf_cli_cancel, 1);
+    RfMigration *m = atomic_load(&current);
+    if (m) {
+        rf_migration_cancel(m);
+    }
 }
 
 void rf_cli_install_signals(void)

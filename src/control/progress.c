@@ -5,10 +5,19 @@
 
 static bool shown;
 
-void rf_progress_print(const RfProgress *p, void *opaque)
+void rf_progress_print(RfMigration *m, const RfProgress *p, void *opaque)
 {
+    (void)m;
     (void)opaque;
     if (!isatty(STDERR_FILENO)) {
+        return;
+    }
+    if (!p->is_source) {
+        fprintf(stderr, "\r  receiving round %u  %8.1f Mbit/s  %7.1f MiB "
+                "received  %.1f s   ", p->round, p->throughput_bps / 1e6,
+                (double)p->wire_bytes / (1 << 20), p->elapsed_s);
+        fflush(stderr);
+        shown = true;
         return;
     }
     uint64_t total_pages = p->total_bytes / RF_PAGE_SIZE;

@@ -59,12 +59,15 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
     fprintf(f, "  packets            %llu (%llu sent raw: no gain)\n",
             (unsigned long long)r->packets,
             (unsigned long long)r->raw_packets);
+    fprintf(f, "  %s CPU%%          %.1f (ramflow's threads: migration %.1f,"
+            " channels %.1f, pre-fault %.1f; whole process %.1f; 100 = one "
+            "core)\n", source ? "send" : "recv",
+            source ? r->send_cpu_pct : r->recv_cpu_pct, r->cpu_migration_pct,
+            r->cpu_channels_pct, r->cpu_prefault_pct, r->process_cpu_pct);
     if (source) {
-        fprintf(f, "  send CPU%%          %.1f (source process, 100 = one "
-                "core)\n", r->send_cpu_pct);
+        fprintf(f, "  recv CPU%%          %.1f (destination's ramflow "
+                "threads)\n", r->recv_cpu_pct);
     }
-    fprintf(f, "  recv CPU%%          %.1f (destination process)\n",
-            r->recv_cpu_pct);
     fprintf(f, "  destination RAM    %s\n",
             r->dest_memory_warm
                 ? "pre-faulted (from the handshake on, ahead of the writes)"
@@ -109,6 +112,13 @@ int rf_report_print_json(FILE *f, const RfReport *r, bool source,
     if (!o) {
         return -1;
     }
+    json_object_set_new(o, "cpu_migration_pct",
+                        json_real(r->cpu_migration_pct));
+    json_object_set_new(o, "cpu_channels_pct", json_real(r->cpu_channels_pct));
+    json_object_set_new(o, "cpu_prefault_pct", json_real(r->cpu_prefault_pct));
+    json_object_set_new(o, "process_cpu_pct", json_real(r->process_cpu_pct));
+    json_object_set_new(o, "precopy_bytes",
+                        json_integer((json_int_t)r->precopy_bytes));
     json_object_set_new(o, "payload_bytes",
                         json_integer((json_int_t)r->payload_bytes));
     json_object_set_new(o, "dirty_sync_count", json_integer(r->rounds));

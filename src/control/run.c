@@ -1,4 +1,5 @@
 /* ramflow - running one side of a migration from the CLI. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -6,46 +7,96 @@
 #include "control/run.h"
 #include "testvm/writer.h"
 
+/* Allocation failures of a few bytes at start-up end the process: there is
+ * nothing sensible to fall back to. */
+static RfParams *params_new(void)
+{
+    RfParams *p = rf_params_new();
+    if (!p) {
+        fprintf(stderr, "ramflow: out of memory\n");
+        exit(RF_EXIT_FAIL);
+    }
+    return p;
+}
+
 void rf_cli_migrate_init(RfCliMigrate *m)
 {
     memset(m, 0, sizeof(*m));
-    rf_params_init(&m->params);
+    m->params = params_new();
 }
 
 void rf_cli_incoming_init(RfCliIncoming *in)
 {
     memset(in, 0, sizeof(*in));
+    in->params = params_new();
     in->uri_fd = -1;
 }
 
-int rf_cli_run_migrate(const RfCliMigrate *m)
+bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
+                       RfRamSource *src, RfRamSink *sink, const char *uri,
+                       RfReport *rep, RfError **errp)
+{
+    RfMigration *m = rf_migration_new(params, errp);
+    rf_params_free(params);
+    if (!m) {
+        return false;
+    }
+    bool ok = rf_migration_set_callbacks(m, cb, errp);
+    if (ok) {
+        rf_cli_set_migration(m);
+        ok = src ? rf_migration_start_outgoing(m, src, uri,
+                                               RF_START_BLOCKING, errp)
+                 : rf_migration_start_incoming(m, sink, uri,
+                                               RF_START_BLOCKING, errp);
+        rf_cli_set_migration(NULL);
+    }
+    rf_migration_report(m, rep);
+    rf_migration_free(m);
+    return ok;
+}
+
+typedef struct MigrateCtx {
+    RfWriter *writer;
+} MigrateCtx;
+
+static void writer_pause(void *opaque)
+{
+    rf_writer_hook_pause(((MigrateCtx *)opaque)->writer);
+}
+
+static void writer_resume(void *opaque)
+{
+    rf_writer_hook_resume(((MigrateCtx *)opaque)->writer);
+}
+
+int rf_cli_run_migrate(RfCliMigrate *m)
 {
     RfError *err = NULL;
     RfRamSource *src = rf_file_source_open(m->specs, m->nspecs, &err);
     if (!src) {
+        rf_params_free(m->params);
         return rf_cli_fail(NULL, err);
     }
-    RfWriter *writer = NULL;
+    MigrateCtx ctx = {NULL};
     if (m->simulate_writes) {
-        writer = rf_writer_start(src, m->writes_per_s, 42, &err);
-        if (!writer) {
+        ctx.writer = rf_writer_start(src, m->writes_per_s, 42, &err);
+        if (!ctx.writer) {
             rf_ram_source_free(src);
+            rf_params_free(m->params);
             return rf_cli_fail(NULL, err);
         }
     }
-    RfMigrateOptions o = {
-        .verify = m->verify,
-        .timeout_ms = m->timeout_ms,
-        .cancel = &rf_cli_cancel,
-        .progress = m->quiet ? NULL : rf_progress_print,
-        .pause = writer ? rf_writer_hook_pause : NULL,
-        .resume = writer ? rf_writer_hook_resume : NULL,
-        .opaque = writer,
-    };
-    RfReport rep;
-    bool ok = rf_migrate(m->uri, src, &m->params, &o, &rep, &err);
+    RfCallbacks cb = RF_CALLBACKS_INIT;
+    cb.progress = m->quiet ? NULL : rf_progress_print;
+    cb.pause = ctx.writer ? writer_pause : NULL;
+    cb.resume = ctx.writer ? writer_resume : NULL;
+    cb.opaque = &ctx;
+    RfReport rep = RF_REPORT_INIT;
+    bool ok = rf_cli_run_handle(m->params, &cb, src, NULL, m->uri, &rep,
+                                &err);
+    m->params = NULL;
     rf_progress_done();
-    rf_writer_stop(writer);
+    rf_writer_stop(ctx.writer);
     rf_ram_source_free(src);
     if (m->json) {
         rf_report_print_json(stdout, &rep, true,
@@ -58,24 +109,32 @@ int rf_cli_run_migrate(const RfCliMigrate *m)
     return ok ? RF_EXIT_OK : rf_cli_fail("migration failed", err);
 }
 
-static void on_listening(const char *uri, void *opaque)
+static void on_listening(RfMigration *m, const char *uri, void *opaque)
 {
     RfCliIncoming *in = opaque;
+    (void)m;
     rf_cli_announce_uri(uri, in->quiet, in->uri_file, in->uri_fd);
 }
 
 int rf_cli_run_incoming(RfCliIncoming *in)
 {
     RfError *err = NULL;
-    RfRamSink *sink = rf_file_sink_new(in->specs, in->nspecs, 0, &err);
+    RfRamSink *sink = rf_file_sink_new(
+        in->specs, in->nspecs, in->reuse_memory ? RF_FILE_SINK_REUSE : 0,
+        &err);
     if (!sink) {
+        rf_params_free(in->params);
         return rf_cli_fail(NULL, err);
     }
-    in->opts.cancel = &rf_cli_cancel;
-    in->opts.listening = on_listening;
-    in->opts.opaque = in;
-    RfReport rep;
-    bool ok = rf_incoming(in->uri, sink, &in->opts, &rep, &err);
+    RfCallbacks cb = RF_CALLBACKS_INIT;
+    cb.listening = on_listening;
+    cb.progress = in->quiet ? NULL : rf_progress_print;
+    cb.opaque = in;
+    RfReport rep = RF_REPORT_INIT;
+    bool ok = rf_cli_run_handle(in->params, &cb, NULL, sink, in->uri, &rep,
+                                &err);
+    in->params = NULL;
+    rf_progress_done();
     rf_ram_sink_free(sink);
     if (in->json) {
         rf_report_print_json(stdout, &rep, false,

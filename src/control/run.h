@@ -8,27 +8,34 @@ typedef struct RfCliMigrate {
     const char *uri;
     const char *const *specs;
     unsigned nspecs;
-    RfParams params;
-    bool verify, json, quiet;
+    RfParams *params;       /* parameters and capabilities (verify) */
+    bool json, quiet;
     bool simulate_writes;
     uint64_t writes_per_s;
-    unsigned timeout_ms;
 } RfCliMigrate;
 
 typedef struct RfCliIncoming {
     const char *uri;
     const char *const *specs;
     unsigned nspecs;
-    RfIncomingOptions opts;
+    RfParams *params;       /* explicit method/channels = expectations */
     bool json, quiet;
+    bool reuse_memory;      /* receive into the files as they are */
     const char *uri_file;   /* write the listening URI here */
     int uri_fd;             /* or to this fd (demo), -1 if none */
 } RfCliIncoming;
 
 void rf_cli_migrate_init(RfCliMigrate *m);
 void rf_cli_incoming_init(RfCliIncoming *in);
-/* Run and print the report; @return the exit status. */
-int rf_cli_run_migrate(const RfCliMigrate *m);
+/* Run and print the report; @return the exit status.  Free the params. */
+int rf_cli_run_migrate(RfCliMigrate *m);
 int rf_cli_run_incoming(RfCliIncoming *in);
+
+/* Runs one migration with the handle API on this thread, SIGINT/SIGTERM
+ * cancelling it: outgoing from src, or incoming into sink.  Fills rep
+ * (RF_REPORT_INIT) whatever the outcome.  Consumes params. */
+bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
+                       RfRamSource *src, RfRamSink *sink, const char *uri,
+                       RfReport *rep, RfError **errp);
 
 #endif

@@ -40,7 +40,7 @@ typedef struct Dest {
     bool warm;
     uint32_t final_round;
     bool verify;
-    double t0, cpu0;
+    double t0, cpu0, thread_cpu0;
     double paused_at;     /* STATE or END arrived: the source is paused */
     uint32_t acked_round; /* last ROUND_ACK sent */
     uint8_t *msgbuf;      /* RF_MSG_MAX_PAYLOAD bytes for main messages */
@@ -399,9 +399,15 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
     rep->dest_downtime_ms = (end - d->paused_at) * 1000;
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);
-    rep->recv_cpu_pct = rf_stats_fill_report(
-        rep, &st, d->main->bytes_in + d->main->bytes_out, end - d->t0,
-        rf_process_cpu() - d->cpu0);
+    rf_stats_fill_report(rep, &st, d->main->bytes_in + d->main->bytes_out,
+                         end - d->t0);
+    RfCpuFigures cpu = {
+        .migration_s = rf_thread_cpu() - d->thread_cpu0,
+        .channels_s = rf_recv_group_cpu(d->group),
+        .prefault_s = d->sink->prefault_cpu_s,
+        .process_s = rf_process_cpu() - d->cpu0,
+    };
+    rep->recv_cpu_pct = rf_stats_fill_cpu(rep, end - d->t0, &cpu);
     rep->rounds = d->final_round;
     rep->ram_bytes = 0;
     for (unsigned b = 0; b < d->hello->nblocks; b++) {
@@ -445,6 +451,7 @@ static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
     d->main->timeout_ms = d->timeout_ms;
     d->t0 = rf_now();
     d->cpu0 = rf_process_cpu();
+    d->thread_cpu0 = rf_thread_cpu();
     if (!handshake(d, errp)) {
         return false;
     }

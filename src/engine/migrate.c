@@ -43,7 +43,7 @@ typedef struct Source {
     RfSendGroup *group;
     uint8_t session[16];
     /* progress of the migration thread */
-    double t0, cpu0, last_tick;
+    double t0, cpu0, thread_cpu0, last_tick;
     uint64_t last_tick_wire;
     uint64_t sent_pages, round_left;
     unsigned round;
@@ -601,6 +601,7 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
     }
     s->t0 = rf_now();
     s->cpu0 = rf_process_cpu();
+    s->thread_cpu0 = rf_thread_cpu();
     s->last_tick = s->t0;
     char peer[300];
     if (s->opts->main_conn) {
@@ -666,9 +667,14 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
     } else {
         RfChanStats st;
         rf_send_group_stats(s.group, &st);
-        rep->send_cpu_pct = rf_stats_fill_report(
-            rep, &st, s.main->bytes_out + s.main->bytes_in, end - s.t0,
-            rf_process_cpu() - s.cpu0);
+        rf_stats_fill_report(rep, &st, s.main->bytes_out + s.main->bytes_in,
+                             end - s.t0);
+        RfCpuFigures cpu = {
+            .migration_s = rf_thread_cpu() - s.thread_cpu0,
+            .channels_s = rf_send_group_cpu(s.group),
+            .process_s = rf_process_cpu() - s.cpu0,
+        };
+        rep->send_cpu_pct = rf_stats_fill_cpu(rep, end - s.t0, &cpu);
         rep->setup_time_s = setup_done - s.t0;
         rep->precopy_bytes = s.precopy_bytes;
         rep->downtime_ms = (end - paused_at) * 1000;

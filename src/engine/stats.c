@@ -1,9 +1,23 @@
 /* ramflow - turning channel counters into a report. */
 #include "engine/stats.h"
 
-double rf_stats_fill_report(RfReport *rep, const RfChanStats *st,
-                            uint64_t extra_wire, double total_s,
-                            double cpu_s)
+static double pct_of(double cpu_s, double total_s)
+{
+    return total_s > 0 ? cpu_s / total_s * 100 : 0;
+}
+
+double rf_stats_fill_cpu(RfReport *rep, double total_s,
+                         const RfCpuFigures *c)
+{
+    rep->cpu_migration_pct = pct_of(c->migration_s, total_s);
+    rep->cpu_channels_pct = pct_of(c->channels_s, total_s);
+    rep->cpu_prefault_pct = pct_of(c->prefault_s, total_s);
+    rep->process_cpu_pct = pct_of(c->process_s, total_s);
+    return pct_of(c->migration_s + c->channels_s + c->prefault_s, total_s);
+}
+
+void rf_stats_fill_report(RfReport *rep, const RfChanStats *st,
+                          uint64_t extra_wire, double total_s)
 {
     rep->total_time_s = total_s;
     rep->normal_pages = st->normal_pages;
@@ -22,5 +36,4 @@ double rf_stats_fill_report(RfReport *rep, const RfChanStats *st,
             ? (double)st->normal_pages * RF_PAGE_SIZE /
                   (double)st->payload_bytes
             : 1.0;
-    return total_s > 0 ? cpu_s / total_s * 100 : 0;
 }

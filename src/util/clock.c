@@ -23,6 +23,35 @@ double rf_process_cpu(void)
     return ts_to_s(&ts);
 }
 
+double rf_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts_to_s(&ts);
+}
+
+void rf_thread_cpu_exit(RfThreadCpu *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    atomic_store(&c->exit_ns,
+                 (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+    atomic_store(&c->exited, true);
+}
+
+double rf_thread_cpu_read(pthread_t t, RfThreadCpu *c)
+{
+    clockid_t id;
+    struct timespec ts;
+    if (!atomic_load(&c->exited) && pthread_getcpuclockid(t, &id) == 0 &&
+        clock_gettime(id, &ts) == 0) {
+        return ts_to_s(&ts);
+    }
+    /* Ended, or ending as we looked: its own last reading counts. */
+    return atomic_load(&c->exited) ? (double)atomic_load(&c->exit_ns) / 1e9
+                                   : 0;
+}
+
 void rf_sleep(double s)
 {
     if (s <= 0) {

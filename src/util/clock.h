@@ -6,6 +6,23 @@
 double rf_now(void);
 /* CPU time (user + system) of the whole process, in seconds. */
 double rf_process_cpu(void);
+/* CPU time of the calling thread, in seconds. */
+double rf_thread_cpu(void);
+/* A worker thread's CPU time, readable by another thread while the
+ * worker runs and after it ended (the kernel forgets an ended thread's
+ * clock, so the worker records its own on the way out). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+typedef struct RfThreadCpu {
+    _Atomic uint64_t exit_ns;
+    atomic_bool exited;
+} RfThreadCpu;
+/* Called by the worker as its last act. */
+void rf_thread_cpu_exit(RfThreadCpu *c);
+/* The CPU seconds of worker t so far (t started, maybe ended). */
+double rf_thread_cpu_read(pthread_t t, RfThreadCpu *c);
 /* Sleeps for s seconds (no-op for s <= 0). */
 void rf_sleep(double s);
 
