@@ -1,5 +1,6 @@
 /*
- * ramflow - the tcp and unix transports and their socket connection.
+ * ramflow - the socket connection and listener under the tcp and unix
+ * transports (tcp.c, unix.c make the sockets; adopt.c takes the caller's).
  *
  * I/O design: connected sockets stay in blocking mode and the stall limit
  * is enforced by the kernel through SO_RCVTIMEO / SO_SNDTIMEO; receives use
@@ -25,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -33,29 +33,38 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#define RF_LISTEN_BACKLOG 512
+#include "channel/uri.h"
+
 #define RF_TIMEOUT_UNSET UINT_MAX
+#define RF_ACCEPT_SLICE_MS 100
 
 typedef struct SockConn {
     RfConn base;
-    unsigned rcv_timeout; /* value applied with SO_RCVTIMEO */
-    unsigned snd_timeout; /* value applied with SO_SNDTIMEO */
-    char peer[320];       /* URI of the peer, for error messages */
+    int fd;
+    unsigned rcv_timeout;   /* value applied with SO_RCVTIMEO */
+    unsigned snd_timeout;   /* value applied with SO_SNDTIMEO */
+    char peer[RF_URI_CAP];  /* URI of the peer, for error messages */
 } SockConn;
 
-static const RfConnOps sock_conn_ops;
+typedef struct SockListener {
+    RfListener base;
+    int fd;
+    /* The socket file listen created, removed on close; empty if none. */
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} SockListener;
 
-static long long now_ms(void)
+long long rf_sock_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* --- connection ---------------------------------------------------------- */
 
 /* Applies c->timeout_ms as the kernel's per-call limit for `opt`, once per
  * change, so the hot path costs no extra syscall. */
@@ -68,7 +77,7 @@ static bool apply_timeout(SockConn *sc, int opt, unsigned *applied,
     }
     struct timeval tv = { .tv_sec = ms / 1000,
                           .tv_usec = (ms % 1000) * 1000 };
-    if (setsockopt(sc->base.fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0) {
+    if (setsockopt(sc->fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0) {
         rf_error_set(errp, RF_ERR_IO, "%s: setting the %u ms timeout: %s",
                      sc->peer, ms, strerror(errno));
         return false;
@@ -115,7 +124,7 @@ static bool sock_sendv(RfConn *c, struct iovec *iov, int iovcnt,
             .msg_iov = iov,
             .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX),
         };
-        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(sc->fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -153,7 +162,7 @@ static bool sock_recvv(RfConn *c, struct iovec *iov, int iovcnt,
             .msg_iov = iov,
             .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX),
         };
-        ssize_t n = recvmsg(c->fd, &msg, MSG_WAITALL);
+        ssize_t n = recvmsg(sc->fd, &msg, MSG_WAITALL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -183,22 +192,64 @@ static bool sock_recvv(RfConn *c, struct iovec *iov, int iovcnt,
     return true;
 }
 
+/* poll() for POLLIN also reports end of stream and errors (POLLHUP,
+ * POLLERR), which is what callers want: the receive then says what
+ * happened.  EINTR restarts the wait with the time left. */
+static bool sock_wait_readable(RfConn *c, int ms)
+{
+    SockConn *sc = (SockConn *)c;
+    long long deadline = ms > 0 ? rf_sock_now_ms() + ms : 0;
+    for (;;) {
+        struct pollfd p = { .fd = sc->fd, .events = POLLIN };
+        int r = poll(&p, 1, ms);
+        if (r >= 0 || errno != EINTR) {
+            return r > 0;
+        }
+        if (deadline) {
+            long long left = deadline - rf_sock_now_ms();
+            ms = left > 0 ? (int)left : 0;
+        }
+    }
+}
+
+static bool sock_peer_uri(RfConn *c, char *uri, size_t cap, RfError **errp)
+{
+    SockConn *sc = (SockConn *)c;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(sc->fd, (struct sockaddr *)&ss, &len) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "%s: cannot get the peer's address: "
+                     "%s", sc->peer, strerror(errno));
+        return false;
+    }
+    RfError *err = NULL;
+    if (!rf_sockaddr_uri((struct sockaddr *)&ss, len, uri, cap, &err)) {
+        rf_error_prefix(&err, "%s: naming the peer", sc->peer);
+        rf_error_propagate(errp, err);
+        return false;
+    }
+    return true;
+}
+
 static void sock_shutdown(RfConn *c)
 {
-    shutdown(c->fd, SHUT_RDWR);
+    shutdown(((SockConn *)c)->fd, SHUT_RDWR);
 }
 
 static void sock_close(RfConn *c)
 {
-    if (c->fd >= 0) {
-        close(c->fd);
+    SockConn *sc = (SockConn *)c;
+    if (sc->fd >= 0) {
+        close(sc->fd);
     }
-    free(c);
+    free(sc);
 }
 
 static const RfConnOps sock_conn_ops = {
     .sendv = sock_sendv,
     .recvv = sock_recvv,
+    .wait_readable = sock_wait_readable,
+    .peer_uri = sock_peer_uri,
     .shutdown = sock_shutdown,
     .close = sock_close,
 };
@@ -208,7 +259,6 @@ RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp)
     SockConn *sc = calloc(1, sizeof(*sc));
     if (!sc) {
         rf_error_set(errp, RF_ERR_GENERIC, "%s: out of memory", peer);
-        close(fd);
         return NULL;
     }
     int domain = 0, one = 1;
@@ -223,21 +273,19 @@ RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
     sc->base.ops = &sock_conn_ops;
-    sc->base.fd = fd;
+    sc->fd = fd;
     sc->rcv_timeout = RF_TIMEOUT_UNSET;
     sc->snd_timeout = RF_TIMEOUT_UNSET;
     snprintf(sc->peer, sizeof(sc->peer), "%s", peer);
     return &sc->base;
 }
 
-/* Waits for a non-blocking connect on fd to finish by deadline (0 = no
- * limit).  @return 0 on success, else the errno (ETIMEDOUT on timeout). */
-static int connect_wait(int fd, long long deadline)
+int rf_sock_connect_wait(int fd, long long deadline_ms)
 {
     for (;;) {
         int wait = -1;
-        if (deadline) {
-            long long left = deadline - now_ms();
+        if (deadline_ms) {
+            long long left = deadline_ms - rf_sock_now_ms();
             if (left <= 0) {
                 return ETIMEDOUT;
             }
@@ -259,9 +307,8 @@ static int connect_wait(int fd, long long deadline)
     }
 }
 
-/* Sets the "cannot connect" error for uri from errno value err. */
-static void connect_error(RfError **errp, const char *uri, int err,
-                          unsigned timeout_ms)
+void rf_sock_connect_error(RfError **errp, const char *uri, int err,
+                           unsigned timeout_ms)
 {
     if (err == ETIMEDOUT) {
         rf_error_set(errp, RF_ERR_TIMEOUT, "connecting to %s: no answer "
@@ -275,268 +322,104 @@ static void connect_error(RfError **errp, const char *uri, int err,
     }
 }
 
-/* Connects to the first address of host:port that answers; connect()
- * itself is non-blocking so that timeout_ms bounds it.  The connection's
- * stall limit starts as timeout_ms too. */
-static RfConn *tcp_connect(const char *addr, unsigned timeout_ms,
-                           RfError **errp)
+/* --- listener ------------------------------------------------------------ */
+
+/* Polls the listening socket in slices of 100 ms so that a cancel flag is
+ * noticed quickly; the socket is non-blocking so that a client gone
+ * between poll and accept costs a retry, not a hang. */
+static RfConn *sock_accept(RfListener *l, unsigned timeout_ms,
+                           volatile int *cancel, RfError **errp)
 {
-    char host[RF_HOST_MAX + 1], uri[320], port_s[8];
-    unsigned port;
-    if (!rf_tcp_addr_parse(addr, false, host, &port, errp)) {
-        return NULL;
-    }
-    snprintf(uri, sizeof(uri), "tcp:%s", addr);
-    snprintf(port_s, sizeof(port_s), "%u", port);
-    struct addrinfo hints = { .ai_family = AF_UNSPEC,
-                              .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *res;
-    int gerr = getaddrinfo(host, port_s, &hints, &res);
-    if (gerr) {
-        rf_error_set(errp, RF_ERR_IO, "cannot resolve host '%s' of %s: %s",
-                     host, uri, gai_strerror(gerr));
-        return NULL;
-    }
-    long long deadline = timeout_ms ? now_ms() + timeout_ms : 0;
-    int err = EHOSTUNREACH, fd = -1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
+    SockListener *sl = (SockListener *)l;
+    long long deadline = timeout_ms ? rf_sock_now_ms() + timeout_ms : 0;
+    for (;;) {
+        if (cancel && *cancel) {
+            rf_error_set(errp, RF_ERR_CANCELLED,
+                         "cancelled while waiting for a connection on %s",
+                         l->uri);
+            return NULL;
         }
-        err = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
-        if (err == EINPROGRESS) {
-            err = connect_wait(fd, deadline);
-        }
-        if (err) {
-            close(fd);
-            fd = -1;
-            if (err == ETIMEDOUT) {
-                break;
+        int slice = RF_ACCEPT_SLICE_MS;
+        if (deadline) {
+            long long left = deadline - rf_sock_now_ms();
+            if (left <= 0) {
+                rf_error_set(errp, RF_ERR_TIMEOUT,
+                             "no connection on %s within %u ms", l->uri,
+                             timeout_ms);
+                return NULL;
+            }
+            if (left < slice) {
+                slice = (int)left;
             }
         }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        connect_error(errp, uri, err, timeout_ms);
-        return NULL;
-    }
-    RfConn *c = rf_sock_conn_new(fd, uri, errp);
-    if (c) {
-        c->timeout_ms = timeout_ms;
-    }
-    return c;
-}
-
-static bool unix_sockaddr(const char *path, struct sockaddr_un *sun,
-                          RfError **errp)
-{
-    if (!rf_unix_addr_check(path, errp)) {
-        return false;
-    }
-    memset(sun, 0, sizeof(*sun));
-    sun->sun_family = AF_UNIX;
-    memcpy(sun->sun_path, path, strlen(path) + 1);
-    return true;
-}
-
-/* Unix connect never says EINPROGRESS; a full backlog gives EAGAIN on a
- * non-blocking socket, so retry that until the deadline. */
-static RfConn *unix_connect(const char *addr, unsigned timeout_ms,
-                            RfError **errp)
-{
-    struct sockaddr_un sun;
-    char uri[320];
-    if (!unix_sockaddr(addr, &sun, errp)) {
-        return NULL;
-    }
-    snprintf(uri, sizeof(uri), "unix:%s", addr);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        rf_error_set(errp, RF_ERR_IO, "%s: socket: %s", uri,
-                     strerror(errno));
-        return NULL;
-    }
-    long long deadline = timeout_ms ? now_ms() + timeout_ms : 0;
-    int err;
-    for (;;) {
-        err = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0
-                  ? 0 : errno;
-        if (err == EINTR) {
+        struct pollfd pfd = { .fd = sl->fd, .events = POLLIN };
+        int r = poll(&pfd, 1, slice);
+        if (r < 0 && errno != EINTR) {
+            rf_error_set(errp, RF_ERR_IO, "waiting for a connection on %s: "
+                         "%s", l->uri, strerror(errno));
+            return NULL;
+        }
+        if (r <= 0) {
             continue;
         }
-        if (err != EAGAIN) {
-            break;
-        }
-        if (deadline && now_ms() >= deadline) {
-            err = ETIMEDOUT;
-            break;
-        }
-        poll(NULL, 0, 2);
-    }
-    if (err == EINPROGRESS) {
-        err = connect_wait(fd, deadline);
-    }
-    if (err) {
-        close(fd);
-        connect_error(errp, uri, err, timeout_ms);
-        return NULL;
-    }
-    RfConn *c = rf_sock_conn_new(fd, uri, errp);
-    if (c) {
-        c->timeout_ms = timeout_ms;
-    }
-    return c;
-}
-
-static RfListener *listener_new(int fd, RfError **errp)
-{
-    RfListener *l = calloc(1, sizeof(*l));
-    if (!l) {
-        close(fd);
-        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
-        return NULL;
-    }
-    l->fd = fd;
-    l->conn_ops = &sock_conn_ops;
-    return l;
-}
-
-/* Binds the first address host:port resolves to.  With port 0 the kernel
- * picks one and l->uri carries it, so the caller can tell its peer. */
-static RfListener *tcp_listen(const char *addr, RfError **errp)
-{
-    char host[RF_HOST_MAX + 1], port_s[8];
-    unsigned port;
-    if (!rf_tcp_addr_parse(addr, true, host, &port, errp)) {
-        return NULL;
-    }
-    snprintf(port_s, sizeof(port_s), "%u", port);
-    struct addrinfo hints = { .ai_family = AF_UNSPEC,
-                              .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-    struct addrinfo *res;
-    int gerr = getaddrinfo(host, port_s, &hints, &res);
-    if (gerr) {
-        rf_error_set(errp, RF_ERR_IO, "cannot resolve host '%s' of tcp:%s: "
-                     "%s", host, addr, gai_strerror(gerr));
-        return NULL;
-    }
-    int fd = -1, err = EADDRNOTAVAIL, one = 1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof(ss);
+        int fd = accept4(sl->fd, (struct sockaddr *)&ss, &sslen,
+                         SOCK_CLOEXEC);
         if (fd < 0) {
-            err = errno;
-            continue;
+            /* The client may have gone between poll and accept. */
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED || errno == EPROTO) {
+                continue;
+            }
+            rf_error_set(errp, RF_ERR_IO, "accepting a connection on %s: "
+                         "%s", l->uri, strerror(errno));
+            return NULL;
         }
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-            listen(fd, RF_LISTEN_BACKLOG) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
+        /* Unix clients are unnamed: the listener's URI names them. */
+        char peer[RF_URI_CAP];
+        if (!rf_sockaddr_uri((struct sockaddr *)&ss, sslen, peer,
+                             sizeof(peer), NULL)) {
+            snprintf(peer, sizeof(peer), "%s", l->uri);
         }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        rf_error_set(errp, RF_ERR_IO, "cannot listen on tcp:%s: %s", addr,
-                     strerror(err));
-        return NULL;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "tcp:%s: getsockname: %s", addr,
-                     strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    RfListener *l = listener_new(fd, errp);
-    if (!l) {
-        return NULL;
-    }
-    unsigned actual = ntohs(ss.ss_family == AF_INET6
-                            ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                            : ((struct sockaddr_in *)&ss)->sin_port);
-    bool v6 = strchr(host, ':') != NULL;
-    snprintf(l->uri, sizeof(l->uri), "tcp:%s%s%s:%u", v6 ? "[" : "", host,
-             v6 ? "]" : "", actual);
-    return l;
-}
-
-/* Removes a socket file left by a process that is gone, refusing to touch
- * anything that is not a socket or that still has a listener. */
-static bool unix_clear_stale(const struct sockaddr_un *sun, RfError **errp)
-{
-    struct stat st;
-    if (lstat(sun->sun_path, &st) < 0) {
-        return true;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        rf_error_set(errp, RF_ERR_IO, "cannot listen on unix:%s: the path "
-                     "exists and is not a socket", sun->sun_path);
-        return false;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd >= 0) {
-        int r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-        int err = errno;
-        close(fd);
-        if (r == 0 || err == EAGAIN) {
-            rf_error_set(errp, RF_ERR_IO, "cannot listen on unix:%s: "
-                         "another process is listening there",
-                         sun->sun_path);
-            return false;
-        }
-    }
-    unlink(sun->sun_path);
-    return true;
-}
-
-static RfListener *unix_listen(const char *addr, RfError **errp)
-{
-    struct sockaddr_un sun;
-    if (!unix_sockaddr(addr, &sun, errp) || !unix_clear_stale(&sun, errp)) {
-        return NULL;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    bool bound = fd >= 0 &&
-                 bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
-    if (!bound || listen(fd, RF_LISTEN_BACKLOG) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "cannot listen on unix:%s: %s", addr,
-                     strerror(errno));
-        if (bound) {
-            unlink(addr);
-        }
-        if (fd >= 0) {
+        RfConn *c = rf_sock_conn_new(fd, peer, errp);
+        if (!c) {
             close(fd);
         }
-        return NULL;
+        return c;
     }
-    RfListener *l = listener_new(fd, errp);
-    if (!l) {
-        unlink(addr);
-        return NULL;
-    }
-    snprintf(l->uri, sizeof(l->uri), "unix:%s", addr);
-    snprintf(l->unix_path, sizeof(l->unix_path), "%s", addr);
-    return l;
 }
 
-const RfTransportOps rf_tcp_transport = {
-    .scheme = "tcp",
-    .connect = tcp_connect,
-    .listen = tcp_listen,
+static void sock_listener_close(RfListener *l)
+{
+    SockListener *sl = (SockListener *)l;
+    if (sl->fd >= 0) {
+        close(sl->fd);
+    }
+    if (sl->unix_path[0]) {
+        unlink(sl->unix_path);
+    }
+    free(sl);
+}
+
+static const RfListenerOps sock_listener_ops = {
+    .accept = sock_accept,
+    .close = sock_listener_close,
 };
 
-const RfTransportOps rf_unix_transport = {
-    .scheme = "unix",
-    .connect = unix_connect,
-    .listen = unix_listen,
-};
+RfListener *rf_sock_listener_new(int fd, const char *uri,
+                                 const char *unix_path, RfError **errp)
+{
+    SockListener *sl = calloc(1, sizeof(*sl));
+    if (!sl) {
+        rf_error_set(errp, RF_ERR_GENERIC, "%s: out of memory", uri);
+        return NULL;
+    }
+    sl->base.ops = &sock_listener_ops;
+    sl->fd = fd;
+    snprintf(sl->base.uri, sizeof(sl->base.uri), "%s", uri);
+    if (unix_path) {
+        snprintf(sl->unix_path, sizeof(sl->unix_path), "%s", unix_path);
+    }
+    return &sl->base;
+}

@@ -1,36 +1,36 @@
 /*
- * ramflow - private glue between transport.c (URIs, dispatch, accept) and
- * socket.c (the tcp and unix transports).  Nothing outside src/channel
- * includes this file.
+ * ramflow - the socket connection and listener (socket.c) that the tcp
+ * and unix transports (tcp.c, unix.c) and adopted sockets (adopt.c) are
+ * built on.  Private to src/channel: transport.c and everything outside
+ * reach sockets only through the ops tables these functions install.
  */
 #ifndef RF_CHANNEL_SOCKET_H
 #define RF_CHANNEL_SOCKET_H
 
 #include <stdbool.h>
-#include <stddef.h>
 
 #include "channel/transport.h"
 
-/* The built-in transports (socket.c).  Their connect/listen receive the
- * address without the "scheme:" prefix. */
-extern const RfTransportOps rf_tcp_transport;
-extern const RfTransportOps rf_unix_transport;
-
-/* Longest host part of a tcp address, brackets excluded. */
-#define RF_HOST_MAX 255
-
-/* Splits "HOST:PORT" or "[V6]:PORT" (the part after "tcp:") into host
- * (brackets removed) and port; port 0 is accepted only if allow_zero.
- * @return false with an RF_ERR_PARAM error quoting the whole URI. */
-bool rf_tcp_addr_parse(const char *addr, bool allow_zero,
-                       char host[RF_HOST_MAX + 1], unsigned *port,
-                       RfError **errp);
-
-/* Checks "PATH" (the part after "unix:") fits a sockaddr_un. */
-bool rf_unix_addr_check(const char *addr, RfError **errp);
-
-/* Wraps an accepted or connected socket in a connection; takes ownership
- * of fd (closed on failure).  `peer` names it in error messages. */
+/* Wraps a connected socket in a connection (made blocking, TCP_NODELAY
+ * for TCP).  `peer` names it in error messages.  fd is owned by the
+ * connection on success; on failure it is left open for the caller. */
 RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp);
+
+/* Wraps a non-blocking listening socket in a listener whose uri is `uri`;
+ * unix_path, if not NULL, is the socket file to remove on close.  fd is
+ * owned on success; on failure it is left open for the caller. */
+RfListener *rf_sock_listener_new(int fd, const char *uri,
+                                 const char *unix_path, RfError **errp);
+
+/* Monotonic clock in milliseconds, for connect and accept deadlines. */
+long long rf_sock_now_ms(void);
+
+/* Waits for a non-blocking connect on fd to finish by deadline_ms (0 = no
+ * limit).  @return 0 on success, else the errno (ETIMEDOUT on timeout). */
+int rf_sock_connect_wait(int fd, long long deadline_ms);
+
+/* Sets the "cannot connect to uri" error for errno value err. */
+void rf_sock_connect_error(RfError **errp, const char *uri, int err,
+                           unsigned timeout_ms);
 
 #endif /* RF_CHANNEL_SOCKET_H */

@@ -1,11 +1,21 @@
 /*
  * ramflow - the transport interface every channel does its I/O through.
  *
- * A transport is a small ops table (connect, listen/accept, vectored send
- * and receive, close) so that TLS can wrap it later without touching the
- * engine.  Addresses are URIs: "tcp:HOST:PORT", "tcp:[V6]:PORT",
+ * A transport is three ops tables: RfTransportOps (connect, listen), found
+ * by the URI's scheme; RfListenerOps (accept, close) on each listener; and
+ * RfConnOps (vectored send and receive, wait for input, peer address,
+ * shutdown, close) on each connection.  Callers use listeners and
+ * connections only through the calls below and never see a file
+ * descriptor, so a TLS layer can wrap connect and accept without touching
+ * the engine.  Addresses are URIs: "tcp:HOST:PORT", "tcp:[V6]:PORT",
  * "unix:PATH".  All calls block; a receive that sees no byte for
  * `timeout_ms` fails with RF_ERR_TIMEOUT, so a stalled peer is detected.
+ *
+ * Files: transport.c finds the transport for a scheme and holds the
+ * generic calls; tcp.c and unix.c are the built-in transports; socket.c is
+ * the socket connection and listener they share; adopt.c wraps sockets
+ * the caller made (rf_conn_from_fd, rf_listener_from_fd); uri.c parses
+ * and writes addresses.
  */
 #ifndef RF_CHANNEL_TRANSPORT_H
 #define RF_CHANNEL_TRANSPORT_H
@@ -16,58 +26,125 @@
 
 #include "ramflow/error.h"
 
+/* Room for any URI a transport produces, NUL included. */
+#define RF_URI_CAP 320
+
 typedef struct RfConn RfConn;
 typedef struct RfListener RfListener;
 
+/* One transport; transport.c lists them and picks one by scheme. */
 typedef struct RfTransportOps {
     const char *scheme; /* "tcp", "unix" */
+    /* Connects to addr (the URI after "scheme:") within timeout_ms
+     * (0 = no limit); the connection's timeout_ms starts as timeout_ms. */
     RfConn *(*connect)(const char *addr, unsigned timeout_ms,
                        RfError **errp);
+    /* Listens on addr (the URI after "scheme:"); sets the listener's uri
+     * to the actual address (port 0 resolved). */
     RfListener *(*listen)(const char *addr, RfError **errp);
 } RfTransportOps;
-
-/* A connection; created by a transport, used through the calls below. */
-struct RfConn {
-    const struct RfConnOps *ops;
-    int fd;
-    unsigned timeout_ms;  /* receive/send stall limit; 0 = none */
-    unsigned long long bytes_in, bytes_out;
-};
 
 typedef struct RfConnOps {
     /* Writes every byte of iov (may modify iov). */
     bool (*sendv)(RfConn *c, struct iovec *iov, int iovcnt, RfError **errp);
     /* Reads exactly the bytes of iov (may modify iov). */
     bool (*recvv)(RfConn *c, struct iovec *iov, int iovcnt, RfError **errp);
+    /* Waits up to ms milliseconds (negative = no limit) until a receive
+     * would not block: bytes arrived (including any the transport itself
+     * has buffered, as TLS will), or the peer closed, or an error is
+     * pending.  @return false if none happened within ms. */
+    bool (*wait_readable)(RfConn *c, int ms);
+    /* Writes into uri (cap bytes) the URI that reaches the peer, so more
+     * connections can be opened to it.  NULL if the transport cannot
+     * tell; the generic call then fails with RF_ERR_PARAM. */
+    bool (*peer_uri)(RfConn *c, char *uri, size_t cap, RfError **errp);
     /* Shuts both directions down so blocked peers/threads wake up. */
     void (*shutdown)(RfConn *c);
+    /* Closes the connection and frees c. */
     void (*close)(RfConn *c);
 } RfConnOps;
 
-struct RfListener {
-    int fd;
-    char uri[300];        /* actual address, port 0 resolved */
-    char unix_path[256];  /* unlinked on close */
-    const struct RfConnOps *conn_ops;
+/* A connection; created by a transport, used through the calls below.
+ * The transport's own state (socket, peer name) follows this header in a
+ * larger struct. */
+struct RfConn {
+    const RfConnOps *ops;
+    unsigned timeout_ms;  /* receive/send stall limit; 0 = none */
+    unsigned long long bytes_in, bytes_out;
 };
+
+typedef struct RfListenerOps {
+    /* Waits up to timeout_ms (0 = no limit) for one connection and checks
+     * *cancel (if non-NULL) at least every 100 ms.  @return the accepted
+     * connection (timeout_ms 0), or NULL with RF_ERR_TIMEOUT,
+     * RF_ERR_CANCELLED or RF_ERR_IO. */
+    RfConn *(*accept)(RfListener *l, unsigned timeout_ms,
+                      volatile int *cancel, RfError **errp);
+    /* Stops listening, removes what listen created (a unix socket file;
+     * never one an adopted socket was bound to) and frees l. */
+    void (*close)(RfListener *l);
+} RfListenerOps;
+
+/* A listener; created by a transport's listen or rf_listener_from_fd(). */
+struct RfListener {
+    const RfListenerOps *ops;
+    char uri[RF_URI_CAP]; /* actual address, port 0 resolved */
+};
+
+/* The built-in transports (tcp.c, unix.c).  Their connect/listen receive
+ * the address without the "scheme:" prefix. */
+extern const RfTransportOps rf_tcp_transport;
+extern const RfTransportOps rf_unix_transport;
+
+/* --- by URI (transport.c) --------------------------------------------- */
 
 /* Parses the URI's scheme and connects.  @return NULL with a clear error
  * ("unknown scheme", "connection refused to tcp:...") on failure. */
 RfConn *rf_conn_connect(const char *uri, unsigned timeout_ms,
                         RfError **errp);
 RfListener *rf_listen(const char *uri, RfError **errp);
+
+/* --- generic calls over the ops tables (transport.c) -------------------- */
+
 /* Waits up to timeout_ms (0 = forever) for one connection; polls *cancel
  * if non-NULL. */
 RfConn *rf_listener_accept(RfListener *l, unsigned timeout_ms,
                            volatile int *cancel, RfError **errp);
+/* NULL is allowed. */
 void rf_listener_close(RfListener *l);
 
-/* Convenience wrappers over c->ops. */
 bool rf_conn_sendv(RfConn *c, struct iovec *iov, int iovcnt, RfError **errp);
 bool rf_conn_recvv(RfConn *c, struct iovec *iov, int iovcnt, RfError **errp);
 bool rf_conn_send(RfConn *c, const void *buf, size_t len, RfError **errp);
 bool rf_conn_recv(RfConn *c, void *buf, size_t len, RfError **errp);
+/* Waits up to ms (negative = no limit) until a receive would not block,
+ * for a bounded look at the main channel.  @return true if bytes are
+ * there or the peer closed (the receive then reports it). */
+bool rf_conn_wait_readable(RfConn *c, int ms);
+/* Writes the URI that reaches c's peer ("tcp:HOST:PORT", "tcp:[V6]:PORT",
+ * "unix:PATH") into uri (cap bytes), so a source handed only a connected
+ * main channel can open its data channels to the same destination.
+ * @return false with RF_ERR_PARAM if the peer has no such name (an
+ * unnamed or abstract unix socket) or it does not fit. */
+bool rf_conn_peer_uri(RfConn *c, char *uri, size_t cap, RfError **errp);
+/* NULL is allowed (for both). */
 void rf_conn_shutdown(RfConn *c);
 void rf_conn_close(RfConn *c);
+
+/* --- adopting sockets the caller made (adopt.c) ------------------------- */
+
+/* Wraps fd, a connected stream socket (TCP over IPv4/IPv6, or Unix), in a
+ * connection with timeout_ms 0; the socket is made blocking.  Ownership
+ * of fd passes to the connection on success only: on failure fd is left
+ * open and unchanged.  @return NULL with RF_ERR_PARAM if fd is not such
+ * a socket (a pipe, a datagram socket, a listening or unconnected one). */
+RfConn *rf_conn_from_fd(int fd, RfError **errp);
+/* Wraps fd, a listening stream socket (TCP or Unix), in a listener whose
+ * uri is its address ("fd:N" if a unix socket has no path); the socket is
+ * made non-blocking, and rf_listener_close() closes it but never removes
+ * its socket file.  Ownership passes on success only, as for
+ * rf_conn_from_fd().  @return NULL with RF_ERR_PARAM if fd is not a
+ * listening stream socket. */
+RfListener *rf_listener_from_fd(int fd, RfError **errp);
 
 #endif /* RF_CHANNEL_TRANSPORT_H */

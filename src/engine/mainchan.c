@@ -1,5 +1,4 @@
 /* ramflow - framed messages on the main (control) channel. */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,8 +33,7 @@ void rf_msg_send_error(RfConn *c, const RfError *err)
 
 bool rf_msg_ready(RfConn *c, int ms)
 {
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    return poll(&p, 1, ms) > 0;
+    return rf_conn_wait_readable(c, ms);
 }
 
 bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,

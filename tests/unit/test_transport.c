@@ -1,4 +1,5 @@
-/* Unit tests: the tcp and unix transports (src/channel/transport.h). */
+/* Unit tests: the tcp and unix transports, their listener and connection
+ * ops, and adopted sockets (src/channel/transport.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +7,9 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -382,7 +385,7 @@ static void test_connect_refused(void **state)
     RfError *err = NULL;
     RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
     assert_non_null(l);
-    char uri[300];
+    char uri[RF_URI_CAP];
     snprintf(uri, sizeof(uri), "%s", l->uri);
     rf_listener_close(l);
     double t0 = now_s();
@@ -491,13 +494,10 @@ static void *set_cancel(void *opaque)
     return NULL;
 }
 
-static void test_accept_cancel_and_timeout(void **state)
+/* Cancel and timeout of an accept, through whatever listener l is. */
+static void accept_cancel_and_timeout(RfListener *l)
 {
-    (void)state;
     RfError *err = NULL;
-    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
-    assert_non_null(l);
-
     cancel_flag = 0;
     pthread_t th;
     pthread_create(&th, NULL, set_cancel, NULL);
@@ -517,7 +517,609 @@ static void test_accept_cancel_and_timeout(void **state)
     assert_non_null(strstr(rf_error_msg(err), l->uri));
     assert_true(dt >= 0.14 && dt < 0.5);
     rf_error_free(err);
+}
+
+static void test_accept_cancel_and_timeout(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(l);
+    accept_cancel_and_timeout(l);
     rf_listener_close(l);
+
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/cancel", tmpdir);
+    l = rf_listen(uri, &err);
+    assert_non_null(l);
+    accept_cancel_and_timeout(l);
+    rf_listener_close(l);
+}
+
+/* --- helpers for the ops and adoption tests ------------------------------ */
+
+/* Checks err is of `kind` and its message contains `needle`; frees it. */
+static void expect_error(RfError *err, RfErrorKind kind, const char *needle)
+{
+    if (!err) {
+        fail_msg("no error; expected one with '%s'", needle);
+    }
+    if (rf_error_kind(err) != kind || !strstr(rf_error_msg(err), needle)) {
+        fail_msg("expected kind %d with '%s', got kind %d: %s", kind,
+                 needle, rf_error_kind(err), rf_error_msg(err));
+    }
+    rf_error_free(err);
+}
+
+static bool fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) != -1;
+}
+
+static unsigned uri_port(const char *uri)
+{
+    const char *colon = strrchr(uri, ':');
+    assert_non_null(colon);
+    return (unsigned)atoi(colon + 1);
+}
+
+/* A plain blocking TCP client socket connected to 127.0.0.1:port. */
+static int raw_tcp_connect(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* A plain TCP socket bound to 127.0.0.1 on a free port; listening if
+ * `listening`. */
+static int raw_tcp_bound(bool listening, unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    if (listening) {
+        assert_int_equal(listen(fd, 8), 0);
+    }
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static socklen_t unix_addr(struct sockaddr_un *sun, const char *path)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    assert_true(strlen(path) < sizeof(sun->sun_path));
+    memcpy(sun->sun_path, path, strlen(path) + 1);
+    return sizeof(*sun);
+}
+
+/* --- listener ops -------------------------------------------------------- */
+
+/* A listener wrapping another one through the ops table, as a TLS layer
+ * will: it counts its calls and defers to the inner listener. */
+typedef struct WrapListener {
+    RfListener base;
+    RfListener *inner;
+    int accepts;
+} WrapListener;
+
+static int wrap_closes;
+
+static RfConn *wrap_accept(RfListener *l, unsigned timeout_ms,
+                           volatile int *cancel, RfError **errp)
+{
+    WrapListener *w = (WrapListener *)l;
+    w->accepts++;
+    return rf_listener_accept(w->inner, timeout_ms, cancel, errp);
+}
+
+static void wrap_close(RfListener *l)
+{
+    WrapListener *w = (WrapListener *)l;
+    rf_listener_close(w->inner);
+    wrap_closes++;
+    free(w);
+}
+
+static const RfListenerOps wrap_ops = {
+    .accept = wrap_accept,
+    .close = wrap_close,
+};
+
+static void listener_ops(const char *uri)
+{
+    RfError *err = NULL;
+    RfListener *inner = rf_listen(uri, &err);
+    if (!inner) {
+        fail_msg("listen %s: %s", uri, rf_error_msg(err));
+    }
+    assert_non_null(inner->ops);
+    assert_non_null(inner->ops->accept);
+    assert_non_null(inner->ops->close);
+
+    WrapListener *w = calloc(1, sizeof(*w));
+    w->base.ops = &wrap_ops;
+    w->inner = inner;
+    snprintf(w->base.uri, sizeof(w->base.uri), "%s", inner->uri);
+    char actual[RF_URI_CAP];
+    snprintf(actual, sizeof(actual), "%s", inner->uri);
+
+    Pair p = { .l = &w->base };
+    p.c = rf_conn_connect(p.l->uri, 2000, &err);
+    assert_non_null(p.c);
+    p.a = rf_listener_accept(p.l, 2000, NULL, &err);
+    if (!p.a) {
+        fail_msg("accept %s: %s", actual, rf_error_msg(err));
+    }
+    assert_int_equal(w->accepts, 1);
+    assert_int_equal(p.a->timeout_ms, 0);
+    p.a->timeout_ms = 5000;
+    p.c->timeout_ms = 5000;
+    ping_pong(&p);
+
+    /* Deadline and cancel work through the wrapper too. */
+    accept_cancel_and_timeout(p.l);
+    assert_int_equal(w->accepts, 3);
+
+    wrap_closes = 0;
+    pair_close(&p); /* closes the wrapper, which closes the inner one */
+    assert_int_equal(wrap_closes, 1);
+    /* The inner listener is really gone. */
+    assert_null(rf_conn_connect(actual, 500, &err));
+    expect_error(err, RF_ERR_IO, "connection refused");
+}
+
+static void test_listener_ops_tcp(void **state)
+{
+    (void)state;
+    listener_ops("tcp:127.0.0.1:0");
+}
+
+static void test_listener_ops_unix(void **state)
+{
+    (void)state;
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/ops", tmpdir);
+    listener_ops(uri);
+    struct stat st;
+    assert_int_equal(lstat(uri + 5, &st), -1); /* socket file removed */
+}
+
+/* --- adopting connected sockets ------------------------------------------ */
+
+static void test_conn_from_fd_tcp(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    Pair p;
+    p.l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(p.l);
+
+    /* Source side: a connected socket made non-blocking by its owner. */
+    int fd = raw_tcp_connect(uri_port(p.l->uri));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    p.c = rf_conn_from_fd(fd, &err);
+    if (!p.c) {
+        fail_msg("rf_conn_from_fd: %s", rf_error_msg(err));
+    }
+    assert_int_equal(p.c->timeout_ms, 0);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0); /* blocking */
+    p.a = rf_listener_accept(p.l, 2000, NULL, &err);
+    assert_non_null(p.a);
+    p.a->timeout_ms = 5000;
+    p.c->timeout_ms = 5000;
+    ping_pong(&p);
+    /* Messages name the peer by its address. */
+    rf_conn_close(p.a);
+    p.a = NULL;
+    char buf[8];
+    assert_false(rf_conn_recv(p.c, buf, sizeof(buf), &err));
+    assert_non_null(strstr(rf_error_msg(err), p.l->uri));
+    expect_error(err, RF_ERR_IO, "connection closed by peer");
+    err = NULL;
+    rf_conn_close(p.c); /* owns fd */
+    p.c = NULL;
+    assert_false(fd_is_open(fd));
+    pair_close(&p);
+
+    /* Destination side: a socket the caller accepted itself. */
+    unsigned port;
+    int lfd = raw_tcp_bound(true, &port);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+    p.l = NULL;
+    p.c = rf_conn_connect(uri, 2000, &err);
+    assert_non_null(p.c);
+    int afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    p.a = rf_conn_from_fd(afd, &err);
+    assert_non_null(p.a);
+    p.a->timeout_ms = 5000;
+    ping_pong(&p);
+    pair_close(&p);
+    assert_false(fd_is_open(afd));
+    close(lfd);
+}
+
+static void test_conn_from_fd_unix(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/adopt", tmpdir);
+    Pair p;
+    p.l = rf_listen(uri, &err);
+    assert_non_null(p.l);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun;
+    socklen_t len = unix_addr(&sun, uri + 5);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sun, len), 0);
+    p.c = rf_conn_from_fd(fd, &err);
+    assert_non_null(p.c);
+    p.a = rf_listener_accept(p.l, 2000, NULL, &err);
+    assert_non_null(p.a);
+    p.a->timeout_ms = 5000;
+    p.c->timeout_ms = 5000;
+    ping_pong(&p);
+    pair_close(&p);
+    assert_false(fd_is_open(fd));
+
+    /* Both ends of a socketpair: connected, though neither has a name. */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p.l = NULL;
+    p.c = rf_conn_from_fd(sv[0], &err);
+    p.a = rf_conn_from_fd(sv[1], &err);
+    assert_non_null(p.c);
+    assert_non_null(p.a);
+    ping_pong(&p);
+    pair_close(&p);
+    assert_false(fd_is_open(sv[0]) || fd_is_open(sv[1]));
+    assert_null(err);
+}
+
+/* --- adopting listening sockets ------------------------------------------ */
+
+static void test_listener_from_fd_tcp(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    unsigned port;
+    int fd = raw_tcp_bound(true, &port);
+    Pair p;
+    p.l = rf_listener_from_fd(fd, &err);
+    if (!p.l) {
+        fail_msg("rf_listener_from_fd: %s", rf_error_msg(err));
+    }
+    char want[64];
+    snprintf(want, sizeof(want), "tcp:127.0.0.1:%u", port);
+    assert_string_equal(p.l->uri, want);
+    /* Made non-blocking, so a client gone before accept() cannot hang. */
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    p.c = rf_conn_connect(p.l->uri, 2000, &err);
+    assert_non_null(p.c);
+    p.a = rf_listener_accept(p.l, 2000, NULL, &err);
+    assert_non_null(p.a);
+    p.a->timeout_ms = 5000;
+    p.c->timeout_ms = 5000;
+    ping_pong(&p);
+    accept_cancel_and_timeout(p.l);
+    pair_close(&p);
+    assert_false(fd_is_open(fd));
+}
+
+static void test_listener_from_fd_unix(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    char path[128], want[140];
+    snprintf(path, sizeof(path), "%s/given", tmpdir);
+    snprintf(want, sizeof(want), "unix:%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun;
+    socklen_t len = unix_addr(&sun, path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sun, len), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    Pair p;
+    p.l = rf_listener_from_fd(fd, &err);
+    assert_non_null(p.l);
+    assert_string_equal(p.l->uri, want);
+    p.c = rf_conn_connect(p.l->uri, 2000, &err);
+    assert_non_null(p.c);
+    p.a = rf_listener_accept(p.l, 2000, NULL, &err);
+    assert_non_null(p.a);
+    p.a->timeout_ms = 5000;
+    p.c->timeout_ms = 5000;
+    ping_pong(&p);
+    pair_close(&p);
+    assert_false(fd_is_open(fd));
+    /* The socket file is the caller's: left in place. */
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    unlink(path);
+}
+
+/* --- refusals ------------------------------------------------------------ */
+
+static void test_from_fd_refusals(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    assert_null(rf_conn_from_fd(pfd[0], &err));
+    expect_error(err, RF_ERR_PARAM, "is not a socket (it is a pipe");
+    err = NULL;
+    assert_null(rf_listener_from_fd(pfd[1], &err));
+    expect_error(err, RF_ERR_PARAM, "is not a socket (it is a pipe");
+    err = NULL;
+    /* Refused descriptors stay the caller's. */
+    assert_true(fd_is_open(pfd[0]) && fd_is_open(pfd[1]));
+    close(pfd[0]);
+    close(pfd[1]);
+
+    assert_null(rf_conn_from_fd(-1, &err));
+    expect_error(err, RF_ERR_PARAM, "not an open file descriptor");
+    err = NULL;
+
+    /* Bound but neither listening nor connected. */
+    unsigned port;
+    int fd = raw_tcp_bound(false, &port);
+    int fl = fcntl(fd, F_GETFL);
+    assert_null(rf_listener_from_fd(fd, &err));
+    expect_error(err, RF_ERR_PARAM, "not listening");
+    err = NULL;
+    assert_null(rf_conn_from_fd(fd, &err));
+    expect_error(err, RF_ERR_PARAM, "not connected");
+    err = NULL;
+    assert_true(fd_is_open(fd));
+    assert_int_equal(fcntl(fd, F_GETFL), fl);
+    close(fd);
+
+    /* Listening, given as a connection. */
+    fd = raw_tcp_bound(true, &port);
+    assert_null(rf_conn_from_fd(fd, &err));
+    expect_error(err, RF_ERR_PARAM, "is a listening socket");
+    err = NULL;
+    assert_true(fd_is_open(fd));
+    close(fd);
+
+    /* A connected datagram socket. */
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_null(rf_conn_from_fd(fd, &err));
+    expect_error(err, RF_ERR_PARAM, "not a TCP or Unix stream socket");
+    err = NULL;
+    assert_null(rf_listener_from_fd(fd, &err));
+    expect_error(err, RF_ERR_PARAM, "not a TCP or Unix stream socket");
+    close(fd);
+}
+
+/* --- peer URI ------------------------------------------------------------ */
+
+/* The peer URI of the connecting side is the listener's address, and a
+ * second connection to it reaches the same listener. */
+static void peer_uri_reaches_listener(Pair *p)
+{
+    RfError *err = NULL;
+    char uri[RF_URI_CAP];
+    if (!rf_conn_peer_uri(p->c, uri, sizeof(uri), &err)) {
+        fail_msg("peer uri: %s", rf_error_msg(err));
+    }
+    assert_string_equal(uri, p->l->uri);
+    RfConn *c2 = rf_conn_connect(uri, 2000, &err);
+    assert_non_null(c2);
+    RfConn *a2 = rf_listener_accept(p->l, 2000, NULL, &err);
+    assert_non_null(a2);
+    rf_conn_close(c2);
+    rf_conn_close(a2);
+
+    /* A buffer too small is an error, not a truncated URI. */
+    char small[8];
+    assert_false(rf_conn_peer_uri(p->c, small, sizeof(small), &err));
+    expect_error(err, RF_ERR_PARAM, "only 8 given");
+}
+
+/* The accepting side's peer is the client's ephemeral port. */
+static void peer_uri_of_client(Pair *p, const char *prefix)
+{
+    RfError *err = NULL;
+    char uri[RF_URI_CAP];
+    assert_true(rf_conn_peer_uri(p->a, uri, sizeof(uri), &err));
+    assert_true(strncmp(uri, prefix, strlen(prefix)) == 0);
+    unsigned port = uri_port(uri);
+    assert_true(port > 0 && port < 65536);
+    assert_int_not_equal(port, uri_port(p->l->uri));
+}
+
+static void test_peer_uri_tcp_ipv4(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    peer_uri_reaches_listener(&p);
+    peer_uri_of_client(&p, "tcp:127.0.0.1:");
+    pair_close(&p);
+}
+
+static void test_peer_uri_tcp_ipv6(void **state)
+{
+    (void)state;
+    if (!ipv6_configured()) {
+        printf("SKIP: IPv6 loopback [::1] is not configured here\n");
+        skip();
+    }
+    Pair p;
+    pair_open(&p, "tcp:[::1]:0");
+    peer_uri_reaches_listener(&p);
+    peer_uri_of_client(&p, "tcp:[::1]:");
+    pair_close(&p);
+}
+
+/* A dual-stack IPv6 socket connected to an IPv4 address: its peer is
+ * named in IPv4 form. */
+static void test_peer_uri_v4_mapped(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(l);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+                              .sin6_port = htons((uint16_t)uri_port(l->uri)) };
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &a.sin6_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        printf("SKIP: no IPv4-mapped IPv6 connect here: %s\n",
+               strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        rf_listener_close(l);
+        skip();
+    }
+    Pair p = { .l = l };
+    p.c = rf_conn_from_fd(fd, &err);
+    assert_non_null(p.c);
+    p.a = rf_listener_accept(l, 2000, NULL, &err);
+    assert_non_null(p.a);
+    peer_uri_reaches_listener(&p);
+    pair_close(&p);
+}
+
+static void test_peer_uri_unix(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/peer", tmpdir);
+    Pair p;
+    pair_open(&p, uri);
+    peer_uri_reaches_listener(&p);
+    /* The accepted side's peer is an unnamed client socket. */
+    char got[RF_URI_CAP];
+    assert_false(rf_conn_peer_uri(p.a, got, sizeof(got), &err));
+    assert_non_null(strstr(rf_error_msg(err), uri)); /* names the conn */
+    expect_error(err, RF_ERR_PARAM, "unnamed");
+    err = NULL;
+    pair_close(&p);
+
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    RfConn *c = rf_conn_from_fd(sv[0], &err);
+    assert_non_null(c);
+    assert_false(rf_conn_peer_uri(c, got, sizeof(got), &err));
+    expect_error(err, RF_ERR_PARAM, "unnamed");
+    err = NULL;
+    rf_conn_close(c);
+    close(sv[1]);
+
+    /* An abstract address has no unix:PATH form. */
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int n = snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1,
+                     "rf-test-%d", (int)getpid());
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                                1 + (size_t)n);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, len), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    int cfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&sun, len), 0);
+    c = rf_conn_from_fd(cfd, &err);
+    assert_non_null(c);
+    assert_false(rf_conn_peer_uri(c, got, sizeof(got), &err));
+    expect_error(err, RF_ERR_PARAM, "abstract");
+    err = NULL;
+    rf_conn_close(c);
+    /* Its listener is adopted under a descriptive, unconnectable name. */
+    RfListener *l = rf_listener_from_fd(lfd, &err);
+    assert_non_null(l);
+    char want[32];
+    snprintf(want, sizeof(want), "fd:%d", lfd);
+    assert_string_equal(l->uri, want);
+    rf_listener_close(l);
+}
+
+/* --- wait_readable ------------------------------------------------------- */
+
+typedef struct LateSend {
+    RfConn *conn;
+    bool ok;
+} LateSend;
+
+static void *late_send(void *opaque)
+{
+    LateSend *ls = opaque;
+    usleep(150 * 1000);
+    ls->ok = rf_conn_send(ls->conn, "x", 1, NULL);
+    return NULL;
+}
+
+static void wait_readable(const char *uri)
+{
+    Pair p;
+    pair_open(&p, uri);
+    RfError *err = NULL;
+
+    /* Nothing sent: not readable, and the wait lasts as long as asked. */
+    assert_false(rf_conn_wait_readable(p.a, 0));
+    double t0 = now_s();
+    assert_false(rf_conn_wait_readable(p.a, 150));
+    double dt = now_s() - t0;
+    assert_true(dt >= 0.14 && dt < 0.6);
+
+    /* A byte arriving during the wait ends it early. */
+    LateSend ls = { .conn = p.c };
+    pthread_t th;
+    pthread_create(&th, NULL, late_send, &ls);
+    t0 = now_s();
+    assert_true(rf_conn_wait_readable(p.a, 5000));
+    dt = now_s() - t0;
+    pthread_join(th, NULL);
+    assert_true(ls.ok);
+    assert_true(dt >= 0.1 && dt < 2.0);
+    assert_true(rf_conn_wait_readable(p.a, 0)); /* still unread */
+
+    /* Once read, nothing is left. */
+    char b;
+    assert_true(rf_conn_recv(p.a, &b, 1, &err));
+    assert_int_equal(b, 'x');
+    assert_false(rf_conn_wait_readable(p.a, 0));
+    /* The other direction is independent. */
+    assert_false(rf_conn_wait_readable(p.c, 0));
+
+    /* The peer closing counts as readable: the receive then says so. */
+    rf_conn_close(p.c);
+    p.c = NULL;
+    assert_true(rf_conn_wait_readable(p.a, 2000));
+    assert_false(rf_conn_recv(p.a, &b, 1, &err));
+    expect_error(err, RF_ERR_IO, "connection closed by peer");
+    pair_close(&p);
+}
+
+static void test_wait_readable_tcp(void **state)
+{
+    (void)state;
+    wait_readable("tcp:127.0.0.1:0");
+}
+
+static void test_wait_readable_unix(void **state)
+{
+    (void)state;
+    char uri[140];
+    snprintf(uri, sizeof(uri), "unix:%s/wait", tmpdir);
+    wait_readable(uri);
 }
 
 static int setup_tmpdir(void **state)
@@ -550,6 +1152,19 @@ int main(void)
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_bad_uris),
         cmocka_unit_test(test_accept_cancel_and_timeout),
+        cmocka_unit_test(test_listener_ops_tcp),
+        cmocka_unit_test(test_listener_ops_unix),
+        cmocka_unit_test(test_conn_from_fd_tcp),
+        cmocka_unit_test(test_conn_from_fd_unix),
+        cmocka_unit_test(test_listener_from_fd_tcp),
+        cmocka_unit_test(test_listener_from_fd_unix),
+        cmocka_unit_test(test_from_fd_refusals),
+        cmocka_unit_test(test_peer_uri_tcp_ipv4),
+        cmocka_unit_test(test_peer_uri_tcp_ipv6),
+        cmocka_unit_test(test_peer_uri_v4_mapped),
+        cmocka_unit_test(test_peer_uri_unix),
+        cmocka_unit_test(test_wait_readable_tcp),
+        cmocka_unit_test(test_wait_readable_unix),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
 }
