@@ -328,12 +328,12 @@ void rf_sock_connect_error(RfError **errp, const char *uri, int err,
  * noticed quickly; the socket is non-blocking so that a client gone
  * between poll and accept costs a retry, not a hang. */
 static RfConn *sock_accept(RfListener *l, unsigned timeout_ms,
-                           volatile int *cancel, RfError **errp)
+                           atomic_int *cancel, RfError **errp)
 {
     SockListener *sl = (SockListener *)l;
     long long deadline = timeout_ms ? rf_sock_now_ms() + timeout_ms : 0;
     for (;;) {
-        if (cancel && *cancel) {
+        if (cancel && atomic_load(cancel)) {
             rf_error_set(errp, RF_ERR_CANCELLED,
                          "cancelled while waiting for a connection on %s",
                          l->uri);

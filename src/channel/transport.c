@@ -59,7 +59,7 @@ RfListener *rf_listen(const char *uri, RfError **errp)
 }
 
 RfConn *rf_listener_accept(RfListener *l, unsigned timeout_ms,
-                           volatile int *cancel, RfError **errp)
+                           atomic_int *cancel, RfError **errp)
 {
     return l->ops->accept(l, timeout_ms, cancel, errp);
 }

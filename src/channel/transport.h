@@ -20,6 +20,7 @@
 #ifndef RF_CHANNEL_TRANSPORT_H
 #define RF_CHANNEL_TRANSPORT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/uio.h>
@@ -79,7 +80,7 @@ typedef struct RfListenerOps {
      * connection (timeout_ms 0), or NULL with RF_ERR_TIMEOUT,
      * RF_ERR_CANCELLED or RF_ERR_IO. */
     RfConn *(*accept)(RfListener *l, unsigned timeout_ms,
-                      volatile int *cancel, RfError **errp);
+                      atomic_int *cancel, RfError **errp);
     /* Stops listening, removes what listen created (a unix socket file;
      * never one an adopted socket was bound to) and frees l. */
     void (*close)(RfListener *l);
@@ -109,7 +110,7 @@ RfListener *rf_listen(const char *uri, RfError **errp);
 /* Waits up to timeout_ms (0 = forever) for one connection; polls *cancel
  * if non-NULL. */
 RfConn *rf_listener_accept(RfListener *l, unsigned timeout_ms,
-                           volatile int *cancel, RfError **errp);
+                           atomic_int *cancel, RfError **errp);
 /* NULL is allowed. */
 void rf_listener_close(RfListener *l);
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "engine/params.h"
 #include "ramflow/ramflow.h"
 
 #define RF_BENCH_MAX_METHODS 8

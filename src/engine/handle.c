@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "channel/transport.h"
 #include "engine/engine.h"
@@ -367,6 +368,7 @@ bool rf_migration_start_outgoing_fd(RfMigration *m, RfRamSource *src, int fd,
     m->src = src;
     m->conn = rf_conn_from_fd(fd, &err);
     if (!m->conn) {
+        close(fd); /* ours from the call on, as documented */
         return fail_start(m, err, errp);
     }
     return launch(m, flags, errp);
@@ -407,8 +409,15 @@ bool rf_migration_start_incoming_fd(RfMigration *m, RfRamSink *sink,
         m->conn = rf_conn_from_fd(conn_fd, &err);
     }
     if (!m->listener || (conn_fd >= 0 && !m->conn)) {
-        rf_listener_close(m->listener);
+        if (m->listener) {
+            rf_listener_close(m->listener);
+        } else {
+            close(listen_fd);
+        }
         m->listener = NULL;
+        if (conn_fd >= 0 && !m->conn) {
+            close(conn_fd);
+        }
         return fail_start(m, err, errp);
     }
     return launch(m, flags, errp);

@@ -49,9 +49,9 @@ typedef struct Dest {
     uint64_t last_wire;
 } Dest;
 
-static volatile int *cancel_ptr(Dest *d)
+static atomic_int *cancel_ptr(Dest *d)
 {
-    return (volatile int *)d->opts->cancel;
+    return d->opts->cancel;
 }
 
 static bool cancelled(Dest *d, RfError **errp)
@@ -440,7 +440,7 @@ static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
         return false;
     }
     if (d->opts->listening) {
-        d->opts->listening(rf_listener_uri(d->listener), d->opts->opaque);
+        d->opts->listening(d->listener->uri, d->opts->opaque);
     }
     d->main = d->opts->main_conn
                   ? d->opts->main_conn

@@ -639,6 +639,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         opts = &no_opts;
     }
     s.rep = rep;
+    s.opts = opts;
     set_status(&s, RF_STATUS_SETUP);
     bool ok = setup(&s, uri, src, params, opts, &err);
     double setup_done = rf_now();

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 
 #include "channel/transport.h"
 #include "compress/method.h"
+#include "engine/engine.h"
 #include "ramflow/ramflow.h"
 #include "testvm/writer.h"
 #include "wire/wire.h"
@@ -473,7 +475,7 @@ static void test_expected_method_mismatch(void **state)
     rf_error_free(err);
 }
 
-static volatile sig_atomic_t cancel_flag;
+static atomic_int cancel_flag;
 
 static void cancel_in_round(unsigned round, void *opaque)
 {

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "engine/engine.h"
 #include "ramflow/ramflow.h"
 #include "util/zero.h"
 

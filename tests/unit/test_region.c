@@ -30,6 +30,7 @@
 
 #include "ram/ram.h"
 #include "ram/uffd_dirty.h"
+#include "engine/engine.h"
 #include "ramflow/ramflow.h"
 
 #define PAGE RF_PAGE_SIZE

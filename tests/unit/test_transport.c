@@ -484,7 +484,7 @@ static void test_bad_uris(void **state)
     rf_error_free(err);
 }
 
-static volatile int cancel_flag;
+static atomic_int cancel_flag;
 
 static void *set_cancel(void *opaque)
 {
@@ -615,7 +615,7 @@ typedef struct WrapListener {
 static int wrap_closes;
 
 static RfConn *wrap_accept(RfListener *l, unsigned timeout_ms,
-                           volatile int *cancel, RfError **errp)
+                           atomic_int *cancel, RfError **errp)
 {
     WrapListener *w = (WrapListener *)l;
     w->accepts++;
