@@ -29,16 +29,22 @@ extern "C" {
 
 /*! RfErrorKind :
  *  Broad classes of errors, so that a caller can choose an exit status
- *  without parsing the message. */
+ *  without parsing the message.
+ *  The numbers are stable: they travel in the wire protocol's ERROR
+ *  message (docs/protocol.md, "ERROR") and are part of the ABI.  An
+ *  existing kind never changes its number, 0 is never a kind, and a new
+ *  kind takes the next free number; a peer that receives a kind it does
+ *  not know reports it as RF_ERR_GENERIC. */
 typedef enum {
-    RF_ERR_GENERIC = 1, /* anything not listed below */
-    RF_ERR_PARAM,       /* invalid parameter or usage (CLI exit status 2) */
-    RF_ERR_IO,          /* socket or file I/O failed, peer vanished */
-    RF_ERR_PROTOCOL,    /* peer sent something that breaks the protocol */
-    RF_ERR_MISMATCH,    /* peers disagree (method, layout, version) */
-    RF_ERR_VERIFY,      /* --verify found different memory */
-    RF_ERR_CANCELLED,   /* the user cancelled */
-    RF_ERR_TIMEOUT,     /* a peer stalled past the timeout */
+    RF_ERR_GENERIC = 1,   /* anything not listed below */
+    RF_ERR_PARAM = 2,     /* invalid parameter or usage (CLI exit status 2) */
+    RF_ERR_IO = 3,        /* socket or file I/O failed, peer vanished */
+    RF_ERR_PROTOCOL = 4,  /* peer sent something that breaks the protocol */
+    RF_ERR_MISMATCH = 5,  /* peers disagree (method, layout, version,
+                           * capabilities) */
+    RF_ERR_VERIFY = 6,    /* --verify found different memory */
+    RF_ERR_CANCELLED = 7, /* the user cancelled */
+    RF_ERR_TIMEOUT = 8,   /* a peer stalled past the timeout */
 } RfErrorKind;
 
 typedef struct RfError RfError;

@@ -31,6 +31,7 @@ typedef struct Dest {
     RfListener *listener;
     RfConn *main;
     RfHello *hello;
+    uint64_t caps; /* capabilities negotiated in ACCEPT (RF_CAP() bits) */
     const RfMethodOps *method;
     RfRecvGroup *group;
     RfConn *conns[255];
@@ -120,6 +121,24 @@ static void dest_tick(Dest *d, bool force)
 static bool check_hello(Dest *d, RfError **errp)
 {
     RfHello *h = d->hello;
+    /* Device state needs a VM to load it into. */
+    uint64_t supported = RF_CAPS_IMPLEMENTED;
+    if (!d->opts->load_state) {
+        supported &= ~RF_CAP(RF_CAP_DEVICE_STATE);
+    }
+    RfError *local = NULL;
+    if (!rf_wire_caps_negotiate(h->caps_supported, h->caps_required,
+                                supported, RF_CAPS_DEST_NEEDS, &d->caps,
+                                &local)) {
+        bool vm = h->caps_required & ~supported &
+                  RF_CAP(RF_CAP_DEVICE_STATE);
+        rf_error_set(errp, rf_error_kind(local), "%s%s", rf_error_msg(local),
+                     vm ? " (the source migrates a VM; this destination "
+                          "has none to load its state into: use 'incoming "
+                          "--guest')" : "");
+        rf_error_free(local);
+        return false;
+    }
     d->method = rf_method_by_id(h->method);
     const char *name = rf_method_name_for_id(h->method);
     if (!d->method) {
@@ -215,8 +234,11 @@ static bool handshake(Dest *d, RfError **errp)
         rf_error_propagate(errp, err);
         return false;
     }
-    d->verify = d->hello->flags & RF_HELLO_VERIFY;
-    return rf_msg_send(d->main, RF_MSG_ACCEPT, NULL, 0, errp);
+    d->verify = d->hello->caps_required & RF_CAP(RF_CAP_VERIFY);
+    RfAccept acc = {.caps = d->caps}; /* no extension records */
+    uint8_t out[16];
+    size_t n = rf_wire_accept_encode(&acc, out, sizeof(out));
+    return rf_msg_send(d->main, RF_MSG_ACCEPT, out, (uint32_t)n, errp);
 }
 
 static bool accept_channels(Dest *d, RfError **errp)

@@ -66,10 +66,14 @@ bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
             rf_error_prefix(errp, "main channel: %s's ERROR message", peer);
             return false;
         }
-        if (kind < RF_ERR_GENERIC || kind > RF_ERR_TIMEOUT) {
-            kind = RF_ERR_GENERIC;
+        /* A newer peer's kind: keep its message, call it generic. */
+        RfErrorKind k = rf_wire_error_kind(kind);
+        if ((uint32_t)k != kind) {
+            rf_error_set(errp, k, "%s reported: %s (error kind %u, unknown "
+                         "to this version)", peer, msg, kind);
+        } else {
+            rf_error_set(errp, k, "%s reported: %s", peer, msg);
         }
-        rf_error_set(errp, (RfErrorKind)kind, "%s reported: %s", peer, msg);
         return false;
     }
     return true;

@@ -42,6 +42,7 @@ typedef struct Source {
     RfConn *main;
     RfSendGroup *group;
     uint8_t session[16];
+    uint64_t caps; /* capabilities negotiated in ACCEPT (RF_CAP() bits) */
     /* progress of the migration thread */
     double t0, cpu0, thread_cpu0, last_tick;
     uint64_t last_tick_wire;
@@ -135,8 +136,9 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     }
     s->main->timeout_ms = s->timeout_ms;
     RfHello *h = calloc(1, sizeof(*h));
+    RfAccept *acc = calloc(1, sizeof(*acc));
     uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
-    bool ok = h && buf;
+    bool ok = h && acc && buf;
     if (!ok) {
         rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
         goto out;
@@ -146,7 +148,12 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     h->method = s->method->id;
     h->level = (uint8_t)rf_params_level(s->params, s->method->level_param);
     h->channels = (uint16_t)s->params->multifd_channels;
-    h->flags = s->opts->verify ? RF_HELLO_VERIFY : 0;
+    /* Offer everything; require what this migration's options use. */
+    h->caps_supported = RF_CAPS_IMPLEMENTED;
+    h->caps_required =
+        RF_CAPS_SOURCE_NEEDS |
+        (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
+        (s->opts->save_state ? RF_CAP(RF_CAP_DEVICE_STATE) : 0);
     memcpy(h->session, s->session, sizeof(h->session));
     h->nblocks = s->nblocks;
     for (unsigned i = 0; i < s->nblocks; i++) {
@@ -158,11 +165,16 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     uint32_t len;
     ok = n && rf_msg_send(s->main, RF_MSG_HELLO, buf, (uint32_t)n, errp) &&
          rf_msg_expect(s->main, "destination", RF_MSG_ACCEPT, buf,
-                       RF_MSG_MAX_PAYLOAD, &len, errp);
+                       RF_MSG_MAX_PAYLOAD, &len, errp) &&
+         rf_wire_accept_decode(buf, len, acc, errp) &&
+         rf_wire_caps_check_accept(h->caps_supported, h->caps_required,
+                                   acc->caps, errp);
     if (!n) {
         rf_error_set(errp, RF_ERR_GENERIC, "cannot encode the hello");
     }
+    s->caps = ok ? acc->caps : 0;
 out:
+    free(acc);
     free(h);
     free(buf);
     return ok;

@@ -1,5 +1,5 @@
 /*
- * ramflow - main-channel frames (header, HELLO, ERROR, ROUND, END,
+ * ramflow - main-channel frames (header, HELLO, ACCEPT, ERROR, ROUND, END,
  * COMPLETE) and the 24-byte data-channel hello (docs/protocol.md).
  *
  * Encoders serialise exactly what they are given (tests rely on that to
@@ -16,7 +16,10 @@
 #include "wire/bytes.h"
 
 /* Sizes from docs/protocol.md. */
-#define HELLO_FIXED 36u          /* bytes before the first block */
+#define HELLO_FIXED 48u          /* bytes before the first block */
+#define EXT_LEN_SIZE 2u          /* u16 ext_len before the records */
+#define EXT_REC_HDR 3u           /* u8 bit, u16 length */
+#define ACCEPT_FIXED (8u + EXT_LEN_SIZE) /* caps, ext_len */
 #define ERROR_FIXED 6u           /* kind + msg_len */
 #define ERROR_MSG_MAX 4000u
 #define ROUND_SIZE 4u
@@ -224,7 +227,7 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
         min = 2;
         break;
     case RF_MSG_ACCEPT:
-        max = 0;
+        min = ACCEPT_FIXED, max = ACCEPT_FIXED + RF_WIRE_EXT_MAX;
         break;
     case RF_MSG_ERROR:
         min = ERROR_FIXED, max = ERROR_FIXED + ERROR_MSG_MAX;
@@ -257,12 +260,102 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
 
 /* ---- HELLO ------------------------------------------------------------ */
 
-size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap)
+/* ---- extension records ------------------------------------------------ */
+
+/* Encodes ext_len and the records as they are.  @return bytes written, or
+ * 0 when they do not fit. */
+static size_t ext_encode(const RfWireExt *e, uint8_t *out, size_t cap)
 {
-    if (h->nblocks > RF_MAX_BLOCKS) {
+    if (e->len > RF_WIRE_EXT_MAX || EXT_LEN_SIZE + (size_t)e->len > cap) {
         return 0;
     }
-    size_t need = HELLO_FIXED;
+    put_u16(out, e->len);
+    memcpy(out + EXT_LEN_SIZE, e->bytes, e->len);
+    return EXT_LEN_SIZE + e->len;
+}
+
+/*
+ * Reads ext_len and the records that follow into e, checking each record:
+ * complete, bit <= 63 and above the previous record's, offered in
+ * `offered` (the message's caps field named `caps_field`), and a bit this
+ * build does not know: no capability it implements carries data, so a
+ * record for one of them breaks that capability's specification.
+ */
+static bool ext_decode(Cursor *c, uint64_t offered, const char *caps_field,
+                       RfWireExt *e, RfError **errp)
+{
+    const uint8_t *p = take(c, EXT_LEN_SIZE, "ext_len", errp);
+    if (!p) {
+        return false;
+    }
+    uint16_t len = get_u16(p);
+    if (len > RF_WIRE_EXT_MAX) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "%s field 'ext_len': %u bytes, at most %u allowed",
+                     c->msg, len, RF_WIRE_EXT_MAX);
+        return false;
+    }
+    const uint8_t *rec = take(c, len, "extensions", errp);
+    if (!rec) {
+        return false;
+    }
+    int prev = -1;
+    for (size_t off = 0; off < len;) {
+        if (len - off < EXT_REC_HDR) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension at offset %zu: %zu bytes left, a "
+                         "record header needs %u", c->msg, off, len - off,
+                         EXT_REC_HDR);
+            return false;
+        }
+        unsigned bit = rec[off];
+        size_t rlen = get_u16(rec + off + 1);
+        const char *name = rf_wire_cap_name(bit);
+        if (bit > 63 || (int)bit <= prev) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension field 'bit': %u, allowed %d..63 "
+                         "(records in ascending bit order)", c->msg, bit,
+                         prev + 1);
+            return false;
+        }
+        if (!(offered & RF_CAP(bit))) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension for capability bit %u%s%s%s, which "
+                         "'%s' does not offer", c->msg, bit,
+                         name ? " ('" : "", name ? name : "",
+                         name ? "')" : "", caps_field);
+            return false;
+        }
+        if (RF_CAPS_IMPLEMENTED & RF_CAP(bit)) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension for capability '%s' (bit %u): this "
+                         "capability carries no extension data", c->msg,
+                         name, bit);
+            return false;
+        }
+        if (len - off - EXT_REC_HDR < rlen) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension for capability bit %u: field "
+                         "'length' %zu bytes, only %zu left", c->msg, bit,
+                         rlen, len - off - EXT_REC_HDR);
+            return false;
+        }
+        prev = (int)bit;
+        off += EXT_REC_HDR + rlen;
+    }
+    e->len = len;
+    memcpy(e->bytes, rec, len);
+    return true;
+}
+
+/* ---- HELLO ------------------------------------------------------------ */
+
+size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap)
+{
+    if (h->nblocks > RF_MAX_BLOCKS || h->ext.len > RF_WIRE_EXT_MAX) {
+        return 0;
+    }
+    size_t need = HELLO_FIXED + EXT_LEN_SIZE + h->ext.len;
     for (uint32_t i = 0; i < h->nblocks; i++) {
         size_t nl = strnlen(h->blocks[i].name, RF_BLOCK_NAME_MAX + 1);
         if (nl == 0 || nl > RF_BLOCK_NAME_MAX) {
@@ -276,12 +369,13 @@ size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap)
     put_u16(out, h->version);
     put_u16(out + 2, 0);
     put_u32(out + 4, h->page_size);
-    out[8] = h->method;
-    out[9] = h->level;
-    put_u16(out + 10, h->channels);
-    put_u32(out + 12, h->flags);
-    memcpy(out + 16, h->session, 16);
-    put_u32(out + 32, h->nblocks);
+    put_u64(out + 8, h->caps_supported);
+    put_u64(out + 16, h->caps_required);
+    out[24] = h->method;
+    out[25] = h->level;
+    put_u16(out + 26, h->channels);
+    put_u32(out + 28, h->nblocks);
+    memcpy(out + 32, h->session, 16);
     size_t off = HELLO_FIXED;
     for (uint32_t i = 0; i < h->nblocks; i++) {
         size_t nl = strlen(h->blocks[i].name);
@@ -290,7 +384,7 @@ size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap)
         put_u64(out + off + 1 + nl, h->blocks[i].size);
         off += 1 + nl + 8;
     }
-    return off;
+    return off + ext_encode(&h->ext, out + off, cap - off);
 }
 
 /* Decodes block i of a HELLO into b, checking name and size, and that the
@@ -373,12 +467,13 @@ bool rf_wire_hello_decode(const uint8_t *in, size_t len, RfHello *out,
     }
     uint16_t reserved = get_u16(p);
     out->page_size = get_u32(p + 2);
-    out->method = p[6];
-    out->level = p[7];
-    out->channels = get_u16(p + 8);
-    out->flags = get_u32(p + 10);
-    memcpy(out->session, p + 14, 16);
-    out->nblocks = get_u32(p + 30);
+    out->caps_supported = get_u64(p + 6);
+    out->caps_required = get_u64(p + 14);
+    out->method = p[22];
+    out->level = p[23];
+    out->channels = get_u16(p + 24);
+    out->nblocks = get_u32(p + 26);
+    memcpy(out->session, p + 30, 16);
 
     if (reserved != 0) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
@@ -391,17 +486,20 @@ bool rf_wire_hello_decode(const uint8_t *in, size_t len, RfHello *out,
                      "supported", out->page_size, RF_PAGE_SIZE);
         return false;
     }
+    if (out->caps_required & ~out->caps_supported) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "HELLO field 'caps_required': 0x%016llx has bits "
+                     "0x%016llx that 'caps_supported' 0x%016llx lacks",
+                     (unsigned long long)out->caps_required,
+                     (unsigned long long)(out->caps_required &
+                                          ~out->caps_supported),
+                     (unsigned long long)out->caps_supported);
+        return false;
+    }
     if (out->channels < 1 || out->channels > 255) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
                      "HELLO field 'channels': %u, allowed 1..255",
                      out->channels);
-        return false;
-    }
-    if (out->flags & ~RF_HELLO_VERIFY) {
-        rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "HELLO field 'flags': 0x%08x has unknown bits 0x%08x "
-                     "(known: VERIFY 0x1)", out->flags,
-                     out->flags & ~RF_HELLO_VERIFY);
         return false;
     }
     if (out->nblocks < 1 || out->nblocks > RF_MAX_BLOCKS) {
@@ -415,7 +513,35 @@ bool rf_wire_hello_decode(const uint8_t *in, size_t len, RfHello *out,
             return false;
         }
     }
-    return expect_end(&c, errp);
+    return ext_decode(&c, out->caps_supported, "caps_supported", &out->ext,
+                      errp) &&
+           expect_end(&c, errp);
+}
+
+/* ---- ACCEPT ----------------------------------------------------------- */
+
+size_t rf_wire_accept_encode(const RfAccept *a, uint8_t *out, size_t cap)
+{
+    if (cap < 8) {
+        return 0;
+    }
+    put_u64(out, a->caps);
+    size_t n = ext_encode(&a->ext, out + 8, cap - 8);
+    return n ? 8 + n : 0;
+}
+
+bool rf_wire_accept_decode(const uint8_t *in, size_t len, RfAccept *out,
+                           RfError **errp)
+{
+    Cursor c = {.p = in, .len = len, .msg = "ACCEPT"};
+    const uint8_t *p = take(&c, 8, "caps", errp);
+    memset(out, 0, sizeof(*out));
+    if (!p) {
+        return false;
+    }
+    out->caps = get_u64(p);
+    return ext_decode(&c, out->caps, "caps", &out->ext, errp) &&
+           expect_end(&c, errp);
 }
 
 /* ---- ERROR ------------------------------------------------------------ */
@@ -447,10 +573,11 @@ bool rf_wire_error_decode(const uint8_t *in, size_t len, uint32_t *kind,
     }
     uint32_t k = get_u32(p);
     uint16_t n = get_u16(p + 4);
-    if (k < RF_ERR_GENERIC || k > RF_ERR_TIMEOUT) {
+    if (k == 0) {
+        /* Kinds above RF_WIRE_ERR_KIND_MAX are a newer peer's: accepted,
+         * and reported as generic errors (rf_wire_error_kind). */
         rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "ERROR field 'kind': %u, allowed %u..%u", k,
-                     RF_ERR_GENERIC, RF_ERR_TIMEOUT);
+                     "ERROR field 'kind': 0, allowed 1 and above");
         return false;
     }
     if (n > ERROR_MSG_MAX) {
@@ -474,6 +601,14 @@ bool rf_wire_error_decode(const uint8_t *in, size_t len, uint32_t *kind,
     *kind = k;
     text_copy_out(text, n, msg, cap);
     return true;
+}
+
+RfErrorKind rf_wire_error_kind(uint32_t wire_kind)
+{
+    if (wire_kind < RF_ERR_GENERIC || wire_kind > RF_WIRE_ERR_KIND_MAX) {
+        return RF_ERR_GENERIC;
+    }
+    return (RfErrorKind)wire_kind;
 }
 
 /* ---- ROUND, END ------------------------------------------------------- */

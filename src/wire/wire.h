@@ -16,7 +16,79 @@
 
 #include "ramflow/ramflow.h"
 
-#define RF_WIRE_VERSION 1u
+/* Version 2 added capability negotiation (HELLO and ACCEPT carry
+ * capability bits).  Later features are capability bits, not versions. */
+#define RF_WIRE_VERSION 2u
+
+/* ---- capabilities (docs/protocol.md section 4.10) -------------------- */
+
+/*
+ * A capability is one protocol feature, named by a bit number 0..63.  The
+ * source's HELLO offers the bits it implements (caps_supported) and names
+ * those it cannot do without (caps_required, a subset); the destination
+ * answers ACCEPT with the negotiated set, source-supported AND
+ * destination-supported, or refuses (ERROR kind MISMATCH) naming what is
+ * missing.  A feature may be used only when its bit is negotiated.  Bits
+ * are never reused: bits 6..9 are allocated to features not implemented
+ * yet, and a peer ignores bits it does not know unless they are required.
+ */
+typedef enum {
+    RF_CAP_ROUND_ACK = 0,     /* dst sends ROUND_ACK after SYNC barriers */
+    RF_CAP_DEVICE_STATE = 1,  /* src may send STATE; dst loads it */
+    RF_CAP_VERIFY = 2,        /* END verify = 1; COMPLETE carries digests */
+    RF_CAP_RAW_PACKETS = 3,   /* packets with the RAW flag */
+    RF_CAP_ZERO_PAGES = 4,    /* packets with zero-page indexes */
+    RF_CAP_FINAL_SYNC = 5,    /* SYNC packets with the FINAL flag */
+    /* Allocated, not implemented by this build (later issues). */
+    RF_CAP_CRC32C = 6,        /* CRC32C of each packet */
+    RF_CAP_PACKET_METHOD = 7, /* method chosen per packet ('auto') */
+    RF_CAP_TLS_BINDING = 8,   /* channels bound to the TLS session */
+    RF_CAP_RECONNECT = 9,     /* a broken data channel may reconnect */
+} RfCapBit;
+
+#define RF_CAP(bit) (UINT64_C(1) << (bit))
+
+/* Every capability this build implements. */
+#define RF_CAPS_IMPLEMENTED                                                  \
+    (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_DEVICE_STATE) |                \
+     RF_CAP(RF_CAP_VERIFY) | RF_CAP(RF_CAP_RAW_PACKETS) |                    \
+     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
+/* What ramflow's source always relies on: it waits for ROUND_ACK before
+ * the final round and sends RAW, zero-page and FINAL packets.  It adds
+ * VERIFY and DEVICE_STATE when its options ask for them. */
+#define RF_CAPS_SOURCE_NEEDS                                                 \
+    (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_RAW_PACKETS) |                 \
+     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
+/* What ramflow's destination relies on: it ends at the FINAL syncs. */
+#define RF_CAPS_DEST_NEEDS RF_CAP(RF_CAP_FINAL_SYNC)
+
+/* @return the name of capability `bit` ("device-state"), or NULL when
+ * the bit is not assigned (or above 63). */
+const char *rf_wire_cap_name(unsigned bit);
+
+/* Writes the capabilities of `caps`, lowest bit first, as
+ * "capability 'verify', unknown capability bit 40" into out (always
+ * NUL-terminated when cap > 0, cut short if it does not fit).
+ * @return the length the whole text needs, as snprintf. */
+size_t rf_wire_caps_format(uint64_t caps, char *out, size_t cap);
+
+/* The destination's decision on a HELLO: *negotiated = src_supported &
+ * dst_supported, unless a side requires what the other lacks; then fails
+ * with kind MISMATCH naming each missing capability, e.g. "destination
+ * lacks capability 'device-state' required by the source".  A required
+ * bit nobody knows is named "unknown capability bit N".  Supported bits
+ * that are unknown here are simply not negotiated.  dst_required must be
+ * a subset of dst_supported (kind PARAM otherwise); the HELLO decoder
+ * already checked the same of the source's sets. */
+bool rf_wire_caps_negotiate(uint64_t src_supported, uint64_t src_required,
+                            uint64_t dst_supported, uint64_t dst_required,
+                            uint64_t *negotiated, RfError **errp);
+
+/* The source's check of the ACCEPT it got: the negotiated set offers
+ * nothing the source did not, and keeps everything it requires (kind
+ * PROTOCOL otherwise: the destination should have refused). */
+bool rf_wire_caps_check_accept(uint64_t src_supported, uint64_t src_required,
+                               uint64_t negotiated, RfError **errp);
 
 /* ---- main (control) channel ------------------------------------------ */
 
@@ -27,7 +99,8 @@
 typedef enum {
     RF_MSG_INVALID = 0,
     RF_MSG_HELLO = 1,    /* src -> dst: session, parameters, block layout */
-    RF_MSG_ACCEPT = 2,   /* dst -> src: hello accepted, open data channels */
+    RF_MSG_ACCEPT = 2,   /* dst -> src: negotiated capabilities; open the
+                          * data channels */
     RF_MSG_ERROR = 3,    /* either way: u32 kind + UTF-8 message; fatal */
     RF_MSG_ROUND = 4,    /* src -> dst: round N finished on every channel */
     RF_MSG_END = 5,      /* src -> dst: last round sent; u8 verify flag */
@@ -47,19 +120,36 @@ typedef struct RfBlockDesc {
     uint64_t size;                    /* bytes, multiple of RF_PAGE_SIZE */
 } RfBlockDesc;
 
+/* A HELLO or ACCEPT's extension records (docs/protocol.md 4.2), kept as
+ * they were on the wire.  Each record is data for one capability: u8 bit,
+ * u16 length, then the data; bits ascending.  This version defines no
+ * data for any capability, so records are only ever those of capabilities
+ * it does not know, which it skips. */
+#define RF_WIRE_EXT_MAX 4096u
+typedef struct RfWireExt {
+    uint16_t len;                   /* bytes of records, <= RF_WIRE_EXT_MAX */
+    uint8_t bytes[RF_WIRE_EXT_MAX];
+} RfWireExt;
+
 typedef struct RfHello {
-    uint16_t version;     /* RF_WIRE_VERSION */
-    uint32_t page_size;   /* RF_PAGE_SIZE */
-    uint8_t method;       /* RF_METHOD_* */
-    uint8_t level;        /* informational */
-    uint16_t channels;    /* 1..255 */
-    uint32_t flags;       /* RF_HELLO_* */
+    uint16_t version;        /* RF_WIRE_VERSION */
+    uint32_t page_size;      /* RF_PAGE_SIZE */
+    uint64_t caps_supported; /* RF_CAP() bits the source implements */
+    uint64_t caps_required;  /* the subset it cannot do without */
+    uint8_t method;          /* RF_METHOD_* */
+    uint8_t level;           /* informational */
+    uint16_t channels;       /* 1..255 */
+    uint32_t nblocks;        /* 1..RF_MAX_BLOCKS */
     uint8_t session[16];
-    uint32_t nblocks;     /* 1..RF_MAX_BLOCKS */
     RfBlockDesc blocks[RF_MAX_BLOCKS];
+    RfWireExt ext;
 } RfHello;
 
-#define RF_HELLO_VERIFY 0x1u /* the source will ask for digests */
+/* The destination's yes to a HELLO. */
+typedef struct RfAccept {
+    uint64_t caps; /* negotiated: source supported & destination supported */
+    RfWireExt ext;
+} RfAccept;
 
 /* The destination's final answer. */
 typedef struct RfComplete {
@@ -81,6 +171,7 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
 
 /* Payload encoders: @return bytes written, or 0 if cap is too small. */
 size_t rf_wire_hello_encode(const RfHello *h, uint8_t *out, size_t cap);
+size_t rf_wire_accept_encode(const RfAccept *a, uint8_t *out, size_t cap);
 size_t rf_wire_error_encode(uint32_t kind, const char *msg, uint8_t *out,
                             size_t cap);
 /* ROUND and ROUND_ACK share one layout (u32 round). */
@@ -91,12 +182,25 @@ size_t rf_wire_complete_encode(const RfComplete *c, uint8_t *out,
                                size_t cap);
 
 /* Payload decoders: check every field (versions, sizes, counts, name
- * termination and uniqueness, no trailing bytes). */
+ * termination and uniqueness, no trailing bytes).  The HELLO decoder
+ * checks that caps_required is within caps_supported, and both decoders
+ * that extension records are well formed, in ascending bit order, for
+ * offered bits (caps_supported; ACCEPT: caps) and for bits this build
+ * does not know (it knows no capability that carries data). */
 bool rf_wire_hello_decode(const uint8_t *in, size_t len, RfHello *out,
                           RfError **errp);
-/* Copies the message (always NUL-terminated, truncated to cap - 1). */
+bool rf_wire_accept_decode(const uint8_t *in, size_t len, RfAccept *out,
+                           RfError **errp);
+/* Copies the message (always NUL-terminated, truncated to cap - 1).
+ * *kind is the kind as sent: any value but 0, including kinds a newer
+ * peer added; rf_wire_error_kind() turns it into an RfErrorKind. */
 bool rf_wire_error_decode(const uint8_t *in, size_t len, uint32_t *kind,
                           char *msg, size_t cap, RfError **errp);
+/* The highest error kind this build knows. */
+#define RF_WIRE_ERR_KIND_MAX RF_ERR_TIMEOUT
+/* @return the RfErrorKind of a received ERROR kind: itself when this
+ * build knows it, RF_ERR_GENERIC otherwise. */
+RfErrorKind rf_wire_error_kind(uint32_t wire_kind);
 bool rf_wire_round_decode(const uint8_t *in, size_t len, uint32_t *round,
                           RfError **errp);
 bool rf_wire_end_decode(const uint8_t *in, size_t len,

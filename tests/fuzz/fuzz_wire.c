@@ -2,7 +2,8 @@
  * libFuzzer target for the wire protocol decoders (src/wire): everything a
  * destination parses from the network before it trusts it.
  *
- * Input: byte 0 picks the decoder, the rest is what the peer sent.  Besides
+ * Input: byte 0 picks the decoder, the rest is what the peer sent (or, for
+ * the capability negotiation, four 64-bit sets).  Besides
  * "never crashes, never reads out of bounds", each accepted input must
  * satisfy the decoder's promises (counts in range, names terminated and
  * unique, page indexes in range and distinct) and encode back to exactly
@@ -15,6 +16,7 @@
  *   build-fuzz/tests/fuzz/fuzz_wire -max_total_time=60
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +83,8 @@ static void fuzz_hello(const uint8_t *d, size_t n)
         return;
     }
     CHECK(h.version == RF_WIRE_VERSION && h.page_size == RF_PAGE_SIZE);
+    CHECK((h.caps_required & ~h.caps_supported) == 0);
+    CHECK(h.ext.len <= RF_WIRE_EXT_MAX);
     CHECK(h.channels >= 1 && h.channels <= 255);
     CHECK(h.nblocks >= 1 && h.nblocks <= RF_MAX_BLOCKS);
     for (uint32_t i = 0; i < h.nblocks; i++) {
@@ -94,6 +98,103 @@ static void fuzz_hello(const uint8_t *d, size_t n)
     }
     size_t rn = rf_wire_hello_encode(&h, re, sizeof(re));
     check_same(re, rn, d, n);
+}
+
+/* Walks accepted extension records: ascending bits, each offered and
+ * unknown to this build, lengths adding up exactly. */
+static void check_ext(const RfWireExt *e, uint64_t offered)
+{
+    int prev = -1;
+    size_t off = 0;
+    while (off < e->len) {
+        CHECK(e->len - off >= 3);
+        unsigned bit = e->bytes[off];
+        size_t rlen = (size_t)e->bytes[off + 1] | (size_t)e->bytes[off + 2]
+                                                      << 8;
+        CHECK(bit <= 63 && (int)bit > prev);
+        CHECK(offered & RF_CAP(bit));
+        CHECK(!(RF_CAPS_IMPLEMENTED & RF_CAP(bit)));
+        prev = (int)bit;
+        off += 3 + rlen;
+    }
+    CHECK(off == e->len);
+}
+
+static void fuzz_accept(const uint8_t *d, size_t n)
+{
+    static RfAccept a;
+    static uint8_t re[RF_WIRE_EXT_MAX + 16];
+    RfError *err = NULL;
+    if (!rf_wire_accept_decode(d, n, &a, &err)) {
+        check_rejected(&err);
+        return;
+    }
+    check_ext(&a.ext, a.caps);
+    size_t rn = rf_wire_accept_encode(&a, re, sizeof(re));
+    check_same(re, rn, d, n);
+}
+
+/* Checks that msg names every capability of `missing` as
+ * rf_wire_caps_format() does. */
+static void check_names_all(const char *msg, uint64_t missing)
+{
+    for (unsigned bit = 0; bit < 64; bit++) {
+        if (!(missing & RF_CAP(bit))) {
+            continue;
+        }
+        char item[64];
+        const char *name = rf_wire_cap_name(bit);
+        if (name) {
+            snprintf(item, sizeof(item), "capability '%s'", name);
+        } else {
+            snprintf(item, sizeof(item), "unknown capability bit %u", bit);
+        }
+        CHECK(strstr(msg, item) != NULL);
+    }
+}
+
+/* Negotiation of four arbitrary sets, and formatting into a buffer of
+ * arbitrary size. */
+static void fuzz_caps(const uint8_t *d, size_t n, size_t cap)
+{
+    uint64_t v[4] = {0};
+    memcpy(v, d, n < sizeof(v) ? n : sizeof(v));
+    uint64_t ss = v[0], sr = v[1], ds = v[2], dr = v[3];
+    if (n >= 33 && (d[32] & 1)) {
+        sr &= ss; /* as the HELLO decoder guarantees */
+        dr &= ds;
+    }
+    uint64_t got = 0;
+    RfError *err = NULL;
+    if (rf_wire_caps_negotiate(ss, sr, ds, dr, &got, &err)) {
+        CHECK(got == (ss & ds));
+        CHECK((sr & ~ds) == 0 && (dr & ~ss) == 0);
+        CHECK((sr & ~got) == 0 && (dr & ~got) == 0);
+        CHECK(rf_wire_caps_check_accept(ss, sr, got, NULL));
+    } else {
+        CHECK(err != NULL);
+        const char *msg = rf_error_msg(err);
+        CHECK(strlen(msg) > 10);
+        if (rf_error_kind(err) == RF_ERR_MISMATCH) {
+            CHECK((sr & ~ds) || (dr & ~ss));
+            check_names_all(msg, sr & ~ds);
+            check_names_all(msg, dr & ~ss);
+        } else {
+            CHECK((dr & ~ds) || (sr & ~ss));
+        }
+        rf_error_free(err);
+    }
+    /* A heap buffer of exactly cap bytes: ASan sees any overflow. */
+    char *out = malloc(cap ? cap : 1);
+    static char full[4096];
+    size_t need = rf_wire_caps_format(ss, out, cap);
+    CHECK(rf_wire_caps_format(ss, full, sizeof(full)) == need);
+    CHECK(strlen(full) == need);
+    if (cap) {
+        CHECK(strlen(out) < cap && strncmp(out, full, strlen(out)) == 0);
+        CHECK(strlen(out) == (need < cap ? need : cap - 1));
+    }
+    free(out);
 }
 
 static void fuzz_error(const uint8_t *d, size_t n, size_t cap)
@@ -116,6 +217,12 @@ static void fuzz_error(const uint8_t *d, size_t n, size_t cap)
         CHECK(strlen(out) < cap);
     }
     free(out);
+    /* Any kind but 0 passes; those this build does not know are
+     * generic. */
+    CHECK(kind != 0);
+    RfErrorKind k = rf_wire_error_kind(kind);
+    CHECK(k >= RF_ERR_GENERIC && k <= RF_WIRE_ERR_KIND_MAX);
+    CHECK((uint32_t)k == kind || k == RF_ERR_GENERIC);
     CHECK(rf_wire_error_decode(d, n, &kind, msg, sizeof(msg), NULL));
     size_t rn = rf_wire_error_encode(kind, msg, re, sizeof(re));
     check_same(re, rn, d, n);
@@ -234,6 +341,7 @@ static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
 static void fuzz_stream(const uint8_t *d, size_t n)
 {
     static RfHello hello;
+    static RfAccept acc;
     static RfComplete comp;
     while (n >= RF_MSG_HDR_SIZE) {
         RfMsgHdr h;
@@ -256,7 +364,11 @@ static void fuzz_stream(const uint8_t *d, size_t n)
             ok = rf_wire_error_decode(d, h.length, &kind, msg, sizeof(msg),
                                       NULL);
             break;
+        case RF_MSG_ACCEPT:
+            ok = rf_wire_accept_decode(d, h.length, &acc, NULL);
+            break;
         case RF_MSG_ROUND:
+        case RF_MSG_ROUND_ACK:
             ok = rf_wire_round_decode(d, h.length, &r, NULL);
             break;
         case RF_MSG_END:
@@ -266,7 +378,7 @@ static void fuzz_stream(const uint8_t *d, size_t n)
             ok = rf_wire_complete_decode(d, h.length, &comp, NULL);
             break;
         default:
-            CHECK(h.type == RF_MSG_ACCEPT && h.length == 0);
+            CHECK(h.type == RF_MSG_STATE); /* opaque bytes */
             break;
         }
         if (!ok) {
@@ -284,7 +396,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t sel = data[0];
     const uint8_t *d = data + 1;
     size_t n = size - 1;
-    switch (sel % 9) {
+    switch (sel % 11) {
     case 0:
         fuzz_msg_hdr(d, n);
         break;
@@ -292,7 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_hello(d, n);
         break;
     case 2:
-        fuzz_error(d, n, sel / 9 * 16 + 1);
+        fuzz_error(d, n, sel / 11 * 16 + 1);
         break;
     case 3:
         fuzz_error(d, n, 4001);
@@ -307,7 +419,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_chan_hello(d, n);
         break;
     case 7:
-        fuzz_packet(d, n, (uint8_t)(sel / 9));
+        fuzz_packet(d, n, (uint8_t)(sel / 11));
+        break;
+    case 8:
+        fuzz_accept(d, n);
+        break;
+    case 9:
+        fuzz_caps(d, n, sel / 11 * 24);
         break;
     default:
         fuzz_stream(d, n);

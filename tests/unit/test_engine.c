@@ -7,7 +7,11 @@
  * - a writer thread running during the migration: --verify passes;
  * - crafted bad input on a data channel: each fails with a message naming
  *   the channel and the field, and writes nothing outside the block;
- * - truncated stream, method mismatch, cancel.
+ * - truncated stream, method mismatch, cancel;
+ * - capability negotiation: a required capability the destination lacks
+ *   is refused at the handshake by name, on both sides; a newer source's
+ *   unknown optional bits are ignored and its required ones refused; a
+ *   crafted destination's unknown error kind and bad ACCEPT.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,17 +253,33 @@ static void test_live_writer(void **state)
 
 /* ---- a crafted peer ----------------------------------------------------- */
 
-/* Opens the main channel and one data channel as a (crafted) source
- * would, for method `method`, one block of PAGES pages. */
-static void crafted_connect(Fixture *f, uint8_t method, RfConn **main,
-                            RfConn **data)
+/* The capabilities and extension records a crafted source announces. */
+typedef struct CraftedCaps {
+    uint64_t supported, required;
+    uint16_t ext_len;
+    const uint8_t *ext;
+} CraftedCaps;
+
+static const CraftedCaps ramflow_caps = {RF_CAPS_IMPLEMENTED,
+                                         RF_CAPS_SOURCE_NEEDS, 0, NULL};
+
+/* Sends a HELLO for method `method`, one block of PAGES pages, with the
+ * capabilities cc, on a new main channel. */
+static RfConn *crafted_hello(Fixture *f, uint8_t method,
+                             const CraftedCaps *cc)
 {
     RfError *err = NULL;
-    *main = rf_conn_connect(f->uri, 2000, &err);
-    assert_non_null(*main);
+    RfConn *main = rf_conn_connect(f->uri, 2000, &err);
+    assert_non_null(main);
     RfHello *h = calloc(1, sizeof(*h));
     h->version = RF_WIRE_VERSION;
     h->page_size = RF_PAGE_SIZE;
+    h->caps_supported = cc->supported;
+    h->caps_required = cc->required;
+    h->ext.len = cc->ext_len;
+    if (cc->ext_len) {
+        memcpy(h->ext.bytes, cc->ext, cc->ext_len);
+    }
     h->method = method;
     h->channels = 1;
     memset(h->session, 0xab, sizeof(h->session));
@@ -271,15 +291,50 @@ static void crafted_connect(Fixture *f, uint8_t method, RfConn **main,
     free(h);
     assert_true(n > 0);
     rf_wire_msg_hdr_encode(hdr, RF_MSG_HELLO, (uint32_t)n);
-    assert_true(rf_conn_send(*main, hdr, sizeof(hdr), NULL));
-    assert_true(rf_conn_send(*main, buf, n, NULL));
+    assert_true(rf_conn_send(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_conn_send(main, buf, n, NULL));
+    return main;
+}
+
+/* Reads the destination's answer to a HELLO: ACCEPT (@return true, its
+ * caps in *caps) or ERROR (@return false, kind and text in *kind, msg). */
+static bool crafted_answer(RfConn *main, uint64_t *caps, uint32_t *kind,
+                           char *msg, size_t cap)
+{
+    uint8_t hdr[RF_MSG_HDR_SIZE], body[4200];
+    RfMsgHdr mh;
+    assert_true(rf_conn_recv(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_wire_msg_hdr_decode(hdr, &mh, NULL));
+    assert_true(mh.length <= sizeof(body));
+    assert_true(rf_conn_recv(main, body, mh.length, NULL));
+    if (mh.type == RF_MSG_ERROR) {
+        assert_true(rf_wire_error_decode(body, mh.length, kind, msg, cap,
+                                         NULL));
+        return false;
+    }
+    assert_int_equal(mh.type, RF_MSG_ACCEPT);
+    static RfAccept acc;
+    assert_true(rf_wire_accept_decode(body, mh.length, &acc, NULL));
+    *caps = acc.caps;
+    return true;
+}
+
+/* Opens the main channel and one data channel as a (crafted) source
+ * would, for method `method`, one block of PAGES pages. */
+static void crafted_connect(Fixture *f, uint8_t method, RfConn **main,
+                            RfConn **data)
+{
+    RfError *err = NULL;
+    *main = crafted_hello(f, method, &ramflow_caps);
     if (!data) {
         return;
     }
-    assert_true(rf_conn_recv(*main, hdr, sizeof(hdr), NULL));
-    RfMsgHdr mh;
-    assert_true(rf_wire_msg_hdr_decode(hdr, &mh, NULL));
-    assert_int_equal(mh.type, RF_MSG_ACCEPT);
+    uint64_t caps;
+    uint32_t kind;
+    char msg[200];
+    if (!crafted_answer(*main, &caps, &kind, msg, sizeof(msg))) {
+        fail_msg("destination refused the HELLO: %s", msg);
+    }
     *data = rf_conn_connect(f->uri, 2000, &err);
     assert_non_null(*data);
     RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = 0};
@@ -475,6 +530,256 @@ static void test_expected_method_mismatch(void **state)
     rf_error_free(err);
 }
 
+/* ---- capability negotiation ------------------------------------------- */
+
+static bool save_state_called;
+
+static bool save_tiny_state(void *opaque, uint8_t **buf, size_t *len,
+                            RfError **errp)
+{
+    (void)opaque;
+    (void)errp;
+    save_state_called = true;
+    *buf = calloc(1, 16);
+    *len = 16;
+    return *buf != NULL;
+}
+
+/* A source with device state against a destination without a VM: both
+ * sides refuse at the handshake, naming the capability, before the
+ * destination prepares any memory or the source saves any state. */
+static void test_caps_required_missing(void **state)
+{
+    Fixture *f = *state;
+    start_dest(f); /* no load_state: no 'device-state' */
+    RfParams p;
+    rf_params_init(&p);
+    save_state_called = false;
+    RfMigrateOptions o = {.save_state = save_tiny_state};
+    RfError *err = NULL;
+    assert_false(rf_migrate(f->uri, f->src, &p, &o, NULL, &err));
+    join_dest(f);
+    static const char want[] =
+        "handshake: destination lacks capability 'device-state' required "
+        "by the source";
+    assert_false(f->dok);
+    assert_int_equal(rf_error_kind(err), RF_ERR_MISMATCH);
+    assert_int_equal(rf_error_kind(f->derr), RF_ERR_MISMATCH);
+    if (!strstr(rf_error_msg(err), "destination reported: ") ||
+        !strstr(rf_error_msg(err), want)) {
+        fail_msg("source: %s", rf_error_msg(err));
+    }
+    if (!strstr(rf_error_msg(f->derr), want)) {
+        fail_msg("destination: %s", rf_error_msg(f->derr));
+    }
+    assert_non_null(strstr(rf_error_msg(err), "use 'incoming --guest'"));
+    assert_false(save_state_called);
+    assert_int_equal(access(f->dst_path, F_OK), -1); /* never prepared */
+    rf_error_free(err);
+}
+
+/* A newer source offers capabilities this build does not know, with an
+ * extension record for one: the destination negotiates down to what it
+ * has, and the migration completes. */
+static void test_caps_unknown_optional_ignored(void **state)
+{
+    Fixture *f = *state;
+    start_dest(f);
+    static const uint8_t ext[] = {40, 2, 0, 0xAB, 0xCD};
+    const CraftedCaps cc = {
+        RF_CAPS_IMPLEMENTED | RF_CAP(RF_CAP_CRC32C) | RF_CAP(40) |
+            RF_CAP(63),
+        RF_CAPS_SOURCE_NEEDS, sizeof(ext), ext};
+    RfConn *main = crafted_hello(f, RF_METHOD_NONE, &cc);
+    uint64_t caps = 0;
+    uint32_t kind;
+    char msg[200];
+    if (!crafted_answer(main, &caps, &kind, msg, sizeof(msg))) {
+        fail_msg("destination refused the HELLO: %s", msg);
+    }
+    /* Its own set minus device-state (no VM): nothing unknown. */
+    assert_true(caps ==
+                (RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_DEVICE_STATE)));
+
+    /* The shortest migration: one page, the FINAL sync, END. */
+    RfError *err = NULL;
+    RfConn *data = rf_conn_connect(f->uri, 2000, &err);
+    assert_non_null(data);
+    RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = 0};
+    memset(ch.session, 0xab, sizeof(ch.session));
+    uint8_t chb[RF_CHAN_HELLO_SIZE];
+    rf_wire_chan_hello_encode(&ch, chb);
+    assert_true(rf_conn_send(data, chb, sizeof(chb), NULL));
+    static uint8_t page[RF_PAGE_SIZE];
+    memset(page, 0x77, sizeof(page));
+    const uint32_t idx[4] = {3};
+    RfPacketHdr ph = {.version = RF_WIRE_VERSION, .method = RF_METHOD_NONE,
+                      .flags = RF_PKT_RAW, .normal = 1,
+                      .payload_size = RF_PAGE_SIZE, .round = 1, .seq = 0};
+    send_packet(data, &ph, idx, page, sizeof(page));
+    RfPacketHdr sync = {.version = RF_WIRE_VERSION,
+                        .method = RF_METHOD_NONE,
+                        .flags = RF_PKT_SYNC | RF_PKT_FINAL, .round = 1,
+                        .seq = 1};
+    send_packet(data, &sync, idx, NULL, 0);
+    uint8_t buf[16], hdr[RF_MSG_HDR_SIZE];
+    size_t n = rf_wire_end_encode(1, false, buf, sizeof(buf));
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_END, (uint32_t)n);
+    assert_true(rf_conn_send(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_conn_send(main, buf, n, NULL));
+    join_dest(f);
+    if (!f->dok) {
+        fail_msg("destination: %s", rf_error_msg(f->derr));
+    }
+    uint8_t *dst = map_file(f->dst_path, PAGES * RF_PAGE_SIZE);
+    assert_memory_equal(dst + 3 * RF_PAGE_SIZE, page, RF_PAGE_SIZE);
+    munmap(dst, PAGES * RF_PAGE_SIZE);
+    rf_conn_close(data);
+    rf_conn_close(main);
+}
+
+/* A newer source that requires a capability this build does not know is
+ * refused with the bit's number. */
+static void test_caps_unknown_required_refused(void **state)
+{
+    Fixture *f = *state;
+    start_dest(f);
+    const CraftedCaps cc = {RF_CAPS_IMPLEMENTED | RF_CAP(40) | RF_CAP(41),
+                            RF_CAPS_SOURCE_NEEDS | RF_CAP(40), 0, NULL};
+    RfConn *main = crafted_hello(f, RF_METHOD_NONE, &cc);
+    uint64_t caps;
+    uint32_t kind = 0;
+    char msg[200];
+    assert_false(crafted_answer(main, &caps, &kind, msg, sizeof(msg)));
+    assert_int_equal(kind, RF_ERR_MISMATCH);
+    static const char want[] =
+        "destination lacks unknown capability bit 40 required by the source";
+    if (!strstr(msg, want)) {
+        fail_msg("ERROR said: %s", msg);
+    }
+    join_dest(f);
+    assert_false(f->dok);
+    assert_non_null(strstr(rf_error_msg(f->derr), want));
+    rf_conn_close(main);
+}
+
+/* A crafted destination: reads the HELLO, then sends `reply` (a frame
+ * payload of type `type`). */
+typedef struct CraftedDest {
+    Fixture *f;
+    RfListener *l;
+    uint16_t type;
+    uint8_t reply[64];
+    size_t reply_len;
+    RfHello hello;
+    bool got_hello;
+} CraftedDest;
+
+static void *crafted_dest_thread(void *arg)
+{
+    CraftedDest *cd = arg;
+    RfConn *c = rf_listener_accept(cd->l, 5000, NULL, NULL);
+    if (!c) {
+        return NULL;
+    }
+    uint8_t hdr[RF_MSG_HDR_SIZE];
+    static uint8_t body[65536];
+    RfMsgHdr mh;
+    if (rf_conn_recv(c, hdr, sizeof(hdr), NULL) &&
+        rf_wire_msg_hdr_decode(hdr, &mh, NULL) &&
+        mh.length <= sizeof(body) &&
+        rf_conn_recv(c, body, mh.length, NULL)) {
+        cd->got_hello = rf_wire_hello_decode(body, mh.length, &cd->hello,
+                                             NULL);
+    }
+    rf_wire_msg_hdr_encode(hdr, cd->type, (uint32_t)cd->reply_len);
+    rf_conn_send(c, hdr, sizeof(hdr), NULL);
+    rf_conn_send(c, cd->reply, cd->reply_len, NULL);
+    /* Wait for the source to hang up. */
+    while (rf_conn_recv(c, hdr, 1, NULL)) {
+    }
+    rf_conn_close(c);
+    return NULL;
+}
+
+/* Runs rf_migrate (with opts) against a crafted destination. */
+static RfError *migrate_to_crafted(Fixture *f, CraftedDest *cd,
+                                   const RfMigrateOptions *o)
+{
+    RfError *err = NULL;
+    cd->f = f;
+    cd->l = rf_listen(f->uri, &err);
+    assert_non_null(cd->l);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, crafted_dest_thread, cd), 0);
+    RfParams p;
+    rf_params_init(&p);
+    RfMigrateOptions opts = *o;
+    opts.timeout_ms = 5000;
+    assert_false(rf_migrate(f->uri, f->src, &p, &opts, NULL, &err));
+    pthread_join(t, NULL);
+    rf_listener_close(cd->l);
+    assert_true(cd->got_hello);
+    return err;
+}
+
+/* A newer destination's error kind becomes a generic error that keeps
+ * the message; the source's HELLO offered and required what it should. */
+static void test_unknown_error_kind_from_peer(void **state)
+{
+    Fixture *f = *state;
+    static CraftedDest cd;
+    memset(&cd, 0, sizeof(cd));
+    cd.type = RF_MSG_ERROR;
+    cd.reply_len = rf_wire_error_encode(99, "a newer destination says no",
+                                        cd.reply, sizeof(cd.reply));
+    RfMigrateOptions o = {.verify = true};
+    RfError *err = migrate_to_crafted(f, &cd, &o);
+    assert_int_equal(rf_error_kind(err), RF_ERR_GENERIC);
+    if (!strstr(rf_error_msg(err),
+                "destination reported: a newer destination says no "
+                "(error kind 99, unknown to this version)")) {
+        fail_msg("source: %s", rf_error_msg(err));
+    }
+    rf_error_free(err);
+    assert_true(cd.hello.caps_supported == RF_CAPS_IMPLEMENTED);
+    assert_true(cd.hello.caps_required ==
+                (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY)));
+}
+
+/* An ACCEPT that drops a capability the source requires, or names one it
+ * never offered, is a protocol error at the source. */
+static void test_bad_accept(void **state)
+{
+    Fixture *f = *state;
+    static CraftedDest cd;
+    memset(&cd, 0, sizeof(cd));
+    cd.type = RF_MSG_ACCEPT;
+    RfAccept acc = {.caps = RF_CAPS_SOURCE_NEEDS}; /* no verify */
+    cd.reply_len = rf_wire_accept_encode(&acc, cd.reply, sizeof(cd.reply));
+    RfMigrateOptions o = {.verify = true};
+    RfError *err = migrate_to_crafted(f, &cd, &o);
+    assert_int_equal(rf_error_kind(err), RF_ERR_PROTOCOL);
+    if (!strstr(rf_error_msg(err), "lacks capability 'verify' required by "
+                                   "the source")) {
+        fail_msg("source: %s", rf_error_msg(err));
+    }
+    rf_error_free(err);
+
+    memset(&cd, 0, sizeof(cd));
+    cd.type = RF_MSG_ACCEPT;
+    acc.caps = RF_CAPS_IMPLEMENTED | RF_CAP(50);
+    cd.reply_len = rf_wire_accept_encode(&acc, cd.reply, sizeof(cd.reply));
+    RfMigrateOptions plain = {0};
+    err = migrate_to_crafted(f, &cd, &plain);
+    assert_int_equal(rf_error_kind(err), RF_ERR_PROTOCOL);
+    if (!strstr(rf_error_msg(err), "names unknown capability bit 50, which "
+                                   "the source did not offer")) {
+        fail_msg("source: %s", rf_error_msg(err));
+    }
+    rf_error_free(err);
+}
+
 static atomic_int cancel_flag;
 
 static void cancel_in_round(unsigned round, void *opaque)
@@ -525,6 +830,15 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expected_method_mismatch, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_caps_required_missing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_caps_unknown_optional_ignored,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps_unknown_required_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_error_kind_from_peer,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_keeps_source, setup,
                                         teardown),
     };

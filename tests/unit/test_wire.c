@@ -65,15 +65,24 @@ static uint64_t rng(void)
     return rng_state * 0x2545F4914F6CDD1Dull;
 }
 
+/* One extension record for capability bit 40, unknown to this build:
+ * bit 40, length 3, "abc". */
+static const uint8_t sample_ext[] = {40, 3, 0, 'a', 'b', 'c'};
+#define SAMPLE_SUPPORTED (RF_CAPS_IMPLEMENTED | RF_CAP(40))
+#define SAMPLE_REQUIRED (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY))
+
 static void sample_hello(RfHello *h)
 {
     memset(h, 0, sizeof(*h));
     h->version = RF_WIRE_VERSION;
     h->page_size = RF_PAGE_SIZE;
+    h->caps_supported = SAMPLE_SUPPORTED;
+    h->caps_required = SAMPLE_REQUIRED;
     h->method = RF_METHOD_ZSTD;
     h->level = 3;
     h->channels = 8;
-    h->flags = RF_HELLO_VERIFY;
+    h->ext.len = sizeof(sample_ext);
+    memcpy(h->ext.bytes, sample_ext, sizeof(sample_ext));
     for (int i = 0; i < 16; i++) {
         h->session[i] = (uint8_t)(0xA0 + i);
     }
@@ -89,7 +98,7 @@ static void sample_hello(RfHello *h)
 /* Offset of block i's name_len byte in sample_hello()'s encoding. */
 static size_t hello_block_off(const RfHello *h, uint32_t i)
 {
-    size_t off = 36;
+    size_t off = 48;
     for (uint32_t j = 0; j < i; j++) {
         off += 1 + strlen(h->blocks[j].name) + 8;
     }
@@ -141,7 +150,8 @@ static void test_msg_hdr_layout_roundtrip(void **state)
 
     static const struct { uint16_t type; uint32_t len; } ok[] = {
         {RF_MSG_HELLO, 2},       {RF_MSG_HELLO, RF_MSG_MAX_PAYLOAD},
-        {RF_MSG_ACCEPT, 0},      {RF_MSG_ERROR, 6},
+        {RF_MSG_ACCEPT, 10},     {RF_MSG_ACCEPT, 10 + RF_WIRE_EXT_MAX},
+        {RF_MSG_ERROR, 6},
         {RF_MSG_ERROR, 4006},    {RF_MSG_ROUND, 4},
         {RF_MSG_END, 5},         {RF_MSG_COMPLETE, 22},
         {RF_MSG_COMPLETE, 22 + 127 + 16 * RF_MAX_BLOCKS},
@@ -189,7 +199,9 @@ static void test_msg_hdr_bad(void **state)
 
     static const struct { uint16_t type; uint32_t len; const char *s; }
     bad[] = {
-        {RF_MSG_ACCEPT, 1, "1 bytes for type ACCEPT"},
+        {RF_MSG_ACCEPT, 0, "0 bytes for type ACCEPT"},
+        {RF_MSG_ACCEPT, 9, "9 bytes for type ACCEPT"},
+        {RF_MSG_ACCEPT, 10 + RF_WIRE_EXT_MAX + 1, "allowed 10..4106"},
         {RF_MSG_ROUND, 3, "for type ROUND"},
         {RF_MSG_ROUND, 5, "for type ROUND"},
         {RF_MSG_END, 4, "for type END"},
@@ -219,20 +231,29 @@ static void test_hello_roundtrip(void **state)
     RfError *err = NULL;
     sample_hello(&h);
     size_t n = rf_wire_hello_encode(&h, buf, sizeof(buf));
-    size_t want = 36 + (1 + 6 + 8) + (1 + strlen(h.blocks[1].name) + 8) +
-                  (1 + 255 + 8);
+    size_t want = 48 + (1 + 6 + 8) + (1 + strlen(h.blocks[1].name) + 8) +
+                  (1 + 255 + 8) + 2 + sizeof(sample_ext);
     assert_int_equal(n, want);
 
-    /* Fixed part, byte by byte. */
-    const uint8_t fixed[16] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00,
-                               0x00, RF_METHOD_ZSTD, 3, 8, 0, 1, 0, 0, 0};
+    /* Fixed part, byte by byte: supported = bits 0..5 and 40, required =
+     * bits 0 (round-ack), 2 (verify), 3, 4, 5. */
+    const uint8_t fixed[32] = {
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,     /* ver, page */
+        0x3F, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,     /* supported */
+        0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,     /* required */
+        RF_METHOD_ZSTD, 3, 8, 0, 3, 0, 0, 0,  /* method level chan nblk */
+    };
     assert_memory_equal(buf, fixed, sizeof(fixed));
-    assert_memory_equal(buf + 16, h.session, 16);
-    assert_int_equal(buf[32], 3);
-    assert_int_equal(buf[36], 6);
-    assert_memory_equal(buf + 37, "pc.ram", 6);
+    assert_memory_equal(buf + 32, h.session, 16);
+    assert_int_equal(buf[48], 6);
+    assert_memory_equal(buf + 49, "pc.ram", 6);
     const uint8_t size1g[8] = {0, 0, 0, 0x40, 0, 0, 0, 0};
-    assert_memory_equal(buf + 43, size1g, 8);
+    assert_memory_equal(buf + 55, size1g, 8);
+    /* The extension area ends the payload. */
+    const uint8_t ext_len[2] = {sizeof(sample_ext), 0};
+    assert_memory_equal(buf + n - 2 - sizeof(sample_ext), ext_len, 2);
+    assert_memory_equal(buf + n - sizeof(sample_ext), sample_ext,
+                        sizeof(sample_ext));
 
     assert_true(rf_wire_hello_decode(buf, n, &d, &err));
     assert_null(err);
@@ -241,8 +262,11 @@ static void test_hello_roundtrip(void **state)
     assert_int_equal(d.method, RF_METHOD_ZSTD);
     assert_int_equal(d.level, 3);
     assert_int_equal(d.channels, 8);
-    assert_int_equal(d.flags, RF_HELLO_VERIFY);
+    assert_true(d.caps_supported == SAMPLE_SUPPORTED);
+    assert_true(d.caps_required == SAMPLE_REQUIRED);
     assert_memory_equal(d.session, h.session, 16);
+    assert_int_equal(d.ext.len, sizeof(sample_ext));
+    assert_memory_equal(d.ext.bytes, sample_ext, sizeof(sample_ext));
     assert_int_equal(d.nblocks, 3);
     for (int i = 0; i < 3; i++) {
         assert_string_equal(d.blocks[i].name, h.blocks[i].name);
@@ -253,7 +277,8 @@ static void test_hello_roundtrip(void **state)
     h.method = 200;
     h.nblocks = RF_MAX_BLOCKS;
     h.channels = 255;
-    h.flags = 0;
+    h.caps_supported = h.caps_required = 0;
+    h.ext.len = 0;
     for (uint32_t i = 0; i < RF_MAX_BLOCKS; i++) {
         snprintf(h.blocks[i].name, sizeof(h.blocks[i].name), "b%u", i);
         h.blocks[i].size = RF_PAGE_SIZE * (i + 1);
@@ -282,11 +307,14 @@ static void test_hello_encode_limits(void **state)
     sample_hello(&h);
     h.nblocks = RF_MAX_BLOCKS + 1;
     assert_int_equal(rf_wire_hello_encode(&h, buf, sizeof(buf)), 0);
+    sample_hello(&h);
+    h.ext.len = RF_WIRE_EXT_MAX + 1;
+    assert_int_equal(rf_wire_hello_encode(&h, buf, sizeof(buf)), 0);
 }
 
 /* One bad HELLO: sample_hello() with one field changed. */
 typedef enum {
-    HM_NONE, HM_VERSION, HM_PAGE, HM_CHANNELS, HM_FLAGS, HM_NBLOCKS,
+    HM_NONE, HM_VERSION, HM_PAGE, HM_CHANNELS, HM_REQUIRED, HM_NBLOCKS,
     HM_NAME0, HM_NAME2, HM_SIZE1, HM_SIZE2,
 } HelloField;
 
@@ -314,8 +342,8 @@ static size_t encode_modified(RfHello *h, const HelloCase *hc, uint8_t *buf,
     case HM_CHANNELS:
         h->channels = (uint16_t)hc->val;
         break;
-    case HM_FLAGS:
-        h->flags = (uint32_t)hc->val;
+    case HM_REQUIRED:
+        h->caps_required = hc->val;
         break;
     case HM_NBLOCKS:
         h->nblocks = (uint32_t)hc->val;
@@ -346,13 +374,13 @@ static void test_hello_bad(void **state)
     RfError *err = NULL;
     size_t n;
 
-    static const HelloCase version2 = {HM_VERSION, 2, NULL, 0, 0, 0};
-    n = encode_modified(&h, &version2, buf, sizeof(buf));
+    static const HelloCase version3 = {HM_VERSION, 3, NULL, 0, 0, 0};
+    n = encode_modified(&h, &version3, buf, sizeof(buf));
     check_fail(rf_wire_hello_decode(buf, n, &d, &err), &err, RF_ERR_MISMATCH,
-               "HELLO field 'version'", "version 2", "version 1");
+               "HELLO field 'version'", "version 3", "version 2");
     /* A different version is named even when the rest is garbage. */
     check_fail(rf_wire_hello_decode(buf, 2, &d, &err), &err, RF_ERR_MISMATCH,
-               "'version'", "version 2");
+               "'version'", "version 3");
 
     n = encode_modified(&h, NULL, buf, sizeof(buf));
     buf[2] = 1;
@@ -366,10 +394,11 @@ static void test_hello_bad(void **state)
          "4096"},
         {HM_CHANNELS, 0, NULL, P, "field 'channels': 0", "1..255"},
         {HM_CHANNELS, 256, NULL, P, "field 'channels': 256", "1..255"},
-        {HM_FLAGS, 3, NULL, P, "field 'flags': 0x00000003",
-         "unknown bits 0x00000002"},
-        {HM_FLAGS, 0x80000000u, NULL, P, "field 'flags': 0x80000000",
-         "unknown bits"},
+        {HM_REQUIRED, RF_CAP(41), NULL, P,
+         "field 'caps_required': 0x0000020000000000",
+         "bits 0x0000020000000000 that 'caps_supported'"},
+        {HM_REQUIRED, SAMPLE_SUPPORTED | RF_CAP(63), NULL, P,
+         "field 'caps_required'", "bits 0x8000000000000000"},
         {HM_NBLOCKS, 0, NULL, P, "field 'nblocks': 0", "1..64"},
         {HM_NAME0, 0, "pc\nram", P, name_field, "0x0a at position 2"},
         {HM_NAME0, 0, "pc\x7f", P, name_field, "0x7f"},
@@ -398,7 +427,7 @@ static void test_hello_bad(void **state)
 
     /* Fields the encoder cannot produce: patch the bytes. */
     n = encode_modified(&h, NULL, buf, sizeof(buf));
-    put32(buf + 32, RF_MAX_BLOCKS + 1);
+    put32(buf + 28, RF_MAX_BLOCKS + 1);
     check_fail(rf_wire_hello_decode(buf, n, &d, &err), &err, RF_ERR_PROTOCOL,
                "HELLO field 'nblocks': 65", "1..64");
     n = encode_modified(&h, NULL, buf, sizeof(buf));
@@ -415,6 +444,82 @@ static void test_hello_bad(void **state)
     buf[n] = 0;
     check_fail(rf_wire_hello_decode(buf, n + 1, &d, &err), &err,
                RF_ERR_PROTOCOL, "HELLO payload: 1 trailing bytes");
+
+    /* A version 1 HELLO (this layout before capabilities) is refused by
+     * its version alone, naming both. */
+    static const uint8_t v1[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x10};
+    check_fail(rf_wire_hello_decode(v1, sizeof(v1), &d, &err), &err,
+               RF_ERR_MISMATCH, "peer speaks wire version 1",
+               "this build speaks version 2");
+}
+
+/* Extension records: what a newer peer may add, and what must be
+ * refused. */
+static void test_hello_ext(void **state)
+{
+    (void)state;
+    static RfHello h, d;
+    static uint8_t buf[20000];
+    RfError *err = NULL;
+
+    /* Records of several unknown bits, one empty, are skipped and kept. */
+    sample_hello(&h);
+    h.caps_supported |= RF_CAP(7) | RF_CAP(63);
+    const uint8_t recs[] = {7, 0, 0, 40, 1, 0, 'x', 63, 2, 0, 0xff, 0x00};
+    h.ext.len = sizeof(recs);
+    memcpy(h.ext.bytes, recs, sizeof(recs));
+    size_t n = rf_wire_hello_encode(&h, buf, sizeof(buf));
+    assert_true(rf_wire_hello_decode(buf, n, &d, &err));
+    assert_int_equal(d.ext.len, sizeof(recs));
+    assert_memory_equal(d.ext.bytes, recs, sizeof(recs));
+
+    /* The largest area. */
+    h.ext.len = RF_WIRE_EXT_MAX;
+    memset(h.ext.bytes, 0, sizeof(h.ext.bytes));
+    h.ext.bytes[0] = 40;
+    put16(h.ext.bytes + 1, RF_WIRE_EXT_MAX - 3);
+    n = rf_wire_hello_encode(&h, buf, sizeof(buf));
+    assert_true(rf_wire_hello_decode(buf, n, &d, &err));
+    assert_int_equal(d.ext.len, RF_WIRE_EXT_MAX);
+
+    static const struct {
+        uint8_t rec[8];
+        size_t len;
+        const char *a, *b;
+    } bad[] = {
+        {{40, 3, 0, 'a', 'b'}, 5, "extension for capability bit 40",
+         "'length' 3 bytes, only 2 left"},
+        {{40, 0}, 2, "extension at offset 0", "2 bytes left"},
+        {{40, 0, 0, 41}, 4, "extension at offset 3", "1 bytes left"},
+        {{64, 0, 0}, 3, "extension field 'bit': 64", "0..63"},
+        {{40, 0, 0, 40, 0, 0}, 6, "field 'bit': 40", "allowed 41..63"},
+        {{40, 0, 0, 7, 0, 0}, 6, "field 'bit': 7", "ascending"},
+        {{41, 0, 0}, 3, "capability bit 41",
+         "which 'caps_supported' does not offer"},
+        {{6, 0, 0}, 3, "capability bit 6 ('crc32c')", "does not offer"},
+        {{2, 1, 0, 1}, 4, "capability 'verify' (bit 2)",
+         "carries no extension data"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sample_hello(&h);
+        h.ext.len = (uint16_t)bad[i].len;
+        memcpy(h.ext.bytes, bad[i].rec, bad[i].len);
+        n = rf_wire_hello_encode(&h, buf, sizeof(buf));
+        check_fail(rf_wire_hello_decode(buf, n, &d, &err), &err,
+                   RF_ERR_PROTOCOL, bad[i].a, bad[i].b);
+    }
+
+    /* ext_len above the limit, or beyond the payload. */
+    sample_hello(&h);
+    h.ext.len = 0;
+    n = rf_wire_hello_encode(&h, buf, sizeof(buf));
+    put16(buf + n - 2, RF_WIRE_EXT_MAX + 1);
+    check_fail(rf_wire_hello_decode(buf, n, &d, &err), &err,
+               RF_ERR_PROTOCOL, "HELLO field 'ext_len': 4097",
+               "at most 4096");
+    put16(buf + n - 2, 5);
+    check_fail(rf_wire_hello_decode(buf, n, &d, &err), &err,
+               RF_ERR_PROTOCOL, "HELLO truncated at field 'extensions'");
 }
 
 static void test_hello_truncated(void **state)
@@ -434,11 +539,16 @@ static void test_hello_truncated(void **state)
         check_fail(ok, &err, RF_ERR_PROTOCOL, "HELLO truncated at field '");
     }
     n = encode_modified(&h, NULL, buf, sizeof(buf));
-    check_fail(rf_wire_hello_decode(buf, 37, &d, &err), &err,
+    check_fail(rf_wire_hello_decode(buf, 49, &d, &err), &err,
                RF_ERR_PROTOCOL, "truncated at field 'name'");
-    check_fail(rf_wire_hello_decode(buf, 44, &d, &err), &err,
+    check_fail(rf_wire_hello_decode(buf, 56, &d, &err), &err,
                RF_ERR_PROTOCOL, "truncated at field 'size'",
-               "needs 8 bytes at offset 43");
+               "needs 8 bytes at offset 55");
+    size_t ext_at = n - 2 - sizeof(sample_ext);
+    check_fail(rf_wire_hello_decode(buf, ext_at + 1, &d, &err), &err,
+               RF_ERR_PROTOCOL, "truncated at field 'ext_len'");
+    check_fail(rf_wire_hello_decode(buf, n - 1, &d, &err), &err,
+               RF_ERR_PROTOCOL, "truncated at field 'extensions'");
 }
 
 /* ---- ERROR ------------------------------------------------------------ */
@@ -510,10 +620,8 @@ static void test_error_bad(void **state)
 
     size_t n = rf_wire_error_encode(0, "x", buf, sizeof(buf));
     check_fail(rf_wire_error_decode(buf, n, &kind, msg, sizeof(msg), &err),
-               &err, RF_ERR_PROTOCOL, "ERROR field 'kind': 0", "1..8");
-    n = rf_wire_error_encode(RF_ERR_TIMEOUT + 1, "x", buf, sizeof(buf));
-    check_fail(rf_wire_error_decode(buf, n, &kind, msg, sizeof(msg), &err),
-               &err, RF_ERR_PROTOCOL, "ERROR field 'kind': 9");
+               &err, RF_ERR_PROTOCOL, "ERROR field 'kind': 0",
+               "1 and above");
 
     n = rf_wire_error_encode(RF_ERR_IO, "hello", buf, sizeof(buf));
     put16(buf + 4, 4001);
@@ -539,6 +647,258 @@ static void test_error_bad(void **state)
                                         &err),
                    &err, RF_ERR_PROTOCOL, "ERROR truncated");
     }
+}
+
+/* The kinds are wire values: their numbers never change. */
+static void test_error_kind_numbers(void **state)
+{
+    (void)state;
+    assert_int_equal(RF_ERR_GENERIC, 1);
+    assert_int_equal(RF_ERR_PARAM, 2);
+    assert_int_equal(RF_ERR_IO, 3);
+    assert_int_equal(RF_ERR_PROTOCOL, 4);
+    assert_int_equal(RF_ERR_MISMATCH, 5);
+    assert_int_equal(RF_ERR_VERIFY, 6);
+    assert_int_equal(RF_ERR_CANCELLED, 7);
+    assert_int_equal(RF_ERR_TIMEOUT, 8);
+    assert_int_equal(RF_WIRE_ERR_KIND_MAX, 8);
+}
+
+/* A newer peer's error kind travels with its message and is reported as
+ * a generic error; known kinds keep their kind. */
+static void test_error_unknown_kind(void **state)
+{
+    (void)state;
+    uint8_t buf[100];
+    char msg[100];
+    uint32_t kind = 0;
+    RfError *err = NULL;
+    static const uint32_t newer[] = {RF_WIRE_ERR_KIND_MAX + 1, 1000,
+                                     UINT32_MAX};
+    for (size_t i = 0; i < sizeof(newer) / sizeof(newer[0]); i++) {
+        size_t n = rf_wire_error_encode(newer[i], "from the future", buf,
+                                        sizeof(buf));
+        assert_true(rf_wire_error_decode(buf, n, &kind, msg, sizeof(msg),
+                                         &err));
+        assert_null(err);
+        assert_true(kind == newer[i]); /* as sent: re-encodes the same */
+        assert_string_equal(msg, "from the future");
+        assert_int_equal(rf_wire_error_kind(kind), RF_ERR_GENERIC);
+    }
+    for (uint32_t k = RF_ERR_GENERIC; k <= RF_WIRE_ERR_KIND_MAX; k++) {
+        assert_int_equal(rf_wire_error_kind(k), k);
+    }
+    assert_int_equal(rf_wire_error_kind(0), RF_ERR_GENERIC);
+}
+
+/* ---- ACCEPT ----------------------------------------------------------- */
+
+static void test_accept(void **state)
+{
+    (void)state;
+    static RfAccept a, d;
+    uint8_t buf[RF_WIRE_EXT_MAX + 20];
+    RfError *err = NULL;
+
+    a.caps = RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_VERIFY) | RF_CAP(40);
+    size_t n = rf_wire_accept_encode(&a, buf, sizeof(buf));
+    assert_int_equal(n, 10);
+    const uint8_t want[10] = {0x05, 0, 0, 0, 0, 0x01, 0, 0, 0, 0};
+    assert_memory_equal(buf, want, sizeof(want));
+    assert_true(rf_wire_accept_decode(buf, n, &d, &err));
+    assert_null(err);
+    assert_true(d.caps == a.caps);
+    assert_int_equal(d.ext.len, 0);
+    assert_int_equal(rf_wire_accept_encode(&a, buf, 9), 0);
+    assert_int_equal(rf_wire_accept_encode(&a, buf, 7), 0);
+
+    /* A record for a negotiated bit this build does not know. */
+    memcpy(a.ext.bytes, sample_ext, sizeof(sample_ext));
+    a.ext.len = sizeof(sample_ext);
+    n = rf_wire_accept_encode(&a, buf, sizeof(buf));
+    assert_int_equal(n, 10 + sizeof(sample_ext));
+    assert_true(rf_wire_accept_decode(buf, n, &d, &err));
+    assert_int_equal(d.ext.len, sizeof(sample_ext));
+    assert_memory_equal(d.ext.bytes, sample_ext, sizeof(sample_ext));
+    a.ext.len = RF_WIRE_EXT_MAX + 1;
+    assert_int_equal(rf_wire_accept_encode(&a, buf, sizeof(buf)), 0);
+
+    /* ... but not for a bit that was not negotiated. */
+    a.caps &= ~RF_CAP(40);
+    a.ext.len = sizeof(sample_ext);
+    n = rf_wire_accept_encode(&a, buf, sizeof(buf));
+    check_fail(rf_wire_accept_decode(buf, n, &d, &err), &err,
+               RF_ERR_PROTOCOL, "ACCEPT extension for capability bit 40",
+               "which 'caps' does not offer");
+
+    a.ext.len = 0;
+    n = rf_wire_accept_encode(&a, buf, sizeof(buf));
+    buf[n] = 0;
+    check_fail(rf_wire_accept_decode(buf, n + 1, &d, &err), &err,
+               RF_ERR_PROTOCOL, "ACCEPT payload: 1 trailing bytes");
+    for (size_t len = 0; len < n; len++) {
+        uint8_t *cut = malloc(len ? len : 1);
+        memcpy(cut, buf, len);
+        bool ok = rf_wire_accept_decode(cut, len, &d, &err);
+        free(cut);
+        check_fail(ok, &err, RF_ERR_PROTOCOL, "ACCEPT truncated at field",
+                   len < 8 ? "'caps'" : "'ext_len'");
+    }
+}
+
+/* ---- capabilities ----------------------------------------------------- */
+
+static void test_cap_names(void **state)
+{
+    (void)state;
+    static const char *const want[] = {
+        "round-ack", "device-state", "verify", "raw-packets", "zero-pages",
+        "final-sync", "crc32c", "packet-method", "tls-binding", "reconnect",
+    };
+    for (unsigned b = 0; b < 10; b++) {
+        assert_non_null(rf_wire_cap_name(b));
+        assert_string_equal(rf_wire_cap_name(b), want[b]);
+    }
+    for (unsigned b = 10; b < 70; b++) {
+        assert_null(rf_wire_cap_name(b));
+    }
+    assert_null(rf_wire_cap_name(UINT32_MAX));
+    /* Every implemented bit has a name; the allocated-only ones are not
+     * implemented. */
+    for (unsigned b = 0; b < 64; b++) {
+        if (RF_CAPS_IMPLEMENTED & RF_CAP(b)) {
+            assert_non_null(rf_wire_cap_name(b));
+        }
+    }
+    assert_true(RF_CAPS_IMPLEMENTED == 0x3F);
+    assert_true((RF_CAPS_SOURCE_NEEDS & ~RF_CAPS_IMPLEMENTED) == 0);
+    assert_true((RF_CAPS_DEST_NEEDS & ~RF_CAPS_IMPLEMENTED) == 0);
+}
+
+static void test_caps_format(void **state)
+{
+    (void)state;
+    char buf[256];
+    assert_int_equal(rf_wire_caps_format(0, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "");
+    static const char two[] =
+        "capability 'device-state', unknown capability bit 40";
+    size_t n = rf_wire_caps_format(RF_CAP(40) | RF_CAP(RF_CAP_DEVICE_STATE),
+                                   buf, sizeof(buf));
+    assert_string_equal(buf, two);
+    assert_int_equal(n, strlen(two));
+    /* Cut short, always terminated, and the needed length returned. */
+    char small[12];
+    memset(small, 'x', sizeof(small));
+    n = rf_wire_caps_format(RF_CAP(40) | RF_CAP(RF_CAP_DEVICE_STATE), small,
+                            sizeof(small));
+    assert_int_equal(n, strlen(two));
+    assert_string_equal(small, "capability ");
+    assert_int_equal(rf_wire_caps_format(RF_CAP(0), NULL, 0),
+                     strlen("capability 'round-ack'"));
+    n = rf_wire_caps_format(UINT64_MAX, buf, sizeof(buf));
+    assert_true(n > sizeof(buf));
+    assert_int_equal(strlen(buf), sizeof(buf) - 1);
+    static char all[4096];
+    rf_wire_caps_format(UINT64_MAX, all, sizeof(all));
+    assert_non_null(strstr(all, "capability 'reconnect', unknown capability "
+                                "bit 10, unknown capability bit 11"));
+    assert_non_null(strstr(all, ", unknown capability bit 63"));
+}
+
+static void test_caps_negotiate(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    uint64_t got = 0;
+    const uint64_t ALL = RF_CAPS_IMPLEMENTED;
+    const uint64_t DS = RF_CAP(RF_CAP_DEVICE_STATE);
+    const uint64_t VER = RF_CAP(RF_CAP_VERIFY);
+
+    /* Down to the common set. */
+    assert_true(rf_wire_caps_negotiate(ALL, RF_CAPS_SOURCE_NEEDS, ALL & ~DS,
+                                       RF_CAPS_DEST_NEEDS, &got, &err));
+    assert_null(err);
+    assert_true(got == (ALL & ~DS));
+    assert_true(rf_wire_caps_negotiate(RF_CAP(0) | RF_CAP(3), 0,
+                                       RF_CAP(3) | RF_CAP(5), 0, &got,
+                                       &err));
+    assert_true(got == RF_CAP(3));
+    assert_true(rf_wire_caps_negotiate(0, 0, ALL, 0, &got, &err));
+    assert_true(got == 0);
+
+    /* A newer source's unknown bits, offered but not required, are not
+     * negotiated and do not stop anything. */
+    const uint64_t future = RF_CAP(RF_CAP_CRC32C) | RF_CAP(40) | RF_CAP(63);
+    assert_true(rf_wire_caps_negotiate(ALL | future, RF_CAPS_SOURCE_NEEDS,
+                                       ALL, RF_CAPS_DEST_NEEDS, &got, &err));
+    assert_true(got == ALL);
+
+    /* Required by the source, missing at the destination: named. */
+    got = 12345;
+    check_fail(rf_wire_caps_negotiate(ALL, DS, ALL & ~DS, 0, &got, &err),
+               &err, RF_ERR_MISMATCH,
+               "destination lacks capability 'device-state' required by "
+               "the source");
+    assert_true(got == 12345); /* untouched on failure */
+    check_fail(rf_wire_caps_negotiate(ALL, DS | VER, ALL & ~(DS | VER), 0,
+                                      &got, &err),
+               &err, RF_ERR_MISMATCH,
+               "destination lacks capability 'device-state', capability "
+               "'verify' required by the source");
+
+    /* Required unknown bits: by number; allocated ones by name. */
+    check_fail(rf_wire_caps_negotiate(ALL | RF_CAP(40), RF_CAP(40), ALL, 0,
+                                      &got, &err),
+               &err, RF_ERR_MISMATCH,
+               "destination lacks unknown capability bit 40 required by the "
+               "source");
+    check_fail(rf_wire_caps_negotiate(ALL | future, future | VER, ALL, 0,
+                                      &got, &err),
+               &err, RF_ERR_MISMATCH,
+               "destination lacks capability 'crc32c', unknown capability "
+               "bit 40, unknown capability bit 63 required by the source");
+
+    /* Required by the destination, missing at the source. */
+    check_fail(rf_wire_caps_negotiate(ALL & ~RF_CAP(RF_CAP_FINAL_SYNC), 0,
+                                      ALL, RF_CAPS_DEST_NEEDS, &got, &err),
+               &err, RF_ERR_MISMATCH,
+               "source lacks capability 'final-sync' required by the "
+               "destination");
+
+    /* Both at once: both named. */
+    check_fail(rf_wire_caps_negotiate(VER, VER, RF_CAP(5), RF_CAP(5), &got,
+                                      &err),
+               &err, RF_ERR_MISMATCH,
+               "destination lacks capability 'verify' required by the "
+               "source; source lacks capability 'final-sync' required by "
+               "the destination");
+
+    /* Inconsistent sets. */
+    check_fail(rf_wire_caps_negotiate(ALL, 0, VER, DS, &got, &err), &err,
+               RF_ERR_PARAM, "destination requires capability "
+               "'device-state' but does not support it");
+    check_fail(rf_wire_caps_negotiate(VER, DS, ALL, 0, &got, &err), &err,
+               RF_ERR_PROTOCOL, "'caps_required'");
+}
+
+static void test_caps_check_accept(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    const uint64_t ALL = RF_CAPS_IMPLEMENTED;
+    assert_true(rf_wire_caps_check_accept(ALL, RF_CAPS_SOURCE_NEEDS,
+                                          RF_CAPS_SOURCE_NEEDS, &err));
+    assert_true(rf_wire_caps_check_accept(ALL, 0, 0, &err));
+    assert_null(err);
+    check_fail(rf_wire_caps_check_accept(ALL, 0, ALL | RF_CAP(40), &err),
+               &err, RF_ERR_PROTOCOL, "ACCEPT field 'caps'",
+               "names unknown capability bit 40, which the source did not "
+               "offer");
+    check_fail(rf_wire_caps_check_accept(ALL, RF_CAP(RF_CAP_VERIFY),
+                                         ALL & ~RF_CAP(RF_CAP_VERIFY), &err),
+               &err, RF_ERR_PROTOCOL,
+               "lacks capability 'verify' required by the source");
 }
 
 /* ---- ROUND, END ------------------------------------------------------- */
@@ -701,7 +1061,7 @@ static void test_chan_hello(void **state)
         h.session[i] = (uint8_t)(i * 17);
     }
     rf_wire_chan_hello_encode(&h, b);
-    const uint8_t head[8] = {0x52, 0x46, 0x43, 0x48, 1, 0, 254, 0};
+    const uint8_t head[8] = {0x52, 0x46, 0x43, 0x48, 2, 0, 254, 0};
     assert_memory_equal(b, head, 8);
     assert_memory_equal(b + 8, h.session, 16);
     assert_true(rf_wire_chan_hello_decode(b, &d, &err));
@@ -715,7 +1075,7 @@ static void test_chan_hello(void **state)
     h.version = 7;
     rf_wire_chan_hello_encode(&h, b);
     check_fail(rf_wire_chan_hello_decode(b, &d, &err), &err, RF_ERR_MISMATCH,
-               "channel hello field 'version'", "version 7", "version 1");
+               "channel hello field 'version'", "version 7", "version 2");
     h.version = RF_WIRE_VERSION;
     h.channel = 255;
     rf_wire_chan_hello_encode(&h, b);
@@ -730,7 +1090,7 @@ static void test_packet_worked_example(void **state)
 {
     (void)state;
     static const uint8_t want[] = {
-        0x52, 0x46, 0x50, 0x4B, 0x01, 0x00, 0x02, 0x00,
+        0x52, 0x46, 0x50, 0x4B, 0x02, 0x00, 0x02, 0x00,
         0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x00,
         0x1F, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
         0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -774,21 +1134,27 @@ static void test_doc_examples(void **state)
     RfError *err = NULL;
 
     static const uint8_t hello_hdr[] = {0x52, 0x46, 0x43, 0x4D, 0x01, 0x00,
-                                        0x00, 0x00, 0x33, 0x00, 0x00, 0x00};
+                                        0x00, 0x00, 0x41, 0x00, 0x00, 0x00};
     static const uint8_t hello[] = {
-        0x01, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x02, 0x01, 0x02,
-        0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
-        0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x01,
-        0x00, 0x00, 0x00, 0x06, 0x70, 0x63, 0x2E, 0x72, 0x61, 0x6D, 0x00,
-        0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,
+        0x3F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x01, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+        0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF,
+        0x06, 0x70, 0x63, 0x2E, 0x72, 0x61, 0x6D,
+        0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
     };
     memset(&h, 0, sizeof(h));
-    h.version = 1;
+    h.version = 2;
     h.page_size = 4096;
+    /* What ramflow's source sends with --verify and no device state. */
+    h.caps_supported = RF_CAPS_IMPLEMENTED;
+    h.caps_required = RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY);
     h.method = RF_METHOD_ZSTD;
     h.level = 1;
     h.channels = 2;
-    h.flags = RF_HELLO_VERIFY;
     for (int i = 0; i < 16; i++) {
         h.session[i] = (uint8_t)(0x11 * i);
     }
@@ -802,17 +1168,28 @@ static void test_doc_examples(void **state)
     assert_memory_equal(hdr, hello_hdr, sizeof(hdr));
     assert_true(rf_wire_hello_decode(hello, sizeof(hello), &d, &err));
 
-    static const uint8_t accept[] = {0x52, 0x46, 0x43, 0x4D, 0x02, 0x00,
-                                     0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-    rf_wire_msg_hdr_encode(hdr, RF_MSG_ACCEPT, 0);
-    assert_memory_equal(hdr, accept, sizeof(hdr));
+    /* ACCEPT from a destination without a VM (no device-state). */
+    static const uint8_t accept[] = {
+        0x52, 0x46, 0x43, 0x4D, 0x02, 0x00, 0x00, 0x00, 0x0A, 0x00, 0x00,
+        0x00, 0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    };
+    uint64_t caps = 0;
+    assert_true(rf_wire_caps_negotiate(
+        d.caps_supported, d.caps_required,
+        RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_DEVICE_STATE),
+        RF_CAPS_DEST_NEEDS, &caps, &err));
+    RfAccept acc = {.caps = caps};
+    n = rf_wire_accept_encode(&acc, b + RF_MSG_HDR_SIZE, sizeof(b) - 12);
+    rf_wire_msg_hdr_encode(b, RF_MSG_ACCEPT, (uint32_t)n);
+    assert_int_equal(RF_MSG_HDR_SIZE + n, sizeof(accept));
+    assert_memory_equal(b, accept, sizeof(accept));
 
     static const uint8_t chan[] = {
-        0x52, 0x46, 0x43, 0x48, 0x01, 0x00, 0x01, 0x00, 0x00, 0x11, 0x22,
+        0x52, 0x46, 0x43, 0x48, 0x02, 0x00, 0x01, 0x00, 0x00, 0x11, 0x22,
         0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD,
         0xEE, 0xFF,
     };
-    RfChanHello ch = {.version = 1, .channel = 1};
+    RfChanHello ch = {.version = 2, .channel = 1};
     memcpy(ch.session, h.session, 16);
     rf_wire_chan_hello_encode(&ch, b);
     assert_memory_equal(b, chan, sizeof(chan));
@@ -830,12 +1207,12 @@ static void test_doc_examples(void **state)
     assert_memory_equal(b, error, sizeof(error));
 
     static const uint8_t sync[] = {
-        0x52, 0x46, 0x50, 0x4B, 0x01, 0x00, 0x02, 0x05, 0x00, 0x00,
+        0x52, 0x46, 0x50, 0x4B, 0x02, 0x00, 0x02, 0x05, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x04, 0x00, 0x00, 0x00, 0x0C, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     };
-    RfPacketHdr s = {.version = 1, .method = RF_METHOD_ZSTD,
+    RfPacketHdr s = {.version = 2, .method = RF_METHOD_ZSTD,
                      .flags = RF_PKT_SYNC | RF_PKT_FINAL, .round = 4,
                      .seq = 12};
     rf_wire_packet_hdr_encode(&s, b);
@@ -913,8 +1290,10 @@ static void test_packet_bad(void **state)
     const uint8_t S = RF_PKT_SYNC, R = RF_PKT_RAW, F = RF_PKT_FINAL;
 
     PktCase cases[] = {
-        {{2, M, 0, 1, 2, 1, 499, 3, 7}, RF_ERR_MISMATCH,
-         "packet field 'version'", "version 2"},
+        {{3, M, 0, 1, 2, 1, 499, 3, 7}, RF_ERR_MISMATCH,
+         "packet field 'version'", "version 3"},
+        {{1, M, 0, 1, 2, 1, 499, 3, 7}, RF_ERR_MISMATCH,
+         "packet field 'version'", "peer speaks wire version 1"},
         {{V, RF_METHOD_ZLIB, 0, 1, 2, 1, 499, 3, 7}, RF_ERR_PROTOCOL,
          "packet field 'method': 1", "negotiated method 2"},
         {{V, M, 0x08, 1, 2, 1, 499, 3, 7}, RF_ERR_PROTOCOL,
@@ -1157,8 +1536,9 @@ static void test_mutation_loop(void **state)
     (void)state;
     static RfHello hello, hd;
     static RfComplete comp, cd;
-    static uint8_t seeds[6][20000], buf[20100], re[20100];
-    size_t seed_len[6];
+    static RfAccept acc, ad;
+    static uint8_t seeds[7][20000], buf[20100], re[20100];
+    size_t seed_len[7];
     RfError *err = NULL;
 
     sample_hello(&hello);
@@ -1176,10 +1556,14 @@ static void test_mutation_loop(void **state)
     const uint32_t pidx[3] = {5, 6, 9};
     seed_len[5] = RF_PKT_HDR_SIZE +
                   rf_wire_page_index_encode(pidx, 3, seeds[5] + 40);
+    acc.caps = RF_CAPS_IMPLEMENTED | RF_CAP(40);
+    acc.ext.len = sizeof(sample_ext);
+    memcpy(acc.ext.bytes, sample_ext, sizeof(sample_ext));
+    seed_len[6] = rf_wire_accept_encode(&acc, seeds[6], sizeof(seeds[6]));
 
     unsigned accepted = 0;
-    for (int iter = 0; iter < 60000; iter++) {
-        int kind = iter % 6;
+    for (int iter = 0; iter < 70000; iter++) {
+        int kind = iter % 7;
         memcpy(buf, seeds[kind], seed_len[kind]);
         size_t len = mutate(buf, seed_len[kind], sizeof(buf));
         /* Exact-size heap copy: ASan catches any over-read. */
@@ -1222,6 +1606,12 @@ static void test_mutation_loop(void **state)
             ok = rf_wire_complete_decode(in, len, &cd, &err);
             if (ok) {
                 rn = rf_wire_complete_encode(&cd, re, sizeof(re));
+            }
+            break;
+        case 6:
+            ok = rf_wire_accept_decode(in, len, &ad, &err);
+            if (ok) {
+                rn = rf_wire_accept_encode(&ad, re, sizeof(re));
             }
             break;
         case 4: {
@@ -1276,7 +1666,7 @@ static void test_mutation_loop(void **state)
     }
     /* The loop must have exercised both paths. */
     assert_true(accepted > 1000);
-    assert_true(accepted < 59000);
+    assert_true(accepted < 69000);
 }
 
 int main(void)
@@ -1287,9 +1677,17 @@ int main(void)
         cmocka_unit_test(test_hello_roundtrip),
         cmocka_unit_test(test_hello_encode_limits),
         cmocka_unit_test(test_hello_bad),
+        cmocka_unit_test(test_hello_ext),
         cmocka_unit_test(test_hello_truncated),
+        cmocka_unit_test(test_accept),
+        cmocka_unit_test(test_cap_names),
+        cmocka_unit_test(test_caps_format),
+        cmocka_unit_test(test_caps_negotiate),
+        cmocka_unit_test(test_caps_check_accept),
         cmocka_unit_test(test_error_roundtrip),
         cmocka_unit_test(test_error_bad),
+        cmocka_unit_test(test_error_kind_numbers),
+        cmocka_unit_test(test_error_unknown_kind),
         cmocka_unit_test(test_round_end),
         cmocka_unit_test(test_complete_roundtrip),
         cmocka_unit_test(test_complete_bad),
