@@ -308,6 +308,12 @@ static bool load_state(Dest *d, const uint8_t *buf, uint32_t len,
                        RfError **errp)
 {
     source_paused(d);
+    if (!(d->caps & RF_CAP(RF_CAP_DEVICE_STATE))) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "main channel: STATE without the negotiated "
+                     "capability 'device-state'");
+        return false;
+    }
     if (!d->opts->load_state) {
         rf_error_set(errp, RF_ERR_MISMATCH,
                      "the source sent %u bytes of device state (a VM) but "
@@ -371,8 +377,17 @@ static bool run(Dest *d, RfError **errp)
             }
         } else if (h.type == RF_MSG_END) {
             source_paused(d);
-            return rf_wire_end_decode(buf, h.length, &d->final_round,
-                                      &d->verify, errp);
+            if (!rf_wire_end_decode(buf, h.length, &d->final_round,
+                                    &d->verify, errp)) {
+                return false;
+            }
+            if (d->verify && !(d->caps & RF_CAP(RF_CAP_VERIFY))) {
+                rf_error_set(errp, RF_ERR_PROTOCOL,
+                             "END asks for digests without the negotiated "
+                             "capability 'verify'");
+                return false;
+            }
+            return true;
         } else {
             rf_error_set(errp, RF_ERR_PROTOCOL,
                          "main channel: unexpected message type %u from the "
