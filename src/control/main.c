@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec.h"
 #include "control/cli.h"
-#include "control/codec.h"
 
 volatile sig_atomic_t rf_cli_cancel;
 

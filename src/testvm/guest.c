@@ -24,7 +24,7 @@
 #include "ram/ram.h"
 #include "testvm/guest.h"
 #include "testvm/guest_backend.h"
-#include "testvm/imagegen.h"
+#include "tools/imagegen.h"
 #include "util/bitmap.h"
 #include "wire/bytes.h"
 

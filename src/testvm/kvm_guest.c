@@ -47,7 +47,7 @@
 
 #include <linux/kvm.h>
 
-#include "ram/kvm_dirty.h"
+#include "testvm/kvm_dirty.h"
 #include "util/bitmap.h"
 
 /* From guest/pattern32.S. */

@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compress/calibrate.h"
+#include "bench/bench_common.h"
 #include "compress/method.h"
-#include "control/bench_common.h"
 #include "control/cli.h"
 #include "engine/engine.h"
 #include "testvm/guest.h"
-#include "testvm/imagegen.h"
+#include "tools/calibrate.h"
+#include "tools/imagegen.h"
 #include "util/clock.h"
 #include "util/zero.h"
 
@@ -174,7 +174,7 @@ static void sample_free(Sample *s)
     free(s->pages);
 }
 
-/* One method through the shared calibration (src/compress/calibrate.c):
+/* One method through the shared calibration (src/tools/calibrate.c):
  * the sample's normal pages, packed together as the engine packs them
  * into packets (zero pages never reach a method), one thread, CPU time.
  * Fills c. */

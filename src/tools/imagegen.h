@@ -8,8 +8,8 @@
  * real memory.  rf_image_fill_from_files() repeats real files instead (the
  * Silesia corpus for the benchmark).
  */
-#ifndef RF_TESTVM_IMAGEGEN_H
-#define RF_TESTVM_IMAGEGEN_H
+#ifndef RF_TOOLS_IMAGEGEN_H
+#define RF_TOOLS_IMAGEGEN_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,4 +35,4 @@ bool rf_image_fill_from_files(uint8_t *dst, uint64_t size,
                               const char *const *paths, unsigned n,
                               RfError **errp);
 
-#endif /* RF_TESTVM_IMAGEGEN_H */
+#endif /* RF_TOOLS_IMAGEGEN_H */

@@ -16,7 +16,7 @@
  * padded slots with one fixed-size copy, and building each page in a
  * small stack buffer with slack so the inner loops need no bound checks.
  */
-#include "testvm/imagegen.h"
+#include "tools/imagegen.h"
 
 #include <errno.h>
 #include <fcntl.h>
