@@ -50,7 +50,7 @@ typedef struct ThreadVcpu {
     bool thread_started;
     bool parked;                   /* under g->lock */
     /* vCPU thread only: */
-    double credit_t;               /* rate limit (as kvm_guest.c) */
+    double credit_t;               /* rate limit (as kvm_vcpu_run.c) */
     double page_rate;              /* measured pages/s while running */
 } ThreadVcpu;
 
