@@ -1,6 +1,7 @@
 /*
  * ramflow - the test VM (guest.h): the guest object and its life.
- * Checks the configuration, creates guest RAM and a back end (AUTO: KVM,
+ * Checks the configuration, creates guest RAM and fills it (imagegen: the
+ * generated mix or the fill files), creates a back end (AUTO: KVM,
  * falling back to threads, with the reason kept), splits the pages between
  * the vCPUs, starts them, and passes pause, resume, throttle and the
  * counters through to the back end (guest_backend.h): kvm_guest.c or
@@ -8,8 +9,8 @@
  *
  * The rest of the part both back ends share, one file per job (sharing
  * guest_internal.h):
- *   guest_mem.c    guest RAM: one memfd mapped MAP_SHARED, filled with
- *                  imagegen or files, the pattern bytes reset
+ *   guest_mem.c    guest RAM: one memfd mapped MAP_SHARED, the pattern
+ *                  bytes reset
  *   guest_ram.c    the RAM source and sink over that memory
  *   guest_state.c  the state blob (docs/testvm.md): framing and parsing
  *   guest_check.c  the pattern checker
@@ -153,7 +154,8 @@ RfGuest *rf_guest_start(const RfGuestConfig *cfg, RfError **errp)
         goto fail;
     }
     if (cfg->fill_path) {
-        if (!guest_fill_from_path(g, cfg->fill_path, errp)) {
+        if (!rf_image_fill_from_path(g->mem.host, g->mem.size,
+                                     cfg->fill_path, errp)) {
             goto fail;
         }
     } else if (!rf_image_generate(g->mem.host, g->mem.size, cfg->seed,

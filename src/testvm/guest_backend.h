@@ -94,6 +94,7 @@
 #ifndef RF_TESTVM_GUEST_BACKEND_H
 #define RF_TESTVM_GUEST_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -167,6 +168,12 @@ typedef struct RfGuestBackendOps {
     const char *(*describe)(void *be);
     void (*destroy)(void *be);
 } RfGuestBackendOps;
+
+/* For the back ends' vCPU threads (vcpu_wait.c): waits on cond, which
+ * must use CLOCK_MONOTONIC, with lock held, until `until` (rf_now()
+ * seconds) or a wake-up.  @return true if the wait ran to its end. */
+bool rf_guest_wait_until_locked(pthread_cond_t *cond, pthread_mutex_t *lock,
+                                double until);
 
 extern const RfGuestBackendOps rf_guest_thread_ops;  /* thread_guest.c */
 extern const RfGuestBackendOps rf_guest_kvm_ops;     /* kvm_guest.c, or

@@ -51,7 +51,6 @@ struct RfGuest {
 
 bool guest_mem_create(RfGuest *g, uint64_t size, RfError **errp);
 void guest_mem_free(RfGuest *g);
-bool guest_fill_from_path(RfGuest *g, const char *path, RfError **errp);
 void guest_pattern_reset(RfGuest *g);
 
 /* ---- guest_ram.c: the RAM source and sink over guest RAM ------------ */

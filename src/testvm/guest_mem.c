@@ -1,19 +1,16 @@
 /*
  * ramflow - the test VM's guest RAM: one memfd mapped MAP_SHARED once
- * (the block "pc.ram"), filled from files or a folder of files, and the
- * pattern bytes reset before the vCPUs start.
+ * (the block "pc.ram") with the source's mark_dirty bitmap, and the
+ * pattern bytes reset before the vCPUs start.  guest.c fills it
+ * (imagegen: the generated mix or the --fill files).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testvm/guest_internal.h"
-#include "tools/imagegen.h"
 
 bool guest_mem_create(RfGuest *g, uint64_t size, RfError **errp)
 {
@@ -64,82 +61,6 @@ void guest_mem_free(RfGuest *g)
     rf_dirty_bitmap_destroy(&g->src.marks);
     g->mem.host = NULL;
     g->mem.fd = -1;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Fills RAM from a file, or from the regular files of a folder in name
- * order (hidden files skipped), repeated. */
-bool guest_fill_from_path(RfGuest *g, const char *path, RfError **errp)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "fill '%s': %s", path,
-                     strerror(errno));
-        return false;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        const char *one = path;
-        return rf_image_fill_from_files(g->mem.host, g->mem.size, &one, 1,
-                                        errp);
-    }
-    DIR *d = opendir(path);
-    if (!d) {
-        rf_error_set(errp, RF_ERR_IO, "fill folder '%s': %s", path,
-                     strerror(errno));
-        return false;
-    }
-    char **names = NULL;
-    unsigned n = 0, cap = 0;
-    bool ok = false;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        size_t len = strlen(path) + strlen(e->d_name) + 2;
-        char *full = malloc(len);
-        if (!full) {
-            goto oom;
-        }
-        snprintf(full, len, "%s/%s", path, e->d_name);
-        if (stat(full, &st) < 0 || !S_ISREG(st.st_mode)) {
-            free(full);
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nn = realloc(names, cap * sizeof(*names));
-            if (!nn) {
-                free(full);
-                goto oom;
-            }
-            names = nn;
-        }
-        names[n++] = full;
-    }
-    if (n == 0) {
-        rf_error_set(errp, RF_ERR_PARAM, "fill folder '%s' has no regular "
-                     "files", path);
-        goto out;
-    }
-    qsort(names, n, sizeof(*names), cmp_str);
-    ok = rf_image_fill_from_files(g->mem.host, g->mem.size,
-                                  (const char *const *)names, n, errp);
-    goto out;
-oom:
-    rf_error_set(errp, RF_ERR_GENERIC, "fill folder '%s': out of memory",
-                 path);
-out:
-    for (unsigned i = 0; i < n; i++) {
-        free(names[i]);
-    }
-    free(names);
-    closedir(d);
-    return ok;
 }
 
 /* Clears the reserved pages and byte 0 of every other page: the pattern

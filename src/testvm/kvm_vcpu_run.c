@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 
 #include "testvm/kvm_internal.h"
+#include "util/clock.h"
 
 #define PORT_PASS 0xf4
 #define PORT_CHUNK 0xf5
@@ -57,27 +57,6 @@ void kvm_kick_init(void)
     pthread_once(&kick_once, kick_install);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Waits on vm->cond until `until` (monotonic seconds) or a state change;
- * vm->lock held.  @return true if the sleep ran to its end. */
-static bool sleep_until_locked(KvmGuest *vm, double until)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT;
-}
-
 /* Sleeps until `until` unless a pause, quit or throttle change comes
  * first. */
 static void vcpu_sleep(KvmVcpu *v, double until)
@@ -86,8 +65,8 @@ static void vcpu_sleep(KvmVcpu *v, double until)
     pthread_mutex_lock(&vm->lock);
     unsigned gen = vm->wake_gen;
     while (!vm->paused && !vm->quit && gen == vm->wake_gen &&
-           now_s() < until) {
-        if (sleep_until_locked(vm, until)) {
+           rf_now() < until) {
+        if (rf_guest_wait_until_locked(&vm->cond, &vm->lock, until)) {
             break;
         }
     }
@@ -155,7 +134,7 @@ static void set_chunk(KvmVcpu *v)
 static void on_chunk(KvmVcpu *v, uint32_t pages)
 {
     KvmGuest *vm = v->vm;
-    double t = now_s();
+    double t = rf_now();
     double ran = v->run_acc;
     v->run_acc = 0;
     /* Right after a chunk change the guest may exit early (its counter
@@ -241,7 +220,7 @@ static void *vcpu_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, kick_signal());
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    v->credit_t = now_s(); /* no burst at the start */
+    v->credit_t = rf_now(); /* no burst at the start */
 
     pthread_mutex_lock(&vm->lock);
     for (;;) {
@@ -252,10 +231,10 @@ static void *vcpu_thread(void *arg)
         pthread_mutex_unlock(&vm->lock);
 
         set_chunk(v);
-        v->entered_t = now_s();
+        v->entered_t = rf_now();
         int r = ioctl(v->fd, KVM_RUN, 0);
         int err = errno;
-        v->run_acc += now_s() - v->entered_t;
+        v->run_acc += rf_now() - v->entered_t;
         bool ok = true;
         if (r < 0) {
             if (err != EINTR && err != EAGAIN) {
