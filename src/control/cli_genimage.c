@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "control/cli.h"
-#include "testvm/imagegen.h"
+#include "tools/imagegen.h"
 
 int rf_cli_genimage(int argc, char **argv)
 {

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec.h"
 #include "control/cli.h"
-#include "control/codec.h"
 
 atomic_int rf_cli_cancel;
 static RfMigration *_Atomic current;

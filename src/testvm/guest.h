@@ -5,7 +5,7 @@
  *   - kvm:    a real KVM VM (guest RAM in a memfd registered with
  *             KVM_MEM_LOG_DIRTY_PAGES), vCPUs started in protected mode
  *             running src/testvm/guest/pattern32.S; dirty pages from
- *             KVM's dirty log (src/ram/kvm_dirty.c);
+ *             KVM's dirty log (src/testvm/kvm_dirty.c);
  *   - thread: host threads writing the same pattern into ordinary shared
  *             memory, dirty pages tracked with userfaultfd write-protection
  *             (src/ram/uffd_dirty.c).  Used where /dev/kvm is missing or

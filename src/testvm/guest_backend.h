@@ -1,20 +1,24 @@
 /*
  * ramflow - the test VM's back-end interface (private to src/testvm).
  *
- * guest.c is the dispatcher behind guest.h.  It owns everything the two
- * back ends share:
+ * guest.c is the dispatcher behind guest.h ("guest.c" below stands for it
+ * and the files it lists: guest_mem.c, guest_ram.c, guest_state.c,
+ * guest_check.c).  It owns everything the two back ends share:
  *   - guest RAM: a memfd of cfg->mem_size bytes mapped MAP_SHARED once
  *     (RfGuestMem), filled with imagegen or the fill files, then byte 0 of
- *     every pattern page set to 0 and the reserved pages zeroed;
+ *     every pattern page set to 0 and the reserved pages zeroed
+ *     (guest_mem.c);
  *   - the split of pages between vCPUs (RfGuestVcpuPlan);
  *   - the RAM source / sink objects over that memory (one block "pc.ram");
  *     the source's mark_dirty bitmap (host-side writes) is kept and ORed in
  *     by guest.c, the guest's own writes come from the back end's
- *     dirty_sync;
+ *     dirty_sync (guest_ram.c);
  *   - the state blob framing (header, per-vCPU header, record list) and
- *     its strict parsing: a back end only writes and reads its own records;
- *   - the pattern checker (it calls pause first), the description string,
- *     the AUTO fallback (kvm -> thread) and its reason.
+ *     its strict parsing: a back end only writes and reads its own records
+ *     (guest_state.c);
+ *   - the pattern checker (it calls pause first; guest_check.c), the
+ *     description string, the AUTO fallback (kvm -> thread) and its
+ *     reason.
  * A back end only does: the VM object around the memory, vCPUs, pausing,
  * throttling, the dirty-rate limit, dirty tracking and vCPU state.
  *
@@ -90,6 +94,7 @@
 #ifndef RF_TESTVM_GUEST_BACKEND_H
 #define RF_TESTVM_GUEST_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,7 +169,15 @@ typedef struct RfGuestBackendOps {
     void (*destroy)(void *be);
 } RfGuestBackendOps;
 
+/* For the back ends' vCPU threads (vcpu_wait.c): waits on cond, which
+ * must use CLOCK_MONOTONIC, with lock held, until `until` (rf_now()
+ * seconds) or a wake-up.  @return true if the wait ran to its end. */
+bool rf_guest_wait_until_locked(pthread_cond_t *cond, pthread_mutex_t *lock,
+                                double until);
+
 extern const RfGuestBackendOps rf_guest_thread_ops;  /* thread_guest.c */
-extern const RfGuestBackendOps rf_guest_kvm_ops;     /* kvm_guest.c */
+extern const RfGuestBackendOps rf_guest_kvm_ops;     /* kvm_guest.c, or
+                                                        kvm_unsupported.c
+                                                        off x86-64 Linux */
 
 #endif /* RF_TESTVM_GUEST_BACKEND_H */

@@ -20,7 +20,6 @@
  * end_page and next_page (the page the thread writes next) as
  * little-endian u64.  The pass count travels in the plan (vcpu_passes).
  */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -31,6 +30,7 @@
 
 #include "ram/uffd_dirty.h"
 #include "testvm/guest_backend.h"
+#include "util/clock.h"
 #include "wire/bytes.h"
 
 #define PAGE 4096u
@@ -50,7 +50,7 @@ typedef struct ThreadVcpu {
     bool thread_started;
     bool parked;                   /* under g->lock */
     /* vCPU thread only: */
-    double credit_t;               /* rate limit (as kvm_guest.c) */
+    double credit_t;               /* rate limit (as kvm_vcpu_run.c) */
     double page_rate;              /* measured pages/s while running */
 } ThreadVcpu;
 
@@ -73,27 +73,13 @@ struct ThreadGuest {
     char probe[200];               /* tracker to be, before dirty_start */
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Sleeps until `until` (monotonic seconds) unless a pause or quit comes
  * first. */
 static void vcpu_sleep(ThreadGuest *g, double until)
 {
     pthread_mutex_lock(&g->lock);
-    while (!atomic_load(&g->paused) && !g->quit && now_s() < until) {
-        struct timespec ts;
-        ts.tv_sec = (time_t)until;
-        ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (pthread_cond_timedwait(&g->cond, &g->lock, &ts) == ETIMEDOUT) {
+    while (!atomic_load(&g->paused) && !g->quit && rf_now() < until) {
+        if (rf_guest_wait_until_locked(&g->cond, &g->lock, until)) {
             break;
         }
     }
@@ -189,7 +175,7 @@ static void *vcpu_thread(void *arg)
             break;
         }
         uint64_t chunk = wanted_chunk(v);
-        double t0 = now_s();
+        double t0 = rf_now();
         for (uint64_t k = 0; k < chunk; k++) {
             volatile uint8_t *b = g->mem.host + page * PAGE;
             *b = (uint8_t)(*b + 1);
@@ -200,7 +186,7 @@ static void *vcpu_thread(void *arg)
             }
         }
         atomic_store_explicit(&v->next_page, page, memory_order_relaxed);
-        double t1 = now_s();
+        double t1 = rf_now();
         after_chunk(v, chunk, t1, t1 - t0);
     }
     pthread_mutex_lock(&g->lock);

@@ -1,6 +1,6 @@
 /*
  * Unit tests: the none, zlib and zstd methods (src/compress/) and the
- * synthetic image generator (src/testvm/imagegen.c) that feeds them.
+ * synthetic image generator (src/tools/imagegen.c) that feeds them.
  *
  * Destination pages live in an "arena": guard pages (PROT_NONE) at both
  * ends and canary pages around and between the destination pages, checked
@@ -24,7 +24,7 @@
 #include <zstd.h>
 
 #include "compress/method.h"
-#include "testvm/imagegen.h"
+#include "tools/imagegen.h"
 
 #define PG RF_PAGE_SIZE
 #define MAXP RF_PACKET_MAX_PAGES

@@ -21,9 +21,9 @@
 #include <linux/kvm.h>
 #include <xxhash.h>
 
-#include "ram/kvm_dirty.h"
 #include "ram/ram.h"
 #include "testvm/guest.h"
+#include "testvm/kvm_dirty.h"
 #include "util/bitmap.h"
 
 #define MiB (1ull << 20)

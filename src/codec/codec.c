@@ -7,7 +7,7 @@
  * tail that is not a whole page, and packets the method would send raw
  * (the qatzip output must stay a pure gzip stream).
  */
-#include "control/codec.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,9 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "compress/calibrate.h"
 #include "compress/method.h"
 #include "ramflow/ramflow.h"
+#include "tools/calibrate.h"
 #ifdef RF_HAVE_QATZIP
 #include "compress/qatzip/qatzip.h"
 #include "compress/qatzip/qz_format.h"

@@ -5,11 +5,11 @@
  * look like a guest's RAM to a compressor: zero pages, text, machine code
  * and pointer tables, structured data, and incompressible (already
  * compressed) data, decided per 64 KiB region with runs of one kind, as in
- * real memory.  rf_image_fill_from_files() repeats real files instead (the
- * Silesia corpus for the benchmark).
+ * real memory.  rf_image_fill_from_files() and rf_image_fill_from_path()
+ * repeat real files instead (the Silesia corpus for the benchmark).
  */
-#ifndef RF_TESTVM_IMAGEGEN_H
-#define RF_TESTVM_IMAGEGEN_H
+#ifndef RF_TOOLS_IMAGEGEN_H
+#define RF_TOOLS_IMAGEGEN_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,4 +35,12 @@ bool rf_image_fill_from_files(uint8_t *dst, uint64_t size,
                               const char *const *paths, unsigned n,
                               RfError **errp);
 
-#endif /* RF_TESTVM_IMAGEGEN_H */
+/*! rf_image_fill_from_path() :
+ *  As rf_image_fill_from_files(), from a file, or from the regular files
+ *  of a folder in name order (hidden files skipped): what --fill takes
+ *  (the test VM, `ramflow bench`).
+ *  @return true, or false with an error naming the path or the file. */
+bool rf_image_fill_from_path(uint8_t *dst, uint64_t size, const char *path,
+                             RfError **errp);
+
+#endif /* RF_TOOLS_IMAGEGEN_H */

@@ -16,13 +16,17 @@
  * padded slots with one fixed-size copy, and building each page in a
  * small stack buffer with slack so the inner loops need no bound checks.
  */
-#include "testvm/imagegen.h"
+#include "tools/imagegen.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ramflow/ramflow.h"
@@ -727,4 +731,78 @@ bool rf_image_fill_from_files(uint8_t *dst, uint64_t size,
         filled += chunk;
     }
     return true;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool rf_image_fill_from_path(uint8_t *dst, uint64_t size, const char *path,
+                             RfError **errp)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "fill '%s': %s", path,
+                     strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        const char *one = path;
+        return rf_image_fill_from_files(dst, size, &one, 1, errp);
+    }
+    DIR *d = opendir(path);
+    if (!d) {
+        rf_error_set(errp, RF_ERR_IO, "fill folder '%s': %s", path,
+                     strerror(errno));
+        return false;
+    }
+    char **names = NULL;
+    unsigned n = 0, cap = 0;
+    bool ok = false;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        size_t len = strlen(path) + strlen(e->d_name) + 2;
+        char *full = malloc(len);
+        if (!full) {
+            goto oom;
+        }
+        snprintf(full, len, "%s/%s", path, e->d_name);
+        if (stat(full, &st) < 0 || !S_ISREG(st.st_mode)) {
+            free(full);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, cap * sizeof(*names));
+            if (!nn) {
+                free(full);
+                goto oom;
+            }
+            names = nn;
+        }
+        names[n++] = full;
+    }
+    if (n == 0) {
+        rf_error_set(errp, RF_ERR_PARAM, "fill folder '%s' has no regular "
+                     "files", path);
+        goto out;
+    }
+    qsort(names, n, sizeof(*names), cmp_str);
+    ok = rf_image_fill_from_files(dst, size, (const char *const *)names, n,
+                                  errp);
+    goto out;
+oom:
+    rf_error_set(errp, RF_ERR_GENERIC, "fill folder '%s': out of memory",
+                 path);
+out:
+    for (unsigned i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+    closedir(d);
+    return ok;
 }

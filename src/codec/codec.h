@@ -29,11 +29,11 @@
  * (default 32) of FILE, timed in thread CPU time (wall-clock with --wall),
  * the fastest of --repeat passes (default 1).
  */
-#ifndef RF_CONTROL_CODEC_H
-#define RF_CONTROL_CODEC_H
+#ifndef RF_CODEC_CODEC_H
+#define RF_CODEC_CODEC_H
 
 /* Runs `ramflow codec`; argv[0] is "codec".  Prints its own errors.
  * @return the exit status: 0 success, 1 failure, 2 usage error. */
 int rf_cli_codec(int argc, char **argv);
 
-#endif /* RF_CONTROL_CODEC_H */
+#endif /* RF_CODEC_CODEC_H */

@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compress/calibrate.h"
+#include "bench/bench_common.h"
 #include "compress/method.h"
-#include "control/bench_common.h"
 #include "control/cli.h"
 #include "engine/engine.h"
 #include "testvm/guest.h"
-#include "testvm/imagegen.h"
+#include "tools/calibrate.h"
+#include "tools/imagegen.h"
 #include "util/clock.h"
 #include "util/zero.h"
 
@@ -48,60 +48,6 @@ static double thread_cpu(void)
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Fills like the guest's --fill: a file, or a folder's regular,
- * non-hidden files in name order, repeated. */
-static bool fill_from_path(uint8_t *dst, uint64_t size, const char *path,
-                           RfError **errp)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "--fill '%s': %s", path,
-                     strerror(errno));
-        return false;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        return rf_image_fill_from_files(dst, size, &path, 1, errp);
-    }
-    DIR *d = opendir(path);
-    if (!d) {
-        rf_error_set(errp, RF_ERR_IO, "--fill '%s': %s", path,
-                     strerror(errno));
-        return false;
-    }
-    char *names[1024];
-    unsigned n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 1024) {
-        char full[PATH_MAX];
-        snprintf(full, sizeof(full), "%s/%s", path, e->d_name);
-        if (e->d_name[0] == '.' || stat(full, &st) < 0 ||
-            !S_ISREG(st.st_mode)) {
-            continue;
-        }
-        names[n] = strdup(full);
-        n += names[n] != NULL;
-    }
-    closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
-    bool ok = false;
-    if (n == 0) {
-        rf_error_set(errp, RF_ERR_PARAM, "--fill folder '%s' has no "
-                     "regular files", path);
-    } else {
-        ok = rf_image_fill_from_files(dst, size, (const char *const *)names,
-                                      n, errp);
-    }
-    for (unsigned i = 0; i < n; i++) {
-        free(names[i]);
-    }
-    return ok;
 }
 
 /* Bytes of fill data before it repeats (0 if unknown). */
@@ -149,8 +95,10 @@ static bool sample_build(Sample *s, const RfBenchConfig *cfg,
         rf_error_set(errp, RF_ERR_GENERIC, "calibration: out of memory");
         return false;
     }
-    bool ok = cfg->fill ? fill_from_path(s->data, s->size, cfg->fill, errp)
-                        : rf_image_generate(s->data, s->size, 1, 2, errp);
+    /* As the guest's --fill (rf_image_fill_from_path). */
+    bool ok = cfg->fill
+                  ? rf_image_fill_from_path(s->data, s->size, cfg->fill, errp)
+                  : rf_image_generate(s->data, s->size, 1, 2, errp);
     if (!ok) {
         return false;
     }
@@ -174,7 +122,7 @@ static void sample_free(Sample *s)
     free(s->pages);
 }
 
-/* One method through the shared calibration (src/compress/calibrate.c):
+/* One method through the shared calibration (src/tools/calibrate.c):
  * the sample's normal pages, packed together as the engine packs them
  * into packets (zero pages never reach a method), one thread, CPU time.
  * Fills c. */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "control/bench_common.h"
+#include "bench/bench_common.h"
 #include "control/cli.h"
 
 /* "1.23" or, with several runs, "1.23 (1.20–1.31)". */

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control/bench_common.h"
+#include "bench/bench_common.h"
 #include "control/cli.h"
 #include "util/clock.h"
 

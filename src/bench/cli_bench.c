@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_common.h"
 #include "compress/method.h"
-#include "control/bench_common.h"
 #include "control/cli.h"
 #include "util/clock.h"
 

@@ -1,5 +1,5 @@
 /* ramflow - single-thread calibration of a compression method. */
-#include "compress/calibrate.h"
+#include "tools/calibrate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

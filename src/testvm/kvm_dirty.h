@@ -11,9 +11,13 @@
  *
  * All calls from one thread (the migration thread); the vCPUs may run
  * meanwhile.
+ *
+ * Part of the test VM, not of libramflow: only the test VM's KVM back end
+ * uses it.  A VMM that reads its own KVM dirty log hands the pages to the
+ * engine itself, as the test VM does through its RAM source.
  */
-#ifndef RF_RAM_KVM_DIRTY_H
-#define RF_RAM_KVM_DIRTY_H
+#ifndef RF_TESTVM_KVM_DIRTY_H
+#define RF_TESTVM_KVM_DIRTY_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,4 +49,4 @@ const char *rf_kvm_dirty_describe(const RfKvmDirty *d);
 /* Frees the tracker (the slot keeps logging; that is the caller's). */
 void rf_kvm_dirty_free(RfKvmDirty *d);
 
-#endif /* RF_RAM_KVM_DIRTY_H */
+#endif /* RF_TESTVM_KVM_DIRTY_H */

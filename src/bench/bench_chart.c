@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "control/bench_common.h"
+#include "bench/bench_common.h"
 
 /* Is gnuplot in PATH? */
 static bool have_gnuplot(void)

@@ -29,7 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "control/bench_common.h"
+#include "bench/bench_common.h"
 
 extern char **environ;
 

@@ -4,8 +4,8 @@
  * channels use.  `ramflow codec --bench` and `ramflow bench` report it and
  * derive CPU bounds from it.
  */
-#ifndef RF_COMPRESS_CALIBRATE_H
-#define RF_COMPRESS_CALIBRATE_H
+#ifndef RF_TOOLS_CALIBRATE_H
+#define RF_TOOLS_CALIBRATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -13,8 +13,8 @@
  *
  * Every figure is in decimal units: MB = 10^6 bytes, Mbit = 10^6 bits.
  */
-#ifndef RF_CONTROL_BENCH_COMMON_H
-#define RF_CONTROL_BENCH_COMMON_H
+#ifndef RF_BENCH_COMMON_H
+#define RF_BENCH_COMMON_H
 
 #include <limits.h>
 #include <stdbool.h>
@@ -219,4 +219,4 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
  * @return false (and says why in *why) when no chart was made. */
 bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap);
 
-#endif /* RF_CONTROL_BENCH_COMMON_H */
+#endif /* RF_BENCH_COMMON_H */

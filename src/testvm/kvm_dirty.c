@@ -22,8 +22,8 @@
 
 #include <linux/kvm.h>
 
-#include "ram/kvm_dirty.h"
 #include "ramflow/ramflow.h"
+#include "testvm/kvm_dirty.h"
 #include "util/bitmap.h"
 
 struct RfKvmDirty {

@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "control/bench_common.h"
+#include "bench/bench_common.h"
 #include "control/cli.h"
 #include "util/clock.h"
 

@@ -1,0 +1,212 @@
+/*
+ * ramflow - the test VM's RAM source and sink: the engine's view of guest
+ * RAM.  The source ORs the pages marked dirty by host-side writes into
+ * the back end's own dirty sync; the sink creates RAM and the back end
+ * when the source's layout arrives and pre-faults RAM on a thread.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "testvm/guest_internal.h"
+
+/* ---- the RAM source ------------------------------------------------- */
+
+static RfGuest *src_guest(RfRamSource *s)
+{
+    return ((GuestSource *)s)->g;
+}
+
+static unsigned src_block_count(RfRamSource *s)
+{
+    return src_guest(s)->mem.host ? 1 : 0;
+}
+
+static const RfRamBlock *src_block(RfRamSource *s, unsigned i)
+{
+    RfGuest *g = src_guest(s);
+    return i == 0 && g->mem.host ? &g->block : NULL;
+}
+
+static bool src_dirty_start(RfRamSource *s, RfError **errp)
+{
+    RfGuest *g = src_guest(s);
+    if (!g->be) {
+        rf_error_set(errp, RF_ERR_GENERIC, "guest: no VM to track");
+        return false;
+    }
+    rf_dirty_bitmap_clear(&g->src.marks);
+    if (!g->ops->dirty_start(g->be, errp)) {
+        return false;
+    }
+    g->src.tracking = true;
+    return true;
+}
+
+static bool src_dirty_sync(RfRamSource *s, unsigned block, uint64_t *bitmap,
+                           RfError **errp)
+{
+    RfGuest *g = src_guest(s);
+    if (block != 0 || !g->mem.host) {
+        rf_error_set(errp, RF_ERR_PARAM, "dirty sync: block %u out of range "
+                     "(the guest has 1)", block);
+        return false;
+    }
+    if (!g->src.tracking) {
+        rf_error_set(errp, RF_ERR_GENERIC, "dirty sync: tracking was not "
+                     "started");
+        return false;
+    }
+    rf_dirty_bitmap_take(&g->src.marks, bitmap);
+    return g->ops->dirty_sync(g->be, bitmap, errp);
+}
+
+static void src_dirty_stop(RfRamSource *s)
+{
+    RfGuest *g = src_guest(s);
+    if (g->src.tracking) {
+        g->ops->dirty_stop(g->be);
+        g->src.tracking = false;
+    }
+}
+
+static void src_mark_dirty(RfRamSource *s, unsigned block, uint64_t offset,
+                           uint64_t len)
+{
+    RfGuest *g = src_guest(s);
+    if (block != 0 || len == 0 || offset >= g->mem.size) {
+        return;
+    }
+    uint64_t end = g->mem.size - offset < len ? g->mem.size : offset + len;
+    uint64_t first = offset / RF_PAGE_SIZE;
+    rf_dirty_bitmap_mark(&g->src.marks, first,
+                         (end - 1) / RF_PAGE_SIZE - first + 1);
+}
+
+static const char *src_describe(RfRamSource *s)
+{
+    RfGuest *g = src_guest(s);
+    return g->be ? g->ops->describe(g->be) : "no VM";
+}
+
+static void src_free(RfRamSource *s)
+{
+    (void)s; /* owned by the guest: rf_guest_free releases it */
+}
+
+const RfRamSourceOps guest_source_ops = {
+    .name = "guest",
+    .block_count = src_block_count,
+    .block = src_block,
+    .dirty_start = src_dirty_start,
+    .dirty_sync = src_dirty_sync,
+    .dirty_stop = src_dirty_stop,
+    .mark_dirty = src_mark_dirty,
+    .free = src_free,
+    .describe = src_describe,
+};
+
+/* ---- the RAM sink --------------------------------------------------- */
+
+static void *prefault_thread(void *arg)
+{
+    RfGuest *g = arg;
+    rf_ram_prefault(g->mem.host, g->mem.size, 2);
+    return NULL;
+}
+
+/* Starts the pre-faulting thread with every signal blocked: it must not
+ * take the process's signals (e.g. SIGINT). */
+static void prefault_start(RfGuest *g)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    g->sink.prefaulting = pthread_create(&g->sink.prefault, NULL,
+                                         prefault_thread, g) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
+                         RfError **errp)
+{
+    RfGuest *g = ((GuestSink *)s)->g;
+    if (g->mem.host) {
+        rf_error_set(errp, RF_ERR_GENERIC, "guest sink: prepare called "
+                     "twice");
+        return false;
+    }
+    if (n != 1) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "guest sink: the source has %u "
+                     "RAM blocks, the test guest takes exactly 1 ('%s')", n,
+                     RF_GUEST_BLOCK_NAME);
+        return false;
+    }
+    if (!memchr(layout[0].name, '\0', sizeof(layout[0].name)) ||
+        strcmp(layout[0].name, RF_GUEST_BLOCK_NAME) != 0) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "guest sink: the source's block "
+                     "is '%.*s', the test guest takes '%s'",
+                     (int)sizeof(layout[0].name), layout[0].name,
+                     RF_GUEST_BLOCK_NAME);
+        return false;
+    }
+    uint64_t size = layout[0].size;
+    if (size < (1u << 20) || size % RF_PAGE_SIZE || size > (uint64_t)SIZE_MAX) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "guest sink: block '%s' has "
+                     "size %llu bytes; must be a multiple of %u, at least "
+                     "1 MiB", RF_GUEST_BLOCK_NAME, (unsigned long long)size,
+                     RF_PAGE_SIZE);
+        return false;
+    }
+    if (!guest_mem_create(g, size, errp) ||
+        !guest_backend_create(g, g->want, errp)) {
+        guest_mem_free(g);
+        return false;
+    }
+    prefault_start(g);
+    return true;
+}
+
+static uint8_t *sink_host(RfRamSink *s, unsigned i)
+{
+    RfGuest *g = ((GuestSink *)s)->g;
+    return i == 0 ? g->mem.host : NULL;
+}
+
+bool guest_sink_wait_ready(RfRamSink *s)
+{
+    RfGuest *g = ((GuestSink *)s)->g;
+    if (g->sink.prefaulting) {
+        pthread_join(g->sink.prefault, NULL);
+        g->sink.prefaulting = false;
+        return true;
+    }
+    return false;
+}
+
+static void sink_finish(RfRamSink *s, bool ok)
+{
+    RfGuest *g = ((GuestSink *)s)->g;
+    guest_sink_wait_ready(s);
+    if (!ok && g->be) {
+        /* A failed migration: tear the VM down, keep the (dead) object. */
+        g->ops->destroy(g->be);
+        g->be = NULL;
+        g->n = 0;
+        g->running = false;
+    }
+}
+
+static void sink_free(RfRamSink *s)
+{
+    guest_sink_wait_ready(s); /* owned by the guest otherwise */
+}
+
+const RfRamSinkOps guest_sink_ops = {
+    .name = "guest",
+    .prepare = sink_prepare,
+    .host = sink_host,
+    .wait_ready = guest_sink_wait_ready,
+    .finish = sink_finish,
+    .free = sink_free,
+};
