@@ -650,6 +650,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
     if (!opts) {
         opts = &no_opts;
     }
+    s.opts = opts; /* set_status reads it before setup() runs */
     s.rep = rep;
     s.opts = opts;
     set_status(&s, RF_STATUS_SETUP);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/engine.h"
 #include "ram/ram.h"
 #include "ram/uffd_dirty.h"
 #include "engine/engine.h"
