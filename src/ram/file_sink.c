@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ram/file_ram.h"
+#include "ram/layout.h"
 
 typedef struct SinkSpec {
     char name[RF_BLOCK_NAME_MAX + 1];
@@ -45,54 +46,6 @@ typedef struct FileSink {
     bool warm;               /* result of the finished pre-fault */
     bool reuse;              /* RF_FILE_SINK_REUSE */
 } FileSink;
-
-/* Lists the sink's block names for a "no spec for block X" error. */
-static void spec_names(const FileSink *fs, char *out, size_t outlen)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (unsigned i = 0; i < fs->nspecs && used + 1 < outlen; i++) {
-        size_t room = outlen - used;
-        int w = snprintf(out + used, room, "%s'%s'", i ? ", " : "",
-                         fs->specs[i].name);
-        used += (w < 0 || (size_t)w >= room) ? room - 1 : (size_t)w;
-    }
-}
-
-/* Checks the layout the source sent: it came off the wire. */
-static bool layout_check(const RfRamBlock *layout, unsigned n,
-                         RfError **errp)
-{
-    if (n < 1 || n > RF_MAX_BLOCKS) {
-        rf_error_set(errp, RF_ERR_PROTOCOL, "source layout has %u blocks, "
-                     "1-%u allowed", n, RF_MAX_BLOCKS);
-        return false;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        if (!memchr(layout[i].name, '\0', sizeof(layout[i].name)) ||
-            !layout[i].name[0]) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "source layout: block %u "
-                         "has an empty or unterminated name", i);
-            return false;
-        }
-        if (layout[i].size == 0 || layout[i].size % RF_PAGE_SIZE ||
-            layout[i].size > (uint64_t)SIZE_MAX) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "source layout: block '%s' "
-                         "has size %llu bytes, must be a non-zero multiple "
-                         "of %u", layout[i].name,
-                         (unsigned long long)layout[i].size, RF_PAGE_SIZE);
-            return false;
-        }
-        for (unsigned k = 0; k < i; k++) {
-            if (strcmp(layout[k].name, layout[i].name) == 0) {
-                rf_error_set(errp, RF_ERR_PROTOCOL, "source layout: block "
-                             "name '%s' appears twice", layout[i].name);
-                return false;
-            }
-        }
-    }
-    return true;
-}
 
 /* Creates b's file at `size` fresh zero bytes, maps it and reports the
  * file system it lives on in *dev. */
@@ -171,28 +124,18 @@ static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
         rf_error_set(errp, RF_ERR_GENERIC, "file sink: prepare called twice");
         return false;
     }
-    if (!layout_check(layout, n, errp)) {
+    const char *names[RF_MAX_BLOCKS];
+    unsigned match[RF_MAX_BLOCKS];
+    for (unsigned k = 0; k < fs->nspecs; k++) {
+        names[k] = fs->specs[k].name;
+    }
+    if (!rf_layout_check(layout, n, errp) ||
+        !rf_layout_match(layout, n, names, fs->nspecs, "--memory NAME=PATH",
+                         match, errp)) {
         return false;
     }
     for (unsigned i = 0; i < n; i++) {
-        const SinkSpec *sp = NULL;
-        if (n == 1 && fs->nspecs == 1) {
-            sp = &fs->specs[0];
-        }
-        for (unsigned k = 0; !sp && k < fs->nspecs; k++) {
-            if (strcmp(fs->specs[k].name, layout[i].name) == 0) {
-                sp = &fs->specs[k];
-            }
-        }
-        if (!sp) {
-            char names[512];
-            spec_names(fs, names, sizeof(names));
-            rf_error_set(errp, RF_ERR_MISMATCH, "block '%s' from the source "
-                         "has no --memory NAME=PATH here (blocks here: %s)",
-                         layout[i].name, names);
-            return false;
-        }
-        fs->blk[i].spec = sp;
+        fs->blk[i].spec = &fs->specs[match[i]];
     }
     fs->prepared = true;
     dev_t devs[RF_MAX_BLOCKS];

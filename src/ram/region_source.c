@@ -9,9 +9,9 @@
  * rf_ram_source_mark_dirty() are ORed in as well (one atomic bitmap per
  * region, dirty_bitmap.h), for writes the tracker cannot see.
  *
- * Opening checks every region (layout, names, overlaps) and then tracks
- * each one once and stops at once: what the kernel would refuse at the
- * migration's start (an unmapped range, a read-only file mapping, a range
+ * Opening checks every region (layout, names, overlaps: layout.c, shared
+ * with the region sink) and then tracks each one once and stops at once:
+ * what the kernel would refuse at the migration's start (an unmapped range, a read-only file mapping, a range
  * another userfaultfd tracks) is reported here, naming the region.
  *
  * The generic rf_ram_source_describe() of the public API lives here too.
@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "ram/dirty_bitmap.h"
+#include "ram/layout.h"
 #include "ram/ram.h"
 #include "ram/uffd_dirty.h"
 
@@ -170,70 +171,6 @@ static const RfRamSourceOps region_source_ops = {
     .describe = rs_describe,
 };
 
-/* Checks region i alone and fills blk's name, address and size. */
-static bool region_check(const RfRegion *r, unsigned i, RegionBlock *blk,
-                         RfError **errp)
-{
-    if (r->name) {
-        size_t len = strnlen(r->name, RF_BLOCK_NAME_MAX + 1);
-        if (len == 0 || len > RF_BLOCK_NAME_MAX) {
-            rf_error_set(errp, RF_ERR_PARAM, "region %u: the name is %s "
-                         "(1-%u bytes allowed, or NULL for \"region%u\")",
-                         i, len ? "too long" : "empty", RF_BLOCK_NAME_MAX,
-                         i);
-            return false;
-        }
-        memcpy(blk->b.name, r->name, len);
-        blk->b.name[len] = '\0';
-    } else {
-        snprintf(blk->b.name, sizeof(blk->b.name), "region%u", i);
-    }
-    uintptr_t a = (uintptr_t)r->addr;
-    if (!r->addr || a % RF_PAGE_SIZE) {
-        rf_error_set(errp, RF_ERR_PARAM, "region '%s': address %p is not "
-                     "a non-NULL multiple of %u", blk->b.name, r->addr,
-                     RF_PAGE_SIZE);
-        return false;
-    }
-    if (r->size == 0 || r->size % RF_PAGE_SIZE ||
-        r->size - 1 > UINTPTR_MAX - a) {
-        rf_error_set(errp, RF_ERR_PARAM, "region '%s': size %llu bytes: "
-                     "must be a non-zero multiple of %u that fits the "
-                     "address space", blk->b.name,
-                     (unsigned long long)r->size, RF_PAGE_SIZE);
-        return false;
-    }
-    blk->b.host = r->addr;
-    blk->b.size = r->size;
-    return true;
-}
-
-/* Checks region i against the regions before it: names and ranges must
- * not collide (two trackers cannot share a page). */
-static bool region_check_others(RegionSource *rs, unsigned i,
-                                RfError **errp)
-{
-    const RfRamBlock *b = &rs->blk[i].b;
-    for (unsigned k = 0; k < i; k++) {
-        const RfRamBlock *o = &rs->blk[k].b;
-        if (strcmp(o->name, b->name) == 0) {
-            rf_error_set(errp, RF_ERR_PARAM, "region %u: name '%s' is "
-                         "already used by region %u", i, b->name, k);
-            return false;
-        }
-        uintptr_t bs = (uintptr_t)b->host, os = (uintptr_t)o->host;
-        if (bs < os + o->size && os < bs + b->size) {
-            rf_error_set(errp, RF_ERR_PARAM, "region '%s' (%p+%llu) "
-                         "overlaps region '%s' (%p+%llu)", b->name,
-                         (void *)b->host, (unsigned long long)b->size,
-                         o->name, (void *)o->host,
-                         (unsigned long long)o->size);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Tracks the region once and stops: fails now, naming the region, where
  * dirty_start would fail at the migration's start. */
 static bool region_try_track(RegionSource *rs, unsigned i, const char **mode,
@@ -255,9 +192,8 @@ static bool region_try_track(RegionSource *rs, unsigned i, const char **mode,
 RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
                                    unsigned flags, RfError **errp)
 {
-    if (n < 1 || n > RF_MAX_BLOCKS || !regions) {
-        rf_error_set(errp, RF_ERR_PARAM, "regions: got %u%s, 1-%u allowed",
-                     n, regions ? "" : " (NULL array)", RF_MAX_BLOCKS);
+    RfRamBlock checked[RF_MAX_BLOCKS];
+    if (!rf_regions_check(regions, n, checked, errp)) {
         return NULL;
     }
     RegionSource *rs = calloc(1, sizeof(*rs) + n * sizeof(rs->blk[0]));
@@ -271,10 +207,7 @@ RfRamSource *rf_region_source_open(const RfRegion *regions, unsigned n,
     for (unsigned i = 0; i < n; i++) {
         RegionBlock *blk = &rs->blk[i];
         rs->n = i + 1; /* rs_free releases the bitmaps made so far */
-        if (!region_check(&regions[i], i, blk, errp) ||
-            !region_check_others(rs, i, errp)) {
-            goto fail;
-        }
+        blk->b = checked[i];
         if (!rf_dirty_bitmap_init(&blk->marks, blk->b.size / RF_PAGE_SIZE)) {
             rf_error_set(errp, RF_ERR_GENERIC, "region '%s': out of memory "
                          "for its dirty bitmap", blk->b.name);
