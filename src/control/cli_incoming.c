@@ -9,14 +9,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: ramflow incoming --listen URI --memory [NAME=]FILE [...]\n"
-        "                        [--multifd-compression M]"
+        "                        [--reuse-memory] [--multifd-compression M]"
         " [--multifd-channels N]\n"
         "                        [--json] [--timeout MS] [--uri-file PATH]\n"
         "       ramflow incoming --listen URI --guest [--kind auto|kvm|thread]"
         "\n"
         "\n"
         "Receives one migration into FILE(s), created or truncated to the\n"
-        "source's block sizes.  With --multifd-compression or\n"
+        "source's block sizes.  With --reuse-memory, into existing FILE(s)\n"
+        "as they are (never created, truncated or pre-faulted), whose sizes\n"
+        "must equal the blocks'.  With --multifd-compression or\n"
         "--multifd-channels, refuses a source that uses anything else.\n"
         "--uri-file writes the actual listening URI (port 0 resolved).\n"
         "--guest receives the test VM of 'ramflow guest': builds its VM,\n"
@@ -26,7 +28,7 @@ static void usage(FILE *f)
 int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
-           O_QUIET, O_GUEST, O_KIND };
+           O_QUIET, O_GUEST, O_KIND, O_REUSE };
     struct option opts[32] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -37,8 +39,9 @@ int rf_cli_incoming(int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {"guest", no_argument, NULL, O_GUEST},
         {"kind", required_argument, NULL, O_KIND},
+        {"reuse-memory", no_argument, NULL, O_REUSE},
     };
-    rf_cli_add_param_options(opts, 9);
+    rf_cli_add_param_options(opts, 10);
     bool guest = false;
     RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
@@ -67,6 +70,7 @@ int rf_cli_incoming(int argc, char **argv)
             break;
         case O_JSON: in.json = true; break;
         case O_QUIET: in.quiet = true; break;
+        case O_REUSE: in.reuse_memory = true; break;
         case O_URIFILE: in.uri_file = optarg; break;
         case O_TIMEOUT:
             if (!rf_params_set(in.params, "timeout", optarg, &err)) {
@@ -89,6 +93,11 @@ int rf_cli_incoming(int argc, char **argv)
         fprintf(stderr, "ramflow: incoming needs --listen URI and either "
                 "--memory FILE or --guest\n");
         usage(stderr);
+        return RF_EXIT_USAGE;
+    }
+    if (guest && in.reuse_memory) {
+        fprintf(stderr, "ramflow: --reuse-memory goes with --memory, not "
+                "--guest\n");
         return RF_EXIT_USAGE;
     }
     in.specs = specs;

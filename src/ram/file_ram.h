@@ -34,6 +34,10 @@ RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
  * job.  @return true if every byte was pre-faulted. */
 bool rf_prefault_finish(RfPrefaultJob *job, bool cancel);
 
+/* As rf_prefault_finish(), and sets *cpu_s to the CPU seconds the job's
+ * threads used (summed as each one ended; 0 for a NULL job). */
+bool rf_prefault_finish_cpu(RfPrefaultJob *job, bool cancel, double *cpu_s);
+
 /* Threads to pre-fault with: the online CPUs, capped at 4. */
 unsigned rf_prefault_default_threads(void);
 

@@ -6,7 +6,14 @@
  * the memory starts as fresh zero pages (a zero page received needs no
  * write), maps it shared, and starts pre-faulting it in background
  * threads so that this runs during the handshake.  wait_ready() joins
- * them.  Files are left to the kernel to write back: no msync.
+ * them and keeps their CPU time (prefault_cpu_s).  Files are left to the
+ * kernel to write back: no msync.
+ *
+ * With RF_FILE_SINK_REUSE, prepare() opens existing files as they are:
+ * never created, truncated or pre-faulted, and refused unless a file's
+ * size equals its block's.  Their old contents need no clearing: round 1
+ * sends every page, and a zero page received over non-zero memory is
+ * written as zeros.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -47,13 +54,16 @@ typedef struct FileSink {
     bool reuse;              /* RF_FILE_SINK_REUSE */
 } FileSink;
 
-/* Creates b's file at `size` fresh zero bytes, maps it and reports the
- * file system it lives on in *dev. */
-static bool create_block(SinkBlock *b, const char *name, uint64_t size,
-                         dev_t *dev, RfError **errp)
+/* Opens b's file and maps it shared: by default created if missing and
+ * truncated to `size` fresh zero bytes; with `reuse`, an existing file of
+ * exactly `size` bytes, as it is.  Reports the file system it lives on in
+ * *dev and the bytes it already occupies there in *used. */
+static bool open_block(SinkBlock *b, const char *name, uint64_t size,
+                       bool reuse, dev_t *dev, uint64_t *used,
+                       RfError **errp)
 {
     const char *path = b->spec->path;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CLOEXEC | (reuse ? 0 : O_CREAT), 0600);
     if (fd < 0) {
         rf_error_set(errp, RF_ERR_IO, "block '%s': cannot open '%s': %s",
                      name, path, strerror(errno));
@@ -67,7 +77,19 @@ static bool create_block(SinkBlock *b, const char *name, uint64_t size,
         return false;
     }
     *dev = st.st_dev;
-    if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
+    *used = 0;
+    if (reuse) {
+        if ((uint64_t)st.st_size != size) {
+            rf_error_set(errp, RF_ERR_MISMATCH, "block '%s' is %llu bytes "
+                         "at the source but file '%s' here is %llu bytes "
+                         "(a reused file keeps its size)", name,
+                         (unsigned long long)size, path,
+                         (unsigned long long)st.st_size);
+            close(fd);
+            return false;
+        }
+        *used = (uint64_t)st.st_blocks * 512;
+    } else if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
         rf_error_set(errp, RF_ERR_IO, "block '%s': cannot size '%s' to %llu "
                      "bytes: %s", name, path, (unsigned long long)size,
                      strerror(errno));
@@ -89,15 +111,19 @@ static bool create_block(SinkBlock *b, const char *name, uint64_t size,
     return true;
 }
 
-/* Fails if the blocks on one file system need more than it has free:
+/* Fails if the blocks on one file system need more than it has free
+ * (a block needs its size less what its file already occupies, used[]):
  * checked up front because a full tmpfs would otherwise fail only at the
  * first write into the mapping, with SIGBUS. */
-static bool space_check(FileSink *fs, const dev_t *devs, RfError **errp)
+static bool space_check(FileSink *fs, const dev_t *devs, const uint64_t *used,
+                        RfError **errp)
 {
     for (unsigned i = 0; i < fs->n; i++) {
         uint64_t need = 0;
         for (unsigned k = 0; k < fs->n; k++) {
-            need += devs[k] == devs[i] ? fs->blk[k].size : 0;
+            uint64_t size = fs->blk[k].size;
+            uint64_t have = used[k] < size ? used[k] : size;
+            need += devs[k] == devs[i] ? size - have : 0;
         }
         struct statvfs sv;
         if (statvfs(fs->blk[i].spec->path, &sv) < 0) {
@@ -139,15 +165,19 @@ static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
     }
     fs->prepared = true;
     dev_t devs[RF_MAX_BLOCKS];
+    uint64_t used[RF_MAX_BLOCKS];
     for (unsigned i = 0; i < n; i++) {
         fs->n = i + 1; /* free() unmaps what was mapped */
-        if (!create_block(&fs->blk[i], layout[i].name, layout[i].size,
-                          &devs[i], errp)) {
+        if (!open_block(&fs->blk[i], layout[i].name, layout[i].size,
+                        fs->reuse, &devs[i], &used[i], errp)) {
             return false;
         }
     }
-    if (!space_check(fs, devs, errp)) {
+    if (!space_check(fs, devs, used, errp)) {
         return false;
+    }
+    if (fs->reuse) {
+        return true; /* as they are: not even pre-faulted */
     }
     RfPrefaultRange ranges[RF_MAX_BLOCKS];
     for (unsigned i = 0; i < n; i++) {
@@ -166,32 +196,39 @@ static uint8_t *sink_host(RfRamSink *s, unsigned i)
     return i < fs->n ? fs->blk[i].host : NULL;
 }
 
+/* Ends the pre-fault job, if one runs, and keeps the CPU time its threads
+ * used for the engine's report. */
+static void prefault_end(FileSink *fs, bool cancel)
+{
+    if (!fs->prefault) {
+        return;
+    }
+    double cpu_s = 0;
+    bool warm = rf_prefault_finish_cpu(fs->prefault, cancel, &cpu_s);
+    fs->prefault = NULL;
+    fs->base.prefault_cpu_s = cpu_s;
+    if (!cancel) {
+        fs->warm = warm;
+    }
+}
+
 static bool sink_wait_ready(RfRamSink *s)
 {
     FileSink *fs = (FileSink *)s;
-    if (fs->prefault) {
-        fs->warm = rf_prefault_finish(fs->prefault, false);
-        fs->prefault = NULL;
-    }
+    prefault_end(fs, false);
     return fs->warm;
 }
 
 static void sink_finish(RfRamSink *s, bool ok)
 {
-    FileSink *fs = (FileSink *)s;
     (void)ok; /* the files keep what arrived; the kernel writes them back */
-    if (fs->prefault) {
-        rf_prefault_finish(fs->prefault, true);
-        fs->prefault = NULL;
-    }
+    prefault_end((FileSink *)s, true);
 }
 
 static void sink_free(RfRamSink *s)
 {
     FileSink *fs = (FileSink *)s;
-    if (fs->prefault) {
-        rf_prefault_finish(fs->prefault, true);
-    }
+    prefault_end(fs, true);
     for (unsigned i = 0; i < fs->n; i++) {
         if (fs->blk[i].host) {
             munmap(fs->blk[i].host, fs->blk[i].size);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -38,6 +39,7 @@ struct RfPrefaultJob {
     _Atomic uint64_t done;   /* bytes pre-faulted */
     atomic_bool stop;
     atomic_bool failed;
+    _Atomic uint64_t cpu_ns; /* CPU time of the threads that ended */
     unsigned nthreads;
     pthread_t th[PREFAULT_MAX_THREADS];
 };
@@ -72,9 +74,8 @@ static bool populate(uint8_t *p, uint64_t len)
     return true;
 }
 
-static void *prefault_thread(void *opaque)
+static void prefault_work(RfPrefaultJob *j)
 {
-    RfPrefaultJob *j = opaque;
     for (;;) {
         uint64_t start = atomic_fetch_add(&j->cursor, PREFAULT_CHUNK);
         if (start >= j->total || atomic_load(&j->stop)) {
@@ -91,10 +92,22 @@ static void *prefault_thread(void *opaque)
             if (s < e && !populate(j->ranges[i].addr + (s - rs), e - s)) {
                 atomic_store(&j->failed, true);
                 atomic_store(&j->stop, true);
-                return NULL;
+                return;
             }
         }
         atomic_fetch_add(&j->done, end - start);
+    }
+}
+
+/* Works, then adds the CPU time this thread used to the job's. */
+static void *prefault_thread(void *opaque)
+{
+    RfPrefaultJob *j = opaque;
+    prefault_work(j);
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
+        atomic_fetch_add(&j->cpu_ns, (uint64_t)ts.tv_sec * 1000000000u +
+                                         (uint64_t)ts.tv_nsec);
     }
     return NULL;
 }
@@ -151,6 +164,14 @@ RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
 
 bool rf_prefault_finish(RfPrefaultJob *j, bool cancel)
 {
+    return rf_prefault_finish_cpu(j, cancel, NULL);
+}
+
+bool rf_prefault_finish_cpu(RfPrefaultJob *j, bool cancel, double *cpu_s)
+{
+    if (cpu_s) {
+        *cpu_s = 0;
+    }
     if (!j) {
         return false;
     }
@@ -162,6 +183,9 @@ bool rf_prefault_finish(RfPrefaultJob *j, bool cancel)
     }
     bool ok = !atomic_load(&j->failed) &&
               atomic_load(&j->done) == j->total;
+    if (cpu_s) {
+        *cpu_s = (double)atomic_load(&j->cpu_ns) / 1e9;
+    }
     free(j->ranges);
     free(j);
     return ok;

@@ -36,8 +36,9 @@ struct RfRamSink {
     void *opaque;
     bool custom;
     RfRamSinkOps ops_copy;
-    /* CPU seconds the sink's background threads (pre-fault) used, valid
-     * after wait_ready; the engine reports it. */
+    /* CPU seconds the sink's background threads (pre-fault) used, set
+     * when they have ended (wait_ready or finish); the engine reports
+     * it. */
     double prefault_cpu_s;
 };
 
