@@ -588,12 +588,10 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
         return false;
     }
     s->method = rf_method_find(params->multifd_compression);
-    s->nblocks = src->ops->block_count(src);
-    if (s->nblocks < 1 || s->nblocks > RF_MAX_BLOCKS) {
-        rf_error_set(errp, RF_ERR_PARAM, "RAM source has %u blocks (1-%u)",
-                     s->nblocks, RF_MAX_BLOCKS);
+    if (!rf_ram_source_check(src, errp)) {
         return false;
     }
+    s->nblocks = src->ops->block_count(src);
     for (unsigned b = 0; b < s->nblocks; b++) {
         s->blocks[b] = src->ops->block(src, b);
         s->hosts[b] = s->blocks[b]->host;

@@ -49,6 +49,13 @@ bool rf_ram_source_dirty_sync(RfRamSource *s, unsigned block,
                               uint64_t *bitmap, RfError **errp);
 void rf_ram_source_dirty_stop(RfRamSource *s);
 
+/* Checks what the engine relies on before it migrates src: 1 to
+ * RF_MAX_BLOCKS blocks, each non-NULL with a page-aligned host, a
+ * non-empty unique name and a size that is a non-zero multiple of
+ * RF_PAGE_SIZE (a custom source's ops give anything).
+ * @return false with an RF_ERR_PARAM error naming the block. */
+bool rf_ram_source_check(RfRamSource *src, RfError **errp);
+
 /* The engine's way to a sink's optional ops (NULL-safe). */
 bool rf_ram_sink_wait_ready(RfRamSink *s);
 void rf_ram_sink_finish(RfRamSink *s, bool ok);

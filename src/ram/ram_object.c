@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ram/dirty_bitmap.h"
+#include "ram/layout.h"
 #include "ram/ram.h"
 
 /* Copies a caller's table of `size` bytes into a full one, so that a
@@ -73,8 +74,8 @@ static bool alloc_log_marks(RfRamSource *src, RfError **errp)
     src->log_nblocks = n;
     for (unsigned i = 0; src->log_marks && i < n; i++) {
         const RfRamBlock *b = src->ops->block(src, i);
-        if (!rf_dirty_bitmap_init(&src->log_marks[i],
-                                  b->size / RF_PAGE_SIZE)) {
+        if (!b || !rf_dirty_bitmap_init(&src->log_marks[i],
+                                        b->size / RF_PAGE_SIZE)) {
             src->log_nblocks = i;
             free_log_marks(src);
             break;
@@ -103,9 +104,6 @@ bool rf_ram_source_set_dirty_log(RfRamSource *src, const RfDirtyLog *log,
         src->has_log = false;
         return true;
     }
-    if (!src->log_marks && !alloc_log_marks(src, errp)) {
-        return false;
-    }
     if (log->size < offsetof(RfDirtyLog, stop)) {
         rf_error_set(errp, RF_ERR_PARAM,
                      "dirty log: 'size' not set to sizeof(RfDirtyLog)");
@@ -117,6 +115,9 @@ bool rf_ram_source_set_dirty_log(RfRamSource *src, const RfDirtyLog *log,
         rf_error_set(errp, RF_ERR_PARAM, "dirty log: 'sync' is required");
         return false;
     }
+    if (!src->log_marks && !alloc_log_marks(src, errp)) {
+        return false;
+    }
     src->log = copy;
     src->has_log = true;
     return true;
@@ -126,6 +127,10 @@ bool rf_ram_source_dirty_start(RfRamSource *s, RfError **errp)
 {
     bool ok;
     if (s->has_log) {
+        /* Afresh, as a source's own tracker starts: round 1 sends all. */
+        for (unsigned i = 0; i < s->log_nblocks; i++) {
+            rf_dirty_bitmap_clear(&s->log_marks[i]);
+        }
         ok = !s->log.start || s->log.start(s->log.opaque, errp);
     } else {
         ok = !s->ops->dirty_start || s->ops->dirty_start(s, errp);
@@ -136,16 +141,33 @@ bool rf_ram_source_dirty_start(RfRamSource *s, RfError **errp)
     return ok;
 }
 
+/* Clears the bits past the block's last page in the bitmap's last word:
+ * a provider (or source) may set them, and the engine counts whole
+ * words. */
+static void clear_tail(RfRamSource *s, unsigned block, uint64_t *bitmap)
+{
+    const RfRamBlock *b = s->ops->block(s, block);
+    uint64_t pages = b ? b->size / RF_PAGE_SIZE : 0;
+    if (pages % 64) {
+        bitmap[pages / 64] &= (1ull << (pages % 64)) - 1;
+    }
+}
+
 bool rf_ram_source_dirty_sync(RfRamSource *s, unsigned block,
                               uint64_t *bitmap, RfError **errp)
 {
     if (!s->has_log) {
-        return s->ops->dirty_sync(s, block, bitmap, errp);
+        if (!s->ops->dirty_sync(s, block, bitmap, errp)) {
+            return false;
+        }
+        clear_tail(s, block, bitmap);
+        return true;
     }
     if (!s->log.sync(s->log.opaque, block, bitmap, errp)) {
         rf_error_prefix(errp, "dirty log, block %u", block);
         return false;
     }
+    clear_tail(s, block, bitmap);
     if (block < s->log_nblocks) {
         rf_dirty_bitmap_take(&s->log_marks[block], bitmap);
     }
@@ -230,6 +252,40 @@ bool rf_ram_source_block(const RfRamSource *src, unsigned i,
         *host = b->host;
     }
     return true;
+}
+
+bool rf_ram_source_check(RfRamSource *src, RfError **errp)
+{
+    unsigned n = src->ops->block_count(src);
+    if (n < 1 || n > RF_MAX_BLOCKS) {
+        rf_error_set(errp, RF_ERR_PARAM, "RAM source has %u blocks, 1-%u "
+                     "allowed", n, RF_MAX_BLOCKS);
+        return false;
+    }
+    RfRamBlock *copy = calloc(n, sizeof(*copy));
+    if (!copy) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return false;
+    }
+    bool ok = true;
+    for (unsigned i = 0; ok && i < n; i++) {
+        const RfRamBlock *b = src->ops->block(src, i);
+        if (!b) {
+            rf_error_set(errp, RF_ERR_PARAM, "RAM source: block %u of %u "
+                         "is missing (block() gave NULL)", i, n);
+            ok = false;
+        } else if (!b->host || (uintptr_t)b->host % RF_PAGE_SIZE) {
+            rf_error_set(errp, RF_ERR_PARAM, "RAM source: block %u's "
+                         "address %p is not a non-NULL multiple of %u", i,
+                         (void *)b->host, RF_PAGE_SIZE);
+            ok = false;
+        } else {
+            copy[i] = *b;
+        }
+    }
+    ok = ok && rf_blocks_check(copy, n, RF_ERR_PARAM, "RAM source", errp);
+    free(copy);
+    return ok;
 }
 
 /* Built-in sources free themselves in ops->free; a custom one's ops->free
