@@ -23,7 +23,6 @@ typedef struct RfCliIncoming {
     bool reuse_memory;      /* receive into the files as they are */
     const char *uri_file;   /* write the listening URI here */
     int uri_fd;             /* or to this fd (demo), -1 if none */
-    bool reuse_memory;      /* RF_FILE_SINK_REUSE: files as they are */
 } RfCliIncoming;
 
 void rf_cli_migrate_init(RfCliMigrate *m);
