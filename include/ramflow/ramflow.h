@@ -366,7 +366,9 @@ RF_API const char *rf_ram_source_describe(const RfRamSource *src);
 /*! rf_ram_source_mark_dirty() :
  *  Marks the pages covering [offset, offset + len) of block `block` dirty,
  *  so the next round sends them again.  Call it after writing the memory.
- *  Safe from any thread; out-of-range parts are ignored. */
+ *  Safe from any thread; out-of-range parts are ignored.  Built-in sources
+ *  and any source with a dirty-log provider keep the marks; a custom source
+ *  keeps them only if its ops have mark_dirty. */
 RF_API void rf_ram_source_mark_dirty(RfRamSource *src, unsigned block,
                                      uint64_t offset, uint64_t len);
 

@@ -209,8 +209,9 @@ static void run(RfMigration *m)
     RfError *err = NULL;
     bool ok = m->role == ROLE_SOURCE ? run_source(m, &err)
                                      : run_dest(m, &err);
-    bool cancelled = !ok && (atomic_load(&m->cancel) ||
-                             rf_error_kind(err) == RF_ERR_CANCELLED);
+    /* Only our own cancel makes "cancelled": a destination whose source
+     * was cancelled has failed, as in QEMU. */
+    bool cancelled = !ok && atomic_load(&m->cancel);
     if (cancelled) {
         if (atomic_load(&m->status) != RF_STATUS_CANCELLING) {
             emit_status(m, RF_STATUS_CANCELLING);
@@ -512,6 +513,7 @@ bool rf_migration_query(const RfMigration *mc, RfMigrationInfo *info)
             i.setup_time_ms = (uint64_t)(r->setup_time_s * 1000);
             i.downtime_ms = (uint64_t)(r->is_source ? r->downtime_ms
                                                     : r->dest_downtime_ms);
+            i.ram_total = r->ram_bytes;
             i.ram_transferred = r->wire_bytes;
             i.ram_remaining = 0;
             i.ram_duplicate = r->zero_pages;

@@ -498,8 +498,9 @@ static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
     }
     rep->setup_time_s = rf_now() - setup_start;
     d->setup_s = rep->setup_time_s;
-    set_status(d, RF_STATUS_ACTIVE);
     d->last_tick = rf_now();
+    dest_tick(d, true);
+    set_status(d, RF_STATUS_ACTIVE);
     bool ok = run(d, errp) && complete(d, rep, errp);
     dest_tick(d, true);
     return ok;

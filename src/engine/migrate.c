@@ -421,6 +421,7 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
     uint64_t prev_dirty = 0; /* pages sent in the previous round */
     double last_sync = rf_now();
     for (s->round = 1;; s->round++) {
+        publish(s, rf_now(), 0);
         if (s->opts->round_start) {
             s->opts->round_start(s->round, s->opts->opaque);
         }

@@ -47,8 +47,8 @@ echo "ABI: $(wc -l <"$T/exported") exported symbols, all documented rf_ function
 # The example, out of tree, against the installed library only.
 export PKG_CONFIG_PATH="$(dirname "$PC")"
 export PKG_CONFIG_SYSROOT_DIR=""
-CFLAGS=$(pkg-config --define-prefix --cflags ramflow) || fail "pkg-config --cflags"
-LIBS=$(pkg-config --define-prefix --libs ramflow) || fail "pkg-config --libs"
+CFLAGS=$(pkg-config --define-variable=prefix="$ROOT" --cflags ramflow) || fail "pkg-config --cflags"
+LIBS=$(pkg-config --define-variable=prefix="$ROOT" --libs ramflow) || fail "pkg-config --libs"
 cp "$SRC/examples/vmm.c" "$T/vmm.c"
 (cd "$T" && cc -Wall -Wextra -Werror $CFLAGS vmm.c $LIBS -lpthread -o vmm) \
     || fail "building the example against the installed library"
