@@ -107,7 +107,6 @@ int rf_cli_incoming(int argc, char **argv)
         rf_cli_guest_incoming_init(&gi);
         gi.uri = in.uri;
         gi.kind = kind;
-        rf_params_free(gi.params);
         gi.params = in.params;
         gi.json = in.json;
         gi.quiet = in.quiet;

@@ -10,11 +10,7 @@
 void rf_cli_guest_run_init(RfCliGuestRun *g)
 {
     memset(g, 0, sizeof(*g));
-    g->params = rf_params_new();
-    if (!g->params) {
-        fprintf(stderr, "ramflow: out of memory\n");
-        exit(RF_EXIT_FAIL);
-    }
+    g->params = rf_cli_params_new();
     g->cfg.mem_size = 1ull << 30;
     g->cfg.vcpus = 1;
     g->cfg.kind = RF_GUEST_AUTO;
@@ -134,11 +130,7 @@ void rf_cli_guest_incoming_init(RfCliGuestIncoming *in)
 {
     memset(in, 0, sizeof(*in));
     in->kind = RF_GUEST_AUTO;
-    in->params = rf_params_new();
-    if (!in->params) {
-        fprintf(stderr, "ramflow: out of memory\n");
-        exit(RF_EXIT_FAIL);
-    }
+    in->params = rf_cli_params_new();
     in->run_after_s = 1.0;
     in->uri_fd = -1;
 }
@@ -198,7 +190,6 @@ int rf_cli_run_guest(RfCliGuestRun *gr)
     FILE *info = info_stream(gr->json);
     RfGuest *g = rf_guest_start(&gr->cfg, &err);
     if (!g) {
-        rf_params_free(gr->params);
         return rf_cli_fail("cannot start the test guest", err);
     }
     fprintf(info, "ramflow: source: %s\n", rf_guest_describe(g));
@@ -214,7 +205,6 @@ int rf_cli_run_guest(RfCliGuestRun *gr)
     RfReport rep = RF_REPORT_INIT;
     bool ok = rf_cli_run_handle(gr->params, &cb, rf_guest_ram_source(g),
                                 NULL, gr->uri, &rep, &err);
-    gr->params = NULL;
     rf_progress_done();
     if (gr->json) {
         rf_report_print_json(stdout, &rep, true, ok ? "completed" : "failed",
@@ -262,7 +252,6 @@ int rf_cli_run_guest_incoming(RfCliGuestIncoming *in)
     FILE *info = info_stream(in->json);
     RfGuest *g = rf_guest_new_incoming(in->kind, &err);
     if (!g) {
-        rf_params_free(in->params);
         return rf_cli_fail("cannot create the destination guest", err);
     }
     IncomingCtx ctx = {in, g};
@@ -273,7 +262,6 @@ int rf_cli_run_guest_incoming(RfCliGuestIncoming *in)
     RfReport rep = RF_REPORT_INIT;
     bool ok = rf_cli_run_handle(in->params, &cb, NULL, rf_guest_ram_sink(g),
                                 in->uri, &rep, &err);
-    in->params = NULL;
     char summary[256] = "";
     bool pattern_ok = false;
     uint64_t passes_at_resume = 0, passes_after = 0;

@@ -25,7 +25,7 @@ typedef struct RfCliGuestIncoming {
 
 void rf_cli_guest_run_init(RfCliGuestRun *g);
 void rf_cli_guest_incoming_init(RfCliGuestIncoming *in);
-/* Run and print; @return the exit status.  Free the params. */
+/* Run and print; @return the exit status. */
 int rf_cli_run_guest(RfCliGuestRun *g);
 int rf_cli_run_guest_incoming(RfCliGuestIncoming *in);
 bool rf_cli_parse_guest_kind(const char *s, RfGuestKind *kind);

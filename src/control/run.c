@@ -7,28 +7,51 @@
 #include "control/run.h"
 #include "testvm/writer.h"
 
-/* Allocation failures of a few bytes at start-up end the process: there is
- * nothing sensible to fall back to. */
-static RfParams *params_new(void)
+/* The parameter sets the commands parse into live until exit: usage
+ * errors return from deep in option parsing, and need not free them. */
+#define MAX_OWNED 4
+static RfParams *owned[MAX_OWNED];
+
+static void free_owned(void)
 {
+    for (unsigned i = 0; i < MAX_OWNED; i++) {
+        rf_params_free(owned[i]);
+        owned[i] = NULL;
+    }
+}
+
+RfParams *rf_cli_params_new(void)
+{
+    static bool registered;
     RfParams *p = rf_params_new();
-    if (!p) {
+    unsigned i = 0;
+    while (i < MAX_OWNED && owned[i]) {
+        i++;
+    }
+    /* Allocation failure of a few bytes at start-up ends the process:
+     * there is nothing sensible to fall back to. */
+    if (!p || i == MAX_OWNED) {
         fprintf(stderr, "ramflow: out of memory\n");
         exit(RF_EXIT_FAIL);
     }
+    if (!registered) {
+        atexit(free_owned);
+        registered = true;
+    }
+    owned[i] = p;
     return p;
 }
 
 void rf_cli_migrate_init(RfCliMigrate *m)
 {
     memset(m, 0, sizeof(*m));
-    m->params = params_new();
+    m->params = rf_cli_params_new();
 }
 
 void rf_cli_incoming_init(RfCliIncoming *in)
 {
     memset(in, 0, sizeof(*in));
-    in->params = params_new();
+    in->params = rf_cli_params_new();
     in->uri_fd = -1;
 }
 
@@ -37,7 +60,6 @@ bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
                        RfReport *rep, RfError **errp)
 {
     RfMigration *m = rf_migration_new(params, errp);
-    rf_params_free(params);
     if (!m) {
         return false;
     }
@@ -74,7 +96,6 @@ int rf_cli_run_migrate(RfCliMigrate *m)
     RfError *err = NULL;
     RfRamSource *src = rf_file_source_open(m->specs, m->nspecs, &err);
     if (!src) {
-        rf_params_free(m->params);
         return rf_cli_fail(NULL, err);
     }
     MigrateCtx ctx = {NULL};
@@ -82,7 +103,6 @@ int rf_cli_run_migrate(RfCliMigrate *m)
         ctx.writer = rf_writer_start(src, m->writes_per_s, 42, &err);
         if (!ctx.writer) {
             rf_ram_source_free(src);
-            rf_params_free(m->params);
             return rf_cli_fail(NULL, err);
         }
     }
@@ -94,7 +114,6 @@ int rf_cli_run_migrate(RfCliMigrate *m)
     RfReport rep = RF_REPORT_INIT;
     bool ok = rf_cli_run_handle(m->params, &cb, src, NULL, m->uri, &rep,
                                 &err);
-    m->params = NULL;
     rf_progress_done();
     rf_writer_stop(ctx.writer);
     rf_ram_source_free(src);
@@ -123,7 +142,6 @@ int rf_cli_run_incoming(RfCliIncoming *in)
         in->specs, in->nspecs, in->reuse_memory ? RF_FILE_SINK_REUSE : 0,
         &err);
     if (!sink) {
-        rf_params_free(in->params);
         return rf_cli_fail(NULL, err);
     }
     RfCallbacks cb = RF_CALLBACKS_INIT;
@@ -133,7 +151,6 @@ int rf_cli_run_incoming(RfCliIncoming *in)
     RfReport rep = RF_REPORT_INIT;
     bool ok = rf_cli_run_handle(in->params, &cb, NULL, sink, in->uri, &rep,
                                 &err);
-    in->params = NULL;
     rf_progress_done();
     rf_ram_sink_free(sink);
     if (in->json) {

@@ -27,13 +27,15 @@ typedef struct RfCliIncoming {
 
 void rf_cli_migrate_init(RfCliMigrate *m);
 void rf_cli_incoming_init(RfCliIncoming *in);
-/* Run and print the report; @return the exit status.  Free the params. */
+/* A parameter set that lives until exit (freed by an atexit handler). */
+RfParams *rf_cli_params_new(void);
+/* Run and print the report; @return the exit status. */
 int rf_cli_run_migrate(RfCliMigrate *m);
 int rf_cli_run_incoming(RfCliIncoming *in);
 
 /* Runs one migration with the handle API on this thread, SIGINT/SIGTERM
  * cancelling it: outgoing from src, or incoming into sink.  Fills rep
- * (RF_REPORT_INIT) whatever the outcome.  Consumes params. */
+ * (RF_REPORT_INIT) whatever the outcome. */
 bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
                        RfRamSource *src, RfRamSink *sink, const char *uri,
                        RfReport *rep, RfError **errp);

@@ -50,7 +50,11 @@ export PKG_CONFIG_SYSROOT_DIR=""
 CFLAGS=$(pkg-config --define-variable=prefix="$ROOT" --cflags ramflow) || fail "pkg-config --cflags"
 LIBS=$(pkg-config --define-variable=prefix="$ROOT" --libs ramflow) || fail "pkg-config --libs"
 cp "$SRC/examples/vmm.c" "$T/vmm.c"
-(cd "$T" && cc -Wall -Wextra -Werror $CFLAGS vmm.c $LIBS -lpthread -o vmm) \
+# A library built with sanitizers (make check's ASan build) needs their
+# runtime first in the program that loads it.
+SAN=""
+readelf -d "$LIBSO" | grep -q 'NEEDED.*libasan' && SAN="-fsanitize=address,undefined"
+(cd "$T" && cc -Wall -Wextra -Werror $SAN $CFLAGS vmm.c $LIBS -lpthread -o vmm) \
     || fail "building the example against the installed library"
 export LD_LIBRARY_PATH="$(dirname "$LIBSO")"
 ldd "$T/vmm" | grep -q "$(dirname "$LIBSO")/libramflow.so.1" \
