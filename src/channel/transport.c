@@ -170,7 +170,8 @@ RfConn *rf_listener_accept(RfListener *l, unsigned timeout_ms,
 {
     long long deadline = timeout_ms ? now_ms() + timeout_ms : 0;
     for (;;) {
-        if (cancel && *cancel) {
+        /* Set by another thread (or a signal handler): read atomically. */
+        if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED)) {
             rf_error_set(errp, RF_ERR_CANCELLED,
                          "cancelled while waiting for a connection on %s",
                          l->uri);

@@ -31,6 +31,10 @@ struct RfConn {
     const struct RfConnOps *ops;
     int fd;
     unsigned timeout_ms;  /* receive/send stall limit; 0 = none */
+    /* Bytes moved so far.  Written by the thread doing the I/O with
+     * relaxed atomic adds, read from other threads (statistics, progress)
+     * through rf_conn_bytes_in/out: never touch them with plain += or a
+     * plain load while the connection is in use. */
     unsigned long long bytes_in, bytes_out;
 };
 
@@ -57,7 +61,8 @@ RfConn *rf_conn_connect(const char *uri, unsigned timeout_ms,
                         RfError **errp);
 RfListener *rf_listen(const char *uri, RfError **errp);
 /* Waits up to timeout_ms (0 = forever) for one connection; polls *cancel
- * if non-NULL. */
+ * if non-NULL, every 100 ms, with a relaxed atomic load: a thread setting
+ * it should store it atomically too (__atomic_store_n). */
 RfConn *rf_listener_accept(RfListener *l, unsigned timeout_ms,
                            volatile int *cancel, RfError **errp);
 void rf_listener_close(RfListener *l);
@@ -69,5 +74,27 @@ bool rf_conn_send(RfConn *c, const void *buf, size_t len, RfError **errp);
 bool rf_conn_recv(RfConn *c, void *buf, size_t len, RfError **errp);
 void rf_conn_shutdown(RfConn *c);
 void rf_conn_close(RfConn *c);
+
+/* Counts n bytes sent / received on c (for transports' sendv/recvv). */
+static inline void rf_conn_count_out(RfConn *c, unsigned long long n)
+{
+    __atomic_fetch_add(&c->bytes_out, n, __ATOMIC_RELAXED);
+}
+
+static inline void rf_conn_count_in(RfConn *c, unsigned long long n)
+{
+    __atomic_fetch_add(&c->bytes_in, n, __ATOMIC_RELAXED);
+}
+
+/* Bytes sent / received on c so far; safe from any thread. */
+static inline unsigned long long rf_conn_bytes_out(const RfConn *c)
+{
+    return __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
+}
+
+static inline unsigned long long rf_conn_bytes_in(const RfConn *c)
+{
+    return __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
+}
 
 #endif /* RF_CHANNEL_TRANSPORT_H */

@@ -325,7 +325,7 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);
     rep->recv_cpu_pct = rf_stats_fill_report(
-        rep, &st, d->main->bytes_in + d->main->bytes_out, end - d->t0,
+        rep, &st, rf_conn_bytes_in(d->main) + rf_conn_bytes_out(d->main), end - d->t0,
         rf_process_cpu() - d->cpu0);
     rep->rounds = d->final_round;
     rep->ram_bytes = 0;

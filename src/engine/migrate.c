@@ -133,7 +133,7 @@ static uint64_t wire_bytes(Source *s)
 {
     RfChanStats st;
     rf_send_group_stats(s->group, &st);
-    return st.wire_bytes + s->main->bytes_out;
+    return st.wire_bytes + rf_conn_bytes_out(s->main);
 }
 
 /* Called between batches: progress, cancel, and a look at the main
@@ -569,7 +569,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         RfChanStats st;
         rf_send_group_stats(s.group, &st);
         rep->send_cpu_pct = rf_stats_fill_report(
-            rep, &st, s.main->bytes_out + s.main->bytes_in, end - s.t0,
+            rep, &st, rf_conn_bytes_out(s.main) + rf_conn_bytes_in(s.main), end - s.t0,
             rf_process_cpu() - s.cpu0);
         rep->setup_time_s = setup_done - s.t0;
         rep->downtime_ms = (end - paused_at) * 1000;

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +56,23 @@ void rf_params_init(RfParams *p)
     p->max_rounds = 30;
 }
 
+/* Filled once from specs[], then only read: any thread may call
+ * rf_params_names() at any time. */
+static const char *params_names[N_SPECS + 1];
+static pthread_once_t params_names_once = PTHREAD_ONCE_INIT;
+
+static void params_names_fill(void)
+{
+    for (size_t i = 0; i < N_SPECS; i++) {
+        params_names[i] = specs[i].name;
+    }
+    params_names[N_SPECS] = NULL;
+}
+
 const char *const *rf_params_names(void)
 {
-    static const char *names[N_SPECS + 1];
-    for (size_t i = 0; i < N_SPECS; i++) {
-        names[i] = specs[i].name;
-    }
-    names[N_SPECS] = NULL;
-    return names;
+    pthread_once(&params_names_once, params_names_fill);
+    return params_names;
 }
 
 static const ParamSpec *find_spec(const char *name)
