@@ -367,9 +367,7 @@ void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
-        rf_chan_counters_sum(out, &c->count,
-                             __atomic_load_n(&c->conn->bytes_in,
-                                             __ATOMIC_RELAXED));
+        rf_chan_counters_sum(out, &c->count, rf_conn_bytes_in(c->conn));
     }
 }
 
@@ -394,11 +392,17 @@ void rf_recv_group_free(RfRecvGroup *g)
         }
     }
     wake_all(g);
+    /* Every thread is joined before any connection is closed: a thread
+     * that fails late (fail()) still shuts down every channel's
+     * connection. */
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
         if (c->started) {
             pthread_join(c->thread, NULL);
         }
+    }
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
         if (c->method_state) {
             g->method->recv_cleanup(c->method_state);
         }

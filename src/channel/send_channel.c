@@ -359,9 +359,7 @@ void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < g->n; i++) {
         SendChannel *c = &g->ch[i];
-        rf_chan_counters_sum(out, &c->count,
-                             __atomic_load_n(&c->conn->bytes_out,
-                                             __ATOMIC_RELAXED));
+        rf_chan_counters_sum(out, &c->count, rf_conn_bytes_out(c->conn));
     }
 }
 
@@ -391,11 +389,17 @@ void rf_send_group_free(RfSendGroup *g)
         pthread_cond_broadcast(&c->wake);
     }
     pthread_mutex_unlock(&g->lock);
+    /* Every thread is joined before any channel is torn down: a thread
+     * that fails late (fail()) still shuts down every channel's
+     * connection and signals every channel's condition variable. */
     for (unsigned i = 0; i < g->n; i++) {
         SendChannel *c = &g->ch[i];
         if (c->started) {
             pthread_join(c->thread, NULL);
         }
+    }
+    for (unsigned i = 0; i < g->n; i++) {
+        SendChannel *c = &g->ch[i];
         if (c->method_state) {
             g->method->send_cleanup(c->method_state);
         }

@@ -141,7 +141,7 @@ static bool sock_sendv(RfConn *c, struct iovec *iov, int iovcnt,
             }
             return false;
         }
-        c->bytes_out += (unsigned long long)n;
+        rf_conn_count_out(c, (unsigned long long)n);
         done += (size_t)n;
         iov_advance(&iov, &iovcnt, (size_t)n);
     }
@@ -185,7 +185,7 @@ static bool sock_recvv(RfConn *c, struct iovec *iov, int iovcnt,
                          "bytes", sc->peer, done, total);
             return false;
         }
-        c->bytes_in += (unsigned long long)n;
+        rf_conn_count_in(c, (unsigned long long)n);
         done += (size_t)n;
         iov_advance(&iov, &iovcnt, (size_t)n);
     }

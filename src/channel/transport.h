@@ -71,8 +71,34 @@ typedef struct RfConnOps {
 struct RfConn {
     const RfConnOps *ops;
     unsigned timeout_ms;  /* receive/send stall limit; 0 = none */
+    /* Bytes moved so far.  Written by the thread doing the I/O with
+     * relaxed atomic adds, read from other threads (statistics, progress)
+     * through rf_conn_bytes_in/out: never touch them with plain += or a
+     * plain load while the connection is in use. */
     unsigned long long bytes_in, bytes_out;
 };
+
+/* Counts n bytes sent / received on c (for transports' sendv/recvv). */
+static inline void rf_conn_count_out(RfConn *c, unsigned long long n)
+{
+    __atomic_fetch_add(&c->bytes_out, n, __ATOMIC_RELAXED);
+}
+
+static inline void rf_conn_count_in(RfConn *c, unsigned long long n)
+{
+    __atomic_fetch_add(&c->bytes_in, n, __ATOMIC_RELAXED);
+}
+
+/* Bytes sent / received on c so far; safe from any thread. */
+static inline unsigned long long rf_conn_bytes_out(const RfConn *c)
+{
+    return __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
+}
+
+static inline unsigned long long rf_conn_bytes_in(const RfConn *c)
+{
+    return __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
+}
 
 typedef struct RfListenerOps {
     /* Waits up to timeout_ms (0 = no limit) for one connection and checks

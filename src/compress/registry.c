@@ -6,6 +6,7 @@
  */
 #include "compress/method.h"
 
+#include <pthread.h>
 #include <string.h>
 
 extern const RfMethodOps rf_method_none;
@@ -73,14 +74,23 @@ bool rf_method_known(const char *name)
     return false;
 }
 
+/* Filled once, from the ops tables, then only read: any thread may call
+ * rf_method_names() at any time. */
+static const char *method_names[N_METHODS + 1];
+static pthread_once_t method_names_once = PTHREAD_ONCE_INIT;
+
+static void method_names_fill(void)
+{
+    for (size_t i = 0; i < N_METHODS; i++) {
+        method_names[i] = methods[i]->name;
+    }
+    method_names[N_METHODS] = NULL;
+}
+
 const char *const *rf_method_names(void)
 {
-    static const char *names[N_METHODS + 1];
-    for (size_t i = 0; i < N_METHODS; i++) {
-        names[i] = methods[i]->name;
-    }
-    names[N_METHODS] = NULL;
-    return names;
+    pthread_once(&method_names_once, method_names_fill);
+    return method_names;
 }
 
 const char *rf_method_name_for_id(uint8_t id)

@@ -81,7 +81,7 @@ static void dest_tick(Dest *d, bool force)
     }
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);
-    uint64_t wire = st.wire_bytes + d->main->bytes_in;
+    uint64_t wire = st.wire_bytes + rf_conn_bytes_in(d->main);
     double dt = now - d->last_tick;
     double bps = dt > 0 ? (double)(wire - d->last_wire) * 8 / dt : 0;
     uint64_t pages = st.normal_pages + st.zero_pages;
@@ -436,7 +436,7 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
     rep->dest_downtime_ms = (end - d->paused_at) * 1000;
     RfChanStats st;
     rf_recv_group_stats(d->group, &st);
-    rf_stats_fill_report(rep, &st, d->main->bytes_in + d->main->bytes_out,
+    rf_stats_fill_report(rep, &st, rf_conn_bytes_in(d->main) + rf_conn_bytes_out(d->main),
                          end - d->t0);
     RfCpuFigures cpu = {
         .migration_s = rf_thread_cpu() - d->thread_cpu0,

@@ -102,7 +102,7 @@ static void publish(Source *s, double now, double mbps)
         .setup_time_ms = (uint64_t)(s->setup_s * 1000),
         .expected_downtime_ms = (uint64_t)s->rep->expected_downtime_ms,
         .ram_total = s->ram_bytes,
-        .ram_transferred = st.wire_bytes + (s->main ? s->main->bytes_out : 0),
+        .ram_transferred = st.wire_bytes + (s->main ? rf_conn_bytes_out(s->main) : 0),
         .ram_remaining = s->round_left * RF_PAGE_SIZE,
         .ram_duplicate = st.zero_pages,
         .ram_normal = st.normal_pages,
@@ -214,7 +214,7 @@ static uint64_t wire_bytes(Source *s)
 {
     RfChanStats st;
     rf_send_group_stats(s->group, &st);
-    return st.wire_bytes + s->main->bytes_out;
+    return st.wire_bytes + rf_conn_bytes_out(s->main);
 }
 
 /* Called between batches: progress, cancel, and a look at the main
@@ -680,7 +680,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
     } else {
         RfChanStats st;
         rf_send_group_stats(s.group, &st);
-        rf_stats_fill_report(rep, &st, s.main->bytes_out + s.main->bytes_in,
+        rf_stats_fill_report(rep, &st, rf_conn_bytes_out(s.main) + rf_conn_bytes_in(s.main),
                              end - s.t0);
         RfCpuFigures cpu = {
             .migration_s = rf_thread_cpu() - s.thread_cpu0,

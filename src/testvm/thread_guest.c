@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "ram/uffd_dirty.h"
+#include "util/guest_writes.h"
 #include "testvm/guest_backend.h"
 #include "util/clock.h"
 #include "wire/bytes.h"
@@ -153,6 +154,27 @@ static void after_chunk(ThreadVcpu *v, uint64_t pages, double t, double ran)
     }
 }
 
+/* The guest program's stores: increments the first byte of `chunk`
+ * pages from *page on, wrapping from end to first.  @return the number
+ * of wraps (passes completed). */
+static RF_GUEST_WRITES uint64_t guest_run(uint8_t *host, uint64_t first,
+                                          uint64_t end, uint64_t *page,
+                                          uint64_t chunk)
+{
+    uint64_t passes = 0;
+    uint64_t pg = *page;
+    for (uint64_t k = 0; k < chunk; k++) {
+        volatile uint8_t *b = host + pg * PAGE;
+        *b = (uint8_t)(*b + 1);
+        if (++pg == end) {
+            pg = first;
+            passes++;
+        }
+    }
+    *page = pg;
+    return passes;
+}
+
 /* The guest program of one vCPU. */
 static void *vcpu_thread(void *arg)
 {
@@ -176,14 +198,10 @@ static void *vcpu_thread(void *arg)
         }
         uint64_t chunk = wanted_chunk(v);
         double t0 = rf_now();
-        for (uint64_t k = 0; k < chunk; k++) {
-            volatile uint8_t *b = g->mem.host + page * PAGE;
-            *b = (uint8_t)(*b + 1);
-            if (++page == end) {
-                page = first;
-                atomic_fetch_add_explicit(&v->passes, 1,
-                                          memory_order_relaxed);
-            }
+        uint64_t passes = guest_run(g->mem.host, first, end, &page, chunk);
+        if (passes) {
+            atomic_fetch_add_explicit(&v->passes, passes,
+                                      memory_order_relaxed);
         }
         atomic_store_explicit(&v->next_page, page, memory_order_relaxed);
         double t1 = rf_now();

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/clock.h"
+#include "util/guest_writes.h"
 
 struct RfWriter {
     RfRamSource *src;
@@ -28,6 +29,16 @@ static uint64_t next_rand(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* The guest's stores: bump the page's counter, scribble one byte. */
+static RF_GUEST_WRITES void guest_store(uint8_t *p, uint64_t r)
+{
+    uint64_t counter;
+    memcpy(&counter, p, sizeof(counter));
+    counter++;
+    memcpy(p, &counter, sizeof(counter));
+    p[8 + r % (RF_PAGE_SIZE - 16)] = (uint8_t)(r >> 32);
+}
+
 static void write_one(RfWriter *w)
 {
     unsigned nb = rf_ram_source_block_count(w->src);
@@ -37,13 +48,7 @@ static void write_one(RfWriter *w)
     uint8_t *host;
     rf_ram_source_block(w->src, b, &name, &size, &host);
     uint64_t page = next_rand(&w->rng) % (size / RF_PAGE_SIZE);
-    uint8_t *p = host + page * RF_PAGE_SIZE;
-    uint64_t counter;
-    memcpy(&counter, p, sizeof(counter));
-    counter++;
-    memcpy(p, &counter, sizeof(counter));
-    uint64_t r = next_rand(&w->rng);
-    p[8 + r % (RF_PAGE_SIZE - 16)] = (uint8_t)(r >> 32);
+    guest_store(host + page * RF_PAGE_SIZE, next_rand(&w->rng));
     rf_ram_source_mark_dirty(w->src, b, page * RF_PAGE_SIZE, RF_PAGE_SIZE);
     atomic_fetch_add_explicit(&w->pages, 1, memory_order_relaxed);
 }

@@ -368,8 +368,12 @@ static void fuzz_stream(const uint8_t *d, size_t n)
             ok = rf_wire_accept_decode(d, h.length, &acc, NULL);
             break;
         case RF_MSG_ROUND:
-        case RF_MSG_ROUND_ACK:
+        case RF_MSG_ROUND_ACK: /* same layout as ROUND */
             ok = rf_wire_round_decode(d, h.length, &r, NULL);
+            break;
+        case RF_MSG_STATE:
+            /* Opaque device state, handed to the caller's load_state:
+             * any length the header accepted. */
             break;
         case RF_MSG_END:
             ok = rf_wire_end_decode(d, h.length, &r, &v, NULL);

@@ -11,7 +11,7 @@ start_incoming d1 --memory "$T/d1"
 "$RAMFLOW" migrate --memory "$T/src" --max-bandwidth 16M --timeout 3000 \
     --quiet "$DST_URI" >/dev/null 2>"$T/s1.err" &
 SRC=$!; PIDS+=("$SRC")
-sleep 1
+wait_migrating "$DST_PID"
 kill -9 "$DST_PID"
 set +e; timeout 20 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/s1.err"; fail "source exit $rc after destination was killed"; }
@@ -25,7 +25,7 @@ start_incoming d2 --memory "$T/d2" --timeout 3000
 "$RAMFLOW" migrate --memory "$T/src" --max-bandwidth 16M --quiet "$DST_URI" \
     >/dev/null 2>&1 &
 SRC=$!; PIDS+=("$SRC")
-sleep 1
+wait_migrating "$DST_PID"
 kill -9 "$SRC"
 set +e; timeout 20 tail --pid="$DST_PID" -f /dev/null; wait "$DST_PID"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/d2.err"; fail "destination exit $rc after source was killed"; }
@@ -37,7 +37,7 @@ start_incoming d3 --memory "$T/d3"
 "$RAMFLOW" migrate --memory "$T/src" --timeout 1500 --max-bandwidth 16M --quiet "$DST_URI" \
     >/dev/null 2>"$T/s3.err" &
 SRC=$!; PIDS+=("$SRC")
-sleep 0.5
+wait_migrating "$DST_PID"
 kill -STOP "$DST_PID"
 set +e; timeout 30 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 kill -CONT "$DST_PID" 2>/dev/null

@@ -30,7 +30,7 @@ start_incoming d3 --guest --kind "$kind" --quiet
 "$RAMFLOW" guest --kind "$kind" --memory-size 256M --max-bandwidth 32M \
     --quiet "$DST_URI" >"$T/s3.out" 2>"$T/s3.err" &
 SRC=$!; PIDS+=("$SRC")
-sleep 2
+wait_migrating "$DST_PID"
 kill -INT "$SRC"
 timeout 60 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/s3.err"; fail "cancelled source exited $rc"; }
@@ -46,7 +46,7 @@ start_incoming d4 --guest --kind "$kind" --quiet
 "$RAMFLOW" guest --kind "$kind" --memory-size 256M --max-bandwidth 32M \
     --timeout 3000 --quiet "$DST_URI" >"$T/s4.out" 2>"$T/s4.err" &
 SRC=$!; PIDS+=("$SRC")
-sleep 2
+wait_migrating "$DST_PID"
 kill -9 "$DST_PID"
 timeout 60 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 [ "$rc" = 1 ] || { cat "$T/s4.err"; fail "source exited $rc after the destination died"; }

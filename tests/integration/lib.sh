@@ -31,6 +31,21 @@ start_incoming() {
     DST_URI=$(cat "$T/$name.uri")
 }
 
+# wait_migrating PID: waits (at most 60 s) until process PID holds three
+# sockets: the listener or main channel and at least one data channel,
+# i.e. the handshake is over and pages can flow.  A test that interrupts a
+# migration waits for this instead of sleeping and hoping it has begun.
+wait_migrating() {
+    local pid=$1 n
+    for _ in $(seq 1200); do
+        kill -0 "$pid" 2>/dev/null || fail "process $pid ended before the migration was under way"
+        n=$(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l)
+        [ "$n" -ge 3 ] && return 0
+        sleep 0.05
+    done
+    fail "no migration under way in process $pid after 60 s"
+}
+
 # expect_in FILE TEXT: FILE must contain TEXT.
 expect_in() {
     grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "expected '$2' in $1"; }

@@ -25,6 +25,7 @@
 
 #include "compress/method.h"
 #include "tools/imagegen.h"
+#include "util/guest_writes.h"
 
 #define PG RF_PAGE_SIZE
 #define MAXP RF_PACKET_MAX_PAGES
@@ -817,6 +818,17 @@ typedef struct Writer {
     atomic_bool stop;
 } Writer;
 
+/* Runs of varied bytes, as a guest filling buffers (the guest's stores,
+ * uninstrumented: see util/guest_writes.h). */
+static RF_GUEST_WRITES void guest_fill(uint8_t *mem, size_t len, size_t off,
+                                       uint64_t v)
+{
+    for (size_t k = 0; k < 64 && off + 8 * k + 8 <= len; k++) {
+        uint64_t x = v + k;
+        memcpy(mem + off + 8 * k, &x, sizeof(x));
+    }
+}
+
 static void *writer_thread(void *arg)
 {
     Writer *w = arg;
@@ -824,11 +836,7 @@ static void *writer_thread(void *arg)
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         uint64_t v = split(&s);
         size_t off = (size_t)(v % (w->len / 8)) * 8;
-        /* Runs of varied bytes, as a guest filling buffers. */
-        for (size_t k = 0; k < 64 && off + 8 * k + 8 <= w->len; k++) {
-            __atomic_store_n((uint64_t *)(void *)(w->mem + off + 8 * k),
-                             v + k, __ATOMIC_RELAXED);
-        }
+        guest_fill(w->mem, w->len, off, v);
     }
     return NULL;
 }

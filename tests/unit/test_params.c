@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "engine/engine.h"
@@ -119,6 +120,82 @@ static void test_zero_page(void **state)
     assert_false(rf_page_is_zero(page));
 }
 
+/* ---- the name lists from several threads at once ------------------------ */
+
+#define NAME_THREADS 4
+
+typedef struct NamesRun {
+    pthread_barrier_t *start;
+    const char *const *methods, *const *params;
+    bool unknown_named_all;
+} NamesRun;
+
+/* Asks for both lists (directly, and through the error message of an
+ * unknown name, which lists them) right after every thread is released. */
+static void *names_thread(void *arg)
+{
+    NamesRun *r = arg;
+    pthread_barrier_wait(r->start);
+    RfParams p;
+    rf_params_init(&p);
+    RfError *err = NULL;
+    rf_params_set(&p, "no-such-thing", "1", &err);
+    r->unknown_named_all = err && strstr(rf_error_msg(err),
+                                         "multifd-channels");
+    rf_error_free(err);
+    err = NULL;
+    rf_params_set(&p, "multifd-compression", "lz4", &err);
+    r->unknown_named_all = r->unknown_named_all && err &&
+                           strstr(rf_error_msg(err), "none");
+    rf_error_free(err);
+    r->methods = rf_method_names();
+    r->params = rf_params_names();
+    return NULL;
+}
+
+/* rf_method_names() and rf_params_names() may be called from any thread
+ * at any time (a ThreadSanitizer build reports it if they write shared
+ * state each call) and give the same complete lists. */
+static void test_names_from_threads(void **state)
+{
+    (void)state;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, NAME_THREADS);
+    pthread_t th[NAME_THREADS];
+    NamesRun runs[NAME_THREADS];
+    for (int i = 0; i < NAME_THREADS; i++) {
+        runs[i] = (NamesRun){.start = &start};
+        assert_int_equal(pthread_create(&th[i], NULL, names_thread,
+                                        &runs[i]), 0);
+    }
+    for (int i = 0; i < NAME_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    const char *const *m = rf_method_names(), *const *n = rf_params_names();
+    assert_string_equal(m[0], "none");
+    assert_string_equal(n[0], "multifd-channels");
+    size_t nm = 0, np = 0;
+    while (m[nm]) {
+        nm++;
+    }
+    while (n[np]) {
+        np++;
+    }
+    assert_int_equal(np, 9); /* with "timeout" */
+    for (int i = 0; i < NAME_THREADS; i++) {
+        assert_true(runs[i].unknown_named_all);
+        assert_ptr_equal(runs[i].methods, m);
+        assert_ptr_equal(runs[i].params, n);
+        for (size_t k = 0; k <= nm; k++) {
+            assert_ptr_equal(runs[i].methods[k], m[k]);
+        }
+        for (size_t k = 0; k <= np; k++) {
+            assert_ptr_equal(runs[i].params[k], n[k]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_check_catches_direct_writes),
         cmocka_unit_test(test_zero_page),
+        cmocka_unit_test(test_names_from_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@
 #include "ram/uffd_dirty.h"
 #include "engine/engine.h"
 #include "ramflow/ramflow.h"
+#include "util/guest_writes.h"
 
 #define PAGE RF_PAGE_SIZE
 #define A_PAGES 1536u /* 6 MiB */
@@ -125,6 +126,14 @@ typedef struct Writer {
     unsigned pauses;
 } Writer;
 
+/* The guest's stores into one page (uninstrumented: see
+ * util/guest_writes.h). */
+static RF_GUEST_WRITES void guest_store(uint8_t *p, uint64_t v, uint64_t x)
+{
+    memcpy(p, &v, 8);
+    memcpy(p + 8 + (x % (PAGE / 8 - 1)) * 8, &x, 8);
+}
+
 /* Writes random pages of both regions, 8 per batch, about 2000 batches a
  * second: a counter in the first 8 bytes and a random word elsewhere. */
 static void *writer_main(void *arg)
@@ -145,9 +154,7 @@ static void *writer_main(void *arg)
             uint64_t pg = xorshift(&seed) % total;
             unsigned r = pg < w->pages[0] ? 0 : 1;
             uint8_t *p = w->base[r] + (r ? pg - w->pages[0] : pg) * PAGE;
-            uint64_t v = ++counter, x = xorshift(&seed);
-            memcpy(p, &v, 8);
-            memcpy(p + 8 + (x % (PAGE / 8 - 1)) * 8, &x, 8);
+            guest_store(p, ++counter, xorshift(&seed));
         }
         atomic_fetch_add(&w->written, 8);
         pthread_mutex_unlock(&w->lock);

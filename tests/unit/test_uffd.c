@@ -28,6 +28,7 @@
 #include "testvm/guest.h"
 #include "testvm/guest_backend.h"
 #include "util/clock.h"
+#include "util/guest_writes.h"
 
 #define PAGE 4096u
 
@@ -329,6 +330,12 @@ typedef struct WriterArg {
     unsigned id;
 } WriterArg;
 
+/* The guest's store (uninstrumented: see util/guest_writes.h). */
+static RF_GUEST_WRITES void guest_bump(uint64_t *c)
+{
+    (*(volatile uint64_t *)c)++;
+}
+
 /* Bumps a per-thread 64-bit counter in random pages: every write changes
  * the page. */
 static void *writer_main(void *arg)
@@ -338,8 +345,7 @@ static void *writer_main(void *arg)
     uint64_t seed = 1000 + a->id, pages = w->r->len / PAGE, n = 0;
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         uint64_t pg = next_rand(&seed) % pages;
-        uint64_t *c = (uint64_t *)(w->r->p + pg * PAGE) + a->id;
-        (*(volatile uint64_t *)c)++;
+        guest_bump((uint64_t *)(w->r->p + pg * PAGE) + a->id);
         n++;
     }
     atomic_fetch_add(&w->writes, n);
@@ -572,15 +578,22 @@ static void test_guest_runs_and_pauses(void **state)
 static void test_guest_rate_and_throttle(void **state)
 {
     (void)state;
+    double start = rf_now();
     RfGuest *g = thread_guest(16, 1, 2000);
     RfRamSource *src = rf_guest_ram_source(g);
     const RfRamBlock *blk = src->ops->block(src, 0);
     rf_sleep(0.5);
     rf_guest_pause(g);
+    /* The cap is judged against the time the guest really ran, which a
+     * loaded machine stretches past the 0.5 s asked for: at most the rate
+     * times that (+20%) plus the 50 ms burst allowed at the start; at
+     * least 60% of the 0.5 s worth. */
+    double ran = rf_now() - start;
     uint64_t n = pages_touched(blk->host, blk->size);
-    printf("dirty rate 2000 pages/s for 0.5 s: %llu pages written\n",
+    printf("dirty rate 2000 pages/s for %.2f s: %llu pages written\n", ran,
            (unsigned long long)n);
-    assert_true(n >= 600 && n <= 1400);
+    assert_true(n >= 600);
+    assert_true((double)n <= 2000 * ran * 1.2 + 100);
     rf_guest_free(g);
 
     g = thread_guest(1, 1, 0);
