@@ -54,6 +54,7 @@ cp "$SRC/examples/vmm.c" "$T/vmm.c"
 # runtime first in the program that loads it.
 SAN=""
 readelf -d "$LIBSO" | grep -q 'NEEDED.*libasan' && SAN="-fsanitize=address,undefined"
+readelf -d "$LIBSO" | grep -q 'NEEDED.*libtsan' && SAN="-fsanitize=thread"
 (cd "$T" && cc -Wall -Wextra -Werror $SAN $CFLAGS vmm.c $LIBS -lpthread -o vmm) \
     || fail "building the example against the installed library"
 export LD_LIBRARY_PATH="$(dirname "$LIBSO")"
