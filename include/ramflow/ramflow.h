@@ -50,9 +50,10 @@
  *   rf_ram_source_mark_dirty; it must not call rf_migration_wait or
  *   rf_migration_free on its own migration (that would deadlock).
  * - rf_migration_cancel() may be called from any thread at any time, and
- *   from a signal handler (it only stores an atomic flag and writes to a
- *   pipe).  rf_migration_query(), rf_migration_status() and
- *   rf_migration_set_param() may be called from any thread at any time.
+ *   from a signal handler (it only stores to lock-free atomics; the
+ *   migration notices within about 100 ms).  rf_migration_query(),
+ *   rf_migration_status() and rf_migration_set_param() may be called from
+ *   any thread at any time.
  *   rf_ram_source_mark_dirty() may be called from any thread.
  * - rf_migration_wait() and rf_migration_free() are called from one thread
  *   (not the migration thread).
