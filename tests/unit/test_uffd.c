@@ -751,14 +751,29 @@ static void expect_load(const RfGuestVcpuRecords *vm_recs,
         /* Paused after load: nothing written until resume. */
         rf_sleep(0.02);
         assert_int_equal(pages_touched(mem.host, mem.size), 0);
-        rf_guest_thread_ops.resume(be);
-        while (rf_guest_thread_ops.passes(be) < plan->passes + 1) {
-            rf_sleep(0.001);
+        /* Byte 0 of a page counts the passes over it since the load
+         * (memory started at 0), modulo 256: after at least one whole pass
+         * some page reads non-zero, unless the guest stopped right after
+         * a multiple of 256 passes, where every byte has wrapped to 0.
+         * Then it runs one more pass: a guest that wrote nothing reads 0
+         * with a pass count that is not a multiple of 256, and fails. */
+        uint64_t target = plan->passes + 1;
+        for (int tries = 0;; tries++) {
+            rf_guest_thread_ops.resume(be);
+            while (rf_guest_thread_ops.passes(be) < target) {
+                rf_sleep(0.001);
+            }
+            rf_guest_thread_ops.pause(be);
+            if (pages_touched(mem.host, mem.size) > 0) {
+                break;
+            }
+            uint64_t ran = rf_guest_thread_ops.passes(be) - plan->passes;
+            if (ran % 256 != 0 || tries == 3) {
+                fail_msg("the resumed guest wrote no page in %llu passes",
+                         (unsigned long long)ran);
+            }
+            target = rf_guest_thread_ops.passes(be) + 1;
         }
-        rf_guest_thread_ops.pause(be);
-        /* Byte 0 of a page wraps at 256 passes, so one page can read 0;
-         * after a whole pass the bytes are v or v + 1: some are not 0. */
-        assert_true(pages_touched(mem.host, mem.size) > 0);
     } else {
         assert_false(ok);
         if (rf_error_kind(err) != RF_ERR_PROTOCOL ||
