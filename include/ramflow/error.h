@@ -45,6 +45,8 @@ typedef enum {
     RF_ERR_VERIFY = 6,    /* --verify found different memory */
     RF_ERR_CANCELLED = 7, /* the user cancelled */
     RF_ERR_TIMEOUT = 8,   /* a peer stalled past the timeout */
+    RF_ERR_AUTH = 9,      /* TLS or peer authentication failed, or the
+                           * peer is not allowed (since 1.1) */
 } RfErrorKind;
 
 typedef struct RfError RfError;

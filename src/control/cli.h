@@ -13,6 +13,7 @@
 #define RF_EXIT_OK 0
 #define RF_EXIT_FAIL 1
 #define RF_EXIT_USAGE 2
+#define RF_EXIT_AUTH 3 /* RF_ERR_AUTH: authentication failed or refused */
 
 /* Options every subcommand that takes parameters accepts: one long option
  * per parameter name (val = 1000 + index into rf_params_names()). */

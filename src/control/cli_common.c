@@ -32,8 +32,9 @@ int rf_cli_param_option(RfParams *p, int val, const char *arg,
 
 int rf_cli_fail(const char *what, RfError *err)
 {
-    int status = rf_error_kind(err) == RF_ERR_PARAM ? RF_EXIT_USAGE
-                                                    : RF_EXIT_FAIL;
+    int status = rf_error_kind(err) == RF_ERR_PARAM  ? RF_EXIT_USAGE
+                 : rf_error_kind(err) == RF_ERR_AUTH ? RF_EXIT_AUTH
+                                                     : RF_EXIT_FAIL;
     fprintf(stderr, "ramflow: %s%s%s\n", what ? what : "",
             what ? ": " : "", rf_error_msg(err));
     rf_error_free(err);

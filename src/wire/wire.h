@@ -197,7 +197,7 @@ bool rf_wire_accept_decode(const uint8_t *in, size_t len, RfAccept *out,
 bool rf_wire_error_decode(const uint8_t *in, size_t len, uint32_t *kind,
                           char *msg, size_t cap, RfError **errp);
 /* The highest error kind this build knows. */
-#define RF_WIRE_ERR_KIND_MAX RF_ERR_TIMEOUT
+#define RF_WIRE_ERR_KIND_MAX RF_ERR_AUTH
 /* @return the RfErrorKind of a received ERROR kind: itself when this
  * build knows it, RF_ERR_GENERIC otherwise. */
 RfErrorKind rf_wire_error_kind(uint32_t wire_kind);

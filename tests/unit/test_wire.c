@@ -661,6 +661,7 @@ static void test_error_kind_numbers(void **state)
     assert_int_equal(RF_ERR_VERIFY, 6);
     assert_int_equal(RF_ERR_CANCELLED, 7);
     assert_int_equal(RF_ERR_TIMEOUT, 8);
+    assert_int_equal(RF_ERR_AUTH, 9);
     assert_int_equal(RF_WIRE_ERR_KIND_MAX, 8);
 }
 

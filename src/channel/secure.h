@@ -1,0 +1,130 @@
+/*
+ * ramflow - secure channels: TLS 1.3 (GnuTLS) over any transport, and the
+ * peer filter, both behind the transport ops tables (transport.h) so the
+ * engine only ever sees RfConn and RfListener.
+ *
+ * An RfSecure holds one side's loaded credentials (x509 in QEMU's
+ * tls-creds-x509 directory layout, or pre-shared keys in QEMU's
+ * tls-creds-psk layout), the client identities the server accepts
+ * (tls-authz) and the networks it accepts connections from (allow-peer).
+ *
+ * A server wraps its listener: the wrapped listener's accept returns only
+ * connections that passed the peer filter and, with TLS, completed a
+ * TLS 1.3 handshake with a verified, authorised peer.  Every other
+ * connection (a scanner, a plaintext client, an untrusted certificate, a
+ * peer that stalls in the handshake) is closed, counted and reported to
+ * the `rejected` hook, and accept goes on waiting until its own deadline:
+ * a stranger can never make the accept fail.
+ *
+ * A client connects (or wraps a connection it has) and verifies the
+ * server's certificate against the CA and the expected host name.
+ *
+ * Files: secure.c (config, listener wrap, peer filter), tls.c (GnuTLS
+ * session as an RfConn), tls_creds.c (loading credentials and authz).
+ */
+#ifndef RF_CHANNEL_SECURE_H
+#define RF_CHANNEL_SECURE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel/transport.h"
+#include "ramflow/error.h"
+
+typedef struct RfSecureConfig {
+    /* x509 credentials directory: ca-cert.pem, optional ca-crl.pem, and
+     * server-cert.pem + server-key.pem (server) or client-cert.pem +
+     * client-key.pem (client).  NULL or "" = no x509. */
+    const char *tls_creds;
+    /* PSK directory holding keys.psk ("username:hexkey" lines).  NULL or
+     * "" = no PSK.  At most one of tls_creds and tls_psk. */
+    const char *tls_psk;
+    /* Client: the PSK identity to use (NULL or "" = "qemu"). */
+    const char *psk_username;
+    /* Client: the name the server certificate must carry (NULL or "" =
+     * the host of the URI connected to). */
+    const char *hostname;
+    /* Server: accepted client identities, separated by ';': x509
+     * distinguished names as gnutls_x509_crt_get_dn() writes them, or PSK
+     * usernames.  NULL/"" and no authz_file = any verified peer. */
+    const char *authz;
+    /* Server: a file of accepted identities, one per line ('#' comments,
+     * blank lines ignored); combined with authz. */
+    const char *authz_file;
+    /* Server: "CIDR[,CIDR...]" (IPv4 or IPv6, a bare address = /32 or
+     * /128); connections from elsewhere are closed before any byte is
+     * read.  Unix-socket peers always pass.  NULL/"" = any peer. */
+    const char *allow_peer;
+    /* Longest a TLS handshake (or, without TLS, nothing) may take on
+     * accept or connect; 0 = 10000 ms. */
+    unsigned handshake_timeout_ms;
+    /* Server: called (on the accepting thread) for each connection
+     * dropped, with its peer URI (or "unknown") and the reason. */
+    void (*rejected)(const char *peer, const char *why, void *opaque);
+    void *opaque;
+} RfSecureConfig;
+
+typedef struct RfSecure RfSecure;
+
+/* Loads credentials for one role (server = the destination) and parses
+ * the authz list and peer filter, copying every string.  Errors name the
+ * missing or bad file ("tls-creds: /dir/ca-cert.pem: no such file").
+ * Nothing is loaded when neither tls_creds nor tls_psk is set: the result
+ * then only filters peers. */
+RfSecure *rf_secure_new(const RfSecureConfig *cfg, bool server,
+                        RfError **errp);
+/* NULL is allowed. */
+void rf_secure_free(RfSecure *s);
+
+/* Whether TLS is configured (x509 or PSK).  NULL -> false. */
+bool rf_secure_tls(const RfSecure *s);
+
+/* Connections rejected so far by listeners wrapped with s. */
+unsigned rf_secure_rejected(const RfSecure *s);
+
+/* Client: connects to uri within timeout_ms and, with TLS, completes the
+ * handshake and verifies the server (CA, CRL, expiry, host name).
+ * s NULL = plain rf_conn_connect().  Errors say what failed and how to
+ * fix it ("the server's certificate is not signed by tls-creds' CA"). */
+RfConn *rf_secure_connect(RfSecure *s, const char *uri, unsigned timeout_ms,
+                          RfError **errp);
+
+/* Client: wraps `inner` (already connected; owned from now on, closed on
+ * failure) as rf_secure_connect() would.  hostname NULL = cfg->hostname;
+ * if both are unset, x509 verification fails asking for tls-hostname. */
+RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
+                              const char *hostname, RfError **errp);
+
+/* Server: wraps `inner` (owned from now on, also on failure): accept
+ * applies the peer filter and, with TLS, the handshake and authz; see the
+ * file comment.  s NULL = inner itself. */
+RfListener *rf_secure_listener_wrap(RfSecure *s, RfListener *inner,
+                                    RfError **errp);
+
+/* Server: wraps an accepted connection (owned from now on, closed on
+ * failure) as the wrapped listener's accept would; a rejected peer is an
+ * RF_ERR_AUTH error here since there is no other to wait for. */
+RfConn *rf_secure_server_wrap(RfSecure *s, RfConn *inner, RfError **errp);
+
+/* Whether uri ("tcp:HOST:PORT" or "unix:PATH") can only be reached from
+ * this host: unix sockets, 127.0.0.0/8, ::1, "localhost".  An empty host
+ * counts as loopback (rf_listen binds it to 127.0.0.1). */
+bool rf_uri_is_local(const char *uri);
+
+/* --- on any connection (generic calls over RfConnOps) ------------------ */
+
+/* Fills out[outlen] with TLS keying material (RFC 5705 / RFC 8446
+ * exporter) for `label` and context ctx[ctxlen]: equal on both ends of
+ * one TLS session, unknowable to anyone else.  @return false with
+ * RF_ERR_PARAM on a connection without TLS. */
+bool rf_conn_export(RfConn *c, const char *label, const void *ctx,
+                    size_t ctxlen, uint8_t *out, size_t outlen,
+                    RfError **errp);
+
+/* "TLS 1.3 x509, kernel" / "TLS 1.3 PSK, user space" / NULL without TLS:
+ * for reports. */
+const char *rf_conn_security(const RfConn *c);
+
+#endif /* RF_CHANNEL_SECURE_H */
