@@ -662,7 +662,7 @@ static void test_error_kind_numbers(void **state)
     assert_int_equal(RF_ERR_CANCELLED, 7);
     assert_int_equal(RF_ERR_TIMEOUT, 8);
     assert_int_equal(RF_ERR_AUTH, 9);
-    assert_int_equal(RF_WIRE_ERR_KIND_MAX, 8);
+    assert_int_equal(RF_WIRE_ERR_KIND_MAX, 9);
 }
 
 /* A newer peer's error kind travels with its message and is reported as
