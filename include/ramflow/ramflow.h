@@ -95,7 +95,7 @@ extern "C" {
  * ====================================================================== */
 
 #define RAMFLOW_VERSION_MAJOR 1
-#define RAMFLOW_VERSION_MINOR 0
+#define RAMFLOW_VERSION_MINOR 1
 #define RAMFLOW_VERSION_PATCH 0
 /*! RAMFLOW_VERSION_NUMBER : MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define RAMFLOW_VERSION_NUMBER                                               \
@@ -530,6 +530,13 @@ typedef struct RfCallbacks {
      * per non-converging round up to 99); 0 when done. */
     void (*throttle)(unsigned pct, void *opaque);
     void *opaque;
+    /* since 1.1 -- Destination: a connection was dropped before it became
+     * part of the migration (not an allowed peer, TLS handshake or
+     * authorisation failed, no valid hello, a stray data channel), with
+     * the peer's URI ("unknown" if it has none) and the reason.  Called on
+     * the migration thread; the migration goes on. */
+    void (*rejected)(RfMigration *m, const char *peer, const char *why,
+                     void *opaque);
 } RfCallbacks;
 
 #define RF_CALLBACKS_INIT {.size = sizeof(RfCallbacks)}
@@ -692,6 +699,10 @@ typedef struct RfReport {
     double dest_downtime_ms;   /* destination: STATE/END received to done */
     unsigned throttle_pct;     /* auto-converge throttle reached, 0-99 */
     uint64_t state_bytes;      /* device state sent on the main channel */
+    /* since 1.1 */
+    unsigned rejected_connections; /* destination: connections dropped
+                                    * (peer filter, TLS, stray hellos) */
+    char security[64];         /* "TLS 1.3 x509, user-space TLS", "none" */
 } RfReport;
 
 #define RF_REPORT_INIT {.size = sizeof(RfReport)}

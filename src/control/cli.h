@@ -13,6 +13,9 @@
 #define RF_EXIT_OK 0
 #define RF_EXIT_FAIL 1
 #define RF_EXIT_USAGE 2
+/* Where `incoming` listens without --listen: loopback only. */
+#define RF_CLI_DEFAULT_LISTEN "tcp:127.0.0.1:4444"
+
 #define RF_EXIT_AUTH 3 /* RF_ERR_AUTH: authentication failed or refused */
 
 /* Options every subcommand that takes parameters accepts: one long option

@@ -8,8 +8,12 @@ int rf_cli_add_param_options(struct option *opts, int n)
 {
     const char *const *names = rf_params_names();
     for (int i = 0; names[i]; i++) {
-        opts[n++] = (struct option){names[i], required_argument, NULL,
-                                    RF_OPT_PARAM_BASE + i};
+        /* A switch: "--insecure" alone means on. */
+        bool flag = strcmp(names[i], "insecure") == 0;
+        opts[n++] = (struct option){names[i],
+                                    flag ? optional_argument
+                                         : required_argument,
+                                    NULL, RF_OPT_PARAM_BASE + i};
     }
     opts[n] = (struct option){0};
     return n;
@@ -26,8 +30,8 @@ int rf_cli_param_option(RfParams *p, int val, const char *arg,
     if (val < RF_OPT_PARAM_BASE || val >= RF_OPT_PARAM_BASE + count) {
         return 0;
     }
-    return rf_params_set(p, names[val - RF_OPT_PARAM_BASE], arg, errp) ? 1
-                                                                       : -1;
+    return rf_params_set(p, names[val - RF_OPT_PARAM_BASE], arg ? arg : "on",
+                         errp) ? 1 : -1;
 }
 
 int rf_cli_fail(const char *what, RfError *err)

@@ -8,12 +8,29 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: ramflow incoming --listen URI --memory [NAME=]FILE [...]\n"
+        "usage: ramflow incoming [--listen URI] --memory [NAME=]FILE[:SIZE] "
+        "[...]\n"
         "                        [--reuse-memory] [--multifd-compression M]"
         " [--multifd-channels N]\n"
         "                        [--json] [--timeout MS] [--uri-file PATH]\n"
-        "       ramflow incoming --listen URI --guest [--kind auto|kvm|thread]"
+        "                        [--tls-creds DIR | --tls-psk DIR] "
+        "[--tls-authz DN[;DN...]]\n"
+        "                        [--tls-authz-file FILE] [--allow-peer "
+        "CIDR[,CIDR...]]\n"
+        "                        [--max-memory SIZE] [--insecure]\n"
+        "       ramflow incoming [--listen URI] --guest [--kind "
+        "auto|kvm|thread] [...]\n"
         "\n"
+        "--listen defaults to " RF_CLI_DEFAULT_LISTEN " (loopback).  An "
+        "address\n"
+        "other hosts can reach needs TLS (--tls-creds or --tls-psk), or\n"
+        "--insecure, which lets anyone who reaches the port write this\n"
+        "destination's memory.  Connections that are not the source\n"
+        "(--allow-peer, TLS, authz, no hello) are dropped and reported;\n"
+        "the wait goes on.  Nothing is written, created or allocated before\n"
+        "the source has authenticated and its layout passed the checks\n"
+        "(--memory ...:SIZE, --max-memory, the free space).  See\n"
+        "docs/security.md.\n"
         "\n"
         "Receives one migration into FILE(s), created or truncated to the\n"
         "source's block sizes.  With --reuse-memory, into existing FILE(s)\n"
@@ -29,7 +46,7 @@ int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
            O_QUIET, O_GUEST, O_KIND, O_REUSE };
-    struct option opts[32] = {
+    struct option opts[48] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
         {"json", no_argument, NULL, O_JSON},
@@ -89,9 +106,12 @@ int rf_cli_incoming(int argc, char **argv)
         default: usage(stderr); return RF_EXIT_USAGE;
         }
     }
-    if (optind != argc || !in.uri || (in.nspecs == 0) == !guest) {
-        fprintf(stderr, "ramflow: incoming needs --listen URI and either "
-                "--memory FILE or --guest\n");
+    if (!in.uri) {
+        in.uri = RF_CLI_DEFAULT_LISTEN;
+    }
+    if (optind != argc || (in.nspecs == 0) == !guest) {
+        fprintf(stderr, "ramflow: incoming needs either --memory FILE or "
+                "--guest\n");
         usage(stderr);
         return RF_EXIT_USAGE;
     }

@@ -36,7 +36,7 @@ int rf_cli_migrate(int argc, char **argv)
 {
     enum { O_MEMORY = 1, O_VERIFY, O_JSON, O_TIMEOUT, O_WRITES, O_HELP,
            O_QUIET };
-    struct option opts[32] = {
+    struct option opts[48] = {
         {"memory", required_argument, NULL, O_MEMORY},
         {"verify", no_argument, NULL, O_VERIFY},
         {"json", no_argument, NULL, O_JSON},

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "channel/secure.h"
 #include "control/run.h"
 #include "testvm/writer.h"
 
@@ -55,6 +56,41 @@ void rf_cli_incoming_init(RfCliIncoming *in)
     in->uri_fd = -1;
 }
 
+/* Each connection a destination drops is worth a line: it is either a
+ * misconfigured source or someone who should not be there. */
+static void print_rejected(RfMigration *m, const char *peer, const char *why,
+                           void *opaque)
+{
+    (void)m;
+    (void)opaque;
+    rf_progress_done();
+    fprintf(stderr, "ramflow: dropped a connection from %s: %s\n", peer,
+            why);
+}
+
+/* `insecure` lifts the refusal to listen in plaintext where other hosts
+ * reach; say plainly what that means. */
+static void warn_insecure(const RfParams *params, const char *uri)
+{
+    char tls[8], psk[8], insecure[8];
+    if (!rf_params_get(params, "insecure", insecure, sizeof(insecure),
+                       NULL) || strcmp(insecure, "on") != 0 ||
+        rf_uri_is_local(uri)) {
+        return;
+    }
+    rf_params_get(params, "tls-creds", tls, sizeof(tls), NULL);
+    rf_params_get(params, "tls-psk", psk, sizeof(psk), NULL);
+    if (tls[0] || psk[0]) {
+        return;
+    }
+    fprintf(stderr,
+            "ramflow: WARNING: listening on %s without TLS (--insecure): "
+            "anyone who can reach this port can send this destination a "
+            "whole memory image (and, with --guest, the vCPU state of the "
+            "VM it resumes), and anyone on the path can read the guest's "
+            "memory.  Use --tls-creds or --tls-psk.\n", uri);
+}
+
 bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
                        RfRamSource *src, RfRamSink *sink, const char *uri,
                        RfReport *rep, RfError **errp)
@@ -63,7 +99,14 @@ bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
     if (!m) {
         return false;
     }
-    bool ok = rf_migration_set_callbacks(m, cb, errp);
+    RfCallbacks mine = *cb;
+    if (sink && !mine.rejected) {
+        mine.rejected = print_rejected;
+    }
+    if (sink) {
+        warn_insecure(params, uri);
+    }
+    bool ok = rf_migration_set_callbacks(m, &mine, errp);
     if (ok) {
         rf_cli_set_migration(m);
         ok = src ? rf_migration_start_outgoing(m, src, uri,

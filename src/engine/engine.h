@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "channel/secure.h"
 #include "channel/transport.h"
 #include "engine/params.h"
 #include "ramflow/ramflow.h"
@@ -67,6 +68,10 @@ typedef struct RfMigrateOptions {
      * (the data channels then connect to its peer); owned by the engine.
      * May be NULL. */
     RfConn *main_conn;
+    /* TLS credentials for every connection (the caller's; NULL =
+     * plaintext).  With TLS, each data channel proves it belongs to the
+     * main channel's session (RF_CAP_TLS_BINDING). */
+    RfSecure *secure;
     /* Shared with the handle; may be NULL. */
     RfEngineShared *shared;
     void *opaque;
@@ -95,6 +100,18 @@ typedef struct RfIncomingOptions {
      * listening at the URI; owned by the engine.  May be NULL. */
     RfListener *listener;
     RfConn *main_conn;
+    /* TLS credentials and peer filter (the caller's; NULL = plaintext,
+     * any peer).  Without TLS, listening on an address other hosts can
+     * reach is refused unless `insecure`. */
+    RfSecure *secure;
+    bool insecure;
+    /* Refuse a source announcing more memory than this; 0 = the sink's
+     * own limit only. */
+    uint64_t max_memory;
+    /* Called on the migration thread for each connection dropped before
+     * or during the handshake (filter, TLS, bad hello, stray data
+     * channel), with its peer and the reason.  May be NULL. */
+    void (*rejected)(const char *peer, const char *why, void *opaque);
     RfEngineShared *shared;
     void *opaque;
 } RfIncomingOptions;
@@ -115,6 +132,9 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
 
 /* ---- main channel messages (mainchan.c) ------------------------------- */
 
+/* " (the peer speaks TLS: ...)" when the first two bytes that arrived
+ * where a message header was expected are a TLS record's, else "". */
+const char *rf_msg_tls_hint(const uint8_t raw[2]);
 /* Sends one framed message. */
 bool rf_msg_send(RfConn *c, RfMsgType type, const void *payload,
                  uint32_t len, RfError **errp);
@@ -132,6 +152,11 @@ bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
  * usually explains the failure better than a reset connection.
  * @return that error ("<peer> reported: ..."), or NULL. */
 RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms);
+/* The binding a data channel sends after its hello (RF_CAP_TLS_BINDING):
+ * the TLS exporter of the main channel `main` for session and channel. */
+bool rf_chan_binding(RfConn *main, const uint8_t session[16],
+                     unsigned channel, uint8_t out[RF_CHAN_BINDING_SIZE],
+                     RfError **errp);
 /* Reads one message and checks it has type `want`. */
 bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
                    size_t cap, uint32_t *len, RfError **errp);

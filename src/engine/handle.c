@@ -33,6 +33,7 @@ struct RfMigration {
     RfRamSink *sink;
     RfConn *conn;          /* _fd starts: the caller's socket */
     RfListener *listener;
+    RfSecure *secure;      /* TLS credentials and peer filter, or NULL */
     atomic_int cancel;
     atomic_int status;     /* RfStatus */
     RfEngineShared shared;
@@ -151,6 +152,39 @@ static void on_throttle(unsigned pct, void *opaque)
     m->cb.throttle(pct, m->cb.opaque);
 }
 
+static void on_rejected(const char *peer, const char *why, void *opaque)
+{
+    RfMigration *m = opaque;
+    if (m->cb.rejected) {
+        m->cb.rejected(m, peer, why, m->cb.opaque);
+    }
+}
+
+/* Loads the TLS credentials and peer filter the parameters name, at
+ * start so that a missing file fails the start call itself.  Nothing is
+ * loaded (NULL) when no security parameter is set. */
+static bool load_security(RfMigration *m, bool server, RfError **errp)
+{
+    const RfParams *p = &m->params;
+    if (!p->tls_creds[0] && !p->tls_psk[0] && !p->allow_peer[0]) {
+        return true;
+    }
+    RfSecureConfig cfg = {
+        .tls_creds = p->tls_creds,
+        .tls_psk = p->tls_psk,
+        .psk_username = p->tls_psk_username,
+        .hostname = p->tls_hostname,
+        .authz = p->tls_authz,
+        .authz_file = p->tls_authz_file,
+        .allow_peer = p->allow_peer,
+        .handshake_timeout_ms = p->timeout_ms < 10000 ? p->timeout_ms : 0,
+        .rejected = on_rejected,
+        .opaque = m,
+    };
+    m->secure = rf_secure_new(&cfg, server, errp);
+    return m->secure != NULL;
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static bool run_source(RfMigration *m, RfError **errp)
@@ -168,6 +202,7 @@ static bool run_source(RfMigration *m, RfError **errp)
         .auto_converge = m->params.auto_converge,
         .throttle = m->cb.throttle ? on_throttle : NULL,
         .main_conn = m->conn,
+        .secure = m->secure,
         .shared = &m->shared,
         .opaque = m,
     };
@@ -187,6 +222,10 @@ static bool run_dest(RfMigration *m, RfError **errp)
         .load_state = m->cb.load_state ? on_load_state : NULL,
         .listener = m->listener,
         .main_conn = m->conn,
+        .secure = m->secure,
+        .insecure = m->params.insecure,
+        .max_memory = m->params.max_memory,
+        .rejected = on_rejected,
         .shared = &m->shared,
         .opaque = m,
     };
@@ -352,6 +391,10 @@ bool rf_migration_start_outgoing(RfMigration *m, RfRamSource *src,
     }
     m->src = src;
     m->uri = strdup(uri);
+    RfError *err = NULL;
+    if (!load_security(m, false, &err)) {
+        return fail_start(m, err, errp);
+    }
     return launch(m, flags, errp);
 }
 
@@ -372,6 +415,9 @@ bool rf_migration_start_outgoing_fd(RfMigration *m, RfRamSource *src, int fd,
         close(fd); /* ours from the call on, as documented */
         return fail_start(m, err, errp);
     }
+    if (!load_security(m, false, &err)) {
+        return fail_start(m, err, errp);
+    }
     return launch(m, flags, errp);
 }
 
@@ -389,6 +435,10 @@ bool rf_migration_start_incoming(RfMigration *m, RfRamSink *sink,
     }
     m->sink = sink;
     m->uri = strdup(uri);
+    RfError *err = NULL;
+    if (!load_security(m, true, &err)) {
+        return fail_start(m, err, errp);
+    }
     return launch(m, flags, errp);
 }
 
@@ -419,6 +469,9 @@ bool rf_migration_start_incoming_fd(RfMigration *m, RfRamSink *sink,
         if (conn_fd >= 0 && !m->conn) {
             close(conn_fd);
         }
+        return fail_start(m, err, errp);
+    }
+    if (!load_security(m, true, &err)) {
         return fail_start(m, err, errp);
     }
     return launch(m, flags, errp);
@@ -589,6 +642,7 @@ void rf_migration_free(RfMigration *m)
     }
     rf_conn_close(m->conn);
     rf_listener_close(m->listener);
+    rf_secure_free(m->secure);
     rf_error_free(m->err);
     free(m->uri);
     pthread_mutex_destroy(&m->shared.lock);

@@ -11,6 +11,7 @@
  * Any failure (bad packet on a channel, peer gone, cancel) is sent to the
  * source as ERROR on the main channel, naming the channel and field.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -48,7 +49,16 @@ typedef struct Dest {
     uint64_t ram_bytes;
     double setup_s, last_tick;
     uint64_t last_wire;
+    unsigned rejected;    /* connections dropped by the engine itself */
 } Dest;
+
+/* A stray connection never gets more than this to send its hello, so
+ * one that stalls cannot hold the accept loop for the whole timeout. */
+#define HELLO_WAIT_MAX_MS 10000u
+
+/* Stray connections tolerated while the data channels are accepted,
+ * besides the deadline: a flood ends the migration instead of spinning. */
+#define MAX_STRAY_CHANNELS 64u
 
 static atomic_int *cancel_ptr(Dest *d)
 {
@@ -62,6 +72,27 @@ static bool cancelled(Dest *d, RfError **errp)
         return true;
     }
     return false;
+}
+
+/* Drops a connection that is not (yet) part of this migration: closes
+ * it, counts it and tells the caller why. */
+static void reject(Dest *d, RfConn *c, const char *why)
+{
+    char peer[RF_URI_CAP];
+    if (!c || !rf_conn_peer_uri(c, peer, sizeof(peer), NULL)) {
+        snprintf(peer, sizeof(peer), "unknown");
+    }
+    rf_conn_close(c);
+    d->rejected++;
+    if (d->opts->rejected) {
+        d->opts->rejected(peer, why, d->opts->opaque);
+    }
+}
+
+static unsigned hello_wait_ms(const Dest *d)
+{
+    return d->timeout_ms < HELLO_WAIT_MAX_MS ? d->timeout_ms
+                                             : HELLO_WAIT_MAX_MS;
 }
 
 static void set_status(Dest *d, RfStatus st)
@@ -121,8 +152,22 @@ static void dest_tick(Dest *d, bool force)
 static bool check_hello(Dest *d, RfError **errp)
 {
     RfHello *h = d->hello;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < h->nblocks; i++) {
+        total += h->blocks[i].size; /* blocks are < 2^48 each: no wrap */
+    }
+    if (d->opts->max_memory && total > d->opts->max_memory) {
+        rf_error_set(errp, RF_ERR_MISMATCH,
+                     "the source announces %" PRIu64 " bytes of memory in %u "
+                     "block(s), more than max-memory (%" PRIu64 " bytes)",
+                     total, h->nblocks, d->opts->max_memory);
+        return false;
+    }
     /* Device state needs a VM to load it into. */
     uint64_t supported = RF_CAPS_IMPLEMENTED;
+    if (!rf_conn_security(d->main)) {
+        supported &= ~RF_CAP(RF_CAP_TLS_BINDING);
+    }
     if (!d->opts->load_state) {
         supported &= ~RF_CAP(RF_CAP_DEVICE_STATE);
     }
@@ -212,7 +257,78 @@ static bool prepare_memory(Dest *d, RfError **errp)
     return true;
 }
 
-/* Main channel: HELLO in, ACCEPT out (or ERROR with the reason). */
+/* Reads the first message of a new main channel within a bounded wait.
+ * @return 1 if it is a HELLO frame (in buf, *len bytes), 0 if the
+ * connection is not a ramflow source (*why says what it sent), -1 on a
+ * fatal error. */
+static int read_hello(Dest *d, RfConn *c, uint8_t *buf, uint32_t *len,
+                      char *why, size_t cap)
+{
+    unsigned keep = c->timeout_ms;
+    c->timeout_ms = hello_wait_ms(d);
+    uint8_t raw[RF_MSG_HDR_SIZE];
+    RfMsgHdr hdr;
+    RfError *err = NULL;
+    int r = 0;
+    if (!rf_conn_recv(c, raw, sizeof(raw), &err) ||
+        !rf_wire_msg_hdr_decode(raw, &hdr, &err)) {
+        snprintf(why, cap, "no ramflow hello: %s%s", rf_error_msg(err),
+                 err && rf_error_kind(err) == RF_ERR_PROTOCOL
+                     ? rf_msg_tls_hint(raw) : "");
+    } else if (hdr.type != RF_MSG_HELLO || hdr.length > RF_MSG_MAX_PAYLOAD) {
+        snprintf(why, cap, "first message is type %u of %u bytes, not a "
+                 "HELLO", hdr.type, hdr.length);
+    } else if (!rf_conn_recv(c, buf, hdr.length, &err)) {
+        snprintf(why, cap, "HELLO cut short: %s", rf_error_msg(err));
+    } else {
+        *len = hdr.length;
+        r = 1;
+    }
+    rf_error_free(err);
+    c->timeout_ms = keep;
+    return r;
+}
+
+/* Waits for the source: the first connection that (through the secure
+ * listener: passed the peer filter and TLS) sends a HELLO frame.  Anything
+ * else (a port scanner, a banner, a stalled client) is dropped and the
+ * wait goes on. */
+static bool accept_main(Dest *d, uint8_t *buf, uint32_t *len, RfError **errp)
+{
+    if (d->opts->main_conn) {
+        d->main = rf_secure_tls(d->opts->secure)
+                      ? rf_secure_server_wrap(d->opts->secure,
+                                              d->opts->main_conn, errp)
+                      : d->opts->main_conn;
+        if (!d->main) {
+            return false;
+        }
+        d->main->timeout_ms = d->timeout_ms;
+        char why[300];
+        if (read_hello(d, d->main, buf, len, why, sizeof(why)) != 1) {
+            rf_error_set(errp, RF_ERR_PROTOCOL, "main channel: %s", why);
+            return false;
+        }
+        return true;
+    }
+    for (;;) {
+        RfConn *c = rf_listener_accept(d->listener, 0, cancel_ptr(d), errp);
+        if (!c) {
+            return false;
+        }
+        c->timeout_ms = d->timeout_ms;
+        char why[300];
+        if (read_hello(d, c, buf, len, why, sizeof(why)) == 1) {
+            d->main = c;
+            return true;
+        }
+        reject(d, c, why);
+    }
+}
+
+/* Main channel: HELLO in, ACCEPT out (or ERROR with the reason).  Only
+ * now, with a peer that authenticated (TLS) and announced a layout that
+ * passed the checks, does the sink touch any file or memory. */
 static bool handshake(Dest *d, RfError **errp)
 {
     uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
@@ -222,11 +338,16 @@ static bool handshake(Dest *d, RfError **errp)
         rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
         return false;
     }
-    uint32_t len;
+    uint32_t len = 0;
+    if (!accept_main(d, buf, &len, errp)) {
+        free(buf);
+        return false;
+    }
+    d->t0 = rf_now();
+    d->cpu0 = rf_process_cpu();
+    d->thread_cpu0 = rf_thread_cpu();
     RfError *err = NULL;
-    bool ok = rf_msg_expect(d->main, "source", RF_MSG_HELLO, buf,
-                            RF_MSG_MAX_PAYLOAD, &len, &err) &&
-              rf_wire_hello_decode(buf, len, d->hello, &err) &&
+    bool ok = rf_wire_hello_decode(buf, len, d->hello, &err) &&
               check_hello(d, &err) && prepare_memory(d, &err);
     free(buf);
     if (!ok) {
@@ -241,43 +362,88 @@ static bool handshake(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ACCEPT, out, (uint32_t)n, errp);
 }
 
+/* Reads a data channel's hello (and binding, over TLS) within a bounded
+ * wait.  @return the channel index, or -1 with *why set. */
+static int read_chan_hello(Dest *d, RfConn *c, char *why, size_t cap)
+{
+    bool bind = d->caps & RF_CAP(RF_CAP_TLS_BINDING);
+    uint8_t raw[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE];
+    size_t len = RF_CHAN_HELLO_SIZE + (bind ? RF_CHAN_BINDING_SIZE : 0);
+    unsigned n = d->hello->channels;
+    RfChanHello h;
+    RfError *err = NULL;
+    int ch = -1;
+    c->timeout_ms = hello_wait_ms(d);
+    if (!rf_conn_recv(c, raw, len, &err) ||
+        !rf_wire_chan_hello_decode(raw, &h, &err)) {
+        snprintf(why, cap, "data channel hello: %s", rf_error_msg(err));
+    } else if (memcmp(h.session, d->hello->session, sizeof(h.session))) {
+        snprintf(why, cap, "data channel hello: field 'session' does not "
+                 "match the main channel's session");
+    } else if (h.channel >= n || d->conns[h.channel]) {
+        snprintf(why, cap, "data channel hello: field 'channel': %u is %s "
+                 "(channels 0-%u)", h.channel,
+                 h.channel >= n ? "out of range" : "a duplicate", n - 1);
+    } else if (bind) {
+        uint8_t want[RF_CHAN_BINDING_SIZE];
+        if (!rf_chan_binding(d->main, d->hello->session, h.channel, want,
+                             &err)) {
+            snprintf(why, cap, "%s", rf_error_msg(err));
+        } else if (rf_bytes_differ(want, raw + RF_CHAN_HELLO_SIZE,
+                                   sizeof(want))) {
+            snprintf(why, cap, "data channel %u: its binding to the main "
+                     "channel's TLS session is wrong (not this migration's "
+                     "source)", h.channel);
+        } else {
+            ch = h.channel;
+        }
+    } else {
+        ch = h.channel;
+    }
+    rf_error_free(err);
+    c->timeout_ms = d->timeout_ms;
+    return ch;
+}
+
+/* Accepts the source's data channels.  A connection that is not one of
+ * them (a stray, a replay, another session's) is dropped and counted; the
+ * migration fails only when the channels do not all arrive within the
+ * timeout, or after MAX_STRAY_CHANNELS strays. */
 static bool accept_channels(Dest *d, RfError **errp)
 {
     unsigned n = d->hello->channels;
-    for (unsigned got = 0; got < n; got++) {
-        RfConn *c = rf_listener_accept(d->listener, d->timeout_ms,
-                                       cancel_ptr(d), errp);
+    double deadline = rf_now() + d->timeout_ms / 1000.0;
+    unsigned strays = 0;
+    for (unsigned got = 0; got < n;) {
+        double left = deadline - rf_now();
+        RfConn *c = left > 0
+                        ? rf_listener_accept(d->listener,
+                                             (unsigned)(left * 1000) + 1,
+                                             cancel_ptr(d), errp)
+                        : NULL;
         if (!c) {
+            if (left <= 0) {
+                rf_error_set(errp, RF_ERR_TIMEOUT, "timed out after %u ms",
+                             d->timeout_ms);
+            }
             rf_error_prefix(errp, "waiting for data channel %u of %u",
                             got + 1, n);
             return false;
         }
-        c->timeout_ms = d->timeout_ms;
-        uint8_t raw[RF_CHAN_HELLO_SIZE];
-        RfChanHello h;
-        if (!rf_conn_recv(c, raw, sizeof(raw), errp) ||
-            !rf_wire_chan_hello_decode(raw, &h, errp)) {
-            rf_conn_close(c);
-            rf_error_prefix(errp, "data channel hello");
-            return false;
+        char why[300];
+        int ch = read_chan_hello(d, c, why, sizeof(why));
+        if (ch < 0) {
+            reject(d, c, why);
+            if (++strays >= MAX_STRAY_CHANNELS) {
+                rf_error_set(errp, RF_ERR_PROTOCOL, "%u stray connections "
+                             "while waiting for data channel %u of %u; the "
+                             "last: %s", strays, got + 1, n, why);
+                return false;
+            }
+            continue;
         }
-        if (memcmp(h.session, d->hello->session, sizeof(h.session)) != 0) {
-            rf_conn_close(c);
-            rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "data channel hello: field 'session' does not match "
-                         "the main channel's session");
-            return false;
-        }
-        if (h.channel >= n || d->conns[h.channel]) {
-            rf_conn_close(c);
-            rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "data channel hello: field 'channel': %u is %s "
-                         "(channels 0-%u)", h.channel,
-                         h.channel >= n ? "out of range" : "a duplicate",
-                         n - 1);
-            return false;
-        }
-        d->conns[h.channel] = c;
+        d->conns[ch] = c;
+        got++;
     }
     /* The receivers start now, while pre-faulting goes on: it works from
      * the start of memory in chunks, ahead of round 1's mostly ascending
@@ -471,24 +637,27 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
 static bool serve(Dest *d, const char *uri, RfReport *rep, RfError **errp)
 {
     set_status(d, RF_STATUS_SETUP);
-    d->listener = d->opts->listener ? d->opts->listener
-                                    : rf_listen(uri, errp);
+    RfListener *l = d->opts->listener;
+    if (!l) {
+        if (!rf_secure_tls(d->opts->secure) && !d->opts->insecure &&
+            !rf_uri_is_local(uri)) {
+            rf_error_set(errp, RF_ERR_PARAM,
+                         "refusing to listen on %s without TLS: anyone who "
+                         "reaches it could write this destination's memory "
+                         "(set tls-creds or tls-psk, listen on loopback, or "
+                         "set insecure to accept the risk)", uri);
+            return false;
+        }
+        l = rf_listen(uri, errp);
+    }
+    d->listener = l ? rf_secure_listener_wrap(d->opts->secure, l, errp)
+                    : NULL;
     if (!d->listener) {
         return false;
     }
     if (d->opts->listening) {
         d->opts->listening(d->listener->uri, d->opts->opaque);
     }
-    d->main = d->opts->main_conn
-                  ? d->opts->main_conn
-                  : rf_listener_accept(d->listener, 0, cancel_ptr(d), errp);
-    if (!d->main) {
-        return false;
-    }
-    d->main->timeout_ms = d->timeout_ms;
-    d->t0 = rf_now();
-    d->cpu0 = rf_process_cpu();
-    d->thread_cpu0 = rf_thread_cpu();
     if (!handshake(d, errp)) {
         return false;
     }
@@ -548,6 +717,11 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
             rf_msg_send_error(d.main, err);
         }
     }
+    rep->rejected_connections = d.rejected +
+                                rf_secure_rejected(d.opts->secure);
+    snprintf(rep->security, sizeof(rep->security), "%s",
+             d.main && rf_conn_security(d.main) ? rf_conn_security(d.main)
+                                                : "none");
     rf_recv_group_free(d.group);
     for (unsigned i = 0; i < 255; i++) {
         rf_conn_close(d.conns[i]);

@@ -12,6 +12,17 @@ static const char *msg_name(unsigned type)
     return type <= RF_MSG_MAX ? names[type] : "unknown";
 }
 
+const char *rf_msg_tls_hint(const uint8_t raw[2])
+{
+    /* A TLS record: content type handshake (22) or alert (21), then
+     * major version 3. */
+    if ((raw[0] == 22 || raw[0] == 21) && raw[1] == 3) {
+        return " (the peer speaks TLS: give both sides tls-creds or "
+               "tls-psk)";
+    }
+    return "";
+}
+
 bool rf_msg_send(RfConn *c, RfMsgType type, const void *payload,
                  uint32_t len, RfError **errp)
 {
@@ -45,7 +56,7 @@ bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
         return false;
     }
     if (!rf_wire_msg_hdr_decode(raw, hdr, errp)) {
-        rf_error_prefix(errp, "main channel");
+        rf_error_prefix(errp, "main channel%s", rf_msg_tls_hint(raw));
         return false;
     }
     if (hdr->length > cap) {
@@ -116,4 +127,20 @@ RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms)
         return NULL;
     }
     return NULL;
+}
+
+bool rf_chan_binding(RfConn *main, const uint8_t session[16],
+                     unsigned channel, uint8_t out[RF_CHAN_BINDING_SIZE],
+                     RfError **errp)
+{
+    uint8_t ctx[18];
+    memcpy(ctx, session, 16);
+    ctx[16] = (uint8_t)(channel >> 8);
+    ctx[17] = (uint8_t)channel;
+    if (!rf_conn_export(main, RF_CHAN_BINDING_LABEL, ctx, sizeof(ctx), out,
+                        RF_CHAN_BINDING_SIZE, errp)) {
+        rf_error_prefix(errp, "data channel %u binding", channel);
+        return false;
+    }
+    return true;
 }

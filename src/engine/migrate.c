@@ -128,12 +128,20 @@ static void source_resume(Source *s)
 
 static bool open_main(Source *s, const char *uri, RfError **errp)
 {
-    s->main = s->opts->main_conn
-                  ? s->opts->main_conn
-                  : rf_conn_connect(uri, s->timeout_ms, errp);
+    if (s->opts->main_conn) {
+        s->main = rf_secure_tls(s->opts->secure)
+                      ? rf_secure_client_wrap(s->opts->secure,
+                                              s->opts->main_conn, NULL, errp)
+                      : s->opts->main_conn;
+    } else {
+        s->main = rf_secure_connect(s->opts->secure, uri, s->timeout_ms,
+                                    errp);
+    }
     if (!s->main) {
+        rf_error_prefix(errp, "main channel");
         return false;
     }
+    bool tls = rf_conn_security(s->main) != NULL;
     s->main->timeout_ms = s->timeout_ms;
     RfHello *h = calloc(1, sizeof(*h));
     RfAccept *acc = calloc(1, sizeof(*acc));
@@ -149,9 +157,12 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     h->level = (uint8_t)rf_params_level(s->params, s->method->level_param);
     h->channels = (uint16_t)s->params->multifd_channels;
     /* Offer everything; require what this migration's options use. */
-    h->caps_supported = RF_CAPS_IMPLEMENTED;
+    /* Over TLS, the data channels must prove they belong to this
+     * session; without TLS there is nothing to bind to. */
+    h->caps_supported = RF_CAPS_IMPLEMENTED &
+                        ~(tls ? 0 : RF_CAP(RF_CAP_TLS_BINDING));
     h->caps_required =
-        RF_CAPS_SOURCE_NEEDS |
+        RF_CAPS_SOURCE_NEEDS | (tls ? RF_CAP(RF_CAP_TLS_BINDING) : 0) |
         (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
         (s->opts->save_state ? RF_CAP(RF_CAP_DEVICE_STATE) : 0);
     memcpy(h->session, s->session, sizeof(h->session));
@@ -184,13 +195,24 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
 {
     unsigned n = s->params->multifd_channels;
     RfConn *conns[255] = {0};
+    bool bind = s->caps & RF_CAP(RF_CAP_TLS_BINDING);
     for (unsigned i = 0; i < n; i++) {
-        conns[i] = rf_conn_connect(uri, s->timeout_ms, errp);
-        uint8_t hello[RF_CHAN_HELLO_SIZE];
+        conns[i] = rf_secure_connect(s->opts->secure, uri, s->timeout_ms,
+                                     errp);
+        uint8_t hello[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE];
         RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = (uint16_t)i};
         memcpy(ch.session, s->session, sizeof(ch.session));
         rf_wire_chan_hello_encode(&ch, hello);
-        if (!conns[i] || !rf_conn_send(conns[i], hello, sizeof(hello), errp)) {
+        size_t len = RF_CHAN_HELLO_SIZE;
+        if (conns[i] && bind) {
+            if (!rf_chan_binding(s->main, s->session, i,
+                                 hello + RF_CHAN_HELLO_SIZE, errp)) {
+                rf_conn_close(conns[i]);
+                conns[i] = NULL;
+            }
+            len += RF_CHAN_BINDING_SIZE;
+        }
+        if (!conns[i] || !rf_conn_send(conns[i], hello, len, errp)) {
             rf_error_prefix(errp, "channel %u", i);
             for (unsigned k = 0; k <= i; k++) {
                 rf_conn_close(conns[k]);
@@ -703,6 +725,9 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
     if (s.tracking) {
         rf_ram_source_dirty_stop(src);
     }
+    snprintf(rep->security, sizeof(rep->security), "%s",
+             s.main && rf_conn_security(s.main) ? rf_conn_security(s.main)
+                                                : "none");
     rf_send_group_free(s.group);
     rf_conn_close(s.main);
     for (unsigned b = 0; b < s.nblocks; b++) {

@@ -15,7 +15,7 @@
 #include "engine/params.h"
 #include "ramflow/ramflow.h"
 
-typedef enum { P_UINT, P_SIZE, P_METHOD } ParamKind;
+typedef enum { P_UINT, P_SIZE, P_METHOD, P_STRING, P_BOOL } ParamKind;
 
 typedef struct {
     const char *name;
@@ -41,6 +41,15 @@ static const ParamSpec specs[] = {
     {"downtime-limit", P_UINT, 0, 2000000, FIELD(downtime_limit), false},
     {"max-rounds", P_UINT, 1, 10000, FIELD(max_rounds), false},
     {"timeout", P_UINT, 100, 3600000, FIELD(timeout_ms), false},
+    {"tls-creds", P_STRING, 0, 0, FIELD(tls_creds), false},
+    {"tls-psk", P_STRING, 0, 0, FIELD(tls_psk), false},
+    {"tls-psk-username", P_STRING, 0, 0, FIELD(tls_psk_username), false},
+    {"tls-hostname", P_STRING, 0, 0, FIELD(tls_hostname), false},
+    {"tls-authz", P_STRING, 0, 0, FIELD(tls_authz), false},
+    {"tls-authz-file", P_STRING, 0, 0, FIELD(tls_authz_file), false},
+    {"allow-peer", P_STRING, 0, 0, FIELD(allow_peer), false},
+    {"insecure", P_BOOL, 0, 1, FIELD(insecure), false},
+    {"max-memory", P_SIZE, 0, UINT64_MAX / 2, FIELD(max_memory), false},
 };
 
 /* The parameters QEMU lets migrate-set-parameters change while a migration
@@ -61,6 +70,7 @@ static const CapSpec caps[] = {
 #define N_CAPS (sizeof(caps) / sizeof(caps[0]))
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
+_Static_assert(N_SPECS <= 32, "explicit_set has one bit per parameter");
 
 void rf_params_init(RfParams *p)
 {
@@ -74,6 +84,7 @@ void rf_params_init(RfParams *p)
     p->downtime_limit = 300;
     p->max_rounds = 30;
     p->timeout_ms = 30000;
+    snprintf(p->tls_psk_username, sizeof(p->tls_psk_username), "qemu");
 }
 
 RfParams *rf_params_new(void)
@@ -104,7 +115,9 @@ void rf_params_free(RfParams *p)
 static const char *const param_names[] = {
     "multifd-channels", "multifd-compression", "multifd-zlib-level",
     "multifd-zstd-level", "multifd-qatzip-level", "max-bandwidth",
-    "downtime-limit", "max-rounds", "timeout", NULL,
+    "downtime-limit", "max-rounds", "timeout", "tls-creds", "tls-psk",
+    "tls-psk-username", "tls-hostname", "tls-authz", "tls-authz-file",
+    "allow-peer", "insecure", "max-memory", NULL,
 };
 _Static_assert(sizeof(param_names) / sizeof(param_names[0]) == N_SPECS + 1,
                "param_names lists every spec");
@@ -183,6 +196,44 @@ static bool check_method(const char *value, RfError **errp)
         rf_error_set(errp, RF_ERR_PARAM,
                      "multifd-compression: unknown method '%s' "
                      "(available: %s)", value, list);
+    }
+    return false;
+}
+
+/* Stores a string parameter; control characters are refused so a value
+ * never breaks a log line or a list. */
+static bool set_string(RfParams *p, const ParamSpec *s, const char *value,
+                       RfError **errp)
+{
+    value = value ? value : "";
+    size_t len = strlen(value);
+    if (len >= s->width) {
+        rf_error_set(errp, RF_ERR_PARAM, "%s: value of %zu bytes is too "
+                     "long (at most %zu)", s->name, len, s->width - 1);
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)value[i] < 0x20) {
+            rf_error_set(errp, RF_ERR_PARAM, "%s: control character in "
+                         "the value", s->name);
+            return false;
+        }
+    }
+    memcpy((char *)p + s->offset, value, len + 1);
+    p->explicit_set |= 1u << (s - specs);
+    return true;
+}
+
+/* on/off as QEMU writes booleans, plus the usual spellings. */
+static bool parse_bool(const char *value, uint64_t *out)
+{
+    static const char *const on[] = {"on", "true", "yes", "1"};
+    static const char *const off[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; value && i < 4; i++) {
+        if (strcmp(value, on[i]) == 0 || strcmp(value, off[i]) == 0) {
+            *out = strcmp(value, on[i]) == 0;
+            return true;
+        }
     }
     return false;
 }
@@ -274,7 +325,20 @@ bool rf_params_set(RfParams *p, const char *name, const char *value,
         p->explicit_set |= 1u << (s - specs);
         return true;
     }
+    if (s->kind == P_STRING) {
+        return set_string(p, s, value, errp);
+    }
     uint64_t v;
+    if (s->kind == P_BOOL) {
+        if (!parse_bool(value, &v)) {
+            rf_error_set(errp, RF_ERR_PARAM, "%s: invalid value '%s' "
+                         "(allowed: on, off)", s->name, value ? value : "");
+            return false;
+        }
+        *(bool *)((char *)p + s->offset) = v;
+        p->explicit_set |= 1u << (s - specs);
+        return true;
+    }
     if (!parse_number(value, s->kind == P_SIZE, &v) || v < s->min ||
         v > s->max) {
         range_error(s, value, errp);
@@ -302,6 +366,12 @@ bool rf_params_get(const RfParams *p, const char *name, char *buf,
     int n;
     if (s->kind == P_METHOD) {
         n = snprintf(buf, cap, "%s", p->multifd_compression);
+    } else if (s->kind == P_STRING) {
+        n = snprintf(buf, cap, "%s", (const char *)p + s->offset);
+    } else if (s->kind == P_BOOL) {
+        n = snprintf(buf, cap, "%s",
+                     *(const bool *)((const char *)p + s->offset) ? "on"
+                                                                  : "off");
     } else if (s->is_signed && load(p, s) == UINT64_MAX) {
         n = snprintf(buf, cap, "-1");
     } else {
@@ -384,6 +454,9 @@ bool rf_params_check(const RfParams *p, RfError **errp)
             }
             continue;
         }
+        if (s->kind == P_STRING || s->kind == P_BOOL) {
+            continue;
+        }
         uint64_t v = load(p, s);
         if (v < s->min || v > s->max) {
             char text[32];
@@ -395,6 +468,17 @@ bool rf_params_check(const RfParams *p, RfError **errp)
             range_error(s, text, errp);
             return false;
         }
+    }
+    if (p->tls_creds[0] && p->tls_psk[0]) {
+        rf_error_set(errp, RF_ERR_PARAM, "tls-creds and tls-psk: give one "
+                     "kind of TLS credentials, not both");
+        return false;
+    }
+    if ((p->tls_authz[0] || p->tls_authz_file[0]) && !p->tls_creds[0] &&
+        !p->tls_psk[0]) {
+        rf_error_set(errp, RF_ERR_PARAM, "tls-authz%s needs TLS: set "
+                     "tls-creds or tls-psk", p->tls_authz[0] ? "" : "-file");
+        return false;
     }
     return true;
 }

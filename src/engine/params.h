@@ -11,6 +11,9 @@
 
 #include "ramflow/ramflow.h"
 
+#define RF_PARAM_PATH_MAX 1024
+#define RF_PARAM_TEXT_MAX 4096
+
 struct RfParams {
     unsigned multifd_channels;   /* multifd-channels, 1-255, default 2 */
     char multifd_compression[RF_METHOD_NAME_MAX + 1]; /* default "none" */
@@ -21,6 +24,16 @@ struct RfParams {
     uint64_t downtime_limit;     /* downtime-limit, ms, 0-2000000, def 300 */
     unsigned max_rounds;         /* max-rounds, 1-10000, default 30 */
     unsigned timeout_ms;         /* timeout, 100-3600000, default 30000 */
+    /* Security (docs/security.md); strings, "" = unset. */
+    char tls_creds[RF_PARAM_PATH_MAX];    /* tls-creds: x509 directory */
+    char tls_psk[RF_PARAM_PATH_MAX];      /* tls-psk: keys.psk directory */
+    char tls_psk_username[128];           /* tls-psk-username, def. qemu */
+    char tls_hostname[256];               /* tls-hostname */
+    char tls_authz[RF_PARAM_TEXT_MAX];    /* tls-authz: "DN;DN" or names */
+    char tls_authz_file[RF_PARAM_PATH_MAX]; /* tls-authz-file */
+    char allow_peer[RF_PARAM_TEXT_MAX];   /* allow-peer: "CIDR,CIDR" */
+    bool insecure;               /* insecure: plaintext off loopback */
+    uint64_t max_memory;         /* max-memory, bytes, 0 = the sink's cap */
     bool auto_converge;          /* capability auto-converge */
     bool verify;                 /* capability verify */
     uint32_t explicit_set;       /* bit i: parameter i set by rf_params_set */

@@ -52,7 +52,8 @@ typedef enum {
 #define RF_CAPS_IMPLEMENTED                                                  \
     (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_DEVICE_STATE) |                \
      RF_CAP(RF_CAP_VERIFY) | RF_CAP(RF_CAP_RAW_PACKETS) |                    \
-     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
+     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC) |                 \
+     RF_CAP(RF_CAP_TLS_BINDING))
 /* What ramflow's source always relies on: it waits for ROUND_ACK before
  * the final round and sends RAW, zero-page and FINAL packets.  It adds
  * VERIFY and DEVICE_STATE when its options ask for them. */
@@ -218,6 +219,12 @@ typedef struct RfChanHello {
     uint16_t channel;     /* 0..channels-1 */
     uint8_t session[16];
 } RfChanHello;
+
+/* With RF_CAP_TLS_BINDING, the channel hello is followed by this many
+ * bytes: the main channel's TLS exporter value for RF_CHAN_BINDING_LABEL
+ * with context session[16] || channel (u16 big-endian). */
+#define RF_CHAN_BINDING_SIZE 32u
+#define RF_CHAN_BINDING_LABEL "EXPORTER-ramflow-data-channel"
 
 void rf_wire_chan_hello_encode(const RfChanHello *h,
                                uint8_t out[RF_CHAN_HELLO_SIZE]);

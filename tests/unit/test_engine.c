@@ -64,6 +64,7 @@ typedef struct Fixture {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool listening;
+    struct Strays *strays; /* test_strays_dropped */
 } Fixture;
 
 static void on_listening(const char *uri, void *opaque)
@@ -858,6 +859,138 @@ static void test_sync_barrier_orders_channels(void **state)
     rf_conn_close(main);
 }
 
+/* ---- strays: connections that are not the source's --------------------- */
+
+struct Strays {
+    unsigned n;
+    char why[8][200];
+};
+typedef struct Strays Strays;
+
+static void on_rejected(const char *peer, const char *why, void *opaque)
+{
+    (void)peer;
+    Fixture *f = opaque;
+    Strays *s = f->strays;
+    if (s->n < 8) {
+        snprintf(s->why[s->n], sizeof(s->why[0]), "%s", why);
+    }
+    s->n++;
+}
+
+/* Opens a connection, sends len bytes of buf, and closes it. */
+static void stray(Fixture *f, const void *buf, size_t len)
+{
+    RfConn *c = rf_conn_connect(f->uri, 2000, NULL);
+    assert_non_null(c);
+    if (len) {
+        assert_true(rf_conn_send(c, buf, len, NULL));
+    }
+    rf_conn_close(c);
+}
+
+static void stray_chan_hello(Fixture *f, uint8_t session_byte, unsigned ch)
+{
+    RfChanHello h = {.version = RF_WIRE_VERSION, .channel = (uint16_t)ch};
+    memset(h.session, session_byte, sizeof(h.session));
+    uint8_t b[RF_CHAN_HELLO_SIZE];
+    rf_wire_chan_hello_encode(&h, b);
+    stray(f, b, sizeof(b));
+}
+
+/*
+ * An attacker connects first (an SSH banner where the HELLO should be),
+ * and strays arrive between the source's data channels: a short
+ * non-hello, a hello of another session, an out-of-range and a duplicate
+ * channel.  Each is dropped and reported, and the migration completes
+ * (before issue 9 the first one took the migration, and any of the others
+ * aborted it).  The destination handles connections in the order they
+ * were accepted, so the sequence below is deterministic.
+ */
+static void test_strays_dropped(void **state)
+{
+    Fixture *f = *state;
+    Strays st = {0};
+    f->strays = &st;
+    f->iopts.rejected = on_rejected;
+    fresh_dest(f);
+    start_dest(f);
+    stray(f, "SSH-2.0-OpenSSH_9.2\r\n", 21);
+    RfConn *main = crafted_hello(f, RF_METHOD_NONE, 2, &ramflow_caps);
+    uint64_t caps;
+    uint32_t kind;
+    char msg[200];
+    if (!crafted_answer(main, &caps, &kind, msg, sizeof(msg))) {
+        fail_msg("destination refused the HELLO: %s", msg);
+    }
+    stray(f, "GET /", 5);
+    stray_chan_hello(f, 0xcd, 0);
+    stray_chan_hello(f, 0xab, 5);
+    RfConn *data[2];
+    for (unsigned i = 0; i < 2; i++) {
+        if (i == 1) {
+            stray_chan_hello(f, 0xab, 0); /* duplicate of channel 0 */
+        }
+        data[i] = rf_conn_connect(f->uri, 2000, NULL);
+        assert_non_null(data[i]);
+        RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = (uint16_t)i};
+        memset(ch.session, 0xab, sizeof(ch.session));
+        uint8_t chb[RF_CHAN_HELLO_SIZE];
+        rf_wire_chan_hello_encode(&ch, chb);
+        assert_true(rf_conn_send(data[i], chb, sizeof(chb), NULL));
+    }
+    barrier_send_page(data[0], 0, 1, 5);
+    barrier_send_sync(data[0], 1, 1, true);
+    barrier_send_sync(data[1], 0, 1, true);
+    uint8_t hdr[RF_MSG_HDR_SIZE], body[4200];
+    size_t n = rf_wire_end_encode(1, false, body, sizeof(body));
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_END, (uint32_t)n);
+    assert_true(rf_conn_send(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_conn_send(main, body, n, NULL));
+    RfMsgHdr mh = {0};
+    do {
+        assert_true(rf_conn_recv(main, hdr, sizeof(hdr), NULL));
+        assert_true(rf_wire_msg_hdr_decode(hdr, &mh, NULL));
+        assert_true(rf_conn_recv(main, body, mh.length, NULL));
+    } while (mh.type == RF_MSG_ROUND_ACK);
+    join_dest(f);
+    if (!f->dok) {
+        fail_msg("destination: %s", rf_error_msg(f->derr));
+    }
+    assert_int_equal(mh.type, RF_MSG_COMPLETE);
+    assert_int_equal(st.n, 5);
+    assert_int_equal(f->drep.rejected_connections, 5);
+    assert_non_null(strstr(st.why[0], "no ramflow hello"));
+    assert_non_null(strstr(st.why[1], "data channel hello"));
+    assert_non_null(strstr(st.why[2], "'session' does not match"));
+    assert_non_null(strstr(st.why[3], "out of range"));
+    assert_non_null(strstr(st.why[4], "a duplicate"));
+    assert_int_equal(guard_sink_block(f->sink)[5 * RF_PAGE_SIZE + 4], 1);
+    for (unsigned i = 0; i < 2; i++) {
+        rf_conn_close(data[i]);
+    }
+    rf_conn_close(main);
+}
+
+static void test_max_memory_refused(void **state)
+{
+    Fixture *f = *state;
+    f->iopts.max_memory = PAGES * RF_PAGE_SIZE - 1;
+    fresh_dest(f);
+    start_dest(f);
+    RfConn *main = crafted_hello(f, RF_METHOD_NONE, 1, &ramflow_caps);
+    uint64_t caps;
+    uint32_t kind;
+    char msg[300];
+    assert_false(crafted_answer(main, &caps, &kind, msg, sizeof(msg)));
+    join_dest(f);
+    assert_false(f->dok);
+    assert_int_equal(kind, RF_ERR_MISMATCH);
+    assert_non_null(strstr(msg, "more than max-memory"));
+    assert_non_null(strstr(rf_error_msg(f->derr), "more than max-memory"));
+    rf_conn_close(main);
+}
+
 static void test_expected_method_mismatch(void **state)
 {
     Fixture *f = *state;
@@ -1221,6 +1354,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_error_kind_from_peer,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strays_dropped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_max_memory_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cancel_keeps_source, setup,
                                         teardown),
     };
