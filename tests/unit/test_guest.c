@@ -239,19 +239,26 @@ static void test_pause_freezes_memory(void **state)
     rf_guest_free(g);
 }
 
-/* A destination guest whose RAM is a copy of src's. */
-static RfGuest *copy_to_incoming(RfGuest *src)
+/* The layout of a guest of `size` bytes of RAM. */
+static RfRamBlock guest_layout(uint64_t size)
 {
-    RfError *err = NULL;
-    RfGuest *dst = rf_guest_new_incoming(RF_GUEST_KVM, &err);
-    assert_non_null(dst);
-    RfRamSink *sink = rf_guest_ram_sink(dst);
     RfRamBlock layout;
     memset(&layout, 0, sizeof(layout));
-    uint64_t size;
-    uint8_t *ram = guest_ram(src, &size);
     strcpy(layout.name, RF_GUEST_BLOCK_NAME);
     layout.size = size;
+    return layout;
+}
+
+/* A destination guest of `kind` whose RAM is a copy of src's. */
+static RfGuest *copy_to_incoming_kind(RfGuest *src, RfGuestKind kind)
+{
+    RfError *err = NULL;
+    RfGuest *dst = rf_guest_new_incoming(kind, &err);
+    assert_non_null(dst);
+    RfRamSink *sink = rf_guest_ram_sink(dst);
+    uint64_t size;
+    uint8_t *ram = guest_ram(src, &size);
+    RfRamBlock layout = guest_layout(size);
     if (!sink->ops->prepare(sink, &layout, 1, &err)) {
         fail_msg("prepare: %s", rf_error_msg(err));
     }
@@ -259,6 +266,11 @@ static RfGuest *copy_to_incoming(RfGuest *src)
     assert_true(sink->ops->wait_ready(sink));
     sink->ops->finish(sink, true);
     return dst;
+}
+
+static RfGuest *copy_to_incoming(RfGuest *src)
+{
+    return copy_to_incoming_kind(src, RF_GUEST_KVM);
 }
 
 static void save(RfGuest *g, uint8_t **buf, size_t *len)
@@ -379,6 +391,23 @@ static void expect_reject(RfGuest *g, const uint8_t *b, size_t len,
     }
     rf_error_free(err);
     assert_int_equal(rf_guest_passes(g), 0);
+}
+
+/* The real state loads into dst after rejected ones (nothing of them was
+ * applied: the pass count is the source's) and the guest runs on; frees
+ * both guests, the blob and the scratch copy. */
+static void load_runs_and_free(RfGuest *src, RfGuest *dst, uint8_t *blob,
+                               size_t len, uint8_t *scratch)
+{
+    load_ok(dst, blob, len);
+    assert_int_equal(rf_guest_passes(dst), rf_guest_passes(src));
+    rf_guest_resume(dst);
+    wait_passes(dst, rf_guest_passes(src) + 2);
+    check_pattern_ok(dst);
+    free(scratch);
+    free(blob);
+    rf_guest_free(dst);
+    rf_guest_free(src);
 }
 
 static void test_corrupt_state_rejected(void **state)
@@ -508,14 +537,7 @@ static void test_corrupt_state_rejected(void **state)
                   "refused\n", loaded);
 
     /* After all that, the real state still loads and runs. */
-    load_ok(dst, blob, len);
-    rf_guest_resume(dst);
-    wait_passes(dst, rf_guest_passes(src) + 2);
-    check_pattern_ok(dst);
-    free(b);
-    free(blob);
-    rf_guest_free(dst);
-    rf_guest_free(src);
+    load_runs_and_free(src, dst, blob, len, b);
 }
 
 /* Pages per second the guest dirties, from the dirty log over `secs`. */
@@ -712,19 +734,28 @@ static void test_bad_config_and_layout(void **state)
     rf_guest_free(g);
 }
 
-/* guest.c's AUTO logic: a thread guest's state makes an AUTO destination
- * switch to the thread back end; a KVM-only destination refuses it. */
-static void test_auto_destination_follows_source(void **state)
+/* A running thread guest of 4 MiB and 2 vCPUs. */
+static RfGuest *start_thread(uint64_t seed)
 {
-    (void)state;
     RfGuestConfig cfg = {
-        .mem_size = 4 * MiB, .vcpus = 2, .kind = RF_GUEST_THREAD, .seed = 3,
+        .mem_size = 4 * MiB, .vcpus = 2, .kind = RF_GUEST_THREAD,
+        .seed = seed,
     };
     RfError *err = NULL;
     RfGuest *src = rf_guest_start(&cfg, &err);
     if (!src) {
         fail_msg("thread guest: %s", rf_error_msg(err));
     }
+    return src;
+}
+
+/* guest.c's AUTO logic: a thread guest's state makes an AUTO destination
+ * switch to the thread back end; a KVM-only destination refuses it. */
+static void test_auto_destination_follows_source(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfGuest *src = start_thread(3);
     print_message("source: %s\n", rf_guest_describe(src));
     assert_non_null(strstr(rf_guest_describe(src), "thread guest"));
     wait_passes(src, 3);
@@ -741,17 +772,7 @@ static void test_auto_destination_follows_source(void **state)
         err = NULL;
         rf_guest_free(kvm);
     }
-    RfGuest *dst = rf_guest_new_incoming(RF_GUEST_AUTO, &err);
-    RfRamSink *sink = rf_guest_ram_sink(dst);
-    RfRamBlock layout;
-    memset(&layout, 0, sizeof(layout));
-    strcpy(layout.name, RF_GUEST_BLOCK_NAME);
-    uint64_t size;
-    uint8_t *ram = guest_ram(src, &size);
-    layout.size = size;
-    assert_true(sink->ops->prepare(sink, &layout, 1, &err));
-    memcpy(sink->ops->host(sink, 0), ram, size);
-    sink->ops->finish(sink, true);
+    RfGuest *dst = copy_to_incoming_kind(src, RF_GUEST_AUTO);
     load_ok(dst, blob, len);
     print_message("AUTO destination: %s\n", rf_guest_describe(dst));
     assert_non_null(strstr(rf_guest_describe(dst), "thread guest"));
@@ -828,10 +849,7 @@ static uint64_t resident_bytes(void)
 static void expect_prepare_refused(RfRamSink *sink, uint64_t size,
                                    const char *want)
 {
-    RfRamBlock layout;
-    memset(&layout, 0, sizeof(layout));
-    strcpy(layout.name, RF_GUEST_BLOCK_NAME);
-    layout.size = size;
+    RfRamBlock layout = guest_layout(size);
     RfError *err = NULL;
     assert_false(sink->ops->prepare(sink, &layout, 1, &err));
     assert_int_equal(rf_error_kind(err), RF_ERR_MISMATCH);
@@ -865,10 +883,7 @@ static void test_sink_ram_caps(void **state)
     rf_guest_set_max_ram(g, 4 * MiB);
     expect_prepare_refused(sink, 8 * MiB, "the limit here is 4194304");
     assert_true(resident_bytes() < rss + 8 * MiB);
-    RfRamBlock layout;
-    memset(&layout, 0, sizeof(layout));
-    strcpy(layout.name, RF_GUEST_BLOCK_NAME);
-    layout.size = 4 * MiB;
+    RfRamBlock layout = guest_layout(4 * MiB);
     if (!sink->ops->prepare(sink, &layout, 1, &err)) {
         fail_msg("prepare: %s", rf_error_msg(err));
     }
@@ -881,29 +896,11 @@ static void test_sink_ram_caps(void **state)
  * thread guest holding a copy of its RAM. */
 static RfGuest *thread_pair(RfGuest **dst, uint8_t **blob, size_t *len)
 {
-    RfGuestConfig cfg = {
-        .mem_size = 4 * MiB, .vcpus = 2, .kind = RF_GUEST_THREAD, .seed = 5,
-    };
-    RfError *err = NULL;
-    RfGuest *src = rf_guest_start(&cfg, &err);
-    if (!src) {
-        fail_msg("thread guest: %s", rf_error_msg(err));
-    }
+    RfGuest *src = start_thread(5);
     wait_passes(src, 2);
     rf_guest_pause(src);
     save(src, blob, len);
-    *dst = rf_guest_new_incoming(RF_GUEST_THREAD, &err);
-    assert_non_null(*dst);
-    RfRamSink *sink = rf_guest_ram_sink(*dst);
-    RfRamBlock layout;
-    memset(&layout, 0, sizeof(layout));
-    strcpy(layout.name, RF_GUEST_BLOCK_NAME);
-    uint64_t size;
-    uint8_t *ram = guest_ram(src, &size);
-    layout.size = size;
-    assert_true(sink->ops->prepare(sink, &layout, 1, &err));
-    memcpy(sink->ops->host(sink, 0), ram, size);
-    sink->ops->finish(sink, true);
+    *dst = copy_to_incoming_kind(src, RF_GUEST_THREAD);
     return src;
 }
 
@@ -966,15 +963,7 @@ static void test_thread_state_rejected(void **state)
     reseal(b, len);
     expect_reject(dst, b, len, "unknown record tag 0x0299");
 
-    load_ok(dst, blob, len);
-    assert_int_equal(rf_guest_passes(dst), rf_guest_passes(src));
-    rf_guest_resume(dst);
-    wait_passes(dst, rf_guest_passes(src) + 2);
-    check_pattern_ok(dst);
-    free(b);
-    free(blob);
-    rf_guest_free(dst);
-    rf_guest_free(src);
+    load_runs_and_free(src, dst, blob, len, b);
 }
 
 /* The tracker on its own: a slot without KVM_MEM_LOG_DIRTY_PAGES is
