@@ -193,6 +193,11 @@ RfGuest *rf_guest_new_incoming(RfGuestKind kind, RfError **errp)
     return g;
 }
 
+void rf_guest_set_max_ram(RfGuest *g, uint64_t max_bytes)
+{
+    g->max_ram = max_bytes;
+}
+
 RfRamSource *rf_guest_ram_source(RfGuest *g)
 {
     return &g->src.base;

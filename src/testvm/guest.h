@@ -69,6 +69,13 @@ RfGuest *rf_guest_start(const RfGuestConfig *cfg, RfError **errp);
  * works). */
 RfGuest *rf_guest_new_incoming(RfGuestKind kind, RfError **errp);
 
+/* Destination: the most guest RAM (bytes) the sink accepts from a
+ * source's layout; 0 (the default) = no limit of its own.  Whatever the
+ * limit, a layout bigger than MemAvailable (/proc/meminfo) less a reserve
+ * is refused too, before any RAM is created.  Call before the migration
+ * starts. */
+void rf_guest_set_max_ram(RfGuest *g, uint64_t max_bytes);
+
 /* The RAM source (source side) / sink (destination side) of this guest;
  * owned by the guest, valid until rf_guest_free. */
 RfRamSource *rf_guest_ram_source(RfGuest *g);

@@ -34,6 +34,7 @@ struct RfGuest {
     void *be;
     RfGuestKind want;           /* incoming: the kind asked for */
     bool incoming;
+    uint64_t max_ram;           /* incoming: the sink's limit, 0 = none */
     RfGuestMem mem;             /* fd -1 until created */
     RfRamBlock block;           /* "pc.ram" */
     unsigned n;                 /* vCPUs (0 until started / loaded) */

@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "testvm/guest_internal.h"
@@ -127,6 +128,60 @@ static void prefault_start(RfGuest *g)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* Memory kept for the rest of the system: 1/16 of MemAvailable, at most
+ * 256 MiB. */
+#define RAM_RESERVE_MAX (256ull << 20)
+#define RAM_RESERVE_DIV 16u
+
+/* MemAvailable of /proc/meminfo in bytes.  @return false if unknown. */
+static bool mem_available(uint64_t *bytes)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f) {
+        return false;
+    }
+    char line[128];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+    }
+    fclose(f);
+    *bytes = (uint64_t)kib * 1024;
+    return found;
+}
+
+/* Refuses a RAM size over the sink's limit or over what the host has
+ * available: checked before anything is created or faulted in, so a
+ * peer cannot make the destination swap or meet the OOM killer. */
+static bool ram_size_check(const RfGuest *g, uint64_t size, RfError **errp)
+{
+    if (g->max_ram && size > g->max_ram) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "guest sink: the source "
+                     "announces %llu bytes of RAM, the limit here is %llu",
+                     (unsigned long long)size,
+                     (unsigned long long)g->max_ram);
+        return false;
+    }
+    uint64_t avail;
+    if (!mem_available(&avail)) {
+        return true; /* no /proc: the limit above is all we have */
+    }
+    uint64_t reserve = avail / RAM_RESERVE_DIV;
+    reserve = reserve < RAM_RESERVE_MAX ? reserve : RAM_RESERVE_MAX;
+    if (size > avail - reserve) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "guest sink: the source "
+                     "announces %llu bytes of RAM, the limit here is %llu "
+                     "(MemAvailable %llu less a reserve of %llu)",
+                     (unsigned long long)size,
+                     (unsigned long long)(avail - reserve),
+                     (unsigned long long)avail,
+                     (unsigned long long)reserve);
+        return false;
+    }
+    return true;
+}
+
 static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
                          RfError **errp)
 {
@@ -156,6 +211,9 @@ static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
                      "size %llu bytes; must be a multiple of %u, at least "
                      "1 MiB", RF_GUEST_BLOCK_NAME, (unsigned long long)size,
                      RF_PAGE_SIZE);
+        return false;
+    }
+    if (!ram_size_check(g, size, errp)) {
         return false;
     }
     if (!guest_mem_create(g, size, errp) ||

@@ -279,6 +279,13 @@ bool rf_guest_load_state(RfGuest *g, const uint8_t *buf, size_t len,
     char name[STATE_NAME_LEN + 1];
     memcpy(name, buf + 16, STATE_NAME_LEN);
     name[STATE_NAME_LEN] = '\0';
+    for (size_t k = strlen(name); k < STATE_NAME_LEN; k++) {
+        if (name[k] || k == 0) {
+            rf_error_set(errp, RF_ERR_PROTOCOL, "guest state: the back-end "
+                         "name field is empty or not NUL-padded");
+            return false;
+        }
+    }
     const RfGuestBackendOps *ops = ops_named(name);
     if (!ops) {
         rf_error_set(errp, RF_ERR_MISMATCH, "guest state: back end '%s' "

@@ -251,6 +251,138 @@ static bool check_tags(const RfGuestVcpuRecords *r, const uint32_t *known,
     return true;
 }
 
+/* @return the count of a record that is a `head`-byte header starting
+ * with a u32 count, then that many `entry`-byte entries (at most max); or
+ * UINT32_MAX if its length says otherwise. */
+static uint32_t counted(const RfGuestRecord *rec, size_t head, size_t entry,
+                        uint32_t max)
+{
+    uint32_t n;
+    if (rec->len < head) {
+        return UINT32_MAX;
+    }
+    memcpy(&n, rec->data, 4);
+    return n <= max && rec->len == head + (size_t)n * entry ? n : UINT32_MAX;
+}
+
+/* The fixed-size records of a vCPU. */
+static const struct {
+    uint32_t tag;
+    const char *what;
+    size_t len;
+    bool required;
+} fixed_recs[] = {
+    {TAG_SREGS, "KVM_SET_SREGS", sizeof(struct kvm_sregs), true},
+    {TAG_REGS, "KVM_SET_REGS", sizeof(struct kvm_regs), true},
+    {TAG_XCRS, "KVM_SET_XCRS", sizeof(struct kvm_xcrs), false},
+    {TAG_MP_STATE, "KVM_SET_MP_STATE", sizeof(struct kvm_mp_state), false},
+    {TAG_EVENTS, "KVM_SET_VCPU_EVENTS", sizeof(struct kvm_vcpu_events),
+     true},
+    {TAG_DEBUGREGS, "KVM_SET_DEBUGREGS", sizeof(struct kvm_debugregs),
+     false},
+};
+
+/* The variable-size records of vCPU i: CPUID and MSRs a count and that
+ * many entries, XSAVE as big as this host takes, else FPU. */
+static bool check_vcpu_sized(const KvmGuest *vm, unsigned i,
+                             const RfGuestVcpuRecords *r, RfError **errp)
+{
+    const RfGuestRecord *rec = need(r, TAG_CPUID, "CPUID", 0, true, i, errp);
+    if (!rec) {
+        return false;
+    }
+    if (counted(rec, sizeof(struct kvm_cpuid2),
+                sizeof(struct kvm_cpuid_entry2), MAX_CPUID) == UINT32_MAX) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: CPUID "
+                     "record of %u bytes is not a count and that many "
+                     "entries (at most %u)", i, rec->len, MAX_CPUID);
+        return false;
+    }
+    if (!(rec = need(r, TAG_MSRS, "MSRs", 0, true, i, errp))) {
+        return false;
+    }
+    if (counted(rec, sizeof(struct kvm_msrs), sizeof(struct kvm_msr_entry),
+                MAX_MSRS) == UINT32_MAX) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: MSR "
+                     "record of %u bytes is not a count and that many "
+                     "entries (at most %u)", i, rec->len, MAX_MSRS);
+        return false;
+    }
+    if (!(rec = rf_guest_state_find(r, TAG_XSAVE))) {
+        return need(r, TAG_FPU, "KVM_SET_FPU", sizeof(struct kvm_fpu), true,
+                    i, errp) != NULL;
+    }
+    if (!vm->xsave_size) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has "
+                     "XSAVE state but this host's KVM has no XSAVE", i);
+        return false;
+    }
+    if (rec->len < sizeof(struct kvm_xsave) ||
+        rec->len > (uint32_t)vm->xsave_size) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: XSAVE "
+                     "record is %u bytes; this host takes %zu-%d", i,
+                     rec->len, sizeof(struct kvm_xsave), vm->xsave_size);
+        return false;
+    }
+    return true;
+}
+
+/* Checks all of vCPU i's records (tags, presence, lengths, counts,
+ * values this host's KVM must support) without an ioctl: every vCPU is
+ * checked before the first is created, so a bad record of the last one
+ * cannot leave the others half-loaded. */
+static bool check_vcpu(const KvmGuest *vm, unsigned i,
+                       const RfGuestVcpuRecords *r, RfError **errp)
+{
+    static const uint32_t known[] = {
+        TAG_REGS, TAG_SREGS, TAG_XSAVE, TAG_FPU, TAG_XCRS, TAG_MSRS,
+        TAG_EVENTS, TAG_DEBUGREGS, TAG_MP_STATE, TAG_CPUID, TAG_LAPIC,
+    };
+    char who[32];
+    snprintf(who, sizeof(who), "vCPU %u", i);
+    if (!check_tags(r, known, sizeof(known) / sizeof(known[0]), who,
+                    errp)) {
+        return false;
+    }
+    if (rf_guest_state_find(r, TAG_LAPIC)) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has a "
+                     "LAPIC record but this VM has no in-kernel irqchip", i);
+        return false;
+    }
+    if (rf_guest_state_find(r, TAG_XSAVE) &&
+        rf_guest_state_find(r, TAG_FPU)) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: has "
+                     "both XSAVE and FPU records", i);
+        return false;
+    }
+    if (rf_guest_state_find(r, TAG_XCRS) && !vm->have_xcrs) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has "
+                     "XCRs but this host's KVM has no KVM_CAP_XCRS", i);
+        return false;
+    }
+    for (size_t k = 0; k < sizeof(fixed_recs) / sizeof(fixed_recs[0]); k++) {
+        if (!need(r, fixed_recs[k].tag, fixed_recs[k].what,
+                  fixed_recs[k].len, fixed_recs[k].required, i, errp) &&
+            (fixed_recs[k].required ||
+             rf_guest_state_find(r, fixed_recs[k].tag))) {
+            return false;
+        }
+    }
+    const RfGuestRecord *mp = rf_guest_state_find(r, TAG_MP_STATE);
+    uint32_t mp_state = 0;
+    if (mp) {
+        memcpy(&mp_state, mp->data, 4);
+    }
+    /* This guest has no in-kernel LAPIC: its vCPUs run or halt. */
+    if (mp_state != KVM_MP_STATE_RUNNABLE && mp_state != KVM_MP_STATE_HALTED) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: MP state "
+                     "%u, expected %u (runnable) or %u (halted)", i,
+                     mp_state, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_HALTED);
+        return false;
+    }
+    return check_vcpu_sized(vm, i, r, errp);
+}
+
 /* One vCPU ioctl that takes a fixed-size record. */
 static bool load_simple(KvmVcpu *v, const RfGuestVcpuRecords *r,
                         uint32_t tag, unsigned long req, const char *what,
@@ -302,15 +434,10 @@ static bool load_msrs(KvmVcpu *v, const RfGuestVcpuRecords *r,
     if (!rec) {
         return false;
     }
-    uint32_t n;
-    if (rec->len < sizeof(struct kvm_msrs)) {
-        goto bad;
-    }
-    memcpy(&n, rec->data, 4);
-    if (n > MAX_MSRS ||
-        rec->len != sizeof(struct kvm_msrs) +
-                    n * sizeof(struct kvm_msr_entry)) {
-        goto bad;
+    uint32_t n = counted(rec, sizeof(struct kvm_msrs),
+                         sizeof(struct kvm_msr_entry), MAX_MSRS);
+    if (n == UINT32_MAX) {
+        return false; /* check_vcpu() said why */
     }
     struct kvm_msrs *all = malloc(rec->len);
     struct kvm_msrs *q = malloc(rec->len);
@@ -349,11 +476,6 @@ static bool load_msrs(KvmVcpu *v, const RfGuestVcpuRecords *r,
     free(all);
     free(q);
     return true;
-bad:
-    rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: MSR record "
-                 "of %u bytes is not a count and that many entries (at "
-                 "most %u)", v->index, rec->len, MAX_MSRS);
-    return false;
 }
 
 /* Sets the CPUID record: first, since what the other records may hold
@@ -366,19 +488,9 @@ static bool load_cpuid(KvmVcpu *v, const RfGuestVcpuRecords *r,
     if (!rec) {
         return false;
     }
-    uint32_t nent;
-    if (rec->len < sizeof(struct kvm_cpuid2)) {
-        nent = UINT32_MAX;
-    } else {
-        memcpy(&nent, rec->data, 4);
-    }
-    if (nent > MAX_CPUID ||
-        rec->len != sizeof(struct kvm_cpuid2) +
-                    nent * sizeof(struct kvm_cpuid_entry2)) {
-        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: CPUID "
-                     "record of %u bytes is not a count and that many "
-                     "entries (at most %u)", v->index, rec->len, MAX_CPUID);
-        return false;
+    if (counted(rec, sizeof(struct kvm_cpuid2),
+                sizeof(struct kvm_cpuid_entry2), MAX_CPUID) == UINT32_MAX) {
+        return false; /* check_vcpu() said why */
     }
     struct kvm_cpuid2 *c = malloc(rec->len);
     if (!c) {
@@ -401,19 +513,9 @@ static bool load_xsave(KvmVcpu *v, const RfGuestVcpuRecords *r,
         return load_simple(v, r, TAG_FPU, KVM_SET_FPU, "KVM_SET_FPU",
                            sizeof(struct kvm_fpu), true, errp);
     }
-    if (!vm->xsave_size) {
-        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has "
-                     "XSAVE state but this host's KVM has no XSAVE",
-                     v->index);
-        return false;
-    }
     if (rec->len < sizeof(struct kvm_xsave) ||
         rec->len > (uint32_t)vm->xsave_size) {
-        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: XSAVE "
-                     "record is %u bytes; this host takes %zu-%d",
-                     v->index, rec->len, sizeof(struct kvm_xsave),
-                     vm->xsave_size);
-        return false;
+        return false; /* check_vcpu() said why */
     }
     uint8_t *buf = calloc(1, (size_t)vm->xsave_size);
     if (!buf) {
@@ -433,46 +535,19 @@ static bool load_xsave(KvmVcpu *v, const RfGuestVcpuRecords *r,
     return true;
 }
 
-/* Applies one vCPU's records in the order QEMU does: CPUID, sregs, regs,
- * XSAVE/FPU, XCRs, MSRs, MP state, events, debug registers. */
+/* Applies one vCPU's records, checked by check_vcpu(), in the order QEMU
+ * does: CPUID, sregs, regs, XSAVE/FPU, XCRs, MSRs, MP state, events, debug
+ * registers. */
 static bool load_vcpu(KvmVcpu *v, const RfGuestVcpuRecords *r,
                       RfError **errp)
 {
     KvmGuest *vm = v->vm;
-    static const uint32_t known[] = {
-        TAG_REGS, TAG_SREGS, TAG_XSAVE, TAG_FPU, TAG_XCRS, TAG_MSRS,
-        TAG_EVENTS, TAG_DEBUGREGS, TAG_MP_STATE, TAG_CPUID, TAG_LAPIC,
-    };
-    char who[32];
-    snprintf(who, sizeof(who), "vCPU %u", v->index);
-    if (!check_tags(r, known, sizeof(known) / sizeof(known[0]), who,
-                    errp)) {
-        return false;
-    }
-    if (rf_guest_state_find(r, TAG_LAPIC)) {
-        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has a "
-                     "LAPIC record but this VM has no in-kernel irqchip",
-                     v->index);
-        return false;
-    }
-    if (rf_guest_state_find(r, TAG_XSAVE) &&
-        rf_guest_state_find(r, TAG_FPU)) {
-        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of vCPU %u: has "
-                     "both XSAVE and FPU records", v->index);
-        return false;
-    }
     if (!load_cpuid(v, r, errp) ||
         !load_simple(v, r, TAG_SREGS, KVM_SET_SREGS, "KVM_SET_SREGS",
                      sizeof(struct kvm_sregs), true, errp) ||
         !load_simple(v, r, TAG_REGS, KVM_SET_REGS, "KVM_SET_REGS",
                      sizeof(struct kvm_regs), true, errp) ||
         !load_xsave(v, r, errp)) {
-        return false;
-    }
-    if (rf_guest_state_find(r, TAG_XCRS) && !vm->have_xcrs) {
-        rf_error_set(errp, RF_ERR_MISMATCH, "KVM state of vCPU %u: has "
-                     "XCRs but this host's KVM has no KVM_CAP_XCRS",
-                     v->index);
         return false;
     }
     if (!load_simple(v, r, TAG_XCRS, KVM_SET_XCRS, "KVM_SET_XCRS",
@@ -492,8 +567,8 @@ static bool load_vcpu(KvmVcpu *v, const RfGuestVcpuRecords *r,
     return true;
 }
 
-static bool load_vm(KvmGuest *vm, const RfGuestVcpuRecords *r,
-                    RfError **errp)
+/* Checks the VM's records: known tags, no irqchip, a whole clock. */
+static bool check_vm(const RfGuestVcpuRecords *r, RfError **errp)
 {
     static const uint32_t known[] = { TAG_VM_CLOCK, TAG_VM_IRQCHIP };
     if (!check_tags(r, known, 2, "the VM", errp)) {
@@ -516,14 +591,22 @@ static bool load_vm(KvmGuest *vm, const RfGuestVcpuRecords *r,
         return false;
     }
     const RfGuestRecord *clk = rf_guest_state_find(r, TAG_VM_CLOCK);
+    if (clk && clk->len != sizeof(struct kvm_clock_data)) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of the VM: clock "
+                     "record is %u bytes, expected %zu", clk->len,
+                     sizeof(struct kvm_clock_data));
+        return false;
+    }
+    return true;
+}
+
+/* Applies the VM's records, checked by check_vm(): the clock. */
+static bool load_vm(KvmGuest *vm, const RfGuestVcpuRecords *r,
+                    RfError **errp)
+{
+    const RfGuestRecord *clk = rf_guest_state_find(r, TAG_VM_CLOCK);
     if (clk) {
         struct kvm_clock_data cd;
-        if (clk->len != sizeof(cd)) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "KVM state of the VM: clock "
-                         "record is %u bytes, expected %zu", clk->len,
-                         sizeof(cd));
-            return false;
-        }
         memcpy(&cd, clk->data, sizeof(cd));
         struct kvm_clock_data set;
         memset(&set, 0, sizeof(set));
@@ -589,6 +672,15 @@ bool kvm_load(void *be, const RfGuestVcpuRecords *vm_recs,
         vm->vcpu[i].index = i;
         vm->vcpu[i].vm = vm;
         if (!check_params(&vm->vcpu[i], errp)) {
+            return false;
+        }
+    }
+    /* The whole state is checked before the first thing is applied. */
+    if (!check_vm(vm_recs, errp)) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!check_vcpu(vm, i, &recs[i], errp)) {
             return false;
         }
     }

@@ -332,11 +332,12 @@ static bool thread_start(void *be, const RfGuestVcpuPlan *plan, unsigned n,
 }
 
 /* Reads vCPU i's THREAD_POS record into *next, checking it against the
- * plan: the blob came off the network. */
-static bool load_pos(const ThreadVcpu *v, const RfGuestVcpuRecords *r,
-                     uint64_t *next, RfError **errp)
+ * plan (guest_state.c checked it: idle exactly when empty): the blob came
+ * off the network. */
+static bool load_pos(unsigned i, const RfGuestVcpuPlan *p,
+                     const RfGuestVcpuRecords *r, uint64_t *next,
+                     RfError **errp)
 {
-    unsigned i = v->index;
     for (unsigned k = 0; k < r->n; k++) {
         if (r->rec[k].tag != TAG_THREAD_POS) {
             rf_error_set(errp, RF_ERR_PROTOCOL, "thread guest state of "
@@ -360,7 +361,6 @@ static bool load_pos(const ThreadVcpu *v, const RfGuestVcpuRecords *r,
     }
     uint64_t first = get_u64(rec->data), end = get_u64(rec->data + 8);
     *next = get_u64(rec->data + 16);
-    const RfGuestVcpuPlan *p = &v->plan;
     uint64_t pend = p->idle ? p->first_page : p->end_page;
     if (first != p->first_page || end != pend) {
         rf_error_set(errp, RF_ERR_PROTOCOL, "thread guest state of vCPU "
@@ -394,16 +394,18 @@ static bool thread_load(void *be, const RfGuestVcpuRecords *vm_recs,
                      "none", vm_recs->n, vm_recs->rec[0].tag);
         return false;
     }
+    /* Every vCPU's record is checked before the first is applied. */
+    uint64_t next[RF_GUEST_MAX_VCPUS];
+    for (unsigned i = 0; i < n && i < RF_GUEST_MAX_VCPUS; i++) {
+        if (!load_pos(i, &plan[i], &recs[i], &next[i], errp)) {
+            return false;
+        }
+    }
     if (!set_plan(g, plan, n, dirty_rate, errp)) {
         return false;
     }
     for (unsigned i = 0; i < n; i++) {
-        uint64_t next;
-        if (!load_pos(&g->vcpu[i], &recs[i], &next, errp)) {
-            g->n = 0;
-            return false;
-        }
-        atomic_store(&g->vcpu[i].next_page, next);
+        atomic_store(&g->vcpu[i].next_page, next[i]);
     }
     atomic_store(&g->paused, true);
     return start_threads(g, errp);

@@ -239,19 +239,26 @@ static void test_pause_freezes_memory(void **state)
     rf_guest_free(g);
 }
 
-/* A destination guest whose RAM is a copy of src's. */
-static RfGuest *copy_to_incoming(RfGuest *src)
+/* The layout of a guest of `size` bytes of RAM. */
+static RfRamBlock guest_layout(uint64_t size)
 {
-    RfError *err = NULL;
-    RfGuest *dst = rf_guest_new_incoming(RF_GUEST_KVM, &err);
-    assert_non_null(dst);
-    RfRamSink *sink = rf_guest_ram_sink(dst);
     RfRamBlock layout;
     memset(&layout, 0, sizeof(layout));
-    uint64_t size;
-    uint8_t *ram = guest_ram(src, &size);
     strcpy(layout.name, RF_GUEST_BLOCK_NAME);
     layout.size = size;
+    return layout;
+}
+
+/* A destination guest of `kind` whose RAM is a copy of src's. */
+static RfGuest *copy_to_incoming_kind(RfGuest *src, RfGuestKind kind)
+{
+    RfError *err = NULL;
+    RfGuest *dst = rf_guest_new_incoming(kind, &err);
+    assert_non_null(dst);
+    RfRamSink *sink = rf_guest_ram_sink(dst);
+    uint64_t size;
+    uint8_t *ram = guest_ram(src, &size);
+    RfRamBlock layout = guest_layout(size);
     if (!sink->ops->prepare(sink, &layout, 1, &err)) {
         fail_msg("prepare: %s", rf_error_msg(err));
     }
@@ -259,6 +266,11 @@ static RfGuest *copy_to_incoming(RfGuest *src)
     assert_true(sink->ops->wait_ready(sink));
     sink->ops->finish(sink, true);
     return dst;
+}
+
+static RfGuest *copy_to_incoming(RfGuest *src)
+{
+    return copy_to_incoming_kind(src, RF_GUEST_KVM);
 }
 
 static void save(RfGuest *g, uint8_t **buf, size_t *len)
@@ -379,6 +391,23 @@ static void expect_reject(RfGuest *g, const uint8_t *b, size_t len,
     }
     rf_error_free(err);
     assert_int_equal(rf_guest_passes(g), 0);
+}
+
+/* The real state loads into dst after rejected ones (nothing of them was
+ * applied: the pass count is the source's) and the guest runs on; frees
+ * both guests, the blob and the scratch copy. */
+static void load_runs_and_free(RfGuest *src, RfGuest *dst, uint8_t *blob,
+                               size_t len, uint8_t *scratch)
+{
+    load_ok(dst, blob, len);
+    assert_int_equal(rf_guest_passes(dst), rf_guest_passes(src));
+    rf_guest_resume(dst);
+    wait_passes(dst, rf_guest_passes(src) + 2);
+    check_pattern_ok(dst);
+    free(scratch);
+    free(blob);
+    rf_guest_free(dst);
+    rf_guest_free(src);
 }
 
 static void test_corrupt_state_rejected(void **state)
@@ -508,14 +537,7 @@ static void test_corrupt_state_rejected(void **state)
                   "refused\n", loaded);
 
     /* After all that, the real state still loads and runs. */
-    load_ok(dst, blob, len);
-    rf_guest_resume(dst);
-    wait_passes(dst, rf_guest_passes(src) + 2);
-    check_pattern_ok(dst);
-    free(b);
-    free(blob);
-    rf_guest_free(dst);
-    rf_guest_free(src);
+    load_runs_and_free(src, dst, blob, len, b);
 }
 
 /* Pages per second the guest dirties, from the dirty log over `secs`. */
@@ -712,19 +734,28 @@ static void test_bad_config_and_layout(void **state)
     rf_guest_free(g);
 }
 
-/* guest.c's AUTO logic: a thread guest's state makes an AUTO destination
- * switch to the thread back end; a KVM-only destination refuses it. */
-static void test_auto_destination_follows_source(void **state)
+/* A running thread guest of 4 MiB and 2 vCPUs. */
+static RfGuest *start_thread(uint64_t seed)
 {
-    (void)state;
     RfGuestConfig cfg = {
-        .mem_size = 4 * MiB, .vcpus = 2, .kind = RF_GUEST_THREAD, .seed = 3,
+        .mem_size = 4 * MiB, .vcpus = 2, .kind = RF_GUEST_THREAD,
+        .seed = seed,
     };
     RfError *err = NULL;
     RfGuest *src = rf_guest_start(&cfg, &err);
     if (!src) {
         fail_msg("thread guest: %s", rf_error_msg(err));
     }
+    return src;
+}
+
+/* guest.c's AUTO logic: a thread guest's state makes an AUTO destination
+ * switch to the thread back end; a KVM-only destination refuses it. */
+static void test_auto_destination_follows_source(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfGuest *src = start_thread(3);
     print_message("source: %s\n", rf_guest_describe(src));
     assert_non_null(strstr(rf_guest_describe(src), "thread guest"));
     wait_passes(src, 3);
@@ -741,17 +772,7 @@ static void test_auto_destination_follows_source(void **state)
         err = NULL;
         rf_guest_free(kvm);
     }
-    RfGuest *dst = rf_guest_new_incoming(RF_GUEST_AUTO, &err);
-    RfRamSink *sink = rf_guest_ram_sink(dst);
-    RfRamBlock layout;
-    memset(&layout, 0, sizeof(layout));
-    strcpy(layout.name, RF_GUEST_BLOCK_NAME);
-    uint64_t size;
-    uint8_t *ram = guest_ram(src, &size);
-    layout.size = size;
-    assert_true(sink->ops->prepare(sink, &layout, 1, &err));
-    memcpy(sink->ops->host(sink, 0), ram, size);
-    sink->ops->finish(sink, true);
+    RfGuest *dst = copy_to_incoming_kind(src, RF_GUEST_AUTO);
     load_ok(dst, blob, len);
     print_message("AUTO destination: %s\n", rf_guest_describe(dst));
     assert_non_null(strstr(rf_guest_describe(dst), "thread guest"));
@@ -795,6 +816,154 @@ static void test_sink_finish_failed_tears_down(void **state)
     free(blob);
     rf_guest_free(dst);
     rf_guest_free(src);
+}
+
+/* ---- destination safety: RAM caps and the thread guest's state ------- */
+
+/* MemAvailable of /proc/meminfo, bytes (0 if unknown). */
+static uint64_t meminfo_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    unsigned long long kib = 0;
+    while (f && fgets(line, sizeof(line), f) &&
+           sscanf(line, "MemAvailable: %llu kB", &kib) != 1) {
+    }
+    if (f) {
+        fclose(f);
+    }
+    return (uint64_t)kib * 1024;
+}
+
+/* Resident bytes of this process. */
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%llu %llu", &size, &rss), 2);
+    fclose(f);
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void expect_prepare_refused(RfRamSink *sink, uint64_t size,
+                                   const char *want)
+{
+    RfRamBlock layout = guest_layout(size);
+    RfError *err = NULL;
+    assert_false(sink->ops->prepare(sink, &layout, 1, &err));
+    assert_int_equal(rf_error_kind(err), RF_ERR_MISMATCH);
+    if (!strstr(rf_error_msg(err), want)) {
+        fail_msg("want '%s' in: %s", want, rf_error_msg(err));
+    }
+    print_message("%s\n", rf_error_msg(err));
+    rf_error_free(err);
+    assert_null(sink->ops->host(sink, 0)); /* no RAM was made */
+}
+
+/* A layout over MemAvailable, or over the guest's own limit, is refused
+ * before any RAM is created or faulted in; a fitting one still works. */
+static void test_sink_ram_caps(void **state)
+{
+    (void)state;
+    uint64_t avail = meminfo_available();
+    assert_true(avail > 0);
+    RfError *err = NULL;
+    RfGuest *g = rf_guest_new_incoming(RF_GUEST_THREAD, &err);
+    assert_non_null(g);
+    RfRamSink *sink = rf_guest_ram_sink(g);
+    uint64_t rss = resident_bytes();
+    uint64_t over = (avail + (1ull << 30)) & ~(uint64_t)4095;
+    char want[96];
+    snprintf(want, sizeof(want), "announces %llu bytes",
+             (unsigned long long)over);
+    expect_prepare_refused(sink, over, want);
+    expect_prepare_refused(sink, over, "MemAvailable");
+    expect_prepare_refused(sink, 16ull << 40, "MemAvailable"); /* 16 TiB */
+    rf_guest_set_max_ram(g, 4 * MiB);
+    expect_prepare_refused(sink, 8 * MiB, "the limit here is 4194304");
+    assert_true(resident_bytes() < rss + 8 * MiB);
+    RfRamBlock layout = guest_layout(4 * MiB);
+    if (!sink->ops->prepare(sink, &layout, 1, &err)) {
+        fail_msg("prepare: %s", rf_error_msg(err));
+    }
+    assert_non_null(sink->ops->host(sink, 0));
+    sink->ops->finish(sink, true);
+    rf_guest_free(g);
+}
+
+/* A thread guest of 2 vCPUs, paused, its state in *blob, and an incoming
+ * thread guest holding a copy of its RAM. */
+static RfGuest *thread_pair(RfGuest **dst, uint8_t **blob, size_t *len)
+{
+    RfGuest *src = start_thread(5);
+    wait_passes(src, 2);
+    rf_guest_pause(src);
+    save(src, blob, len);
+    *dst = copy_to_incoming_kind(src, RF_GUEST_THREAD);
+    return src;
+}
+
+/* Offset of vCPU i's header in a thread guest's blob (no VM records, one
+ * record per vCPU). */
+static size_t thread_vcpu_at(const uint8_t *b, unsigned i)
+{
+    size_t pos = vcpu0_at(b);
+    for (; i; i--) {
+        pos += 40 + 8 + ((get32(b + pos + 40 + 4) + 7) & ~7u);
+    }
+    return pos;
+}
+
+/* Bad thread-guest states are refused naming the field, with nothing
+ * applied: the same guest then loads the real state and runs on. */
+static void test_thread_state_rejected(void **state)
+{
+    (void)state;
+    RfGuest *dst;
+    uint8_t *blob;
+    size_t len;
+    RfGuest *src = thread_pair(&dst, &blob, &len);
+    uint8_t *b = malloc(len);
+    assert_non_null(b);
+
+    expect_reject(dst, blob, 10, "bytes, at least");       /* truncated */
+    expect_reject(dst, blob, len - 8, "header says");      /* truncated */
+    struct {
+        size_t at;
+        uint32_t val;
+        const char *want;
+    } edits[] = {
+        { 8, 2, "version 2" },                  /* wrong version */
+        { 12, 1u << 20, "1048576-byte header" }, /* absurd header size */
+        { 40, 1000, "1000 vCPUs" },             /* absurd vCPU count */
+        { 40, 3, "runs past the end" },         /* more vCPUs than sent */
+        { 44, 0x10000, "65536 records" },       /* absurd record count */
+        { 28, 0x41, "not NUL-padded" },         /* junk after the name */
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        memcpy(b, blob, len);
+        put32(b + edits[i].at, edits[i].val);
+        reseal(b, len);
+        expect_reject(dst, b, len, edits[i].want);
+    }
+    /* Absurd record length, then a bad value in the LAST vCPU's record:
+     * refused before vCPU 0 is set up. */
+    size_t v1 = thread_vcpu_at(blob, 1);
+    memcpy(b, blob, len);
+    put32(b + v1 + 40 + 4, 0xfffffff0u);
+    reseal(b, len);
+    expect_reject(dst, b, len, "claims");
+    memcpy(b, blob, len);
+    put32(b + v1 + 40 + 8 + 16, 0xffffff); /* next page past its range */
+    reseal(b, len);
+    expect_reject(dst, b, len, "vCPU 1: next page 16777215");
+    memcpy(b, blob, len);
+    put32(b + v1 + 40, 0x0299); /* unknown tag */
+    reseal(b, len);
+    expect_reject(dst, b, len, "unknown record tag 0x0299");
+
+    load_runs_and_free(src, dst, blob, len, b);
 }
 
 /* The tracker on its own: a slot without KVM_MEM_LOG_DIRTY_PAGES is
@@ -853,6 +1022,8 @@ int main(void)
         cmocka_unit_test(test_auto_destination_follows_source),
         cmocka_unit_test(test_sink_finish_failed_tears_down),
         cmocka_unit_test(test_kvm_dirty_needs_logging_slot),
+        cmocka_unit_test(test_sink_ram_caps),
+        cmocka_unit_test(test_thread_state_rejected),
     };
     return cmocka_run_group_tests(tests, probe_kvm, NULL);
 }

@@ -596,6 +596,301 @@ static void test_reuse_refused(void **state)
     guarded_unmap(a, 32 * PAGE);
 }
 
+/* ---- file sink: temporary file, rename, checks before touching ---------- */
+
+/* Resident pages of this process. */
+static unsigned long long resident_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long vsz = 0, rss = 0;
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%llu %llu", &vsz, &rss), 2);
+    fclose(f);
+    return rss;
+}
+
+/* The names in dir, sorted, one per line, into out. */
+static void dir_listing(const char *dir, char *out, size_t cap)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls -A1 '%s'", dir);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    pclose(f);
+}
+
+/* How many names in dir contain ".ramflow-" (temporary files). */
+static unsigned temp_files(const char *dir)
+{
+    char list[4096];
+    dir_listing(dir, list, sizeof(list));
+    unsigned n = 0;
+    for (const char *p = list; (p = strstr(p, ".ramflow-")); p++) {
+        n++;
+    }
+    return n;
+}
+
+/* A file of `pages` pages of a seeded pattern at dir/name; its bytes in
+ * *want (malloc'd). */
+static void make_target(const char *path, size_t pages, uint64_t seed,
+                        mode_t mode, uint8_t **want)
+{
+    *want = malloc(pages * PAGE);
+    assert_non_null(*want);
+    fill(*want, pages, seed);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, *want, pages * PAGE), (ssize_t)(pages * PAGE));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* The file at path holds exactly len bytes equal to want. */
+static void assert_file_is(const char *path, const uint8_t *want,
+                           size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail_msg("%s: %s", path, strerror(errno));
+    }
+    assert_fd_content(fd, want, len, path);
+    close(fd);
+}
+
+static RfRamSink *file_sink(const char *spec, unsigned flags)
+{
+    const char *specs[1] = {spec};
+    RfError *err = NULL;
+    RfRamSink *sink = rf_file_sink_new(specs, 1, flags, &err);
+    if (!sink) {
+        fail_msg("file sink: %s", rf_error_msg(err));
+    }
+    return sink;
+}
+
+static void prepare_ok(RfRamSink *sink, const RfRamBlock *lay, unsigned n)
+{
+    RfError *err = NULL;
+    if (!sink->ops->prepare(sink, lay, n, &err)) {
+        fail_msg("prepare: %s", rf_error_msg(err));
+    }
+}
+
+static void expect_prepare_error(RfRamSink *sink, const RfRamBlock *lay,
+                                 unsigned n, RfErrorKind kind,
+                                 const char *want)
+{
+    RfError *err = NULL;
+    assert_false(sink->ops->prepare(sink, lay, n, &err));
+    print_message("  %s\n", rf_error_msg(err));
+    expect_error(err, kind, want);
+    rf_error_free(err);
+}
+
+/* Success: the target keeps its old contents during the migration, a
+ * temporary file beside it takes the data, and finish(true) renames it
+ * over the target (mode kept); no temporary file is left. */
+static void test_file_sink_rename_on_success(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/target", shmdir);
+    uint8_t *old, *want = malloc(8 * PAGE);
+    make_target(path, 16, 1, 0640, &old);
+    RfRamSink *sink = file_sink(path, 0);
+    RfRamBlock lay = {.name = "ram", .size = 8 * PAGE};
+    prepare_ok(sink, &lay, 1);
+    assert_int_equal(temp_files(shmdir), 1);
+    assert_file_is(path, old, 16 * PAGE); /* untouched so far */
+    fill(want, 8, 2);
+    memcpy(sink->ops->host(sink, 0), want, 8 * PAGE);
+    sink->ops->wait_ready(sink);
+    sink->ops->finish(sink, true);
+    assert_file_is(path, want, 8 * PAGE);
+    rf_ram_sink_free(sink);
+    assert_file_is(path, want, 8 * PAGE);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(temp_files(shmdir), 0);
+    unlink(path);
+    free(old);
+    free(want);
+}
+
+/* Failure, by finish(false) or by free() without finish: the target is
+ * byte-identical, no temporary file remains, and a target that did not
+ * exist is not created. */
+static void test_file_sink_failure_keeps_target(void **state)
+{
+    (void)state;
+    char path[128], absent[128], listing[4096], after[4096];
+    snprintf(path, sizeof(path), "%s/kept", shmdir);
+    snprintf(absent, sizeof(absent), "%s/absent", shmdir);
+    uint8_t *old;
+    make_target(path, 16, 3, 0600, &old);
+    dir_listing(shmdir, listing, sizeof(listing));
+    for (int how = 0; how < 2; how++) {
+        const char *targets[2] = {path, absent};
+        for (int t = 0; t < 2; t++) {
+            RfRamSink *sink = file_sink(targets[t], 0);
+            RfRamBlock lay = {.name = "ram", .size = 8 * PAGE};
+            prepare_ok(sink, &lay, 1);
+            assert_int_equal(temp_files(shmdir), 1);
+            memset(sink->ops->host(sink, 0), 0xab, 8 * PAGE);
+            if (how == 0) {
+                sink->ops->finish(sink, false);
+                assert_int_equal(temp_files(shmdir), 0);
+            }
+            rf_ram_sink_free(sink);
+            assert_int_equal(temp_files(shmdir), 0);
+            errno = 0;
+            assert_int_equal(access(absent, F_OK), -1);
+            assert_int_equal(errno, ENOENT);
+            assert_file_is(path, old, 16 * PAGE);
+            dir_listing(shmdir, after, sizeof(after));
+            assert_string_equal(after, listing);
+        }
+    }
+    unlink(path);
+    free(old);
+}
+
+/* A target that exists and is not a regular file is refused before
+ * anything is created. */
+static void test_file_sink_non_regular_refused(void **state)
+{
+    (void)state;
+    char dir[128], listing[4096], after[4096];
+    snprintf(dir, sizeof(dir), "%s/subdir", shmdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    dir_listing(shmdir, listing, sizeof(listing));
+    RfRamBlock lay = {.name = "ram", .size = 8 * PAGE};
+    RfRamSink *sink = file_sink(dir, 0);
+    expect_prepare_error(sink, &lay, 1, RF_ERR_IO,
+                         "is a directory, not a regular file");
+    rf_ram_sink_free(sink);
+    sink = file_sink("/dev/null", 0);
+    expect_prepare_error(sink, &lay, 1, RF_ERR_IO,
+                         "'/dev/null' is a device, not a regular file");
+    rf_ram_sink_free(sink);
+    sink = file_sink("/dev/null", RF_FILE_SINK_REUSE);
+    expect_prepare_error(sink, &lay, 1, RF_ERR_IO, "is a device");
+    rf_ram_sink_free(sink);
+    dir_listing(shmdir, after, sizeof(after));
+    assert_string_equal(after, listing);
+    rmdir(dir);
+}
+
+/* "PATH:SIZE": the announced size must equal SIZE, checked for every
+ * block before any file is created or changed. */
+static void test_file_sink_expected_size(void **state)
+{
+    (void)state;
+    char pa[128], pb[128], sa[160], sb[160], listing[4096], after[4096];
+    snprintf(pa, sizeof(pa), "%s/a", shmdir);
+    snprintf(pb, sizeof(pb), "%s/b", shmdir);
+    snprintf(sa, sizeof(sa), "ram=%s:64K", pa);
+    snprintf(sb, sizeof(sb), "vga=%s:8k", pb);
+    uint8_t *old;
+    make_target(pb, 4, 4, 0600, &old); /* b exists, a does not */
+    dir_listing(shmdir, listing, sizeof(listing));
+    const char *specs[2] = {sa, sb};
+    RfError *err = NULL;
+    RfRamSink *sink = rf_file_sink_new(specs, 2, 0, &err);
+    assert_non_null(sink);
+    /* Block 'ram' matches; 'vga' does not: nothing is created for 'ram'
+     * either. */
+    RfRamBlock lay[2] = {{.name = "ram", .size = 16 * PAGE},
+                         {.name = "vga", .size = 4 * PAGE}};
+    char want[256];
+    snprintf(want, sizeof(want), "block 'vga' is 16384 bytes at the source "
+             "but --memory '%s' expects 8192 bytes", pb);
+    expect_prepare_error(sink, lay, 2, RF_ERR_MISMATCH, want);
+    dir_listing(shmdir, after, sizeof(after));
+    assert_string_equal(after, listing);
+    assert_file_is(pb, old, 4 * PAGE);
+    /* The sink stays usable: the right layout passes. */
+    lay[1].size = 2 * PAGE;
+    prepare_ok(sink, lay, 2);
+    sink->ops->finish(sink, true);
+    rf_ram_sink_free(sink);
+    struct stat st;
+    assert_int_equal(stat(pa, &st), 0);
+    assert_int_equal(st.st_size, 16 * PAGE);
+    assert_int_equal(stat(pb, &st), 0);
+    assert_int_equal(st.st_size, 2 * PAGE);
+    unlink(pa);
+    unlink(pb);
+    free(old);
+
+    /* A ':' that is not a size stays in the path; a size that is not a
+     * multiple of the page size is refused at once. */
+    char colon[128], spec[160];
+    snprintf(colon, sizeof(colon), "%s/x:y", shmdir);
+    sink = file_sink(colon, 0);
+    RfRamBlock one = {.name = "x", .size = PAGE};
+    prepare_ok(sink, &one, 1);
+    sink->ops->finish(sink, true);
+    rf_ram_sink_free(sink);
+    assert_int_equal(access(colon, F_OK), 0);
+    unlink(colon);
+    snprintf(spec, sizeof(spec), "%s/z:5000", shmdir);
+    const char *bad[1] = {spec};
+    assert_null(rf_file_sink_new(bad, 1, 0, &err));
+    expect_error(err, RF_ERR_PARAM, "not a non-zero multiple of 4096");
+    rf_error_free(err);
+
+    /* With REUSE, the file's size and ":SIZE" must both match. */
+    snprintf(pa, sizeof(pa), "%s/r", shmdir);
+    make_target(pa, 4, 5, 0600, &old);
+    snprintf(spec, sizeof(spec), "%s:32K", pa);
+    sink = file_sink(spec, RF_FILE_SINK_REUSE);
+    RfRamBlock four = {.name = "r", .size = 4 * PAGE};
+    expect_prepare_error(sink, &four, 1, RF_ERR_MISMATCH, "expects 32768");
+    rf_ram_sink_free(sink);
+    assert_file_is(pa, old, 4 * PAGE);
+    unlink(pa);
+    free(old);
+}
+
+/* A 16 TiB layout (or 64 blocks of 1 TiB) is refused without creating a
+ * file or allocating memory. */
+static void test_file_sink_absurd_layout(void **state)
+{
+    (void)state;
+    char path[128], listing[4096], after[4096];
+    snprintf(path, sizeof(path), "%s/huge", shmdir);
+    dir_listing(shmdir, listing, sizeof(listing));
+    unsigned long long rss0 = resident_pages();
+    RfRamSink *sink = file_sink(path, 0);
+    RfRamBlock lay = {.name = "ram", .size = 16ull << 40};
+    expect_prepare_error(sink, &lay, 1, RF_ERR_IO,
+                         "block 'ram' (17592186044416 bytes)");
+    rf_ram_sink_free(sink);
+    const char *specs[RF_MAX_BLOCKS];
+    char names[RF_MAX_BLOCKS][160];
+    RfRamBlock many[RF_MAX_BLOCKS];
+    for (unsigned i = 0; i < RF_MAX_BLOCKS; i++) {
+        snprintf(names[i], sizeof(names[i]), "b%u=%s/b%u", i, shmdir, i);
+        specs[i] = names[i];
+        memset(&many[i], 0, sizeof(many[i]));
+        snprintf(many[i].name, sizeof(many[i].name), "b%u", i);
+        many[i].size = 1ull << 40;
+    }
+    RfError *err = NULL;
+    sink = rf_file_sink_new(specs, RF_MAX_BLOCKS, 0, &err);
+    assert_non_null(sink);
+    expect_prepare_error(sink, many, RF_MAX_BLOCKS, RF_ERR_IO, "are free");
+    rf_ram_sink_free(sink);
+    assert_true(resident_pages() < rss0 + 2048); /* < 8 MiB more */
+    dir_listing(shmdir, after, sizeof(after));
+    assert_string_equal(after, listing);
+}
+
 /* ---- pre-fault CPU time ------------------------------------------------- */
 
 /* A file sink of 64 MiB fresh memory pre-faults it in threads: their CPU
@@ -1179,6 +1474,11 @@ int main(void)
         cmocka_unit_test(test_reuse_sealed_memfd),
         cmocka_unit_test(test_reuse_file),
         cmocka_unit_test(test_reuse_refused),
+        cmocka_unit_test(test_file_sink_rename_on_success),
+        cmocka_unit_test(test_file_sink_failure_keeps_target),
+        cmocka_unit_test(test_file_sink_non_regular_refused),
+        cmocka_unit_test(test_file_sink_expected_size),
+        cmocka_unit_test(test_file_sink_absurd_layout),
         cmocka_unit_test(test_prefault_cpu),
         cmocka_unit_test(test_custom_source_dirty_log),
         cmocka_unit_test(test_custom_sink),
