@@ -101,7 +101,7 @@ extern "C" {
 #define RAMFLOW_VERSION_NUMBER                                               \
     (RAMFLOW_VERSION_MAJOR * 10000 + RAMFLOW_VERSION_MINOR * 100 +           \
      RAMFLOW_VERSION_PATCH)
-#define RAMFLOW_VERSION_STRING "1.0.0"
+#define RAMFLOW_VERSION_STRING "1.1.0"
 
 /*! rf_version_number() :
  *  @return the version of the library actually loaded, as
@@ -140,6 +140,32 @@ RF_API const char *rf_version_string(void);
  *    downtime-limit         ms, 0-2000000                  default 300
  *    max-rounds             1-10000 (ramflow's own)        default 30
  *    timeout                ms of peer silence, 100-3600000 default 30000
+ *
+ *  security (since 1.1; docs/security.md), strings unless noted, "" =
+ *  unset:
+ *
+ *    tls-creds        x509 directory in QEMU's tls-creds-x509 layout
+ *                     (ca-cert.pem, [ca-crl.pem], server-cert.pem and
+ *                     server-key.pem or client-cert.pem and client-key.pem)
+ *    tls-psk          directory holding keys.psk ("user:hexkey" lines);
+ *                     at most one of tls-creds and tls-psk.  With either,
+ *                     every connection is TLS 1.3 and verified both ways.
+ *    tls-psk-username source: the PSK identity          default "qemu"
+ *    tls-hostname     source: the name the destination's certificate must
+ *                     carry (default: the URI's host)
+ *    tls-authz        destination: accepted client identities, ';'
+ *                     separated (certificate DNs as GnuTLS writes them,
+ *                     or PSK user names); unset = any verified peer
+ *    tls-authz-file   destination: the same, one per line
+ *    allow-peer       destination: "CIDR[,CIDR...]" allowed to connect
+ *    insecure         on/off: a destination may listen in plaintext on an
+ *                     address other hosts reach (refused otherwise)
+ *                                                        default off
+ *    max-memory       destination: largest total layout accepted, bytes
+ *                     with K/M/G/T suffixes, 0 = the sink's own limit
+ *
+ *  Credentials are loaded by the start functions: a missing or bad file
+ *  fails the start.
  *
  *  and the boolean capabilities (rf_params_set_cap):
  *
@@ -424,19 +450,29 @@ RF_API RfRamSink *rf_ram_sink_new(const RfRamSinkOps *ops, void *opaque,
 RF_API void *rf_ram_sink_opaque(const RfRamSink *sink);
 
 /*! RF_FILE_SINK_REUSE : rf_file_sink_new() flag: receive into the existing
- *  files as they are: never created, truncated or resized, no pre-fault;
- *  each file's size must equal its block's size (else the migration is
- *  refused naming the block and both sizes). */
+ *  regular files in place: never created, truncated or resized, no
+ *  pre-fault; each file's size (checked with stat before it is opened for
+ *  writing) and its ":SIZE", if given, must equal its block's size, else
+ *  the migration is refused naming the block and both sizes.  After a
+ *  failed or cancelled migration the files' contents are undefined (partly
+ *  old, partly new). */
 #define RF_FILE_SINK_REUSE 0x1u
 
 /*! rf_file_sink_new() :
- *  A destination that writes each incoming block into a file.  By default
- *  the file is created or truncated to the block's size when the
- *  source's layout arrives (after the handshake passed), and pre-faulted
- *  in the background; with RF_FILE_SINK_REUSE, see above.  Specs are
- *  "PATH" or "NAME=PATH"; a block matches the spec with its name, or the
- *  only spec when both sides have exactly one block.  Nothing is opened
- *  before the layout arrives.
+ *  A destination that writes each incoming block into a file.  Specs are
+ *  "[NAME=]PATH[:SIZE]": a block matches the spec with its name, or the
+ *  only spec when both sides have exactly one block; SIZE (K/M/G/T
+ *  suffixes, powers of 1024), when given, is the size the block must have
+ *  (the part after the last ':' is a size only if it parses as one).
+ *  Nothing is opened or created here.  When the source's layout arrives
+ *  (after the handshake passed), every block is checked before any file is
+ *  touched: its size against SIZE, that an existing PATH is a regular
+ *  file, and that each file system has room for its blocks less a reserve
+ *  (1/64 of it, at most 64 MiB).  By default each block is then received
+ *  into a new file beside PATH (".NAME.ramflow-XXXXXX", with PATH's mode,
+ *  else 0600), pre-faulted in the background, and renamed over PATH when
+ *  the migration completes; a failed or cancelled migration removes it and
+ *  leaves PATH as it was (or absent).  With RF_FILE_SINK_REUSE, see above.
  *  @return the sink, or NULL with an error naming the bad spec. */
 RF_API RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
                                    unsigned flags, RfError **errp);
@@ -447,7 +483,9 @@ RF_API RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
  *  match regions by name, or the only region when both sides have exactly
  *  one block; sizes must be equal, else the migration is refused naming the
  *  block and both sizes.  The memory is never resized, remapped or
- *  pre-faulted, and no byte outside the regions is written.
+ *  pre-faulted, and no byte outside the regions is written.  After a
+ *  failed or cancelled migration the regions' contents are undefined
+ *  (partly old, partly new).
  *  @return the sink, or NULL with an error naming the bad region. */
 RF_API RfRamSink *rf_region_sink_new(const RfRegion *regions, unsigned n,
                                      RfError **errp);
