@@ -298,8 +298,9 @@ static void alert_send(TlsConn *tc, gnutls_alert_description_t a)
     gnutls_alert_send(tc->sess, GNUTLS_AL_FATAL, a);
 }
 
-/* Server, PSK: says what was wrong with the client's key, if known. */
-static bool psk_error(TlsConn *tc, RfError **errp)
+/* Server, PSK: says what was wrong with the client's identity or key
+ * (handshake error r), if that is what failed. */
+static bool psk_error(TlsConn *tc, int r, RfError **errp)
 {
     if (!tc->server || !rf_tls_creds_is_psk(tc->creds) || !tc->psk_user[0]) {
         return false;
@@ -310,10 +311,15 @@ static bool psk_error(TlsConn *tc, RfError **errp)
                      "source at %s is not in %s", tc->psk_user, tc->peer,
                      file);
         alert_send(tc, GNUTLS_A_UNKNOWN_PSK_IDENTITY);
-    } else {
+    } else if (r == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
+               r == GNUTLS_E_DECRYPTION_FAILED) {
+        /* The binder, made with the client's key, did not verify. */
         rf_error_set(errp, RF_ERR_AUTH, "TLS: the source's pre-shared key "
                      "for '%s' differs from the one in %s", tc->psk_user,
                      file);
+        alert_send(tc, GNUTLS_A_DECRYPT_ERROR);
+    } else {
+        return false;
     }
     return true;
 }
@@ -360,7 +366,7 @@ static void handshake_error(TlsConn *tc, int r, const char *host,
                      "the source at %s sent none (its tls-creds directory "
                      "needs client-cert.pem and client-key.pem)", tc->peer);
         alert_send(tc, GNUTLS_A_CERTIFICATE_REQUIRED);
-    } else if (psk_error(tc, errp)) {
+    } else if (psk_error(tc, r, errp)) {
         /* set */
     } else if (sys) {
         rf_error_set(errp, RF_ERR_IO, "TLS handshake with %s failed: %s",
@@ -665,6 +671,12 @@ static bool session_new(TlsConn *tc, const RfTlsParams *p, RfError **errp)
     }
     if (!p->server && !rf_tls_creds_is_psk(p->creds)) {
         gnutls_session_set_verify_cert(tc->sess, p->hostname, 0);
+    }
+    if (p->server && !rf_tls_creds_is_psk(p->creds)) {
+        /* Without the CA names, a client whose certificate another CA
+         * signed still sends it, and hears why it is refused rather than
+         * "certificate required". */
+        gnutls_certificate_send_x509_rdn_sequence(tc->sess, 1);
     }
     gnutls_session_set_ptr(tc->sess, tc);
     gnutls_transport_set_ptr(tc->sess, tc);
