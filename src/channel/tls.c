@@ -56,6 +56,7 @@ typedef struct TlsConn {
     /* While handshaking (or closing): the wall-clock limit in ms on the
      * monotonic clock, else 0 and timeout_ms applies per wait. */
     long long deadline;
+    unsigned handshake_ms;  /* the handshake's bound, for messages */
     atomic_int *cancel;     /* while handshaking */
     int first_in;           /* first byte received, -1 before */
     char psk_user[128];     /* server, PSK: identity the client sent */
@@ -337,8 +338,8 @@ static void handshake_error(TlsConn *tc, int r, const char *host,
     char why[512];
     if (sys == ETIMEDOUT || r == GNUTLS_E_TIMEDOUT) {
         rf_error_set(errp, RF_ERR_TIMEOUT, "TLS handshake with %s: no "
-                     "answer within the handshake timeout (is the %s "
-                     "configured for TLS?)", tc->peer, other_side(tc));
+                     "answer within %u ms (is the %s configured for TLS?)",
+                     tc->peer, tc->handshake_ms, other_side(tc));
     } else if (sys == ECANCELED) {
         rf_error_set(errp, RF_ERR_CANCELLED, "cancelled during the TLS "
                      "handshake with %s", tc->peer);
@@ -733,6 +734,7 @@ RfConn *rf_tls_conn_new(RfConn *inner, const RfTlsParams *p,
     tc->server = p->server;
     tc->first_in = -1;
     tc->deadline = rf_sock_now_ms() + p->handshake_ms;
+    tc->handshake_ms = p->handshake_ms;
     tc->cancel = p->cancel;
     if (!session_new(tc, p, errp)) {
         tls_free(tc);

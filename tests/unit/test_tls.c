@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,13 @@
 #define SILENT_MS 300
 
 static char tmp[64];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 static char client_dn[256];  /* as gnutls_x509_crt_get_dn() writes it */
 
 /* --- certificates ----------------------------------------------------------- */
@@ -214,18 +222,20 @@ static const char *dir(const char *sub)
 /* --- running a client against a server ------------------------------------- */
 
 /* What the accepting side saw: its connection or error, and the drops. */
-typedef struct Server {
+typedef struct Server Server;
+struct Server {
     RfSecure *sec;
     RfListener *l;      /* plain listener */
     RfListener *wl;     /* wrapped, or NULL: accept then server_wrap */
     bool plain;         /* no RfSecure: accept a plain connection */
+    void (*plain_run)(struct Server *s);  /* ... and then run this */
     RfConn *conn;
     RfError *err;
     pthread_t th;
     unsigned drops;
     char why[512];
     char port[8];
-} Server;
+};
 
 static void on_rejected(const char *peer, const char *why, void *opaque)
 {
@@ -245,6 +255,10 @@ static void *server_main(void *arg)
     RfConn *c = rf_listener_accept(s->l, 8000, NULL, &s->err);
     if (c) {
         s->conn = s->plain ? c : rf_secure_server_wrap(s->sec, c, &s->err);
+    }
+    if (c && s->plain && s->plain_run) {
+        s->conn->timeout_ms = 5000;
+        s->plain_run(s);
     }
     return NULL;
 }
@@ -272,6 +286,19 @@ static void server_start(Server *s, RfSecureConfig *cfg, bool wrapped)
         assert_non_null(s->wl);
         assert_ptr_not_equal(s->wl, s->l);
     }
+    assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
+}
+
+/* A plaintext server that runs `run` on the connection it accepts. */
+static void server_start_plain(Server *s, void (*run)(Server *s))
+{
+    memset(s, 0, sizeof(*s));
+    RfError *err = NULL;
+    s->l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(s->l);
+    snprintf(s->port, sizeof(s->port), "%s", strrchr(s->l->uri, ':') + 1);
+    s->plain = true;
+    s->plain_run = run;
     assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
 }
 
@@ -578,14 +605,276 @@ static void test_psk_unknown_user(void **state)
 
 /* --- TLS against plaintext, stalls, the accept loop ------------------------- */
 
+/* A plaintext destination's part: says hello, checks that what came is
+ * a TLS ClientHello, reads until the client goes. */
+static void plain_hello(Server *s)
+{
+    unsigned char b = 0;
+    assert_true(rf_conn_send(s->conn, "RAMFLOW hello\n", 14, NULL));
+    assert_true(rf_conn_recv(s->conn, &b, 1, NULL));
+    assert_int_equal(b, 0x16);
+    unsigned char rest[4096];
+    while (rf_conn_recv(s->conn, rest, sizeof(rest), &s->err)) {
+    }
+}
+
+/* A plaintext destination that reads until the client goes. */
+static void plain_silent(Server *s)
+{
+    unsigned char rest[4096];
+    while (rf_conn_recv(s->conn, rest, sizeof(rest), &s->err)) {
+    }
+}
+
 static void test_tls_client_plain_server(void **state)
 {
     (void)state;
+    Server s;
+    server_start_plain(&s, plain_hello);
+    RfSecureConfig ccfg = { .tls_creds = dir("cli") };
+    RfError *err = NULL;
+    assert_null(client_connect(&s, "localhost", &ccfg, &err));
+    expect_error(err, RF_ERR_AUTH, "the destination does not speak TLS",
+                 "0x52", NULL);
+    server_join(&s);
+    expect_error(s.err, RF_ERR_IO, NULL);  /* closed or reset */
+    rf_error_free(err);
+    server_free(&s);
 }
 
-static void test_placeholder(void **state)
+static void test_tls_client_silent_server(void **state)
 {
     (void)state;
+    Server s;
+    server_start_plain(&s, plain_silent);
+    RfSecureConfig ccfg = { .tls_creds = dir("cli"),
+                            .handshake_timeout_ms = SILENT_MS };
+    RfError *err = NULL;
+    assert_null(client_connect(&s, "localhost", &ccfg, &err));
+    expect_error(err, RF_ERR_TIMEOUT, "no answer within 300 ms", NULL);
+    server_join(&s);
+    expect_error(s.err, RF_ERR_IO, "closed by peer", NULL);
+    rf_error_free(err);
+    server_free(&s);
+}
+
+/* A valid TLS client, after a bad one: the wrapped listener's accept
+ * (still the same call) returns it. */
+static void valid_client_after(Server *s, const char *reason)
+{
+    RfSecureConfig ccfg = { .tls_creds = dir("cli") };
+    RfError *err = NULL;
+    RfConn *c = client_connect(s, "localhost", &ccfg, &err);
+    if (!c) {
+        fail_msg("client: %s", rf_error_msg(err));
+    }
+    server_join(s);
+    if (!s->conn) {
+        fail_msg("server: %s", rf_error_msg(s->err));
+    }
+    assert_int_equal(s->drops, 1);
+    assert_int_equal(rf_secure_rejected(s->sec), 1);
+    if (!strstr(s->why, reason)) {
+        fail_msg("rejection reason '%s' lacks '%s'", s->why, reason);
+    }
+    printf("  (rejected) %s\n", s->why);
+    rf_conn_close(c);
+}
+
+static void test_plain_client_tls_listener(void **state)
+{
+    (void)state;
+    Server s;
+    RfSecureConfig scfg = { .tls_creds = dir("srv") };
+    server_start(&s, &scfg, true);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%s", s.port);
+    RfError *err = NULL;
+    RfConn *plain = rf_conn_connect(uri, 5000, &err);
+    assert_non_null(plain);
+    plain->timeout_ms = 5000;
+    assert_true(rf_conn_send(plain, "RAMFLOW hello\n", 14, NULL));
+    /* The listener drops it (perhaps after an alert). */
+    unsigned char buf[256];
+    while (rf_conn_recv(plain, buf, 1, &err)) {
+    }
+    expect_error(err, RF_ERR_IO, NULL);  /* closed or reset */
+    rf_error_free(err);
+    rf_conn_close(plain);
+    valid_client_after(&s, "the source does not speak TLS");
+    server_free(&s);
+}
+
+static void test_silent_client_dropped(void **state)
+{
+    (void)state;
+    Server s;
+    RfSecureConfig scfg = { .tls_creds = dir("srv"),
+                            .handshake_timeout_ms = SILENT_MS };
+    server_start(&s, &scfg, true);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%s", s.port);
+    RfConn *silent = rf_conn_connect(uri, 5000, NULL);
+    assert_non_null(silent);
+    double t0 = now_s();
+    valid_client_after(&s, "no answer within 300 ms");
+    assert_true(now_s() - t0 >= SILENT_MS / 1000.0);
+    rf_conn_close(silent);
+    server_free(&s);
+}
+
+static void test_allow_peer(void **state)
+{
+    (void)state;
+    RfSecureConfig none = { 0 };
+    RfSecureConfig ok = { .allow_peer = "127.0.0.1" };
+    Server s;
+    server_start(&s, &ok, false);
+    RfError *err = NULL;
+    RfConn *c = client_connect(&s, "127.0.0.1", &none, &err);
+    assert_non_null(c);
+    server_join(&s);
+    assert_non_null(s.conn);
+    assert_null(rf_conn_security(c));
+    assert_true(rf_conn_send(c, "x", 1, NULL));
+    char b = 0;
+    assert_true(rf_conn_recv(s.conn, &b, 1, NULL));
+    assert_int_equal(b, 'x');
+    rf_conn_close(c);
+    server_free(&s);
+
+    RfSecureConfig far = { .allow_peer = "10.0.0.0/8, fd00::/8" };
+    server_start(&s, &far, false);
+    c = client_connect(&s, "127.0.0.1", &none, &err);
+    assert_non_null(c);
+    server_join(&s);
+    assert_null(s.conn);
+    expect_error(s.err, RF_ERR_AUTH, "refused: not in allow-peer "
+                 "'10.0.0.0/8, fd00::/8'", NULL);
+    /* Closed without a byte read or sent. */
+    c->timeout_ms = 5000;
+    assert_false(rf_conn_recv(c, &b, 1, &err));
+    expect_error(err, RF_ERR_IO, "closed by peer after 0 of 1", NULL);
+    rf_error_free(err);
+    rf_conn_close(c);
+    server_free(&s);
+}
+
+/* The wrapped listener's timeout says how many it dropped, and why. */
+static void test_filter_listener_timeout(void **state)
+{
+    (void)state;
+    RfSecureConfig cfg = { .allow_peer = "10.0.0.0/8" };
+    RfError *err = NULL;
+    RfSecure *sec = rf_secure_new(&cfg, true, &err);
+    assert_non_null(sec);
+    RfListener *l = rf_listen("tcp:127.0.0.1:0", &err);
+    assert_non_null(l);
+    RfListener *wl = rf_secure_listener_wrap(sec, l, &err);
+    RfConn *c = rf_conn_connect(l->uri, 5000, &err);
+    assert_non_null(c);
+    assert_null(rf_listener_accept(wl, 300, NULL, &err));
+    expect_error(err, RF_ERR_TIMEOUT, "within 300 ms (1 rejected, the "
+                 "last: connection from tcp:127.0.0.1:", "not in allow-peer",
+                 NULL);
+    assert_int_equal(rf_secure_rejected(sec), 1);
+    rf_error_free(err);
+    rf_conn_close(c);
+    rf_listener_close(wl);
+    rf_secure_free(sec);
+
+    /* Neither TLS nor a filter: the listener itself. */
+    RfSecureConfig empty = { 0 };
+    sec = rf_secure_new(&empty, true, NULL);
+    assert_false(rf_secure_tls(sec));
+    l = rf_listen("tcp:127.0.0.1:0", NULL);
+    assert_ptr_equal(rf_secure_listener_wrap(sec, l, NULL), l);
+    rf_listener_close(l);
+    rf_secure_free(sec);
+}
+
+static void sin_set(struct sockaddr_in *a, const char *ip)
+{
+    memset(a, 0, sizeof(*a));
+    a->sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+}
+
+static void sin6_set(struct sockaddr_in6 *a, const char *ip)
+{
+    memset(a, 0, sizeof(*a));
+    a->sin6_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+}
+
+static void test_peer_filter(void **state)
+{
+    (void)state;
+    RfError *err = NULL;
+    RfPeerFilter *f = rf_peer_filter_new(
+        "10.0.0.0/8, 192.0.2.7,fd00::/16,[2001:db8::1], 172.16.0.0/12", &err);
+    assert_non_null(f);
+    struct sockaddr_in a;
+    struct sockaddr_in6 b;
+    const char *yes4[] = { "10.1.2.3", "192.0.2.7", "172.31.255.1" };
+    const char *no4[] = { "11.0.0.1", "192.0.2.8", "172.32.0.1",
+                          "127.0.0.1" };
+    const char *yes6[] = { "::ffff:10.9.9.9", "fd00:1::5", "2001:db8::1" };
+    const char *no6[] = { "fe80::1", "2001:db8::2", "::1",
+                          "::ffff:127.0.0.1" };
+    for (size_t i = 0; i < 3; i++) {
+        sin_set(&a, yes4[i]);
+        assert_true(rf_peer_filter_allows(f, (struct sockaddr *)&a));
+        sin6_set(&b, yes6[i]);
+        assert_true(rf_peer_filter_allows(f, (struct sockaddr *)&b));
+    }
+    for (size_t i = 0; i < 4; i++) {
+        sin_set(&a, no4[i]);
+        assert_false(rf_peer_filter_allows(f, (struct sockaddr *)&a));
+        sin6_set(&b, no6[i]);
+        assert_false(rf_peer_filter_allows(f, (struct sockaddr *)&b));
+    }
+    struct sockaddr u = { .sa_family = AF_UNIX };
+    assert_true(rf_peer_filter_allows(f, &u));
+    rf_peer_filter_free(f);
+    assert_null(rf_peer_filter_new(" , ", &err));
+    expect_error(err, RF_ERR_PARAM, "names no network", NULL);
+    rf_error_free(err);
+    err = NULL;
+    assert_null(rf_peer_filter_new("10.0.0.0/8,localhost", &err));
+    expect_error(err, RF_ERR_PARAM, "'localhost' is not an address", NULL);
+    rf_error_free(err);
+}
+
+/* Plain connections export nothing; an adopted unix socket has no host
+ * name to check a certificate against. */
+static void test_plain_conn_and_hostname(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    RfError *err = NULL;
+    RfConn *a = rf_conn_from_fd(sv[0], &err);
+    RfConn *b = rf_conn_from_fd(sv[1], &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    uint8_t out[16];
+    assert_false(rf_conn_export(a, "x", NULL, 0, out, sizeof(out), &err));
+    expect_error(err, RF_ERR_PARAM, "no TLS session", NULL);
+    rf_error_free(err);
+    err = NULL;
+    assert_null(rf_conn_security(a));
+    RfSecureConfig cfg = { .tls_creds = dir("cli") };
+    RfSecure *sec = rf_secure_new(&cfg, false, &err);
+    assert_non_null(sec);
+    assert_true(rf_secure_tls(sec));
+    assert_null(rf_secure_client_wrap(sec, a, NULL, &err));  /* closes a */
+    expect_error(err, RF_ERR_PARAM, "set tls-hostname", NULL);
+    rf_error_free(err);
+    rf_conn_close(b);
+    rf_secure_free(sec);
+    assert_false(rf_secure_tls(NULL));
+    assert_int_equal(rf_secure_rejected(NULL), 0);
 }
 
 /* --- configuration, filter, addresses --------------------------------------- */
@@ -649,7 +938,13 @@ int main(void)
         cmocka_unit_test(test_psk_wrong_key),
         cmocka_unit_test(test_psk_unknown_user),
         cmocka_unit_test(test_tls_client_plain_server),
-        cmocka_unit_test(test_placeholder),
+        cmocka_unit_test(test_tls_client_silent_server),
+        cmocka_unit_test(test_plain_client_tls_listener),
+        cmocka_unit_test(test_silent_client_dropped),
+        cmocka_unit_test(test_allow_peer),
+        cmocka_unit_test(test_filter_listener_timeout),
+        cmocka_unit_test(test_peer_filter),
+        cmocka_unit_test(test_plain_conn_and_hostname),
         cmocka_unit_test(test_new_errors),
         cmocka_unit_test(test_uri_is_local),
     };
