@@ -21,6 +21,13 @@
  * alert when it refuses it; the client waits for it before returning.
  * A refused client thus fails in connect with the server's reason, not in
  * its first receive.  The byte is not counted as payload.
+ *
+ * Kernel TLS: GnuTLS 3.7.9 (Debian's is built with it) offloads records
+ * to the kernel only when it does the socket I/O itself
+ * (gnutls_transport_set_int), "ktls = true" is in its system config and
+ * the kernel has the "tls" ULP.  The limits above need our own pull/push,
+ * so sessions run in user space; describe() still asks GnuTLS, so a
+ * future offloaded path would report "kernel TLS".
  */
 #include <errno.h>
 #include <limits.h>
@@ -105,6 +112,26 @@ static int tls_wait(TlsConn *tc, short events)
     }
 }
 
+/* After a recv/send that failed with errno: 0 to try again (EINTR, or
+ * the socket became ready within the limit), else -1 with errno and
+ * *why set to the reason. */
+static int io_retry(TlsConn *tc, short events, atomic_int *why)
+{
+    int e = errno;
+    if (e == EINTR) {
+        return 0;
+    }
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+        e = tls_wait(tc, events);
+        if (!e) {
+            return 0;
+        }
+    }
+    atomic_store(why, e);
+    errno = e;
+    return -1;
+}
+
 static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
 {
     TlsConn *tc = ptr;
@@ -116,19 +143,9 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
         if (r >= 0) {
             return r;
         }
-        int e = errno;
-        if (e == EINTR) {
-            continue;
+        if (io_retry(tc, POLLIN, &tc->in_err) < 0) {
+            return -1;
         }
-        if (e == EAGAIN || e == EWOULDBLOCK) {
-            e = tls_wait(tc, POLLIN);
-            if (!e) {
-                continue;
-            }
-        }
-        atomic_store(&tc->in_err, e);
-        errno = e;
-        return -1;
     }
 }
 
@@ -142,21 +159,9 @@ static ssize_t tls_push(gnutls_transport_ptr_t ptr, const void *buf, size_t n)
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r >= 0) {
             done += (size_t)r;
-            continue;
+        } else if (io_retry(tc, POLLOUT, &tc->out_err) < 0) {
+            return -1;
         }
-        int e = errno;
-        if (e == EINTR) {
-            continue;
-        }
-        if (e == EAGAIN || e == EWOULDBLOCK) {
-            e = tls_wait(tc, POLLOUT);
-            if (!e) {
-                continue;
-            }
-        }
-        atomic_store(&tc->out_err, e);
-        errno = e;
-        return -1;
     }
     return (ssize_t)n;
 }
@@ -396,8 +401,12 @@ static bool server_verify_x509(TlsConn *tc, char *id, size_t cap,
     if (r < 0 || st) {
         char why[512];
         status_text(st, NULL, why, sizeof(why));
+        if (r < 0) {
+            snprintf(why, sizeof(why), "could not be verified: %s",
+                     gnutls_strerror(r));
+        }
         rf_error_set(errp, RF_ERR_AUTH, "TLS: the source's certificate %s",
-                     r < 0 ? gnutls_strerror(r) : why);
+                     why);
         alert_send(tc, status_alert(st));
         return false;
     }
