@@ -114,7 +114,10 @@ static int tls_wait(TlsConn *tc, short events)
 
 /* After a recv/send that failed with errno: 0 to try again (EINTR, or
  * the socket became ready within the limit), else -1 with errno and
- * *why set to the reason. */
+ * *why set to the reason.  A receive that outlasted timeout_ms (not
+ * while handshaking) fails with EAGAIN: GnuTLS then keeps the session,
+ * and any partial record, so that, as on a plain socket, the next
+ * receive can go on where this one stopped. */
 static int io_retry(TlsConn *tc, short events, atomic_int *why)
 {
     int e = errno;
@@ -128,7 +131,7 @@ static int io_retry(TlsConn *tc, short events, atomic_int *why)
         }
     }
     atomic_store(why, e);
-    errno = e;
+    errno = e == ETIMEDOUT && events == POLLIN && !tc->deadline ? EAGAIN : e;
     return -1;
 }
 
@@ -575,8 +578,10 @@ static bool tls_recvv(RfConn *c, struct iovec *iov, int iovcnt,
         size_t len = iov[i].iov_len;
         while (len > 0) {
             ssize_t r = gnutls_record_recv(tc->sess, p, len);
-            if (r < 0 && !gnutls_error_is_fatal((int)r)) {
-                continue;  /* EAGAIN, EINTR, a warning alert */
+            bool stalled = r == GNUTLS_E_AGAIN &&
+                           atomic_load(&tc->in_err) == ETIMEDOUT;
+            if (r < 0 && !stalled && !gnutls_error_is_fatal((int)r)) {
+                continue;  /* EINTR, a warning alert */
             }
             if (r <= 0) {
                 io_error(tc, r, false, done, total, errp);

@@ -445,7 +445,7 @@ static void export_key(RfConn *c, uint8_t out[32])
  * ends.  key receives that key. */
 static void session_ok(RfSecureConfig *scfg, const RfSecureConfig *ccfg,
                        const char *host, const char *security,
-                       uint8_t key[32])
+                       uint8_t key[32], void (*more)(RfConn *c, RfConn *s))
 {
     Server s;
     server_start(&s, scfg, true);
@@ -470,8 +470,51 @@ static void session_ok(RfSecureConfig *scfg, const RfSecureConfig *ccfg,
     assert_true(rf_conn_peer_uri(c, uri, sizeof(uri), NULL));
     assert_string_equal(uri + strlen(uri) - strlen(s.port), s.port);
     assert_int_equal(rf_secure_rejected(s.sec), 0);
+    if (more) {
+        more(c, s.conn);
+    }
     rf_conn_close(c);
     server_free(&s);
+}
+
+static void *recv_main(void *arg)
+{
+    RfConn *c = arg;
+    char b;
+    RfError *err = NULL;
+    bool ok = rf_conn_recv(c, &b, 1, &err);
+    if (!ok) {
+        expect_error(err, RF_ERR_IO, NULL);
+        rf_error_free(err);
+    }
+    return ok ? c : NULL;
+}
+
+/* The stall limit, wait_readable (with bytes GnuTLS already holds), and
+ * shutdown waking a blocked receiver. */
+static void conn_ops_check(RfConn *c, RfConn *s)
+{
+    RfError *err = NULL;
+    char b[2];
+    c->timeout_ms = 200;
+    assert_false(rf_conn_recv(c, b, 1, &err));
+    expect_error(err, RF_ERR_TIMEOUT, "peer stalled: no data for 200 ms",
+                 NULL);
+    rf_error_free(err);
+    assert_false(rf_conn_wait_readable(c, 20));
+    assert_true(rf_conn_send(s, "ab", 2, NULL));
+    assert_true(rf_conn_wait_readable(c, 5000));
+    assert_true(rf_conn_recv(c, b, 1, NULL));
+    assert_true(rf_conn_wait_readable(c, 0));  /* 'b', decrypted already */
+    assert_true(rf_conn_recv(c, b + 1, 1, NULL));
+    assert_memory_equal(b, "ab", 2);
+    c->timeout_ms = 0;
+    pthread_t t;
+    void *res = c;
+    assert_int_equal(pthread_create(&t, NULL, recv_main, c), 0);
+    rf_conn_shutdown(c);  /* before or during its recv: it fails */
+    pthread_join(t, &res);
+    assert_null(res);
 }
 
 static void test_x509_ok(void **state)
@@ -481,10 +524,10 @@ static void test_x509_ok(void **state)
     RfSecureConfig ccfg = { .tls_creds = dir("cli") };
     uint8_t k1[32], k2[32];
     session_ok(&scfg, &ccfg, "localhost", "TLS 1.3 x509, user-space TLS",
-               k1);
+               k1, conn_ops_check);
     /* The IP address SAN matches a connection to 127.0.0.1. */
     session_ok(&scfg, &ccfg, "127.0.0.1", "TLS 1.3 x509, user-space TLS",
-               k2);
+               k2, NULL);
     assert_memory_not_equal(k1, k2, 32);
 }
 
@@ -537,12 +580,12 @@ static void test_authz(void **state)
     snprintf(list, sizeof(list), "CN=other; %s", client_dn);
     scfg.authz = list;
     session_ok(&scfg, &ccfg, "localhost", "TLS 1.3 x509, user-space TLS",
-               key);
+               key, NULL);
     char file[512];
     snprintf(file, sizeof(file), "%s/list", dir("authz"));
     RfSecureConfig fcfg = { .tls_creds = dir("srv"), .authz_file = file };
     session_ok(&fcfg, &ccfg, "localhost", "TLS 1.3 x509, user-space TLS",
-               key);
+               key, NULL);
 }
 
 static void test_no_client_cert(void **state)
@@ -572,7 +615,7 @@ static void test_psk(void **state)
     RfSecureConfig ccfg = { .tls_psk = dir("psk") };
     uint8_t key[32];
     session_ok(&scfg, &ccfg, "localhost", "TLS 1.3 PSK, user-space TLS",
-               key);
+               key, NULL);
     /* authz names PSK users. */
     RfSecureConfig acfg = { .tls_psk = dir("psk"), .authz = "alice" };
     expect_both_fail(&acfg, &ccfg, RF_ERR_AUTH, "alert: access denied",
