@@ -142,7 +142,7 @@ unsigned rf_secure_rejected(const RfSecure *s)
     return s ? atomic_load(&s->nrejected) : 0;
 }
 
-/* --- client ---------------------------------------------------------------- */
+/* --- client -------------------------------------------------------------- */
 
 RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
                               const char *hostname, RfError **errp)
@@ -175,7 +175,7 @@ RfConn *rf_secure_connect(RfSecure *s, const char *uri, unsigned timeout_ms,
     return rf_secure_client_wrap(s, c, host, errp);
 }
 
-/* --- server ---------------------------------------------------------------- */
+/* --- server -------------------------------------------------------------- */
 
 /* The peer filter: closes c and fails with RF_ERR_AUTH unless its peer's
  * address may connect. */
@@ -328,7 +328,7 @@ RfListener *rf_secure_listener_wrap(RfSecure *s, RfListener *inner,
     return &sl->base;
 }
 
-/* --- generic calls --------------------------------------------------------- */
+/* --- generic calls ------------------------------------------------------- */
 
 bool rf_conn_export(RfConn *c, const char *label, const void *ctx,
                     size_t ctxlen, uint8_t *out, size_t outlen,

@@ -75,7 +75,7 @@ typedef struct TlsConn {
     unsigned char obuf[TLS_RECORD];  /* sendv's packing buffer */
 } TlsConn;
 
-/* --- transport functions for GnuTLS ---------------------------------------- */
+/* --- transport functions for GnuTLS -------------------------------------- */
 
 /* Waits until fd is ready for `events` within the current limit.
  * @return 0, or the errno to fail with (ETIMEDOUT, ECANCELED, poll's). */
@@ -188,7 +188,7 @@ int rf_tls_psk_server_cb(gnutls_session_t sess, const gnutls_datum_t *user,
     return tc->psk_known ? 0 : -1;
 }
 
-/* --- messages -------------------------------------------------------------- */
+/* --- messages ------------------------------------------------------------ */
 
 /* The side at the other end, as the operator knows it. */
 static const char *other_side(const TlsConn *tc)
@@ -223,8 +223,8 @@ static void status_text(unsigned st, const char *host, char *out,
         if (!(st & t[i].bit)) {
             continue;
         }
-        len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? " and " : "",
-                                t[i].text);
+        len += (size_t)snprintf(out + len, cap - len, "%s%s",
+                                len ? " and " : "", t[i].text);
         if (t[i].bit == GNUTLS_CERT_UNEXPECTED_OWNER && len < cap) {
             len += (size_t)snprintf(out + len, cap - len, " '%s'",
                                     host ? host : "");
@@ -392,7 +392,7 @@ static void handshake_error(TlsConn *tc, int r, const char *host,
     }
 }
 
-/* --- verification and verdict ---------------------------------------------- */
+/* --- verification and verdict -------------------------------------------- */
 
 /* Server, x509: verifies the client's certificate and writes its DN into
  * id.  @return false with the error set and the alert sent. */
@@ -478,7 +478,7 @@ static bool client_verdict(TlsConn *tc, RfError **errp)
     return true;
 }
 
-/* --- the connection ops ---------------------------------------------------- */
+/* --- the connection ops -------------------------------------------------- */
 
 /* Maps a failed record send/receive to RF_ERR_TIMEOUT / RF_ERR_IO. */
 static void io_error(TlsConn *tc, ssize_t r, bool sending, size_t done,
@@ -669,7 +669,7 @@ static const RfConnOps tls_conn_ops = {
     .security = tls_security,
 };
 
-/* --- set-up ---------------------------------------------------------------- */
+/* --- set-up -------------------------------------------------------------- */
 
 static bool session_new(TlsConn *tc, const RfTlsParams *p, RfError **errp)
 {

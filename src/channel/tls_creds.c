@@ -78,7 +78,7 @@ static bool file_exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
-/* --- x509 ------------------------------------------------------------------ */
+/* --- x509 ---------------------------------------------------------------- */
 
 /* Loads one PEM file with `load` (trust, CRL); ok_zero = a file with no
  * entry is fine (a CRL listing nothing). */
@@ -161,7 +161,7 @@ static bool x509_load(RfTlsCreds *cr, const char *dir, RfError **errp)
     return x509_load_keypair(cr, dir, errp);
 }
 
-/* --- PSK ------------------------------------------------------------------- */
+/* --- PSK ----------------------------------------------------------------- */
 
 /* Parses one "user:hexkey" line into e.  @return false if malformed. */
 static bool psk_parse_line(char *line, PskEntry *e)
@@ -293,7 +293,7 @@ static bool psk_load(RfTlsCreds *cr, const char *dir, const char *user,
     return true;
 }
 
-/* --- the credentials ------------------------------------------------------- */
+/* --- the credentials ----------------------------------------------------- */
 
 RfTlsCreds *rf_tls_creds_load(const char *x509_dir, const char *psk_dir,
                               const char *psk_user, bool server,
@@ -376,7 +376,7 @@ int rf_tls_creds_apply(const RfTlsCreds *cr, gnutls_session_t sess)
                                              : (void *)cr->psk_cli);
 }
 
-/* --- authz ----------------------------------------------------------------- */
+/* --- authz --------------------------------------------------------------- */
 
 /* Adds s[0..len) to a, spaces around it dropped, if anything is left. */
 static bool authz_add(RfAuthz *a, const char *s, size_t len, RfError **errp)

@@ -25,8 +25,10 @@
 #include "channel/secure.h"
 #include "channel/tls.h"
 
-#define PSK_QEMU "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define PSK_OTHER "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define PSK_QEMU "0123456789abcdef0123456789abcdef" \
+                 "0123456789abcdef0123456789abcdef"
+#define PSK_OTHER "fedcba9876543210fedcba9876543210" \
+                  "fedcba9876543210fedcba9876543210"
 #define CLIENT_DN_SET "C=GB,O=ramflow test,CN=source"
 #define SILENT_MS 300
 
@@ -40,7 +42,7 @@ static double now_s(void)
 }
 static char client_dn[256];  /* as gnutls_x509_crt_get_dn() writes it */
 
-/* --- certificates ----------------------------------------------------------- */
+/* --- certificates -------------------------------------------------------- */
 
 typedef struct Cert {
     gnutls_x509_crt_t crt;
@@ -219,7 +221,7 @@ static const char *dir(const char *sub)
     return b;
 }
 
-/* --- running a client against a server ------------------------------------- */
+/* --- running a client against a server ----------------------------------- */
 
 /* What the accepting side saw: its connection or error, and the drops. */
 typedef struct Server Server;
@@ -370,7 +372,7 @@ static void expect_both_fail(RfSecureConfig *scfg, const RfSecureConfig *ccfg,
     server_free(&s);
 }
 
-/* --- data over TLS ---------------------------------------------------------- */
+/* --- data over TLS ------------------------------------------------------- */
 
 #define BULK (3 * 16384 + 777)
 
@@ -646,7 +648,7 @@ static void test_psk_unknown_user(void **state)
                      "PSK username 'bob'", "is not in");
 }
 
-/* --- TLS against plaintext, stalls, the accept loop ------------------------- */
+/* --- TLS against plaintext, stalls, the accept loop ---------------------- */
 
 /* A plaintext destination's part: says hello, checks that what came is
  * a TLS ClientHello, reads until the client goes. */
@@ -920,7 +922,7 @@ static void test_plain_conn_and_hostname(void **state)
     assert_int_equal(rf_secure_rejected(NULL), 0);
 }
 
-/* --- configuration, filter, addresses --------------------------------------- */
+/* --- configuration, filter, addresses ------------------------------------ */
 
 static void test_new_errors(void **state)
 {
