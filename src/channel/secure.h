@@ -17,10 +17,28 @@
  * a stranger can never make the accept fail.
  *
  * A client connects (or wraps a connection it has) and verifies the
- * server's certificate against the CA and the expected host name.
+ * server's certificate against the CA and the expected host name.  Once
+ * the server has verified and authorised the client it sends a one-byte
+ * verdict (or a TLS alert), and the client's connect waits for it: a
+ * client the server refuses fails in connect, with the server's alert
+ * ("... the destination refused this side (alert: access denied): ...").
  *
- * Files: secure.c (config, listener wrap, peer filter), tls.c (GnuTLS
- * session as an RfConn), tls_creds.c (loading credentials and authz).
+ * Only TLS 1.3.  The session runs in user space (tls.c says why kernel
+ * TLS is not used).  A TLS connection allows one thread sending while
+ * another receives, like a socket one, and rf_conn_shutdown() from any
+ * thread.
+ *
+ * Errors: verification, authz, a peer that does not speak TLS or an
+ * address allow-peer refuses are RF_ERR_AUTH; a handshake that stalls
+ * past handshake_timeout_ms RF_ERR_TIMEOUT; socket failures RF_ERR_IO.
+ * Messages say which side and file: "TLS: the destination's certificate
+ * is not trusted by tls-creds' ca-cert.pem (signer not found)", "TLS:
+ * client identity 'CN=src,O=Example,C=GB' is not on the tls-authz list".
+ *
+ * Files: secure.c (config, connect, listener wrap, generic calls), tls.c
+ * (GnuTLS session as an RfConn), tls_creds.c (loading credentials and
+ * authz), peer_filter.c (allow-peer, rf_uri_is_local); tls.h declares
+ * what they share.
  */
 #ifndef RF_CHANNEL_SECURE_H
 #define RF_CHANNEL_SECURE_H
@@ -60,8 +78,9 @@ typedef struct RfSecureConfig {
     /* Longest a TLS handshake (or, without TLS, nothing) may take on
      * accept or connect; 0 = 10000 ms. */
     unsigned handshake_timeout_ms;
-    /* Server: called (on the accepting thread) for each connection
-     * dropped, with its peer URI (or "unknown") and the reason. */
+    /* Server: called (on the accepting thread) for each connection a
+     * wrapped listener dropped, with its peer URI (or "unknown") and the
+     * reason (the message the error would have had). */
     void (*rejected)(const char *peer, const char *why, void *opaque);
     void *opaque;
 } RfSecureConfig;
@@ -69,10 +88,14 @@ typedef struct RfSecureConfig {
 typedef struct RfSecure RfSecure;
 
 /* Loads credentials for one role (server = the destination) and parses
- * the authz list and peer filter, copying every string.  Errors name the
- * missing or bad file ("tls-creds: /dir/ca-cert.pem: no such file").
+ * the authz list and peer filter, copying every string.  Errors
+ * (RF_ERR_PARAM) name the missing or bad file ("tls-creds:
+ * /dir/ca-cert.pem: No such file or directory", "tls-psk:
+ * /dir/keys.psk has no key for user 'qemu' ..."); tls_creds and tls_psk
+ * both set, or authz without TLS, are errors too.  A client may lack
+ * client-cert.pem and client-key.pem (the server will refuse it).
  * Nothing is loaded when neither tls_creds nor tls_psk is set: the result
- * then only filters peers. */
+ * then only filters peers.  Holds a gnutls_global_init() reference. */
 RfSecure *rf_secure_new(const RfSecureConfig *cfg, bool server,
                         RfError **errp);
 /* NULL is allowed. */
@@ -81,13 +104,15 @@ void rf_secure_free(RfSecure *s);
 /* Whether TLS is configured (x509 or PSK).  NULL -> false. */
 bool rf_secure_tls(const RfSecure *s);
 
-/* Connections rejected so far by listeners wrapped with s. */
+/* Connections rejected so far by listeners wrapped with s and by
+ * rf_secure_server_wrap().  NULL -> 0. */
 unsigned rf_secure_rejected(const RfSecure *s);
 
 /* Client: connects to uri within timeout_ms and, with TLS, completes the
  * handshake and verifies the server (CA, CRL, expiry, host name).
- * s NULL = plain rf_conn_connect().  Errors say what failed and how to
- * fix it ("the server's certificate is not signed by tls-creds' CA"). */
+ * s NULL (or without TLS) = plain rf_conn_connect().  The connection's
+ * timeout_ms starts as timeout_ms.  Errors say what failed and how to
+ * fix it (see the file comment). */
 RfConn *rf_secure_connect(RfSecure *s, const char *uri, unsigned timeout_ms,
                           RfError **errp);
 
@@ -98,14 +123,19 @@ RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
                               const char *hostname, RfError **errp);
 
 /* Server: wraps `inner` (owned from now on, also on failure): accept
- * applies the peer filter and, with TLS, the handshake and authz; see the
- * file comment.  s NULL = inner itself. */
+ * applies the peer filter and, with TLS, the handshake (bounded by
+ * handshake_timeout_ms and what is left of accept's own timeout) and
+ * authz; see the file comment.  Accept's timeout error counts the drops
+ * and quotes the last reason.  s NULL, or neither TLS nor a filter =
+ * inner itself.  s must outlive the listener. */
 RfListener *rf_secure_listener_wrap(RfSecure *s, RfListener *inner,
                                     RfError **errp);
 
 /* Server: wraps an accepted connection (owned from now on, closed on
  * failure) as the wrapped listener's accept would; a rejected peer is an
- * RF_ERR_AUTH error here since there is no other to wait for. */
+ * RF_ERR_AUTH error here since there is no other to wait for (a stalled
+ * one RF_ERR_TIMEOUT).  Counted in rf_secure_rejected(), not reported to
+ * the rejected hook (the caller has the error). */
 RfConn *rf_secure_server_wrap(RfSecure *s, RfConn *inner, RfError **errp);
 
 /* Whether uri ("tcp:HOST:PORT" or "unix:PATH") can only be reached from
@@ -123,8 +153,8 @@ bool rf_conn_export(RfConn *c, const char *label, const void *ctx,
                     size_t ctxlen, uint8_t *out, size_t outlen,
                     RfError **errp);
 
-/* "TLS 1.3 x509, kernel" / "TLS 1.3 PSK, user space" / NULL without TLS:
- * for reports. */
+/* "TLS 1.3 x509, user-space TLS" / "TLS 1.3 PSK, kernel TLS" / NULL
+ * without TLS: for reports. */
 const char *rf_conn_security(const RfConn *c);
 
 #endif /* RF_CHANNEL_SECURE_H */

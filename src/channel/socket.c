@@ -194,22 +194,10 @@ static bool sock_recvv(RfConn *c, struct iovec *iov, int iovcnt,
 
 /* poll() for POLLIN also reports end of stream and errors (POLLHUP,
  * POLLERR), which is what callers want: the receive then says what
- * happened.  EINTR restarts the wait with the time left. */
+ * happened. */
 static bool sock_wait_readable(RfConn *c, int ms)
 {
-    SockConn *sc = (SockConn *)c;
-    long long deadline = ms > 0 ? rf_sock_now_ms() + ms : 0;
-    for (;;) {
-        struct pollfd p = { .fd = sc->fd, .events = POLLIN };
-        int r = poll(&p, 1, ms);
-        if (r >= 0 || errno != EINTR) {
-            return r > 0;
-        }
-        if (deadline) {
-            long long left = deadline - rf_sock_now_ms();
-            ms = left > 0 ? (int)left : 0;
-        }
-    }
+    return rf_sock_poll(((SockConn *)c)->fd, POLLIN, ms) > 0;
 }
 
 static bool sock_peer_uri(RfConn *c, char *uri, size_t cap, RfError **errp)
@@ -252,7 +240,37 @@ static const RfConnOps sock_conn_ops = {
     .peer_uri = sock_peer_uri,
     .shutdown = sock_shutdown,
     .close = sock_close,
+    .export = NULL,   /* no TLS: no keying material, no description */
+    .security = NULL,
 };
+
+int rf_sock_conn_fd(const RfConn *c, const char **peer)
+{
+    if (!c || c->ops != &sock_conn_ops) {
+        return -1;
+    }
+    const SockConn *sc = (const SockConn *)c;
+    if (peer) {
+        *peer = sc->peer;
+    }
+    return sc->fd;
+}
+
+int rf_sock_poll(int fd, short events, int ms)
+{
+    long long deadline = ms > 0 ? rf_sock_now_ms() + ms : 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = events };
+        int r = poll(&p, 1, ms);
+        if (r >= 0 || errno != EINTR) {
+            return r;
+        }
+        if (deadline) {
+            long long left = deadline - rf_sock_now_ms();
+            ms = left > 0 ? (int)left : 0;
+        }
+    }
+}
 
 RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp)
 {

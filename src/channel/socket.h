@@ -22,6 +22,15 @@ RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp);
 RfListener *rf_sock_listener_new(int fd, const char *uri,
                                  const char *unix_path, RfError **errp);
 
+/* The socket of c and (if peer is not NULL) the name of its peer for
+ * messages, for layers that run their own I/O on it (TLS, the peer
+ * filter).  @return -1 if c is not a socket connection. */
+int rf_sock_conn_fd(const RfConn *c, const char **peer);
+
+/* poll() on one fd for `events` up to ms milliseconds (negative = no
+ * limit), restarting with the time left after EINTR.  @return poll's. */
+int rf_sock_poll(int fd, short events, int ms);
+
 /* Monotonic clock in milliseconds, for connect and accept deadlines. */
 long long rf_sock_now_ms(void);
 

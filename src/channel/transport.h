@@ -63,6 +63,16 @@ typedef struct RfConnOps {
     void (*shutdown)(RfConn *c);
     /* Closes the connection and frees c. */
     void (*close)(RfConn *c);
+    /* Fills out[outlen] with keying material exported from the session's
+     * secret (RFC 5705 / RFC 8446) for label and ctx[ctxlen].  NULL for a
+     * transport without one (plain sockets); rf_conn_export() (secure.h)
+     * then fails with RF_ERR_PARAM. */
+    bool (*export)(RfConn *c, const char *label, const void *ctx,
+                   size_t ctxlen, unsigned char *out, size_t outlen,
+                   RfError **errp);
+    /* A description of the connection's protection for reports ("TLS 1.3
+     * x509, user-space TLS"); NULL for a plain transport. */
+    const char *(*security)(const RfConn *c);
 } RfConnOps;
 
 /* A connection; created by a transport, used through the calls below.
