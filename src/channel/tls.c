@@ -377,6 +377,10 @@ static void handshake_error(TlsConn *tc, int r, const char *host,
         alert_send(tc, GNUTLS_A_CERTIFICATE_REQUIRED);
     } else if (psk_error(tc, r, errp)) {
         /* set */
+    } else if (sys == ECONNRESET || sys == EPIPE) {
+        rf_error_set(errp, RF_ERR_IO, "TLS handshake with %s failed: %s "
+                     "(does the %s expect TLS, and accept this side?)",
+                     tc->peer, strerror(sys), other_side(tc));
     } else if (sys) {
         rf_error_set(errp, RF_ERR_IO, "TLS handshake with %s failed: %s",
                      tc->peer, strerror(sys));
@@ -396,8 +400,8 @@ static void handshake_error(TlsConn *tc, int r, const char *host,
 
 /* Server, x509: verifies the client's certificate and writes its DN into
  * id.  @return false with the error set and the alert sent. */
-static bool server_verify_x509(TlsConn *tc, char *id, size_t cap,
-                               RfError **errp)
+static bool server_verify_x509(TlsConn *tc, char *id, char *id_compat,
+                               size_t cap, RfError **errp)
 {
     unsigned st = 0;
     int r = gnutls_certificate_verify_peers3(tc->sess, NULL, &st);
@@ -417,9 +421,21 @@ static bool server_verify_x509(TlsConn *tc, char *id, size_t cap,
     const gnutls_datum_t *certs = gnutls_certificate_get_peers(tc->sess, &n);
     gnutls_x509_crt_t crt = NULL;
     size_t len = cap;
-    if (!certs || n == 0 || gnutls_x509_crt_init(&crt) < 0 ||
-        gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0 ||
-        gnutls_x509_crt_get_dn(crt, id, &len) < 0) {
+    gnutls_datum_t dn = {NULL, 0};
+    /* The DN as RFC 4514 writes it (what `certtool -i` prints), and as
+     * gnutls_x509_crt_get_dn() writes it (what QEMU's tls-authz
+     * compares): tls-authz may list either. */
+    bool ok = certs && n > 0 && gnutls_x509_crt_init(&crt) >= 0 &&
+              gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >=
+                  0 &&
+              gnutls_x509_crt_get_dn(crt, id_compat, &len) >= 0 &&
+              gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0 && dn.size < cap;
+    if (ok) {
+        memcpy(id, dn.data, dn.size);
+        id[dn.size] = '\0';
+    }
+    gnutls_free(dn.data);
+    if (!ok) {
         rf_error_set(errp, RF_ERR_AUTH, "TLS: cannot read the "
                      "distinguished name of the source's certificate");
         alert_send(tc, GNUTLS_A_BAD_CERTIFICATE);
@@ -436,13 +452,14 @@ static bool server_verify_x509(TlsConn *tc, char *id, size_t cap,
 static bool server_verdict(TlsConn *tc, const RfTlsParams *p,
                            RfError **errp)
 {
-    char id[1024];
+    char id[1024], id_compat[1024] = "";
     if (rf_tls_creds_is_psk(tc->creds)) {
         snprintf(id, sizeof(id), "%s", tc->psk_user);
-    } else if (!server_verify_x509(tc, id, sizeof(id), errp)) {
+    } else if (!server_verify_x509(tc, id, id_compat, sizeof(id), errp)) {
         return false;
     }
-    if (!rf_authz_allows(p->authz, id)) {
+    if (!rf_authz_allows(p->authz, id) &&
+        !(id_compat[0] && rf_authz_allows(p->authz, id_compat))) {
         rf_error_set(errp, RF_ERR_AUTH, "TLS: client identity '%s' is not "
                      "on the tls-authz list", id);
         alert_send(tc, GNUTLS_A_ACCESS_DENIED);

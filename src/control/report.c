@@ -18,6 +18,12 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
         fprintf(f, "  destination method %s\n", r->peer_method_detail);
     }
     fprintf(f, "  channels           %u\n", r->channels);
+    fprintf(f, "  security           %s\n",
+            r->security[0] ? r->security : "none");
+    if (!source && r->rejected_connections) {
+        fprintf(f, "  dropped            %u connection(s) that were not the "
+                "source\n", r->rejected_connections);
+    }
     fprintf(f, "  total time         %.3f s (setup %.3f s)\n",
             r->total_time_s, r->setup_time_s);
     if (source) {
@@ -131,6 +137,12 @@ int rf_report_print_json(FILE *f, const RfReport *r, bool source,
     json_object_set_new(o, "throttle_pct", json_integer(r->throttle_pct));
     json_object_set_new(o, "state_bytes",
                         json_integer((json_int_t)r->state_bytes));
+    json_object_set_new(o, "security",
+                        json_string(r->security[0] ? r->security : "none"));
+    if (!source) {
+        json_object_set_new(o, "rejected_connections",
+                            json_integer(r->rejected_connections));
+    }
     if (source) {
         json_object_set_new(o, "peer_method_detail",
                             json_string(r->peer_method_detail));

@@ -164,10 +164,8 @@ static bool check_hello(Dest *d, RfError **errp)
         return false;
     }
     /* Device state needs a VM to load it into. */
-    uint64_t supported = RF_CAPS_IMPLEMENTED;
-    if (!rf_conn_security(d->main)) {
-        supported &= ~RF_CAP(RF_CAP_TLS_BINDING);
-    }
+    uint64_t supported = RF_CAPS_IMPLEMENTED |
+                         (rf_conn_security(d->main) ? RF_CAPS_TLS : 0);
     if (!d->opts->load_state) {
         supported &= ~RF_CAP(RF_CAP_DEVICE_STATE);
     }

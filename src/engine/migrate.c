@@ -159,10 +159,9 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     /* Offer everything; require what this migration's options use. */
     /* Over TLS, the data channels must prove they belong to this
      * session; without TLS there is nothing to bind to. */
-    h->caps_supported = RF_CAPS_IMPLEMENTED &
-                        ~(tls ? 0 : RF_CAP(RF_CAP_TLS_BINDING));
+    h->caps_supported = RF_CAPS_IMPLEMENTED | (tls ? RF_CAPS_TLS : 0);
     h->caps_required =
-        RF_CAPS_SOURCE_NEEDS | (tls ? RF_CAP(RF_CAP_TLS_BINDING) : 0) |
+        RF_CAPS_SOURCE_NEEDS | (tls ? RF_CAPS_TLS : 0) |
         (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
         (s->opts->save_state ? RF_CAP(RF_CAP_DEVICE_STATE) : 0);
     memcpy(h->session, s->session, sizeof(h->session));
@@ -174,10 +173,21 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     }
     size_t n = rf_wire_hello_encode(h, buf, RF_MSG_MAX_PAYLOAD);
     uint32_t len;
-    ok = n && rf_msg_send(s->main, RF_MSG_HELLO, buf, (uint32_t)n, errp) &&
+    RfError *local = NULL;
+    ok = n && rf_msg_send(s->main, RF_MSG_HELLO, buf, (uint32_t)n, &local) &&
          rf_msg_expect(s->main, "destination", RF_MSG_ACCEPT, buf,
-                       RF_MSG_MAX_PAYLOAD, &len, errp) &&
-         rf_wire_accept_decode(buf, len, acc, errp) &&
+                       RF_MSG_MAX_PAYLOAD, &len, &local);
+    if (local && !tls && rf_error_kind(local) == RF_ERR_IO) {
+        /* A TLS destination drops a plaintext HELLO without a word. */
+        rf_error_set(errp, RF_ERR_IO, "%s (the destination closed the "
+                     "connection at the handshake: if it uses TLS, give "
+                     "this side tls-creds or tls-psk too)",
+                     rf_error_msg(local));
+        rf_error_free(local);
+    } else {
+        rf_error_propagate(errp, local);
+    }
+    ok = ok && rf_wire_accept_decode(buf, len, acc, errp) &&
          rf_wire_caps_check_accept(h->caps_supported, h->caps_required,
                                    acc->caps, errp);
     if (!n) {

@@ -326,7 +326,7 @@ static bool ext_decode(Cursor *c, uint64_t offered, const char *caps_field,
                          name ? "')" : "", caps_field);
             return false;
         }
-        if (RF_CAPS_IMPLEMENTED & RF_CAP(bit)) {
+        if ((RF_CAPS_IMPLEMENTED | RF_CAPS_TLS) & RF_CAP(bit)) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
                          "%s extension for capability '%s' (bit %u): this "
                          "capability carries no extension data", c->msg,

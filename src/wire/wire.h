@@ -52,8 +52,11 @@ typedef enum {
 #define RF_CAPS_IMPLEMENTED                                                  \
     (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_DEVICE_STATE) |                \
      RF_CAP(RF_CAP_VERIFY) | RF_CAP(RF_CAP_RAW_PACKETS) |                    \
-     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC) |                 \
-     RF_CAP(RF_CAP_TLS_BINDING))
+     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
+
+/* Implemented too, but offered only over TLS (there is no session to bind
+ * to without it). */
+#define RF_CAPS_TLS RF_CAP(RF_CAP_TLS_BINDING)
 /* What ramflow's source always relies on: it waits for ROUND_ACK before
  * the final round and sends RAW, zero-page and FINAL packets.  It adds
  * VERIFY and DEVICE_STATE when its options ask for them. */

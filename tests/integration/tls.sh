@@ -100,7 +100,7 @@ echo "ok: x509 migration ($(grep -o '"security": "[^"]*"' "$T/x509.src.out"))"
 refused untrusted-ca 3 "not trusted" "TLS" "${SX[@]}" -- \
     --tls-creds "$P/rogue"
 refused client-untrusted 3 "TLS" "not trusted" "${SX[@]}" -- \
-    --tls-creds "$P/rogue" --tls-hostname localhost
+    --tls-creds "$P/foreign"
 refused hostname 3 "wrong.example" "TLS" "${SX[@]}" -- "${CX[@]}" \
     --tls-hostname wrong.example
 refused authz 3 "TLS" "not on the tls-authz list" "${SX[@]}" \
@@ -108,8 +108,8 @@ refused authz 3 "TLS" "not on the tls-authz list" "${SX[@]}" \
 refused expired 3 "TLS" "expired" "${SX[@]}" -- --tls-creds "$P/expired"
 refused psk-mismatch 3 "TLS" "TLS" --tls-psk "$T/psk/good" -- \
     --tls-psk "$T/psk/bad"
-refused tls-source-only 3 "TLS" "speaks TLS" -- "${CX[@]}"
-refused tls-dest-only 1 "TLS" "TLS" "${SX[@]}" --
+refused tls-source-only 1 "does the destination expect TLS" "speaks TLS" -- "${CX[@]}"
+refused tls-dest-only 1 "if it uses TLS, give this side tls-creds" "does not speak TLS" "${SX[@]}" --
 refused allow-peer 1 "destination" "not in allow-peer" \
     --allow-peer 10.0.0.0/8,192.168.0.0/16 --
 
@@ -169,26 +169,36 @@ n=$(grep -o '"rejected_connections": [0-9]*' "$T/first.out" | grep -o '[0-9]*$')
 [ "${n:-0}" -ge 1 ] || fail "attacker case: no rejected connection counted"
 echo "ok: attacker first + $n stray connection(s) dropped, migration verified"
 
+# huge_refused SINK BYTES: the source ($rc) and the destination both
+# failed (status 1), the destination named the announced size, nothing
+# was created.
+huge_refused() {
+    local rc=$? drc
+    wait "$DST_PID"; drc=$?
+    [ "$rc" = 1 ] && [ "$drc" = 1 ] ||
+        { cat "$T/huge-$1.src.err" "$T/huge-$1.err" >&2; fail "huge-$1: exit statuses $rc/$drc, expected 1/1"; }
+    expect_in "$T/huge-$1.err" "$2"
+    expect_in "$T/huge-$1.src.err" "destination reported"
+    unchanged "huge-$1"
+    [ ! -e "$T/dst.b" ] || fail "huge-$1: a file was created for the refused layout"
+    echo "ok: $2 bytes refused ($1 sink): $(grep -m1 'failed' "$T/huge-$1.err")"
+}
+
 # --- A source announcing 16 TiB (two sparse 8 TiB blocks): refused
 # before anything is created or allocated, by the file sink's free-space
 # check, by the guest sink's memory check, and by max-memory.
-truncate -s 8T "$T/huge.a" && truncate -s 8T "$T/huge.b" ||
-    fail "cannot make a sparse source"
-HUGE=(--memory "a=$T/huge.a" --memory "b=$T/huge.b")
-for d in file guest; do
-    if [ $d = file ]; then start_incoming huge-$d --memory "a=$T/dst" --memory "b=$T/dst.b"
-    else start_incoming huge-$d --guest --kind thread; fi
-    "$RAMFLOW" migrate "${HUGE[@]}" "$DST_URI" >/dev/null 2>"$T/huge-$d.src.err"
-    rc=$?
-    wait "$DST_PID"; drc=$?
-    [ "$rc" = 1 ] && [ "$drc" = 1 ] ||
-        { cat "$T/huge-$d.src.err" "$T/huge-$d.err" >&2; fail "huge-$d: exit statuses $rc/$drc, expected 1/1"; }
-    expect_in "$T/huge-$d.err" "17592186044416"
-    expect_in "$T/huge-$d.src.err" "destination reported"
-    unchanged huge-$d
-    [ ! -e "$T/dst.b" ] || fail "huge-$d: a file was created for the refused layout"
-    echo "ok: 16 TiB layout refused ($d sink): $(grep -m1 'failed' "$T/huge-$d.err")"
-done
+truncate -s 8T "$T/huge.a" && truncate -s 8T "$T/huge.b" &&
+    truncate -s 15T "$T/huge.g" || fail "cannot make a sparse source"
+start_incoming huge-file --memory "a=$T/dst" --memory "b=$T/dst.b"
+"$RAMFLOW" migrate --memory "a=$T/huge.a" --memory "b=$T/huge.b" "$DST_URI" \
+    >/dev/null 2>"$T/huge-file.src.err"
+huge_refused file 17592186044416
+# The test guest has one block, and a block is below 16 TiB (2^44 bytes):
+# 15 TiB.
+start_incoming huge-guest --guest --kind thread
+"$RAMFLOW" migrate --memory "pc.ram=$T/huge.g" "$DST_URI" >/dev/null \
+    2>"$T/huge-guest.src.err"
+huge_refused guest 16492674416640
 start_incoming huge2 --memory "$T/dst" --max-memory 4M
 "$RAMFLOW" migrate --memory "$T/src" "$DST_URI" >/dev/null 2>"$T/huge2.src.err"
 wait "$DST_PID"

@@ -5,7 +5,9 @@
 #   $T/pki/server      ca-cert.pem server-cert.pem server-key.pem
 #   $T/pki/client      ca-cert.pem client-cert.pem client-key.pem
 #   $T/pki/expired     a client whose certificate expired in 2021
-#   $T/pki/rogue       a client and server signed by another CA
+#   $T/pki/rogue       a client and server signed by another CA, and
+#                      that CA: it trusts no one here
+#   $T/pki/foreign     the rogue client's certificate, trusting our CA
 #   $T/pki/nocert      a client with only the CA (no certificate)
 #   $T/psk/{good,bad}  keys.psk for user "qemu" (bad: another key)
 # CLIENT_DN is the source's distinguished name as tls-authz compares it.
@@ -37,6 +39,9 @@ ip_address = 127.0.0.1
 tls_www_server"
     for d in server client expired nocert; do cp "$P/ca/ca-cert.pem" "$P/$d/"; done
     cp "$P/ca2/ca-cert.pem" "$P/rogue/"
+    mkdir -p "$P/foreign"
+    cp "$P/ca/ca-cert.pem" "$P/rogue/client-cert.pem" "$P/rogue/client-key.pem" \
+        "$P/foreign/"
     psktool -u qemu -p "$T/psk/good/keys.psk" >/dev/null 2>&1 || fail "psktool"
     psktool -u qemu -p "$T/psk/bad/keys.psk" >/dev/null 2>&1 || fail "psktool"
     CLIENT_DN=$(certtool -i --infile "$P/client/client-cert.pem" |
