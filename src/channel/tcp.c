@@ -80,8 +80,14 @@ static RfConn *tcp_connect(const char *addr, unsigned timeout_ms,
  * peer. */
 static RfListener *tcp_listen(const char *addr, RfError **errp)
 {
-    char host[RF_HOST_MAX + 1], port_s[8];
+    char host[RF_HOST_MAX + 1], port_s[8], local[RF_URI_CAP];
     unsigned port;
+    /* "tcp::PORT" (no host) listens on loopback, never on every address
+     * (QEMU's meaning): reaching other hosts must be asked for by name. */
+    if (addr[0] == ':') {
+        snprintf(local, sizeof(local), "127.0.0.1%s", addr);
+        addr = local;
+    }
     if (!rf_tcp_addr_parse(addr, true, host, &port, errp)) {
         return NULL;
     }

@@ -41,6 +41,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 static char client_dn[256];  /* as gnutls_x509_crt_get_dn() writes it */
+static char client_dn_rfc[256]; /* as RFC 4514 (and certtool -i) write it */
 
 /* --- certificates -------------------------------------------------------- */
 
@@ -169,6 +170,12 @@ static int setup(void **state)
     cert_make(&srv2, SERVER, "O=elsewhere,CN=localhost", &ca2, -60, 86400);
     size_t len = sizeof(client_dn);
     gt(gnutls_x509_crt_get_dn(cli.crt, client_dn, &len), "get_dn");
+    gnutls_datum_t dn = {NULL, 0};
+    gt(gnutls_x509_crt_get_dn3(cli.crt, &dn, 0), "get_dn3");
+    snprintf(client_dn_rfc, sizeof(client_dn_rfc), "%.*s", (int)dn.size,
+             (const char *)dn.data);
+    gnutls_free(dn.data);
+    assert_string_not_equal(client_dn, client_dn_rfc);
 
     const char *ca1_dirs[] = { "srv", "cli", "cli_expired", "cli_nocert",
                                "cli_foreign" };
@@ -573,7 +580,7 @@ static void test_authz(void **state)
     RfSecureConfig ccfg = { .tls_creds = dir("cli") };
     char want[512];
     snprintf(want, sizeof(want), "client identity '%s' is not on the "
-             "tls-authz list", client_dn);
+             "tls-authz list", client_dn_rfc);
     expect_both_fail(&scfg, &ccfg, RF_ERR_AUTH, "alert: access denied",
                      "tls-authz", RF_ERR_AUTH, want, NULL);
 
@@ -581,6 +588,10 @@ static void test_authz(void **state)
     uint8_t key[32];
     snprintf(list, sizeof(list), "CN=other; %s", client_dn);
     scfg.authz = list;
+    session_ok(&scfg, &ccfg, "localhost", "TLS 1.3 x509, user-space TLS",
+               key, NULL);
+    /* Either way of writing the DN is accepted. */
+    snprintf(list, sizeof(list), "%s", client_dn_rfc);
     session_ok(&scfg, &ccfg, "localhost", "TLS 1.3 x509, user-space TLS",
                key, NULL);
     char file[512];
