@@ -297,6 +297,11 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     for (int i = 0; dtail[i]; i++) {
         dargv[n++] = dtail[i];
     }
+    if (path->netns[0]) {
+        /* Plaintext on the namespace's address is reachable only through
+         * the bench's own veth pair. */
+        dargv[n++] = "--insecure";
+    }
     dargv[n] = NULL;
     int dst = 0, src = 0;
     uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;

@@ -84,7 +84,7 @@ static RfListener *tcp_listen(const char *addr, RfError **errp)
     unsigned port;
     /* "tcp::PORT" (no host) listens on loopback, never on every address
      * (QEMU's meaning): reaching other hosts must be asked for by name. */
-    if (addr[0] == ':') {
+    if (addr[0] == ':' && !strchr(addr + 1, ':')) {
         snprintf(local, sizeof(local), "127.0.0.1%s", addr);
         addr = local;
     }
