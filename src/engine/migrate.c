@@ -180,9 +180,9 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     if (local && !tls && rf_error_kind(local) == RF_ERR_IO) {
         /* A TLS destination drops a plaintext HELLO without a word. */
         rf_error_set(errp, RF_ERR_IO, "%s (the destination closed the "
-                     "connection at the handshake: if it uses TLS, give "
-                     "this side tls-creds or tls-psk too)",
-                     rf_error_msg(local));
+                     "connection at the handshake: it may use TLS, then "
+                     "give this side tls-creds or tls-psk too, or not "
+                     "allow this host: allow-peer)", rf_error_msg(local));
         rf_error_free(local);
     } else {
         rf_error_propagate(errp, local);

@@ -109,8 +109,8 @@ refused expired 3 "TLS" "expired" "${SX[@]}" -- --tls-creds "$P/expired"
 refused psk-mismatch 3 "TLS" "TLS" --tls-psk "$T/psk/good" -- \
     --tls-psk "$T/psk/bad"
 refused tls-source-only 1 "does the destination expect TLS" "speaks TLS" -- "${CX[@]}"
-refused tls-dest-only 1 "if it uses TLS, give this side tls-creds" "does not speak TLS" "${SX[@]}" --
-refused allow-peer 1 "destination" "not in allow-peer" \
+refused tls-dest-only 1 "give this side tls-creds or tls-psk too" "does not speak TLS" "${SX[@]}" --
+refused allow-peer 1 "allow-peer" "not in allow-peer" \
     --allow-peer 10.0.0.0/8,192.168.0.0/16 --
 
 # --- PSK, matching keys.
