@@ -199,6 +199,29 @@ static void tls_mode(const RfBenchRow *r, char *buf, size_t cap)
     }
 }
 
+/* The ratio TLS time / plaintext time of every pair of runs (plaintext
+ * run k, TLS run k) where both completed: their min and max in *s, each
+ * appended to arr if not NULL.  @return how many pairs. */
+static unsigned pair_ratios(const RfBenchRow *p, const RfBenchRow *t,
+                            RfBenchStat *s, json_t *arr)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < p->nruns && k < t->nruns; k++) {
+        const RfBenchRun *x = &p->runs[k], *y = &t->runs[k];
+        if (!x->ok || !y->ok || x->total_time_s <= 0) {
+            continue;
+        }
+        double v = y->total_time_s / x->total_time_s;
+        s->min = n == 0 || v < s->min ? v : s->min;
+        s->max = n == 0 || v > s->max ? v : s->max;
+        n++;
+        if (arr) {
+            json_array_append_new(arr, json_real(v));
+        }
+    }
+    return n;
+}
+
 /* The destination's mode over the completed runs of rows: every run
  * gets a fresh process and fresh memory, which it pre-faults from the
  * handshake on ("dest_memory_warm") or touches during the transfer.
@@ -245,7 +268,7 @@ static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
         for (unsigned ch = 0; ch < c->nchannels; ch++) {
             const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
             const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
-            char pt[64] = "FAILED", tt[64] = "FAILED", ratio[16] = "–",
+            char pt[64] = "FAILED", tt[64] = "FAILED", ratio[48] = "–",
                  ps[16] = "–", ts[16] = "–", pr[16] = "–", tr[16] = "–",
                  mode[96];
             if (p->nok) {
@@ -259,8 +282,17 @@ static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
                 snprintf(tr, sizeof(tr), "%.1f", t->recv_cpu.med);
             }
             if (p->nok && t->nok && p->time.med > 0) {
-                snprintf(ratio, sizeof(ratio), "%.2f",
-                         t->time.med / p->time.med);
+                RfBenchStat pr_s;
+                unsigned npairs = pair_ratios(p, t, &pr_s, NULL);
+                int n = snprintf(ratio, sizeof(ratio), "%.2f",
+                                 t->time.med / p->time.med);
+                if (npairs > 1) {
+                    snprintf(ratio + n, sizeof(ratio) - (size_t)n,
+                             " (%.2f–%.2f)", pr_s.min, pr_s.max);
+                }
+                if (row_shared(p) || row_shared(t)) {
+                    strcat(ratio, "*");
+                }
             }
             tls_mode(t, mode, sizeof(mode));
             fprintf(f, "| %s | %u | %s | %s | %s | %s | %s | %s | %s | %s "
@@ -270,10 +302,11 @@ static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
                     mode[0] ? mode : "–");
         }
     }
-    fprintf(f, "\nTLS/plain: median TLS time over median plaintext time "
-            "(each pair of runs, plaintext then TLS, ran back to back); "
-            "TLS mode: what both processes reported (\"security\" in their "
-            "JSON).\n\n");
+    fprintf(f, "\nTLS/plain: median TLS time over median plaintext time; in "
+            "brackets the lowest and highest ratio of a pair of runs "
+            "(plaintext run k and TLS run k ran back to back); * as in the "
+            "main table; TLS mode: what both processes reported "
+            "(\"security\" in their JSON).\n\n");
 }
 
 void rf_bench_print_markdown(FILE *f, const RfBench *b)
@@ -475,13 +508,8 @@ static json_t *tls_cost_json(const RfBench *b)
                 const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
                 const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
                 json_t *pairs = json_array();
-                for (unsigned k = 0; k < p->nruns && k < t->nruns; k++) {
-                    const RfBenchRun *x = &p->runs[k], *y = &t->runs[k];
-                    if (x->ok && y->ok && x->total_time_s > 0) {
-                        json_array_append_new(pairs, json_real(
-                            y->total_time_s / x->total_time_s));
-                    }
-                }
+                RfBenchStat unused;
+                pair_ratios(p, t, &unused, pairs);
                 char mode[96];
                 tls_mode(t, mode, sizeof(mode));
                 bool both = p->nok && t->nok && p->time.med > 0;
