@@ -380,8 +380,8 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         stop_child(&dpid, &dst);
         return true;
     }
-    double t0 = rf_now(), src_end = 0, grace = 30;
-    bool timed_out = false;
+    double t0 = rf_now(), src_end = 0;
+    bool timed_out = false, src_failed = false;
     for (;;) {
         bool s_done = reaped(&spid, &src), d_done = reaped(&dpid, &dst);
         if ((s_done && d_done) || rf_cli_cancel) {
@@ -390,15 +390,15 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         double now = rf_now();
         if (s_done && src_end == 0) {
             src_end = now;
-            grace = exit_code(src) == 0 ? 30 : 3;
+            src_failed = exit_code(src) != 0;
         }
         /* The destination resumes the guest and checks it within a few
          * seconds of the source's end; after a failed source (a refused
          * TLS handshake, say) it drops the connection and waits on for
          * one that never comes, so it is stopped sooner. */
         if (now - t0 > cfg->row_timeout_s ||
-            (src_end > 0 && now - src_end > grace)) {
-            timed_out = grace == 30; /* not after a failed source */
+            (src_end > 0 && now - src_end > (src_failed ? 3 : 30))) {
+            timed_out = !src_failed; /* a failed source says why */
             break;
         }
         rf_sleep(0.02);
