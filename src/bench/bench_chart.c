@@ -1,7 +1,8 @@
 /*
  * ramflow bench - the chart: for each link, three panels (time, send
  * CPU%, recv CPU%) of bars clustered by channel count, one bar per
- * method, written by gnuplot as chart.svg.  The data (chart-LINK.dat)
+ * method (with --tls two: plaintext, and TLS hatched), written by
+ * gnuplot as chart.svg.  The data (chart-LINK.dat)
  * and the script (chart.gp) stay in the results folder, so the chart can
  * be redrawn or restyled by hand.
  */
@@ -27,7 +28,21 @@ static bool have_gnuplot(void)
     return false;
 }
 
-/* One data file per link: channels, then per method its median time,
+/* Bars per channel count: a method, or a method and its TLS twin. */
+static unsigned nseries(const RfBenchConfig *c)
+{
+    return c->nmethods * (c->tls ? 2u : 1u);
+}
+
+/* The row of series k at channel index ch of link l. */
+static const RfBenchRow *series_row(const RfBench *b, unsigned l,
+                                    unsigned k, unsigned ch)
+{
+    unsigned nsec = b->cfg.tls ? 2u : 1u;
+    return rf_bench_row(b, l, k / nsec, ch, k % nsec);
+}
+
+/* One data file per link: channels, then per series its median time,
  * send CPU% and recv CPU% ("NaN" for a failed row: no bar). */
 static bool write_data(const RfBench *b, unsigned l, const char *path)
 {
@@ -36,15 +51,14 @@ static bool write_data(const RfBench *b, unsigned l, const char *path)
         return false;
     }
     const RfBenchConfig *c = &b->cfg;
-    unsigned per_link = c->nmethods * c->nchannels;
-    fprintf(f, "# channels; time_s x %u methods; send_cpu x %u; recv_cpu "
-            "x %u\n", c->nmethods, c->nmethods, c->nmethods);
+    unsigned ns = nseries(c);
+    fprintf(f, "# channels; time_s x %u %s; send_cpu x %u; recv_cpu x %u\n",
+            ns, c->tls ? "(method, method + TLS)" : "methods", ns, ns);
     for (unsigned ch = 0; ch < c->nchannels; ch++) {
         fprintf(f, "%u", c->channels[ch]);
         for (int what = 0; what < 3; what++) {
-            for (unsigned m = 0; m < c->nmethods; m++) {
-                const RfBenchRow *r =
-                    &b->rows[l * per_link + m * c->nchannels + ch];
+            for (unsigned k = 0; k < ns; k++) {
+                const RfBenchRow *r = series_row(b, l, k, ch);
                 double v = what == 0 ? r->time.med
                          : what == 1 ? r->send_cpu.med : r->recv_cpu.med;
                 if (r->nok) {
@@ -80,22 +94,26 @@ static void plot_panel(FILE *f, const RfBench *b, unsigned l,
                        const char *dat, int what, const char *title)
 {
     const RfBenchConfig *c = &b->cfg;
-    unsigned nm = c->nmethods, per_link = nm * c->nchannels, shown = 0;
+    unsigned ns = nseries(c), shown = 0;
     fprintf(f, "set title '%s' noenhanced\n", title);
     fprintf(f, "set ylabel '%s'\n", what == 0 ? "seconds" : "% of one core");
     fprintf(f, "plot ");
-    for (unsigned m = 0; m < nm; m++) {
+    for (unsigned k = 0; k < ns; k++) {
         bool has = false;
         for (unsigned ch = 0; ch < c->nchannels; ch++) {
-            has |= b->rows[l * per_link + m * c->nchannels + ch].nok > 0;
+            has |= series_row(b, l, k, ch)->nok > 0;
         }
         if (!has) {
             continue;
         }
-        fprintf(f, "%s'%s' using %u%s title '%s' lc rgb '%s'",
-                shown ? ", " : "", shown ? "" : dat, 2 + what * nm + m,
-                shown ? "" : ":xtic(1)", c->methods[m],
-                colour(c->methods[m]));
+        const RfBenchRow *r = series_row(b, l, k, 0);
+        char name[64];
+        fprintf(f, "%s'%s' using %u%s title '%s' lc rgb '%s'%s",
+                shown ? ", " : "", shown ? "" : dat, 2 + what * ns + k,
+                shown ? "" : ":xtic(1)",
+                rf_bench_row_name(b, r, name, sizeof(name)),
+                colour(c->methods[r->method]),
+                r->tls ? " fs pattern 4 border" : "");
         shown++;
     }
     fprintf(f, "\n");
@@ -111,7 +129,7 @@ bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap)
     }
     /* Links with at least one measured row: gnuplot refuses a panel
      * without a point. */
-    unsigned per_link = c->nmethods * c->nchannels, nlinks = 0;
+    unsigned per_link = rf_bench_per_link(c), nlinks = 0;
     bool shown[RF_BENCH_MAX_LINKS] = {false};
     for (unsigned i = 0; i < b->nrows; i++) {
         if (b->rows[i].nok && !shown[i / per_link]) {

@@ -59,7 +59,9 @@ typedef struct RfBenchConfig {
     double idle_wait_s;          /* before each run: wait for a quiet
                                     machine (< 25% of one core busy) */
     bool quick;
+    bool tls;                    /* every row also over TLS (PSK) */
     char out_dir[PATH_MAX];
+    char psk_dir[PATH_MAX + 16]; /* --tls: out_dir/tls-psk (keys.psk) */
     RfParams params;             /* levels etc. for calibration */
     /* Parameter options the user gave, passed on to the source process
      * as "--NAME=VALUE". */
@@ -81,6 +83,8 @@ typedef struct RfBenchRun {
     unsigned rounds;
     char error[256];
     char guest[160];             /* the source's guest description */
+    char security[64];           /* the source's and destination's "security" */
+    char dst_security[64];       /* ("none", "TLS 1.3 PSK, user-space TLS") */
 } RfBenchRun;
 
 /* Median, min and max of one figure over a row's successful runs. */
@@ -90,6 +94,7 @@ typedef struct RfBenchStat {
 
 typedef struct RfBenchRow {
     unsigned link, method, channels; /* link/method: config indexes */
+    bool tls;                    /* the TLS twin of a plaintext row */
     RfBenchRun runs[RF_BENCH_MAX_REPEAT];
     unsigned nruns, nok;
     bool verified;               /* every run ok and verified */
@@ -135,8 +140,10 @@ typedef struct RfBenchMachine {
     char guest[160];             /* from the first source process */
     char link_note[256];         /* why links fell back to loopback */
     char gnuplot[64];
+    char ulps[128];              /* /proc/sys/net/ipv4/tcp_available_ulp */
     double mem_gib, load1;
     bool root, kvm;
+    bool ktls_ulp;               /* "tls" among them: kernel TLS offered */
 } RfBenchMachine;
 
 typedef struct RfBench {
@@ -147,6 +154,32 @@ typedef struct RfBench {
     unsigned nrows;
     FILE *log;                   /* out_dir/bench.log */
 } RfBench;
+
+/* Rows: per link, per method, per channel count, plaintext then (with
+ * --tls) TLS, so that a row's TLS twin is the next one. */
+static inline unsigned rf_bench_per_link(const RfBenchConfig *c)
+{
+    return c->nmethods * c->nchannels * (c->tls ? 2u : 1u);
+}
+
+static inline RfBenchRow *rf_bench_row(const RfBench *b, unsigned l,
+                                       unsigned m, unsigned ch, bool tls)
+{
+    const RfBenchConfig *c = &b->cfg;
+    unsigned nsec = c->tls ? 2u : 1u;
+    return &b->rows[l * rf_bench_per_link(c) + (m * c->nchannels + ch) *
+                    nsec + (tls ? 1u : 0u)];
+}
+
+/* "zstd" or "zstd + TLS". */
+static inline const char *rf_bench_row_name(const RfBench *b,
+                                            const RfBenchRow *r, char *buf,
+                                            size_t cap)
+{
+    snprintf(buf, cap, "%s%s", b->cfg.methods[r->method],
+             r->tls ? " + TLS" : "");
+    return buf;
+}
 
 /* --- link emulation (bench_link.c) ----------------------------------- */
 
@@ -189,11 +222,12 @@ bool rf_bench_tcp_blast(const RfBenchPath *path, unsigned streams,
 /* --- one migration (bench_run.c) ------------------------------------- */
 
 /* Runs the destination (in path's namespace) and the source for one
- * migration; the raw reports go to out_dir/raw/NAME-{src,dst}.{json,err}.
- * Fills *run (run->ok false with run->error on failure).  @return false
- * only when cancelled (SIGINT/SIGTERM). */
+ * migration, with tls both over TLS (PSK, cfg.psk_dir); the raw reports
+ * go to out_dir/raw/NAME-{src,dst}.{json,err}.  Fills *run (run->ok
+ * false with run->error on failure).  @return false only when cancelled
+ * (SIGINT/SIGTERM). */
 bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
-                      const char *method, unsigned channels,
+                      const char *method, unsigned channels, bool tls,
                       const char *name, RfBenchRun *run);
 
 /* --- the matrix (bench_matrix.c) ------------------------------------- */

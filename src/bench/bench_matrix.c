@@ -67,6 +67,19 @@ void rf_bench_machine_info(RfBench *b)
     }
     m->root = geteuid() == 0;
     m->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+    /* Kernel TLS needs the "tls" upper-layer protocol (module tls); the
+     * processes report whether they used it, this says whether they
+     * could have. */
+    f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+    if (f) {
+        if (fgets(m->ulps, sizeof(m->ulps), f)) {
+            m->ulps[strcspn(m->ulps, "\n")] = '\0';
+        }
+        fclose(f);
+    }
+    char list[sizeof(m->ulps) + 2];
+    snprintf(list, sizeof(list), " %s ", m->ulps);
+    m->ktls_ulp = strstr(list, " tls ") != NULL;
 }
 
 /* --- statistics ------------------------------------------------------- */
@@ -249,6 +262,44 @@ static void wait_idle(RfBench *b)
     }
 }
 
+/* Run r of one row, with a progress line.  @return false when
+ * cancelled. */
+static bool run_row_once(RfBench *b, const RfBenchPath *path,
+                         RfBenchRow *row, unsigned r, unsigned *done)
+{
+    const RfBenchConfig *cfg = &b->cfg;
+    const char *link = cfg->links[row->link].name;
+    const char *m = cfg->methods[row->method];
+    char name[96], label[64];
+    snprintf(name, sizeof(name), "%s-%s-%uch%s-r%u", link, m, row->channels,
+             row->tls ? "-tls" : "", r + 1);
+    rf_bench_row_name(b, row, label, sizeof(label));
+    RfBenchRun *run = &row->runs[row->nruns];
+    wait_idle(b);
+    if (!rf_bench_run_one(b, path, m, row->channels, row->tls, name, run)) {
+        return false;
+    }
+    row->nruns++;
+    row->nok += run->ok;
+    if (run->guest[0] && !b->machine.guest[0]) {
+        snprintf(b->machine.guest, sizeof(b->machine.guest), "%s",
+                 run->guest);
+    }
+    ++*done;
+    unsigned total = b->nrows * cfg->repeat;
+    if (run->ok) {
+        say(b, "[%u/%u] %s %s %u ch run %u: %.2f s, %.0f Mbit/s, downtime "
+            "%.1f ms, %s%s%s", *done, total, link, label, row->channels,
+            r + 1, run->total_time_s, run->throughput_mbps,
+            run->downtime_ms, run->verified ? "verified" : "NOT verified",
+            row->tls ? ", " : "", row->tls ? run->security : "");
+    } else {
+        say(b, "[%u/%u] %s %s %u ch run %u: FAILED: %s", *done, total, link,
+            label, row->channels, r + 1, run->error);
+    }
+    return true;
+}
+
 /* Runs every row of one link.  @return false when cancelled. */
 static bool run_link(RfBench *b, unsigned l, unsigned *done)
 {
@@ -256,7 +307,7 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
     const RfBenchLink *link = &cfg->links[l];
     RfBenchPath path;
     RfError *err = NULL;
-    unsigned per_link = cfg->nmethods * cfg->nchannels;
+    unsigned per_link = rf_bench_per_link(cfg);
     RfBenchRow *rows = b->rows + l * per_link;
     if (!rf_bench_link_up(link, cfg->delay_ms, &path, &err)) {
         say(b, "link %s: %s", link->name, rf_error_msg(err));
@@ -286,40 +337,17 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
             err = NULL;
         }
     }
-    for (unsigned i = 0; i < per_link && !rf_cli_cancel; i++) {
-        RfBenchRow *row = &rows[i];
-        const char *m = cfg->methods[row->method];
-        for (unsigned r = 0; r < cfg->repeat; r++) {
-            char name[96];
-            snprintf(name, sizeof(name), "%s-%s-%uch-r%u", link->name, m,
-                     row->channels, r + 1);
-            RfBenchRun *run = &row->runs[row->nruns];
-            wait_idle(b);
-            bool go_on = rf_bench_run_one(b, &path, m, row->channels, name,
-                                          run);
-            if (!go_on) {
-                break;
-            }
-            row->nruns++;
-            row->nok += run->ok;
-            if (run->guest[0] && !b->machine.guest[0]) {
-                snprintf(b->machine.guest, sizeof(b->machine.guest), "%s",
-                         run->guest);
-            }
-            if (run->ok) {
-                say(b, "[%u/%u] %s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
-                    "downtime %.1f ms, %s", *done + 1,
-                    b->nrows, link->name, m, row->channels, r + 1,
-                    run->total_time_s, run->throughput_mbps,
-                    run->downtime_ms, run->verified ? "verified"
-                                                    : "NOT verified");
-            } else {
-                say(b, "[%u/%u] %s %s %u ch run %u: FAILED: %s", *done + 1,
-                    b->nrows, link->name, m, row->channels, r + 1,
-                    run->error);
+    /* A row and its TLS twin: run 1 of each, then run 2 of each, ... so
+     * that what else happens on the machine meanwhile hits both alike. */
+    unsigned nsec = cfg->tls ? 2 : 1;
+    for (unsigned i = 0; i < per_link && !rf_cli_cancel; i += nsec) {
+        for (unsigned r = 0; r < cfg->repeat && !rf_cli_cancel; r++) {
+            for (unsigned s = 0; s < nsec; s++) {
+                if (!run_row_once(b, &path, &rows[i + s], r, done)) {
+                    break;
+                }
             }
         }
-        ++*done;
     }
     rf_bench_link_down();
     return !rf_cli_cancel;
@@ -330,23 +358,38 @@ int rf_bench_run_matrix(RfBench *b)
     RfBenchConfig *cfg = &b->cfg;
     rf_bench_machine_info(b);
     links_fallback(b);
-    unsigned per_link = cfg->nmethods * cfg->nchannels;
+    unsigned per_link = rf_bench_per_link(cfg);
     b->nrows = cfg->nlinks * per_link;
     b->rows = calloc(b->nrows, sizeof(*b->rows));
     if (!b->rows) {
         say(b, "out of memory");
         return RF_EXIT_FAIL;
     }
-    for (unsigned i = 0; i < b->nrows; i++) {
-        b->rows[i].link = i / per_link;
-        b->rows[i].method = i % per_link / cfg->nchannels;
-        b->rows[i].channels = cfg->channels[i % cfg->nchannels];
+    for (unsigned l = 0; l < cfg->nlinks; l++) {
+        for (unsigned m = 0; m < cfg->nmethods; m++) {
+            for (unsigned ch = 0; ch < cfg->nchannels; ch++) {
+                for (unsigned s = 0; s < (cfg->tls ? 2u : 1u); s++) {
+                    RfBenchRow *r = rf_bench_row(b, l, m, ch, s);
+                    r->link = l;
+                    r->method = m;
+                    r->channels = cfg->channels[ch];
+                    r->tls = s;
+                }
+            }
+        }
     }
-    say(b, "%u rows (%u link%s x %u methods x %u channel counts), %u "
+    say(b, "%u rows (%u link%s x %u methods x %u channel counts%s), %u "
         "run%s each, %.0f MiB guest, results in %s", b->nrows, cfg->nlinks,
         cfg->nlinks == 1 ? "" : "s", cfg->nmethods, cfg->nchannels,
+        cfg->tls ? " x plaintext and TLS, runs interleaved" : "",
         cfg->repeat, cfg->repeat == 1 ? "" : "s",
         (double)cfg->mem_size / 1048576, cfg->out_dir);
+    if (cfg->tls) {
+        say(b, "TLS: PSK in %s; kernel TLS %s (tcp_available_ulp: %s)",
+            cfg->psk_dir, b->machine.ktls_ulp ? "offered by the kernel"
+                                              : "not offered by the kernel",
+            b->machine.ulps[0] ? b->machine.ulps : "none");
+    }
     RfError *err = NULL;
     if (!rf_bench_calibrate_codecs(b, &err)) {
         say(b, "calibration failed: %s", rf_error_msg(err));

@@ -1,8 +1,9 @@
 /*
  * ramflow bench - output: the markdown tables (upstream's columns plus
- * ratio, verified, bound and efficiency), results.json (jansson: machine,
- * configuration, calibration, every run) and a gnuplot chart of time and
- * CPU per method x channels, one row of panels per link.
+ * ratio, verified, bound and efficiency; with --tls the TLS cost table),
+ * results.json (jansson: machine, configuration, calibration, every run)
+ * and a gnuplot chart of time and CPU per method x channels, one row of
+ * panels per link.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -67,6 +68,15 @@ static void print_header(FILE *f, const RfBench *b)
     }
     if (m->link_note[0]) {
         fprintf(f, "- links: %s\n", m->link_note);
+    }
+    if (c->tls) {
+        fprintf(f, "- TLS: every row also as \"METHOD + TLS\": TLS 1.3 with "
+                "a pre-shared key made for this bench, on every channel; "
+                "plaintext and TLS runs interleaved; the kernel %s "
+                "(tcp_available_ulp: %s)\n", m->ktls_ulp
+                ? "offers kernel TLS (\"tls\" ULP)"
+                : "offers no kernel TLS (no \"tls\" ULP)",
+                m->ulps[0] ? m->ulps : "none");
     }
     fprintf(f, "\n");
 }
@@ -141,7 +151,8 @@ static bool row_shared(const RfBenchRow *r)
 
 static void print_row(FILE *f, const RfBench *b, const RfBenchRow *r)
 {
-    const char *m = b->cfg.methods[r->method];
+    char m[64];
+    rf_bench_row_name(b, r, m, sizeof(m));
     if (r->nok == 0) {
         fprintf(f, "| %s | %u | %s | – | – | – | – | – | – | no "
                 "| – | – | – |\n", m, r->channels,
@@ -168,11 +179,141 @@ static void print_row(FILE *f, const RfBench *b, const RfBenchRow *r)
             r->verified ? "yes" : "no", bound, eff, efft);
 }
 
+/* The TLS mode of a row ("user-space TLS", "kernel TLS": the end of the
+ * reports' "security"), from its runs on both sides; "A / B" when they
+ * differ, "" when no run reported one. */
+static void tls_mode(const RfBenchRow *r, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    for (unsigned k = 0; k < r->nruns; k++) {
+        const char *sides[] = {r->runs[k].security, r->runs[k].dst_security};
+        for (int i = 0; i < 2; i++) {
+            const char *comma = strrchr(sides[i], ',');
+            const char *mode = comma ? comma + 2 : sides[i];
+            if (!mode[0] || !strcmp(mode, "none") || strstr(buf, mode)) {
+                continue;
+            }
+            size_t n = strlen(buf);
+            snprintf(buf + n, cap - n, "%s%s", n ? " / " : "", mode);
+        }
+    }
+}
+
+/* The ratio TLS time / plaintext time of every pair of runs (plaintext
+ * run k, TLS run k) where both completed: their min and max in *s, each
+ * appended to arr if not NULL.  @return how many pairs. */
+static unsigned pair_ratios(const RfBenchRow *p, const RfBenchRow *t,
+                            RfBenchStat *s, json_t *arr)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < p->nruns && k < t->nruns; k++) {
+        const RfBenchRun *x = &p->runs[k], *y = &t->runs[k];
+        if (!x->ok || !y->ok || x->total_time_s <= 0) {
+            continue;
+        }
+        double v = y->total_time_s / x->total_time_s;
+        s->min = n == 0 || v < s->min ? v : s->min;
+        s->max = n == 0 || v > s->max ? v : s->max;
+        n++;
+        if (arr) {
+            json_array_append_new(arr, json_real(v));
+        }
+    }
+    return n;
+}
+
+/* The destination's mode over the completed runs of rows: every run
+ * gets a fresh process and fresh memory, which it pre-faults from the
+ * handshake on ("dest_memory_warm") or touches during the transfer.
+ * @return 1 if pre-faulted in every run, 0 in none, -1 if mixed, -2 if
+ * no run completed. */
+static int dest_prefaulted(const RfBenchRow *const *rows, unsigned n)
+{
+    unsigned yes = 0, all = 0;
+    for (unsigned i = 0; i < n; i++) {
+        for (unsigned k = 0; k < rows[i]->nruns; k++) {
+            all += rows[i]->runs[k].ok;
+            yes += rows[i]->runs[k].ok && rows[i]->runs[k].dest_warm;
+        }
+    }
+    return !all ? -2 : yes == all ? 1 : yes == 0 ? 0 : -1;
+}
+
+static const char *prefault_text(int mode)
+{
+    return mode == 1 ? "pre-faulted from the handshake on"
+         : mode == 0 ? "first touched during the transfer"
+         : mode == -1 ? "WARNING: pre-faulted in some runs only"
+                      : "no run completed";
+}
+
+static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
+                           const char *desc)
+{
+    const RfBenchConfig *c = &b->cfg;
+    unsigned per_link = rf_bench_per_link(c);
+    const RfBenchRow *rows[RF_BENCH_MAX_METHODS * RF_BENCH_MAX_CHANNELS * 2];
+    for (unsigned i = 0; i < per_link; i++) {
+        rows[i] = &b->rows[l * per_link + i];
+    }
+    fprintf(f, "### TLS cost, link %s: plaintext and TLS start cold the "
+            "same way (a fresh destination process and fresh memory every "
+            "run, %s), same image, runs interleaved\n\n", desc,
+            prefault_text(dest_prefaulted(rows, per_link)));
+    fprintf(f, "| method | channels | plain time (s) | TLS time (s) | "
+            "TLS/plain | plain send CPU%% | TLS send CPU%% | plain recv "
+            "CPU%% | TLS recv CPU%% | verified | TLS mode |\n");
+    fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
+    for (unsigned m = 0; m < c->nmethods; m++) {
+        for (unsigned ch = 0; ch < c->nchannels; ch++) {
+            const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
+            const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
+            char pt[64] = "FAILED", tt[64] = "FAILED", ratio[48] = "–",
+                 ps[16] = "–", ts[16] = "–", pr[16] = "–", tr[16] = "–",
+                 mode[96];
+            if (p->nok) {
+                fmt_stat(pt, sizeof(pt), p->time, p->nok, 2);
+                snprintf(ps, sizeof(ps), "%.1f", p->send_cpu.med);
+                snprintf(pr, sizeof(pr), "%.1f", p->recv_cpu.med);
+            }
+            if (t->nok) {
+                fmt_stat(tt, sizeof(tt), t->time, t->nok, 2);
+                snprintf(ts, sizeof(ts), "%.1f", t->send_cpu.med);
+                snprintf(tr, sizeof(tr), "%.1f", t->recv_cpu.med);
+            }
+            if (p->nok && t->nok && p->time.med > 0) {
+                RfBenchStat pr_s;
+                unsigned npairs = pair_ratios(p, t, &pr_s, NULL);
+                int n = snprintf(ratio, sizeof(ratio), "%.2f",
+                                 t->time.med / p->time.med);
+                if (npairs > 1) {
+                    snprintf(ratio + n, sizeof(ratio) - (size_t)n,
+                             " (%.2f–%.2f)", pr_s.min, pr_s.max);
+                }
+                if (row_shared(p) || row_shared(t)) {
+                    strcat(ratio, "*");
+                }
+            }
+            tls_mode(t, mode, sizeof(mode));
+            fprintf(f, "| %s | %u | %s | %s | %s | %s | %s | %s | %s | %s "
+                    "| %s |\n", c->methods[m], p->channels, pt, tt, ratio,
+                    ps, ts, pr, tr, p->verified && t->verified ? "yes"
+                                                               : "no",
+                    mode[0] ? mode : "–");
+        }
+    }
+    fprintf(f, "\nTLS/plain: median TLS time over median plaintext time; in "
+            "brackets the lowest and highest ratio of a pair of runs "
+            "(plaintext run k and TLS run k ran back to back); * as in the "
+            "main table; TLS mode: what both processes reported "
+            "(\"security\" in their JSON).\n\n");
+}
+
 void rf_bench_print_markdown(FILE *f, const RfBench *b)
 {
     print_header(f, b);
     print_calibration(f, b);
-    unsigned per_link = b->cfg.nmethods * b->cfg.nchannels;
+    unsigned per_link = rf_bench_per_link(&b->cfg);
     for (unsigned l = 0; l < b->cfg.nlinks; l++) {
         char desc[160];
         describe_link(b, l, desc, sizeof(desc));
@@ -187,6 +328,9 @@ void rf_bench_print_markdown(FILE *f, const RfBench *b)
             print_row(f, b, &b->rows[l * per_link + i]);
         }
         fprintf(f, "\n");
+        if (b->cfg.tls) {
+            print_tls_cost(f, b, l, desc);
+        }
     }
     fprintf(f, "time: handshake to completion (the source's report); "
             "throughput: bytes on the wire; CPU%%: each process, 100 = one "
@@ -212,13 +356,14 @@ void rf_bench_print_markdown(FILE *f, const RfBench *b)
     bool failed = false;
     for (unsigned i = 0; i < b->nrows; i++) {
         const RfBenchRow *r = &b->rows[i];
+        char name[64];
+        rf_bench_row_name(b, r, name, sizeof(name));
         for (unsigned k = 0; k < r->nruns; k++) {
             if (!r->runs[k].ok) {
                 fprintf(f, "%s- %s %s %u ch run %u failed: %s\n",
                         failed ? "" : "\nFailures:\n\n",
-                        b->cfg.links[r->link].name,
-                        b->cfg.methods[r->method], r->channels, k + 1,
-                        r->runs[k].error);
+                        b->cfg.links[r->link].name, name, r->channels,
+                        k + 1, r->runs[k].error);
                 failed = true;
             }
         }
@@ -251,6 +396,11 @@ static json_t *run_json(const RfBenchRun *r)
         "pages_sent", (json_int_t)r->pages_sent,
         "normal_pages", (json_int_t)r->normal_pages,
         "zero_pages", (json_int_t)r->zero_pages, "rounds", (int)r->rounds);
+    if (o) {
+        json_object_set_new(o, "security", json_string(r->security));
+        json_object_set_new(o, "dest_security",
+                            json_string(r->dst_security));
+    }
     if (o && r->error[0]) {
         json_object_set_new(o, "error", json_string(r->error));
     }
@@ -264,10 +414,11 @@ static json_t *row_json(const RfBench *b, const RfBenchRow *r)
         json_array_append_new(runs, run_json(&r->runs[i]));
     }
     return json_pack(
-        "{s:s, s:s, s:i, s:b, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:f, s:f, s:s?, s:f, s:f, s:f}",
+        "{s:s, s:s, s:i, s:b, s:b, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:o, s:f, s:f, s:s?, s:f, s:f, s:f}",
         "link", b->cfg.links[r->link].name,
         "method", b->cfg.methods[r->method], "channels", (int)r->channels,
+        "tls", r->tls,
         "verified", r->verified, "runs_ok", (int)r->nok,
         "total_time_s", stat_json(r->time),
         "throughput_mbps", stat_json(r->mbps),
@@ -336,13 +487,55 @@ static json_t *config_json(const RfBench *b)
     }
     return json_pack(
         "{s:I, s:s?, s:o, s:o, s:o, s:i, s:b, s:I, s:i, s:s, s:f, s:b, "
-        "s:o}",
+        "s:o, s:b}",
         "memory_bytes", (json_int_t)c->mem_size, "fill", c->fill,
         "methods", methods, "channels", channels, "links", links,
         "repeat", (int)c->repeat, "live", c->live,
         "dirty_rate", (json_int_t)c->dirty_rate, "vcpus", (int)c->vcpus,
         "kind", c->kind, "delay_ms", c->delay_ms, "quick", c->quick,
-        "params", params);
+        "params", params, "tls", c->tls);
+}
+
+/* The TLS cost table: each plaintext row against its TLS twin, with the
+ * ratio of every pair of runs (plaintext run k, then TLS run k). */
+static json_t *tls_cost_json(const RfBench *b)
+{
+    const RfBenchConfig *c = &b->cfg;
+    json_t *a = json_array();
+    for (unsigned l = 0; l < c->nlinks && c->tls; l++) {
+        for (unsigned m = 0; m < c->nmethods; m++) {
+            for (unsigned ch = 0; ch < c->nchannels; ch++) {
+                const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
+                const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
+                json_t *pairs = json_array();
+                RfBenchStat unused;
+                pair_ratios(p, t, &unused, pairs);
+                char mode[96];
+                tls_mode(t, mode, sizeof(mode));
+                bool both = p->nok && t->nok && p->time.med > 0;
+                json_array_append_new(a, json_pack(
+                    "{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+                    " s:b, s:s, s:s}",
+                    "link", c->links[l].name, "method", c->methods[m],
+                    "channels", (int)p->channels,
+                    "plain_time_s", stat_json(p->time),
+                    "tls_time_s", stat_json(t->time),
+                    "ratio", both ? json_real(t->time.med / p->time.med)
+                                  : json_null(),
+                    "pair_ratios", pairs,
+                    "plain_send_cpu_pct", stat_json(p->send_cpu),
+                    "tls_send_cpu_pct", stat_json(t->send_cpu),
+                    "plain_recv_cpu_pct", stat_json(p->recv_cpu),
+                    "tls_recv_cpu_pct", stat_json(t->recv_cpu),
+                    "verified", p->verified && t->verified,
+                    "dest_prefaulted", (const char *[]){"no run", "mixed",
+                        "none", "all"}[2 + dest_prefaulted(
+                        (const RfBenchRow *const[]){p, t}, 2)],
+                    "tls_mode", mode));
+            }
+        }
+    }
+    return a;
 }
 
 bool rf_bench_write_json(const RfBench *b, const char *path,
@@ -354,14 +547,17 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
         json_array_append_new(rows, row_json(b, &b->rows[i]));
     }
     json_t *machine = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:b, s:s}",
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:b, s:s, s:s, "
+        "s:b}",
         "date", m->date, "cpu", m->cpu, "kernel", m->kernel, "os", m->os,
         "ramflow", m->version, "guest", m->guest, "memory_gib", m->mem_gib,
         "load1", m->load1, "root", m->root, "kvm", m->kvm, "link_note",
-        m->link_note);
-    json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "machine", machine,
+        m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
+        m->ktls_ulp);
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "machine", machine,
                           "config", config_json(b), "calibration",
-                          calib_json(b), "rows", rows);
+                          calib_json(b), "rows", rows, "tls_cost",
+                          tls_cost_json(b));
     if (!o || json_dump_file(o, path, JSON_INDENT(2)) != 0) {
         rf_error_set(errp, RF_ERR_IO, "cannot write %s", path);
         json_decref(o);

@@ -8,7 +8,10 @@
  * each side's CPU% its own, as upstream measured it, and give every run
  * fresh memory.  The destination resumes the guest and checks its memory
  * pattern (exit status 0 only if it holds); the source runs with --verify
- * (block digests).
+ * (block digests).  A TLS run (--tls) gives both `--tls-psk` with the
+ * bench's own key; a plaintext run over an emulated link gives the
+ * destination `--insecure`, its namespace's veth address being reachable
+ * from this host only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -193,6 +196,20 @@ static bool jtrue(json_t *o, const char *key)
     return json_is_true(json_object_get(o, key));
 }
 
+static void jstr(json_t *o, const char *key, char *buf, size_t cap)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v)) {
+        snprintf(buf, cap, "%s", json_string_value(v));
+    }
+}
+
+/* Does a report's "security" name a protection? */
+static bool secured(const char *security)
+{
+    return security[0] && strcmp(security, "none") != 0;
+}
+
 static bool completed(json_t *o)
 {
     json_t *s = json_object_get(o, "status");
@@ -224,6 +241,7 @@ static void parse_reports(RfBenchRun *run, const char *src_json,
         run->converged = jtrue(s, "converged");
         run->dest_warm = jtrue(s, "dest_memory_warm");
         run->verified = jtrue(s, "verified");
+        jstr(s, "security", run->security, sizeof(run->security));
         json_t *e = json_object_get(s, "error");
         if (json_is_string(e)) {
             snprintf(run->error, sizeof(run->error), "source: %s",
@@ -232,6 +250,7 @@ static void parse_reports(RfBenchRun *run, const char *src_json,
     }
     if (d) {
         run->dest_downtime_ms = jnum(d, "dest_downtime_ms");
+        jstr(d, "security", run->dst_security, sizeof(run->dst_security));
     }
     run->ok = s && d && completed(s) && completed(d);
     json_decref(s);
@@ -260,7 +279,7 @@ static bool wait_uri(const char *path, pid_t *dpid, int *dst, char *uri,
 }
 
 bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
-                      const char *method, unsigned channels,
+                      const char *method, unsigned channels, bool tls,
                       const char *name, RfBenchRun *run)
 {
     const RfBenchConfig *cfg = &b->cfg;
@@ -297,7 +316,10 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     for (int i = 0; dtail[i]; i++) {
         dargv[n++] = dtail[i];
     }
-    if (path->netns[0]) {
+    if (tls) {
+        dargv[n++] = "--tls-psk";
+        dargv[n++] = cfg->psk_dir;
+    } else if (path->netns[0]) {
         /* Plaintext on the namespace's address is reachable only through
          * the bench's own veth pair. */
         dargv[n++] = "--insecure";
@@ -344,6 +366,10 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         sargv[n++] = "--fill";
         sargv[n++] = cfg->fill;
     }
+    if (tls) {
+        sargv[n++] = "--tls-psk";
+        sargv[n++] = cfg->psk_dir;
+    }
     for (unsigned i = 0; i < cfg->npass; i++) {
         sargv[n++] = cfg->pass[i];
     }
@@ -357,20 +383,24 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         return true;
     }
     double t0 = rf_now(), src_end = 0;
-    bool timed_out = false;
+    bool timed_out = false, src_failed = false;
     for (;;) {
         bool s_done = reaped(&spid, &src), d_done = reaped(&dpid, &dst);
         if ((s_done && d_done) || rf_cli_cancel) {
             break;
         }
         double now = rf_now();
-        src_end = s_done && src_end == 0 ? now : src_end;
+        if (s_done && src_end == 0) {
+            src_end = now;
+            src_failed = exit_code(src) != 0;
+        }
         /* The destination resumes the guest and checks it within a few
-         * seconds of the source's end; after a failed source it may wait
-         * for a connection that never comes. */
+         * seconds of the source's end; after a failed source (a refused
+         * TLS handshake, say) it drops the connection and waits on for
+         * one that never comes, so it is stopped sooner. */
         if (now - t0 > cfg->row_timeout_s ||
-            (src_end > 0 && now - src_end > 30)) {
-            timed_out = true;
+            (src_end > 0 && now - src_end > (src_failed ? 3 : 30))) {
+            timed_out = !src_failed; /* a failed source says why */
             break;
         }
         rf_sleep(0.02);
@@ -391,6 +421,15 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     find_line(src_err, "ramflow: source: ", run->guest, sizeof(run->guest));
     int sc = exit_code(src), dc = exit_code(dst);
     run->ok = run->ok && sc == 0 && dc == 0 && !timed_out;
+    /* A TLS run must say so on both sides, a plaintext one on neither. */
+    if (run->ok && (secured(run->security) != tls ||
+                    secured(run->dst_security) != tls)) {
+        run->ok = false;
+        snprintf(run->error, sizeof(run->error), "%s run, but the source "
+                 "reported security '%s' and the destination '%s'",
+                 tls ? "TLS" : "plaintext", run->security,
+                 run->dst_security);
+    }
     run->verified = run->ok && run->verified;
     if (!run->ok && !run->error[0]) {
         char msg[200] = "";

@@ -13,9 +13,11 @@
  * stderr.  See docs/benchmarks.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -36,7 +38,8 @@ static void usage(FILE *f)
         " [--vcpus N]\n"
         "         [--kind auto|kvm|thread] [--out DIR] [--calib-mb N]\n"
         "         [--tcp-seconds S] [--row-timeout S] [--idle-wait S]"
-        " [PARAMS]\n"
+        " [--tls]\n"
+        "         [PARAMS]\n"
         "\n"
         "Migrates the test VM for every link x method x channel count and\n"
         "prints upstream's table (time, throughput, pages/s, send and recv\n"
@@ -52,6 +55,10 @@ static void usage(FILE *f)
         "--quick: 64M, none,zstd, channels 1,2, one repeat, loopback.\n"
         "--idle-wait: before each run, wait up to S s (default 60, quick 0)\n"
         "for the machine to be quiet.\n"
+        "--tls: every row also over TLS 1.3 (PSK, a key made for this run in\n"
+        "OUT/tls-psk), plaintext and TLS runs interleaved, and a TLS cost\n"
+        "table; defaults then --methods none,zstd,qatzip (--quick: none,zstd)\n"
+        "and --channels 4.\n"
         "PARAMS: migrate parameters other than multifd-compression and\n"
         "multifd-channels (e.g. --multifd-zstd-level 3), for the migrations\n"
         "and the calibration.\n");
@@ -159,19 +166,23 @@ static void config_defaults(RfBenchConfig *cfg)
  * defaults. */
 static void config_finish(RfBenchConfig *cfg, bool set_size)
 {
-    static const char *const full[] = {"none", "zlib", "zstd", "qatzip"};
-    static const char *const quick[] = {"none", "zstd"};
+    static const char *const full[] = {"none", "zlib", "zstd", "qatzip",
+                                       NULL};
+    static const char *const quick[] = {"none", "zstd", NULL};
+    static const char *const tls[] = {"none", "zstd", "qatzip", NULL};
     if (cfg->quick && !set_size) {
         cfg->mem_size = 64ull << 20;
     }
     if (cfg->nmethods == 0) {
-        const char *const *list = cfg->quick ? quick : full;
-        unsigned n = cfg->quick ? 2 : 4;
-        for (unsigned i = 0; i < n; i++) {
+        const char *const *list = cfg->quick ? quick : cfg->tls ? tls : full;
+        for (unsigned i = 0; list[i]; i++) {
             if (rf_method_find(list[i])) {
                 add_method(cfg, list[i]);
             }
         }
+    }
+    if (cfg->nchannels == 0 && cfg->tls) {
+        cfg->channels[cfg->nchannels++] = 4;
     }
     if (cfg->nchannels == 0) {
         static const unsigned q[] = {1, 2}, f[] = {4, 8, 16};
@@ -197,7 +208,7 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
 {
     enum { O_QUICK = 1, O_SIZE, O_FILL, O_METHODS, O_CHANNELS, O_LINK,
            O_DELAY, O_REPEAT, O_IDLE, O_LIVE, O_RATE, O_VCPUS, O_KIND,
-           O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_HELP };
+           O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_TLS, O_HELP };
     struct option opts[48] = {
         {"quick", no_argument, NULL, O_QUICK},
         {"memory-size", required_argument, NULL, O_SIZE},
@@ -217,9 +228,10 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         {"tcp-seconds", required_argument, NULL, O_TCP},
         {"row-timeout", required_argument, NULL, O_TIMEOUT},
         {"idle-wait", required_argument, NULL, O_IDLE_WAIT},
+        {"tls", no_argument, NULL, O_TLS},
         {"help", no_argument, NULL, O_HELP},
     };
-    rf_cli_add_param_options(opts, 19);
+    rf_cli_add_param_options(opts, 20);
     bool set_size = false;
     RfError *err = NULL;
     int c;
@@ -237,6 +249,14 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
                 !strcmp(name, "multifd-channels")) {
                 fprintf(stderr, "ramflow bench: use --methods and "
                         "--channels instead of --%s\n", name);
+                return RF_EXIT_USAGE;
+            }
+            /* The bench makes its own key and gives it to both sides. */
+            if (!strcmp(name, "tls-creds") || !strcmp(name, "tls-psk") ||
+                !strcmp(name, "insecure")) {
+                fprintf(stderr, "ramflow bench: --%s is not passed on: "
+                        "--tls measures TLS (PSK) against plaintext\n",
+                        name);
                 return RF_EXIT_USAGE;
             }
             if (cfg->npass == RF_BENCH_MAX_PASS) {
@@ -301,6 +321,7 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         case O_IDLE_WAIT:
             ok = parse_num(optarg, 0, 3600, &cfg->idle_wait_s);
             break;
+        case O_TLS: cfg->tls = true; break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
         default: usage(stderr); return RF_EXIT_USAGE;
         }
@@ -368,6 +389,47 @@ static bool prepare_out(RfBench *b)
     return true;
 }
 
+/* --tls: out_dir/tls-psk/keys.psk, "qemu:" and 32 random bytes in hex,
+ * mode 0600 in a folder of mode 0700, made anew for every bench. */
+static bool make_psk(RfBenchConfig *cfg)
+{
+    char path[sizeof(cfg->psk_dir) + 16];
+    snprintf(cfg->psk_dir, sizeof(cfg->psk_dir), "%s/tls-psk", cfg->out_dir);
+    snprintf(path, sizeof(path), "%s/keys.psk", cfg->psk_dir);
+    uint8_t key[32];
+    char line[8 + 2 * sizeof(key) + 2] = "qemu:";
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        fprintf(stderr, "ramflow bench: getrandom: %s\n", strerror(errno));
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(key); i++) {
+        snprintf(line + 5 + 2 * i, 3, "%02x", key[i]);
+    }
+    strcat(line, "\n");
+    explicit_bzero(key, sizeof(key));
+    if ((mkdir(cfg->psk_dir, 0700) < 0 && errno != EEXIST) ||
+        chmod(cfg->psk_dir, 0700) < 0) {
+        fprintf(stderr, "ramflow bench: %s: %s\n", cfg->psk_dir,
+                strerror(errno));
+        return false;
+    }
+    unlink(path); /* a key of an earlier bench in the same folder */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                  O_CLOEXEC, 0600);
+    size_t len = strlen(line);
+    bool ok = fd >= 0 && write(fd, line, len) == (ssize_t)len;
+    int e = errno;
+    explicit_bzero(line, sizeof(line));
+    if (fd >= 0 && close(fd) < 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        fprintf(stderr, "ramflow bench: %s: %s\n", path, strerror(e));
+    }
+    return ok;
+}
+
 /* results.md (also on stdout), results.json and chart.svg. */
 static int write_outputs(RfBench *b)
 {
@@ -425,7 +487,10 @@ int rf_cli_bench(int argc, char **argv)
         return RF_EXIT_FAIL;
     }
     snprintf(b->cfg.exe, sizeof(b->cfg.exe), "/proc/%d/exe", (int)getpid());
-    if (!prepare_out(b)) {
+    if (!prepare_out(b) || (b->cfg.tls && !make_psk(&b->cfg))) {
+        if (b->log) {
+            fclose(b->log);
+        }
         free(b);
         return RF_EXIT_FAIL;
     }

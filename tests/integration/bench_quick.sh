@@ -4,7 +4,13 @@
 #     plus ratio, verified, bound, efficiency, one row per method x
 #     channel count, every row verified; results.json parses (jq) and
 #     agrees; the chart exists when gnuplot is installed.
-#  2. Where network namespaces work (root, iproute2): one row over an
+#  2. `bench --tls --quick --methods none`: a plaintext and a "none + TLS"
+#     row, both verified, the TLS row reporting TLS; the TLS cost table
+#     with its row; the PSK the bench made (mode 0600); results.json's
+#     tls_cost.  Then a TLS failure (the source asks for a PSK user the
+#     bench's key file lacks): exit 1, the TLS row FAILED with the source's
+#     error under Failures, the plaintext row still verified.
+#  3. Where network namespaces work (root, iproute2): one row over an
 #     emulated 1gbit link, and an interrupted run (SIGINT) that must exit
 #     130 and leave no namespace, veth or process behind.
 . "$(dirname "$0")/lib.sh"
@@ -47,6 +53,47 @@ if command -v gnuplot >/dev/null; then
     grep -q '<svg' "$T/quick/chart.svg" || fail "no SVG chart"
 fi
 echo "ok: bench --quick: $rows rows verified, JSON parses; $(grep -h 'guest:' "$T/quick.md")"
+
+# --- --tls: plaintext and TLS rows, the TLS cost table ----------------------
+TLS_ROW='NF == 15 && $2 == " none + TLS " && $3 == " 4 "'
+COST_HEADER='| method | channels | plain time (s) | TLS time (s) | TLS/plain | plain send CPU% | TLS send CPU% | plain recv CPU% | TLS recv CPU% | verified | TLS mode |'
+"$RAMFLOW" bench --tls --quick --methods none --memory-size 32M \
+    --tcp-seconds 0 --out "$T/tls" >"$T/tls.md" 2>"$T/tls.err" ||
+    { cat "$T/tls.err" >&2; fail "bench --tls --quick failed"; }
+check_table "$T/tls.md" 1
+awk -F'|' "$TLS_ROW"' && $11 == " yes " { n++ } END { exit n != 1 }' \
+    "$T/tls.md" || { cat "$T/tls.md" >&2; fail "no verified 'none + TLS' row"; }
+grep -qxF -- "$COST_HEADER" "$T/tls.md" || { cat "$T/tls.md" >&2; fail "no TLS cost table"; }
+expect_in "$T/tls.md" "### TLS cost, link unlimited (loopback): plaintext and TLS start cold the same way"
+awk -F'|' 'NF == 13 && $2 == " none " && $3 == " 4 " && $11 == " yes " &&
+    $12 ~ /TLS/ { n++ } END { exit n != 1 }' "$T/tls.md" ||
+    { cat "$T/tls.md" >&2; fail "the TLS cost table has no verified row with a TLS mode"; }
+[ "$(stat -c %a "$T/tls/tls-psk/keys.psk")" = 600 ] || fail "keys.psk is not mode 0600"
+grep -qE '^qemu:[0-9a-f]{64}$' "$T/tls/tls-psk/keys.psk" || fail "keys.psk is not qemu:HEX64"
+jq -e '
+    .config.tls == true and .config.channels == [4] and (.rows | length) == 2 and
+    (.rows[0].tls == false and .rows[0].runs[0].security == "none") and
+    (.rows[1].tls == true and (.rows[1].runs[0].security | test("^TLS 1.3 PSK, ")) and
+     (.rows[1].runs[0].dest_security | test("^TLS 1.3 PSK, "))) and
+    all(.rows[]; .verified == true) and (.tls_cost | length) == 1 and
+    (.tls_cost[0].ratio > 0) and .tls_cost[0].verified == true and
+    (.tls_cost[0].tls_mode | test("TLS$"))
+    ' "$T/tls/results.json" >/dev/null ||
+    fail "results.json does not have the TLS rows and cost"
+echo "ok: bench --tls --quick: plaintext and TLS rows verified, cost table: $(awk -F'|' 'NF == 13 && $2 == " none " { print "TLS/plain" $6 "," $12 }' "$T/tls.md")"
+
+# A TLS failure: the TLS row fails with the source's reason, like any row.
+"$RAMFLOW" bench --tls --quick --methods none --memory-size 32M \
+    --tcp-seconds 0 --tls-psk-username nobody --out "$T/tlsbad" \
+    >"$T/tlsbad.md" 2>"$T/tlsbad.err"
+rc=$?
+[ "$rc" -eq 1 ] || { cat "$T/tlsbad.err" >&2; fail "bench with a failing TLS row exited $rc, expected 1"; }
+check_table "$T/tlsbad.md" 1
+awk -F'|' "$TLS_ROW"' && $4 == " FAILED " { n++ } END { exit n != 1 }' \
+    "$T/tlsbad.md" || { cat "$T/tlsbad.md" >&2; fail "the TLS row is not FAILED"; }
+expect_in "$T/tlsbad.md" "- unlimited none + TLS 4 ch run 1 failed: source: tls-psk:"
+expect_in "$T/tlsbad.md" "no key for user 'nobody'"
+echo "ok: a failing TLS row shows FAILED and the source's error"
 
 # --- emulated link and interruption (root and network namespaces) --------
 probe=rfbench-probe-$$
