@@ -702,6 +702,9 @@ static void test_bad_uris(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         for (int listen = 0; listen < 2; listen++) {
             RfError *err = NULL;
+            if (listen && strcmp(bad[i], "tcp::80") == 0) {
+                continue; /* listens on loopback (tcp.c), bad to connect */
+            }
             if (listen) {
                 assert_null(rf_listen(bad[i], &err));
             } else {
