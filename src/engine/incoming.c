@@ -781,6 +781,15 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
                                                            ? 1000 : 0));
         }
         rf_error_propagate(&err, local);
+        /* A cancel may surface first as a channel's "cancelled while
+         * receiving": the operator asked for it, say so plainly. */
+        if (cancel && (!err || rf_error_kind(err) == RF_ERR_CANCELLED) &&
+            !strstr(rf_error_msg(err), "cancelled while waiting for a "
+                                        "connection")) {
+            rf_error_free(err);
+            err = NULL;
+            rf_error_set(&err, RF_ERR_CANCELLED, "migration cancelled");
+        }
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
         }

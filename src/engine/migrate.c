@@ -716,6 +716,13 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
 
     if (!ok) {
         explain_failure(&s, &err);
+        /* A cancel may surface first as a channel's "cancelled while
+         * sending": the operator asked for it, say so plainly. */
+        if (opts->cancel && atomic_load(opts->cancel)) {
+            rf_error_free(err);
+            err = NULL;
+            rf_error_set(&err, RF_ERR_CANCELLED, "migration cancelled");
+        }
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
         }
