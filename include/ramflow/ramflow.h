@@ -139,7 +139,15 @@ RF_API const char *rf_version_string(void);
  *    max-bandwidth          bytes/s, 0 = unlimited         default 0
  *    downtime-limit         ms, 0-2000000                  default 300
  *    max-rounds             1-10000 (ramflow's own)        default 30
- *    timeout                ms of peer silence, 100-3600000 default 30000
+ *    timeout                ms a whole message (main-channel frame, data
+ *                           packet) or connect may take, 100-3600000
+ *                                                          default 30000
+ *    tcp-keepalive          s of TCP silence before keepalive probes
+ *                           (then every third of it, 3 probes), 0-32767,
+ *                           0 = timeout / 2 (at least 1)   default 0
+ *    tcp-user-timeout       ms unacknowledged data may wait before TCP
+ *                           drops the connection (TCP_USER_TIMEOUT),
+ *                           0-3600000, 0 = timeout          default 0
  *
  *  security (since 1.1; docs/security.md), strings unless noted, "" =
  *  unset:

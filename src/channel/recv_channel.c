@@ -182,6 +182,8 @@ static bool recv_loop(RecvChannel *c, RfError **errp)
     uint64_t seq = 0;
     for (;;) {
         RfPacketHdr h;
+        /* One deadline for the packet's header and payload (transport.h). */
+        rf_conn_frame_begin(c->conn);
         if (!rf_conn_recv(c->conn, c->head, RF_PKT_HDR_SIZE, errp) ||
             !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
             return false;

@@ -160,9 +160,9 @@ RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
 }
 
 RfConn *rf_secure_connect(RfSecure *s, const char *uri, unsigned timeout_ms,
-                          RfError **errp)
+                          atomic_int *cancel, RfError **errp)
 {
-    RfConn *c = rf_conn_connect(uri, timeout_ms, errp);
+    RfConn *c = rf_conn_connect_cancel(uri, timeout_ms, cancel, errp);
     if (!c || !rf_secure_tls(s)) {
         return c;
     }

@@ -111,14 +111,17 @@ unsigned rf_secure_rejected(const RfSecure *s);
 /* Client: connects to uri within timeout_ms and, with TLS, completes the
  * handshake and verifies the server (CA, CRL, expiry, host name).
  * s NULL (or without TLS) = plain rf_conn_connect().  The connection's
- * timeout_ms starts as timeout_ms.  Errors say what failed and how to
- * fix it (see the file comment). */
+ * timeout_ms starts as timeout_ms.  connect and handshake give up with
+ * RF_ERR_CANCELLED soon after *cancel (if non-NULL) is set, and the
+ * connection keeps cancel as its c->cancel.  Errors say what failed and
+ * how to fix it (see the file comment). */
 RfConn *rf_secure_connect(RfSecure *s, const char *uri, unsigned timeout_ms,
-                          RfError **errp);
+                          atomic_int *cancel, RfError **errp);
 
 /* Client: wraps `inner` (already connected; owned from now on, closed on
  * failure) as rf_secure_connect() would.  hostname NULL = cfg->hostname;
- * if both are unset, x509 verification fails asking for tls-hostname. */
+ * if both are unset, x509 verification fails asking for tls-hostname.
+ * inner's cancel flag bounds the handshake too. */
 RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
                               const char *hostname, RfError **errp);
 

@@ -11,13 +11,15 @@
  * sendmsg + 1.3-2.9 recvmsg + 0.3-0.6 poll per packet, and no better
  * throughput; blocking without MSG_WAITALL took 1.1-2.5 recvmsg.
  *
- * Stall detection: a call that moved no byte before the kernel's timer
- * fired fails with EAGAIN, reported as RF_ERR_TIMEOUT.  With MSG_WAITALL
- * the timer covers the whole call, so a call that got some bytes and then
- * nothing returns them after timeout_ms and the next call waits again: a
- * silent peer is detected after between 1x and 2x timeout_ms, and a slow
- * but moving one is never reported.  The socket options are re-applied
- * only when c->timeout_ms changes.
+ * Stall detection: each call has one deadline (rf_conn_call_deadline:
+ * now + timeout_ms, or the frame's if earlier).  The kernel timer of a
+ * syscall is the time left, capped at RF_CONN_SLICE_MS when a cancel flag
+ * is watched; a syscall that ends early (partial data, EAGAIN) loops,
+ * checking the deadline and the flag.  The timer value is constant
+ * (timeout_ms, or the slice) except near the deadline, so the socket
+ * option is re-applied only then and the hot path costs no extra
+ * syscall.  A peer sending one byte a second thus fails a 2 s limit
+ * after 2 s, where a per-read limit never fired.
  *
  * MSG_NOSIGNAL makes a dead peer an EPIPE error instead of a SIGPIPE.
  */
@@ -66,12 +68,11 @@ long long rf_sock_now_ms(void)
 
 /* --- connection ---------------------------------------------------------- */
 
-/* Applies c->timeout_ms as the kernel's per-call limit for `opt`, once per
- * change, so the hot path costs no extra syscall. */
+/* Sets the kernel's limit for one syscall (SO_RCVTIMEO / SO_SNDTIMEO,
+ * 0 = none), only when it changes. */
 static bool apply_timeout(SockConn *sc, int opt, unsigned *applied,
-                          RfError **errp)
+                          unsigned ms, RfError **errp)
 {
-    unsigned ms = sc->base.timeout_ms;
     if (*applied == ms) {
         return true;
     }
@@ -84,6 +85,46 @@ static bool apply_timeout(SockConn *sc, int opt, unsigned *applied,
     }
     *applied = ms;
     return true;
+}
+
+/* The next syscall's timer before `end` (0 = no deadline): the time left,
+ * at most one slice when cancel is watched; 0 = block.  @return false if
+ * the deadline has passed. */
+static bool next_wait(const RfConn *c, long long end, unsigned *ms)
+{
+    unsigned base = c->cancel ? RF_CONN_SLICE_MS : c->timeout_ms;
+    if (c->cancel && c->timeout_ms && c->timeout_ms < base) {
+        base = c->timeout_ms;
+    }
+    if (!end) {
+        *ms = base;
+        return true;
+    }
+    long long left = end - rf_conn_now_ms();
+    if (left <= 0) {
+        return false;
+    }
+    *ms = base && left >= base ? base : (unsigned)left;
+    return true;
+}
+
+/* A stall error: "no data for" when nothing came, else how much did. */
+static void stall_error(SockConn *sc, bool sending, size_t done,
+                        size_t total, RfError **errp)
+{
+    unsigned ms = sc->base.timeout_ms;
+    if (done == 0) {
+        rf_error_set(errp, RF_ERR_TIMEOUT, sending
+                     ? "%s: peer stalled: could not send for %u ms "
+                       "(0 of %zu bytes sent)"
+                     : "%s: peer stalled: no data for %u ms "
+                       "(0 of %zu bytes received)", sc->peer, ms, total);
+    } else {
+        rf_error_set(errp, RF_ERR_TIMEOUT, "%s: peer stalled: only %zu of "
+                     "%zu bytes %s within %u ms (the limit covers a whole "
+                     "message)", sc->peer, done, total,
+                     sending ? "sent" : "received", ms);
+    }
 }
 
 /* Drops the first n bytes from *iov / *iovcnt (n <= their total), also
@@ -110,35 +151,52 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return t;
 }
 
+/* Checks cancel and the deadline before each syscall after the first,
+ * and applies the syscall's timer.  @return false with the error set. */
+static bool before_syscall(SockConn *sc, bool sending, long long end,
+                           bool first, size_t done, size_t total,
+                           RfError **errp)
+{
+    RfConn *c = &sc->base;
+    if (!first && rf_conn_cancelled(c)) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "%s: cancelled while %s (%zu "
+                     "of %zu bytes)", sc->peer,
+                     sending ? "sending" : "receiving", done, total);
+        return false;
+    }
+    unsigned ms;
+    if (!next_wait(c, end, &ms)) {
+        stall_error(sc, sending, done, total, errp);
+        return false;
+    }
+    return sending
+        ? apply_timeout(sc, SO_SNDTIMEO, &sc->snd_timeout, ms, errp)
+        : apply_timeout(sc, SO_RCVTIMEO, &sc->rcv_timeout, ms, errp);
+}
+
 static bool sock_sendv(RfConn *c, struct iovec *iov, int iovcnt,
                        RfError **errp)
 {
     SockConn *sc = (SockConn *)c;
-    if (!apply_timeout(sc, SO_SNDTIMEO, &sc->snd_timeout, errp)) {
-        return false;
-    }
+    long long end = rf_conn_call_deadline(c, false);
     size_t total = iov_total(iov, iovcnt), done = 0;
     iov_advance(&iov, &iovcnt, 0);
-    while (iovcnt > 0) {
+    for (bool first = true; iovcnt > 0; first = false) {
+        if (!before_syscall(sc, true, end, first, done, total, errp)) {
+            return false;
+        }
         struct msghdr msg = {
             .msg_iov = iov,
             .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX),
         };
         ssize_t n = sendmsg(sc->fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+                continue; /* the loop checks deadline and cancel */
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                rf_error_set(errp, RF_ERR_TIMEOUT,
-                             "%s: peer stalled: could not send for %u ms "
-                             "(%zu of %zu bytes sent)", sc->peer,
-                             c->timeout_ms, done, total);
-            } else {
-                rf_error_set(errp, RF_ERR_IO,
-                             "%s: send failed after %zu of %zu bytes: %s",
-                             sc->peer, done, total, strerror(errno));
-            }
+            rf_error_set(errp, RF_ERR_IO,
+                         "%s: send failed after %zu of %zu bytes: %s",
+                         sc->peer, done, total, strerror(errno));
             return false;
         }
         rf_conn_count_out(c, (unsigned long long)n);
@@ -152,31 +210,25 @@ static bool sock_recvv(RfConn *c, struct iovec *iov, int iovcnt,
                        RfError **errp)
 {
     SockConn *sc = (SockConn *)c;
-    if (!apply_timeout(sc, SO_RCVTIMEO, &sc->rcv_timeout, errp)) {
-        return false;
-    }
+    long long end = rf_conn_call_deadline(c, true);
     size_t total = iov_total(iov, iovcnt), done = 0;
     iov_advance(&iov, &iovcnt, 0);
-    while (iovcnt > 0) {
+    for (bool first = true; iovcnt > 0; first = false) {
+        if (!before_syscall(sc, false, end, first, done, total, errp)) {
+            return false;
+        }
         struct msghdr msg = {
             .msg_iov = iov,
             .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX),
         };
         ssize_t n = recvmsg(sc->fd, &msg, MSG_WAITALL);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+                continue; /* the loop checks deadline and cancel */
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                rf_error_set(errp, RF_ERR_TIMEOUT,
-                             "%s: peer stalled: no data for %u ms "
-                             "(%zu of %zu bytes received)", sc->peer,
-                             c->timeout_ms, done, total);
-            } else {
-                rf_error_set(errp, RF_ERR_IO,
-                             "%s: receive failed after %zu of %zu bytes: "
-                             "%s", sc->peer, done, total, strerror(errno));
-            }
+            rf_error_set(errp, RF_ERR_IO,
+                         "%s: receive failed after %zu of %zu bytes: %s",
+                         sc->peer, done, total, strerror(errno));
             return false;
         }
         if (n == 0) {
@@ -242,6 +294,7 @@ static const RfConnOps sock_conn_ops = {
     .close = sock_close,
     .export = NULL,   /* no TLS: no keying material, no description */
     .security = NULL,
+    .inner = NULL,
 };
 
 int rf_sock_conn_fd(const RfConn *c, const char **peer)
@@ -298,16 +351,22 @@ RfConn *rf_sock_conn_new(int fd, const char *peer, RfError **errp)
     return &sc->base;
 }
 
-int rf_sock_connect_wait(int fd, long long deadline_ms)
+int rf_sock_connect_wait(int fd, long long deadline_ms, atomic_int *cancel)
 {
     for (;;) {
         int wait = -1;
+        if (cancel && atomic_load(cancel)) {
+            return ECANCELED;
+        }
         if (deadline_ms) {
             long long left = deadline_ms - rf_sock_now_ms();
             if (left <= 0) {
                 return ETIMEDOUT;
             }
             wait = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        if (cancel && (wait < 0 || wait > RF_CONN_SLICE_MS)) {
+            wait = RF_CONN_SLICE_MS;
         }
         struct pollfd pfd = { .fd = fd, .events = POLLOUT };
         int r = poll(&pfd, 1, wait);
@@ -331,6 +390,9 @@ void rf_sock_connect_error(RfError **errp, const char *uri, int err,
     if (err == ETIMEDOUT) {
         rf_error_set(errp, RF_ERR_TIMEOUT, "connecting to %s: no answer "
                      "within %u ms", uri, timeout_ms);
+    } else if (err == ECANCELED) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "cancelled while connecting "
+                     "to %s", uri);
     } else if (err == ECONNREFUSED || err == ENOENT) {
         rf_error_set(errp, RF_ERR_IO, "connection refused to %s (is the "
                      "destination listening?): %s", uri, strerror(err));
@@ -338,6 +400,51 @@ void rf_sock_connect_error(RfError **errp, const char *uri, int err,
         rf_error_set(errp, RF_ERR_IO, "cannot connect to %s: %s", uri,
                      strerror(err));
     }
+}
+
+/* Sets one integer socket option, naming it on failure. */
+static bool set_opt(SockConn *sc, int level, int opt, const char *name,
+                    int val, RfError **errp)
+{
+    if (setsockopt(sc->fd, level, opt, &val, sizeof(val)) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "%s: setting %s to %d: %s", sc->peer,
+                     name, val, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
+                          unsigned user_timeout_ms, RfError **errp)
+{
+    while (c && c->ops->inner) {
+        c = c->ops->inner(c);
+    }
+    if (rf_sock_conn_fd(c, NULL) < 0) {
+        return true; /* not a socket of ours */
+    }
+    SockConn *sc = (SockConn *)c;
+    int domain = 0;
+    socklen_t dlen = sizeof(domain);
+    if (getsockopt(sc->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0 ||
+        (domain != AF_INET && domain != AF_INET6)) {
+        return true; /* unix sockets have no partitions */
+    }
+    int idle = idle_s > 32767 ? 32767 : (int)idle_s;
+    int intvl = idle / 3 > 0 ? idle / 3 : 1;
+    if (idle && !(set_opt(sc, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1,
+                          errp) &&
+                  set_opt(sc, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE",
+                          idle, errp) &&
+                  set_opt(sc, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL",
+                          intvl, errp) &&
+                  set_opt(sc, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", 3,
+                          errp))) {
+        return false;
+    }
+    int ut = user_timeout_ms > INT_MAX ? INT_MAX : (int)user_timeout_ms;
+    return !ut || set_opt(sc, IPPROTO_TCP, TCP_USER_TIMEOUT,
+                          "TCP_USER_TIMEOUT", ut, errp);
 }
 
 /* --- listener ------------------------------------------------------------ */

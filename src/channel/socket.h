@@ -35,8 +35,10 @@ int rf_sock_poll(int fd, short events, int ms);
 long long rf_sock_now_ms(void);
 
 /* Waits for a non-blocking connect on fd to finish by deadline_ms (0 = no
- * limit).  @return 0 on success, else the errno (ETIMEDOUT on timeout). */
-int rf_sock_connect_wait(int fd, long long deadline_ms);
+ * limit), giving up within RF_CONN_SLICE_MS of *cancel (if non-NULL)
+ * becoming non-zero.  @return 0 on success, else the errno (ETIMEDOUT on
+ * timeout, ECANCELED on cancel). */
+int rf_sock_connect_wait(int fd, long long deadline_ms, atomic_int *cancel);
 
 /* Sets the "cannot connect to uri" error for errno value err. */
 void rf_sock_connect_error(RfError **errp, const char *uri, int err,

@@ -20,7 +20,7 @@
  * itself is non-blocking so that timeout_ms bounds it.  The connection's
  * stall limit starts as timeout_ms too. */
 static RfConn *tcp_connect(const char *addr, unsigned timeout_ms,
-                           RfError **errp)
+                           atomic_int *cancel, RfError **errp)
 {
     char host[RF_HOST_MAX + 1], uri[RF_URI_CAP], port_s[8];
     unsigned port;
@@ -51,12 +51,12 @@ static RfConn *tcp_connect(const char *addr, unsigned timeout_ms,
         }
         err = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
         if (err == EINPROGRESS) {
-            err = rf_sock_connect_wait(fd, deadline);
+            err = rf_sock_connect_wait(fd, deadline, cancel);
         }
         if (err) {
             close(fd);
             fd = -1;
-            if (err == ETIMEDOUT) {
+            if (err == ETIMEDOUT || err == ECANCELED) {
                 break;
             }
         }
@@ -72,6 +72,7 @@ static RfConn *tcp_connect(const char *addr, unsigned timeout_ms,
         return NULL;
     }
     c->timeout_ms = timeout_ms;
+    c->cancel = cancel;
     return c;
 }
 

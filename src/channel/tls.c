@@ -63,6 +63,10 @@ typedef struct TlsConn {
     /* While handshaking (or closing): the wall-clock limit in ms on the
      * monotonic clock, else 0 and timeout_ms applies per wait. */
     long long deadline;
+    /* The deadline of the record receive / send call in progress
+     * (rf_conn_call_deadline), 0 = none; atomics because a push can run
+     * on the receiving thread. */
+    _Atomic long long rx_end, tx_end;
     unsigned handshake_ms;  /* the handshake's bound, for messages */
     atomic_int *cancel;     /* while handshaking */
     int first_in;           /* first byte received, -1 before */
@@ -81,10 +85,16 @@ typedef struct TlsConn {
  * @return 0, or the errno to fail with (ETIMEDOUT, ECANCELED, poll's). */
 static int tls_wait(TlsConn *tc, short events)
 {
+    /* The handshake's bound, else the whole call's (so a trickling peer
+     * cannot restart the limit with each byte), else one per wait. */
     long long end = tc->deadline;
+    if (!end) {
+        end = atomic_load(events == POLLIN ? &tc->rx_end : &tc->tx_end);
+    }
     if (!end && tc->base.timeout_ms) {
         end = rf_sock_now_ms() + tc->base.timeout_ms;
     }
+    atomic_int *cancel = tc->cancel ? tc->cancel : tc->base.cancel;
     for (;;) {
         int ms = -1;
         if (end) {
@@ -94,8 +104,8 @@ static int tls_wait(TlsConn *tc, short events)
             }
             ms = left > INT_MAX ? INT_MAX : (int)left;
         }
-        if (tc->cancel) {
-            if (atomic_load(tc->cancel)) {
+        if (cancel) {
+            if (atomic_load(cancel)) {
                 return ECANCELED;
             }
             if (ms < 0 || ms > TLS_CANCEL_SLICE_MS) {
@@ -131,7 +141,8 @@ static int io_retry(TlsConn *tc, short events, atomic_int *why)
         }
     }
     atomic_store(why, e);
-    errno = e == ETIMEDOUT && events == POLLIN && !tc->deadline ? EAGAIN : e;
+    errno = (e == ETIMEDOUT || e == ECANCELED) && events == POLLIN &&
+            !tc->deadline ? EAGAIN : e;
     return -1;
 }
 
@@ -503,7 +514,16 @@ static void io_error(TlsConn *tc, ssize_t r, bool sending, size_t done,
 {
     int sys = atomic_exchange(sending ? &tc->out_err : &tc->in_err, 0);
     const char *op = sending ? "send" : "receive";
-    if (sys == ETIMEDOUT && sending) {
+    if (sys == ECANCELED) {
+        rf_error_set(errp, RF_ERR_CANCELLED, "%s: cancelled while %s (%zu "
+                     "of %zu bytes)", tc->peer,
+                     sending ? "sending" : "receiving", done, total);
+    } else if (sys == ETIMEDOUT && done) {
+        rf_error_set(errp, RF_ERR_TIMEOUT, "%s: peer stalled: only %zu of "
+                     "%zu bytes %s within %u ms (the limit covers a whole "
+                     "message)", tc->peer, done, total,
+                     sending ? "sent" : "received", tc->base.timeout_ms);
+    } else if (sys == ETIMEDOUT && sending) {
         rf_error_set(errp, RF_ERR_TIMEOUT, "%s: peer stalled: could not "
                      "send for %u ms (%zu of %zu bytes sent)", tc->peer,
                      tc->base.timeout_ms, done, total);
@@ -553,6 +573,7 @@ static bool tls_sendv(RfConn *c, struct iovec *iov, int iovcnt,
     for (int i = 0; i < iovcnt; i++) {
         total += iov[i].iov_len;
     }
+    atomic_store(&tc->tx_end, rf_conn_call_deadline(c, false));
     for (int i = 0; i < iovcnt; i++) {
         const unsigned char *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
@@ -590,13 +611,15 @@ static bool tls_recvv(RfConn *c, struct iovec *iov, int iovcnt,
     for (int i = 0; i < iovcnt; i++) {
         total += iov[i].iov_len;
     }
+    atomic_store(&tc->rx_end, rf_conn_call_deadline(c, true));
     for (int i = 0; i < iovcnt; i++) {
         unsigned char *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
         while (len > 0) {
             ssize_t r = gnutls_record_recv(tc->sess, p, len);
+            int why = atomic_load(&tc->in_err);
             bool stalled = r == GNUTLS_E_AGAIN &&
-                           atomic_load(&tc->in_err) == ETIMEDOUT;
+                           (why == ETIMEDOUT || why == ECANCELED);
             if (r < 0 && !stalled && !gnutls_error_is_fatal((int)r)) {
                 continue;  /* EINTR, a warning alert */
             }
@@ -633,6 +656,11 @@ static bool tls_peer_uri(RfConn *c, char *uri, size_t cap, RfError **errp)
 static void tls_shutdown(RfConn *c)
 {
     rf_conn_shutdown(((TlsConn *)c)->inner);
+}
+
+static RfConn *tls_inner(RfConn *c)
+{
+    return ((TlsConn *)c)->inner;
 }
 
 static void tls_free(TlsConn *tc)
@@ -678,6 +706,7 @@ static const char *tls_security(const RfConn *c)
 static const RfConnOps tls_conn_ops = {
     .sendv = tls_sendv,
     .recvv = tls_recvv,
+    .inner = tls_inner,
     .wait_readable = tls_wait_readable,
     .peer_uri = tls_peer_uri,
     .shutdown = tls_shutdown,
@@ -758,6 +787,7 @@ RfConn *rf_tls_conn_new(RfConn *inner, const RfTlsParams *p,
     }
     tc->base.ops = &tls_conn_ops;
     tc->base.timeout_ms = inner->timeout_ms;
+    tc->base.cancel = inner->cancel;
     tc->inner = inner;
     tc->fd = fd;
     tc->peer = peer;

@@ -9,6 +9,7 @@
 #include "channel/transport.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "channel/uri.h"
 
@@ -46,9 +47,43 @@ static const RfTransportOps *transport_find(const char *uri,
 RfConn *rf_conn_connect(const char *uri, unsigned timeout_ms,
                         RfError **errp)
 {
+    return rf_conn_connect_cancel(uri, timeout_ms, NULL, errp);
+}
+
+RfConn *rf_conn_connect_cancel(const char *uri, unsigned timeout_ms,
+                               atomic_int *cancel, RfError **errp)
+{
     const char *addr;
     const RfTransportOps *t = transport_find(uri, &addr, errp);
-    return t ? t->connect(addr, timeout_ms, errp) : NULL;
+    return t ? t->connect(addr, timeout_ms, cancel, errp) : NULL;
+}
+
+long long rf_conn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rf_conn_frame_begin(RfConn *c)
+{
+    c->recv_deadline = c->timeout_ms ? rf_conn_now_ms() + c->timeout_ms
+                                     : 0;
+}
+
+void rf_conn_frame_end(RfConn *c)
+{
+    c->recv_deadline = 0;
+}
+
+long long rf_conn_call_deadline(const RfConn *c, bool receiving)
+{
+    long long end = c->timeout_ms ? rf_conn_now_ms() + c->timeout_ms : 0;
+    long long frame = receiving ? c->recv_deadline : 0;
+    if (frame && (!end || frame < end)) {
+        end = frame;
+    }
+    return end;
 }
 
 RfListener *rf_listen(const char *uri, RfError **errp)

@@ -8,14 +8,22 @@
  * connections only through the calls below and never see a file
  * descriptor, so a TLS layer can wrap connect and accept without touching
  * the engine.  Addresses are URIs: "tcp:HOST:PORT", "tcp:[V6]:PORT",
- * "unix:PATH".  All calls block; a receive that sees no byte for
- * `timeout_ms` fails with RF_ERR_TIMEOUT, so a stalled peer is detected.
+ * "unix:PATH".  All calls block; a send or receive that is not done
+ * within `timeout_ms` fails with RF_ERR_TIMEOUT, so a stalled peer is
+ * detected.
  *
  * Files: transport.c finds the transport for a scheme and holds the
  * generic calls; tcp.c and unix.c are the built-in transports; socket.c is
  * the socket connection and listener they share; adopt.c wraps sockets
  * the caller made (rf_conn_from_fd, rf_listener_from_fd); uri.c parses
  * and writes addresses.
+ *
+ * Deadlines: every send and receive call is bounded as a whole (not per
+ * read) by timeout_ms, and a caller reading a message in several calls
+ * (a frame header then its payload) bounds them together with
+ * rf_conn_frame_begin/end: a peer trickling one byte at a time cannot
+ * keep the stall limit from firing.  A call that has to wait checks
+ * c->cancel every RF_CONN_SLICE_MS, so a cancel ends it promptly.
  */
 #ifndef RF_CHANNEL_TRANSPORT_H
 #define RF_CHANNEL_TRANSPORT_H
@@ -37,9 +45,11 @@ typedef struct RfListener RfListener;
 typedef struct RfTransportOps {
     const char *scheme; /* "tcp", "unix" */
     /* Connects to addr (the URI after "scheme:") within timeout_ms
-     * (0 = no limit); the connection's timeout_ms starts as timeout_ms. */
+     * (0 = no limit), checking *cancel (if non-NULL) every
+     * RF_CONN_SLICE_MS; the connection's timeout_ms starts as timeout_ms
+     * and its cancel as cancel. */
     RfConn *(*connect)(const char *addr, unsigned timeout_ms,
-                       RfError **errp);
+                       atomic_int *cancel, RfError **errp);
     /* Listens on addr (the URI after "scheme:"); sets the listener's uri
      * to the actual address (port 0 resolved). */
     RfListener *(*listen)(const char *addr, RfError **errp);
@@ -73,14 +83,26 @@ typedef struct RfConnOps {
     /* A description of the connection's protection for reports ("TLS 1.3
      * x509, user-space TLS"); NULL for a plain transport. */
     const char *(*security)(const RfConn *c);
+    /* The connection this one runs over (TLS's socket); NULL for a
+     * socket, so socket options reach the real socket. */
+    RfConn *(*inner)(RfConn *c);
 } RfConnOps;
+
+/* How often a waiting call looks at its cancel flag. */
+#define RF_CONN_SLICE_MS 100
 
 /* A connection; created by a transport, used through the calls below.
  * The transport's own state (socket, peer name) follows this header in a
  * larger struct. */
 struct RfConn {
     const RfConnOps *ops;
-    unsigned timeout_ms;  /* receive/send stall limit; 0 = none */
+    unsigned timeout_ms;  /* stall limit of each whole call; 0 = none */
+    /* Set non-zero by another thread (or a signal handler) to make a
+     * waiting call fail with RF_ERR_CANCELLED; NULL = none. */
+    atomic_int *cancel;
+    /* Absolute deadline (rf_conn_now_ms) of the frame being received,
+     * 0 = none: set and read by the receiving thread only. */
+    long long recv_deadline;
     /* Bytes moved so far.  Written by the thread doing the I/O with
      * relaxed atomic adds, read from other threads (statistics, progress)
      * through rf_conn_bytes_in/out: never touch them with plain += or a
@@ -109,6 +131,34 @@ static inline unsigned long long rf_conn_bytes_in(const RfConn *c)
 {
     return __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
 }
+
+/* The monotonic clock in milliseconds, the base of every deadline. */
+long long rf_conn_now_ms(void);
+
+/* Bounds every receive on c until rf_conn_frame_end() by one deadline,
+ * now + c->timeout_ms (none if 0): a message read in several calls must
+ * be whole by then.  Receiving thread only. */
+void rf_conn_frame_begin(RfConn *c);
+void rf_conn_frame_end(RfConn *c);
+
+/* For transports: the absolute deadline of a call starting now, the
+ * earlier of now + timeout_ms and (receives) the frame's; 0 = none. */
+long long rf_conn_call_deadline(const RfConn *c, bool receiving);
+
+/* For transports: true once c's cancel flag is set. */
+static inline bool rf_conn_cancelled(const RfConn *c)
+{
+    return c->cancel && atomic_load(c->cancel);
+}
+
+/* Turns on TCP keepalive (first probe after idle_s seconds of silence,
+ * then every idle_s / 3, 3 probes) and TCP_USER_TIMEOUT (user_timeout_ms
+ * of unacknowledged data closes the connection) on c's socket, through
+ * any TLS layer, so a partition is noticed even while nothing waits on
+ * the socket.  0 leaves that option alone; a non-TCP connection is left
+ * as it is.  @return false with RF_ERR_IO if the kernel refuses. */
+bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
+                          unsigned user_timeout_ms, RfError **errp);
 
 typedef struct RfListenerOps {
     /* Waits up to timeout_ms (0 = no limit) for one connection and checks
@@ -139,6 +189,11 @@ extern const RfTransportOps rf_unix_transport;
  * ("unknown scheme", "connection refused to tcp:...") on failure. */
 RfConn *rf_conn_connect(const char *uri, unsigned timeout_ms,
                         RfError **errp);
+/* As rf_conn_connect(), giving up with RF_ERR_CANCELLED within
+ * RF_CONN_SLICE_MS of *cancel becoming non-zero; the connection keeps
+ * cancel as its c->cancel. */
+RfConn *rf_conn_connect_cancel(const char *uri, unsigned timeout_ms,
+                               atomic_int *cancel, RfError **errp);
 RfListener *rf_listen(const char *uri, RfError **errp);
 
 /* --- generic calls over the ops tables (transport.c) -------------------- */

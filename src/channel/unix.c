@@ -32,7 +32,7 @@ static bool unix_sockaddr(const char *path, struct sockaddr_un *sun,
 /* Unix connect never says EINPROGRESS; a full backlog gives EAGAIN on a
  * non-blocking socket, so retry that until the deadline. */
 static RfConn *unix_connect(const char *addr, unsigned timeout_ms,
-                            RfError **errp)
+                            atomic_int *cancel, RfError **errp)
 {
     struct sockaddr_un sun;
     char uri[RF_URI_CAP];
@@ -61,10 +61,14 @@ static RfConn *unix_connect(const char *addr, unsigned timeout_ms,
             err = ETIMEDOUT;
             break;
         }
+        if (cancel && atomic_load(cancel)) {
+            err = ECANCELED;
+            break;
+        }
         poll(NULL, 0, 2);
     }
     if (err == EINPROGRESS) {
-        err = rf_sock_connect_wait(fd, deadline);
+        err = rf_sock_connect_wait(fd, deadline, cancel);
     }
     if (err) {
         close(fd);
@@ -77,6 +81,7 @@ static RfConn *unix_connect(const char *addr, unsigned timeout_ms,
         return NULL;
     }
     c->timeout_ms = timeout_ms;
+    c->cancel = cancel;
     return c;
 }
 

@@ -42,6 +42,9 @@ typedef struct RfMigrateOptions {
     bool verify;                 /* compare block digests at the end */
     unsigned timeout_ms;         /* peer silence before failing; 0 = 30000 */
     atomic_int *cancel;          /* set non-zero to cancel; may be NULL */
+    /* TCP keepalive idle seconds and TCP_USER_TIMEOUT ms on every TCP
+     * connection; 0 = derived from timeout_ms (rf_engine_conn_setup). */
+    unsigned tcp_keepalive_s, tcp_user_timeout_ms;
     /* Called at each status change (setup, active, device); the end
      * statuses are the handle's to decide. */
     void (*status)(RfStatus st, void *opaque);
@@ -84,6 +87,7 @@ typedef struct RfIncomingOptions {
     unsigned expect_channels;    /* 0 = accept the source's count */
     unsigned timeout_ms;         /* 0 = 30000 */
     atomic_int *cancel;
+    unsigned tcp_keepalive_s, tcp_user_timeout_ms; /* as the source's */
     void (*status)(RfStatus st, void *opaque);
     /* About 4 times a second, and when a round's SYNC completed. */
     void (*progress)(const RfProgress *p, void *opaque);
@@ -138,13 +142,23 @@ const char *rf_msg_tls_hint(const uint8_t raw[2]);
 /* Sends one framed message. */
 bool rf_msg_send(RfConn *c, RfMsgType type, const void *payload,
                  uint32_t len, RfError **errp);
+/* Gives a connection the engine's limits: the stall limit timeout_ms
+ * (per whole call, per frame on the main channel, per packet on a data
+ * channel), the cancel flag its waits watch, and on TCP keepalive (idle
+ * keepalive_s, 0 = half the timeout, at least 1 s) and TCP_USER_TIMEOUT
+ * (user_timeout_ms, 0 = the timeout), so a partition is noticed within
+ * about the timeout even by an idle socket. */
+bool rf_engine_conn_setup(RfConn *c, unsigned timeout_ms, atomic_int *cancel,
+                          unsigned keepalive_s, unsigned user_timeout_ms,
+                          RfError **errp);
+
 /* Sends an ERROR message carrying err's kind and text (best effort). */
 void rf_msg_send_error(RfConn *c, const RfError *err);
 /* Waits up to ms for the main channel to become readable (or closed).
  * @return true if a read would not block. */
 bool rf_msg_ready(RfConn *c, int ms);
 /* Reads one framed message into buf (cap >= RF_MSG_MAX_PAYLOAD is always
- * enough).  An ERROR message from the peer is turned into an error with
+ * enough); header and payload together must arrive within c->timeout_ms.  An ERROR message from the peer is turned into an error with
  * the peer's kind and "<peer> reported: <message>". */
 bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
                  size_t cap, RfError **errp);

@@ -193,6 +193,8 @@ static bool run_source(RfMigration *m, RfError **errp)
         .verify = m->params.verify,
         .timeout_ms = m->params.timeout_ms,
         .cancel = &m->cancel,
+        .tcp_keepalive_s = m->params.tcp_keepalive_s,
+        .tcp_user_timeout_ms = m->params.tcp_user_timeout_ms,
         .status = on_status,
         .progress = on_progress,
         .round_start = on_pass,
@@ -215,6 +217,8 @@ static bool run_dest(RfMigration *m, RfError **errp)
     RfIncomingOptions o = {
         .timeout_ms = m->params.timeout_ms,
         .cancel = &m->cancel,
+        .tcp_keepalive_s = m->params.tcp_keepalive_s,
+        .tcp_user_timeout_ms = m->params.tcp_user_timeout_ms,
         .status = on_status,
         .progress = on_progress,
         .round_done = on_pass,

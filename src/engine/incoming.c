@@ -50,6 +50,8 @@ typedef struct Dest {
     double setup_s, last_tick;
     uint64_t last_wire;
     unsigned rejected;    /* connections dropped by the engine itself */
+    uint64_t alive_bytes; /* bytes_in() when it last moved ... */
+    double alive_at;      /* ... and when */
 } Dest;
 
 /* A stray connection never gets more than this to send its hello, so
@@ -87,6 +89,15 @@ static void reject(Dest *d, RfConn *c, const char *why)
     if (d->opts->rejected) {
         d->opts->rejected(peer, why, d->opts->opaque);
     }
+}
+
+/* Every connection gets the stall limit, the cancel flag and TCP
+ * liveness before its first read. */
+static bool conn_setup(Dest *d, RfConn *c, RfError **errp)
+{
+    return rf_engine_conn_setup(c, d->timeout_ms, cancel_ptr(d),
+                                d->opts->tcp_keepalive_s,
+                                d->opts->tcp_user_timeout_ms, errp);
 }
 
 static unsigned hello_wait_ms(const Dest *d)
@@ -264,6 +275,7 @@ static int read_hello(Dest *d, RfConn *c, uint8_t *buf, uint32_t *len,
 {
     unsigned keep = c->timeout_ms;
     c->timeout_ms = hello_wait_ms(d);
+    rf_conn_frame_begin(c); /* the whole HELLO within that wait */
     uint8_t raw[RF_MSG_HDR_SIZE];
     RfMsgHdr hdr;
     RfError *err = NULL;
@@ -282,7 +294,12 @@ static int read_hello(Dest *d, RfConn *c, uint8_t *buf, uint32_t *len,
         *len = hdr.length;
         r = 1;
     }
+    /* Cancel is the operator's: it ends the wait, not just this peer. */
+    if (err && rf_error_kind(err) == RF_ERR_CANCELLED) {
+        r = -1;
+    }
     rf_error_free(err);
+    rf_conn_frame_end(c);
     c->timeout_ms = keep;
     return r;
 }
@@ -294,16 +311,21 @@ static int read_hello(Dest *d, RfConn *c, uint8_t *buf, uint32_t *len,
 static bool accept_main(Dest *d, uint8_t *buf, uint32_t *len, RfError **errp)
 {
     if (d->opts->main_conn) {
+        /* The caller's socket: limits before the TLS handshake. */
+        d->opts->main_conn->timeout_ms = d->timeout_ms;
+        d->opts->main_conn->cancel = cancel_ptr(d);
         d->main = rf_secure_tls(d->opts->secure)
                       ? rf_secure_server_wrap(d->opts->secure,
                                               d->opts->main_conn, errp)
                       : d->opts->main_conn;
-        if (!d->main) {
+        if (!d->main || !conn_setup(d, d->main, errp)) {
             return false;
         }
-        d->main->timeout_ms = d->timeout_ms;
         char why[300];
         if (read_hello(d, d->main, buf, len, why, sizeof(why)) != 1) {
+            if (cancelled(d, errp)) {
+                return false;
+            }
             rf_error_set(errp, RF_ERR_PROTOCOL, "main channel: %s", why);
             return false;
         }
@@ -314,13 +336,20 @@ static bool accept_main(Dest *d, uint8_t *buf, uint32_t *len, RfError **errp)
         if (!c) {
             return false;
         }
-        c->timeout_ms = d->timeout_ms;
+        if (!conn_setup(d, c, errp)) {
+            rf_conn_close(c);
+            return false;
+        }
         char why[300];
-        if (read_hello(d, c, buf, len, why, sizeof(why)) == 1) {
+        int r = read_hello(d, c, buf, len, why, sizeof(why));
+        if (r == 1) {
             d->main = c;
             return true;
         }
         reject(d, c, why);
+        if (cancelled(d, errp)) {
+            return false;
+        }
     }
 }
 
@@ -371,6 +400,11 @@ static int read_chan_hello(Dest *d, RfConn *c, char *why, size_t cap)
     RfChanHello h;
     RfError *err = NULL;
     int ch = -1;
+    if (!conn_setup(d, c, &err)) {
+        snprintf(why, cap, "%s", rf_error_msg(err));
+        rf_error_free(err);
+        return -1;
+    }
     c->timeout_ms = hello_wait_ms(d);
     if (!rf_conn_recv(c, raw, len, &err) ||
         !rf_wire_chan_hello_decode(raw, &h, &err)) {
@@ -432,6 +466,9 @@ static bool accept_channels(Dest *d, RfError **errp)
         int ch = read_chan_hello(d, c, why, sizeof(why));
         if (ch < 0) {
             reject(d, c, why);
+            if (cancelled(d, errp)) {
+                return false;
+            }
             if (++strays >= MAX_STRAY_CHANNELS) {
                 rf_error_set(errp, RF_ERR_PROTOCOL, "%u stray connections "
                              "while waiting for data channel %u of %u; the "
@@ -510,6 +547,37 @@ static bool ack_rounds(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
 }
 
+/* Bytes received so far on every channel, main included. */
+static uint64_t bytes_in(Dest *d)
+{
+    RfChanStats st;
+    rf_recv_group_stats(d->group, &st);
+    return st.wire_bytes + rf_conn_bytes_in(d->main);
+}
+
+/* The main thread's deadline: fails once no byte has come on any channel
+ * for the timeout.  The channels' own reads have per-packet deadlines,
+ * but a channel that passed FINAL reads no more, and the main channel is
+ * quiet while data flows: this covers "every channel done, END or the
+ * last FINAL never comes". */
+static bool source_alive(Dest *d, const char *waiting, RfError **errp)
+{
+    uint64_t now_bytes = bytes_in(d);
+    double now = rf_now();
+    if (now_bytes != d->alive_bytes || !d->alive_at) {
+        d->alive_bytes = now_bytes;
+        d->alive_at = now;
+        return true;
+    }
+    if ((now - d->alive_at) * 1000 < d->timeout_ms) {
+        return true;
+    }
+    rf_error_set(errp, RF_ERR_TIMEOUT, "no data from the source on any "
+                 "channel for %u ms while waiting for %s", d->timeout_ms,
+                 waiting);
+    return false;
+}
+
 /* Follows the main channel until END, watching the channels and cancel. */
 static bool run(Dest *d, RfError **errp)
 {
@@ -518,7 +586,8 @@ static bool run(Dest *d, RfError **errp)
         if (!ack_rounds(d, errp)) {
             return false;
         }
-        if (cancelled(d, errp) || rf_recv_group_failed(d->group)) {
+        if (cancelled(d, errp) || rf_recv_group_failed(d->group) ||
+            !source_alive(d, "END", errp)) {
             return false;
         }
         dest_tick(d, false);
@@ -564,13 +633,16 @@ static bool run(Dest *d, RfError **errp)
 /* Waits for every channel's FINAL sync, then answers COMPLETE. */
 static bool complete(Dest *d, RfReport *rep, RfError **errp)
 {
-    d->warm = rf_ram_sink_wait_ready(d->sink);
     while (!rf_recv_group_wait(d->group, 100)) {
-        if (rf_recv_group_failed(d->group) || cancelled(d, errp)) {
+        if (rf_recv_group_failed(d->group) || cancelled(d, errp) ||
+            !source_alive(d, "the channels' FINAL sync", errp)) {
             return false;
         }
         dest_tick(d, false);
     }
+    /* After the data, not before: a cancel or a silent source must not
+     * wait for the whole pre-fault, which by now has little left. */
+    d->warm = rf_ram_sink_wait_ready(d->sink);
     if (rf_recv_group_round(d->group) != d->final_round) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
                      "END names round %u but the channels' FINAL sync was "
@@ -702,11 +774,22 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
         if (d.group) {
             rf_recv_group_take_error(d.group, &local);
         }
+        bool cancel = d.opts->cancel && atomic_load(d.opts->cancel);
         if (!err) {
             rf_error_propagate(&err, rf_msg_peer_error(d.main, "source",
-                                                       local ? 1000 : 0));
+                                                       local && !cancel
+                                                           ? 1000 : 0));
         }
         rf_error_propagate(&err, local);
+        /* A cancel may surface first as a channel's "cancelled while
+         * receiving": the operator asked for it, say so plainly. */
+        if (cancel && (!err || rf_error_kind(err) == RF_ERR_CANCELLED) &&
+            !strstr(rf_error_msg(err), "cancelled while waiting for a "
+                                        "connection")) {
+            rf_error_free(err);
+            err = NULL;
+            rf_error_set(&err, RF_ERR_CANCELLED, "migration cancelled");
+        }
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
         }
@@ -720,12 +803,20 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
     snprintf(rep->security, sizeof(rep->security), "%s",
              d.main && rf_conn_security(d.main) ? rf_conn_security(d.main)
                                                 : "none");
+    if (!ok && d.group) {
+        /* Marks the group failed, so no channel waits in a barrier. */
+        rf_recv_group_abort(d.group, NULL);
+    }
     rf_recv_group_free(d.group);
     for (unsigned i = 0; i < 255; i++) {
         rf_conn_close(d.conns[i]);
     }
     if (d.prepared) {
-        rf_ram_sink_wait_ready(sink);
+        /* finish(false) stops a pre-fault still running rather than
+         * waiting for all of it. */
+        if (ok) {
+            rf_ram_sink_wait_ready(sink);
+        }
         rf_ram_sink_finish(sink, ok);
     }
     rf_conn_close(d.main);

@@ -32,23 +32,61 @@ bool rf_msg_send(RfConn *c, RfMsgType type, const void *payload,
     return rf_conn_sendv(c, iov, len ? 2 : 1, errp);
 }
 
+bool rf_engine_conn_setup(RfConn *c, unsigned timeout_ms, atomic_int *cancel,
+                          unsigned keepalive_s, unsigned user_timeout_ms,
+                          RfError **errp)
+{
+    c->timeout_ms = timeout_ms;
+    c->cancel = cancel;
+    if (!keepalive_s) {
+        keepalive_s = timeout_ms >= 2000 ? timeout_ms / 2000 : 1;
+    }
+    if (!user_timeout_ms) {
+        user_timeout_ms = timeout_ms;
+    }
+    return rf_conn_tcp_liveness(c, keepalive_s, user_timeout_ms, errp);
+}
+
+/* The ERROR message is a courtesy: a peer that stopped reading gets at
+ * most this long, so a failure or cancel is not held up by it. */
+#define ERROR_SEND_MS 1000u
+
 void rf_msg_send_error(RfConn *c, const RfError *err)
 {
     uint8_t buf[4200];
     size_t n = rf_wire_error_encode((uint32_t)rf_error_kind(err),
                                     rf_error_msg(err), buf, sizeof(buf));
+    unsigned keep = c->timeout_ms;
+    if (!keep || keep > ERROR_SEND_MS) {
+        c->timeout_ms = ERROR_SEND_MS;
+    }
     if (n) {
         rf_msg_send(c, RF_MSG_ERROR, buf, (uint32_t)n, NULL);
     }
+    c->timeout_ms = keep;
 }
+
+static bool msg_recv_frame(RfConn *c, const char *peer, RfMsgHdr *hdr,
+                           uint8_t *buf, size_t cap, RfError **errp);
 
 bool rf_msg_ready(RfConn *c, int ms)
 {
     return rf_conn_wait_readable(c, ms);
 }
 
+/* One deadline for header and payload: a peer trickling bytes cannot
+ * hold the channel for longer than the stall limit. */
 bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
                  size_t cap, RfError **errp)
+{
+    rf_conn_frame_begin(c);
+    bool ok = msg_recv_frame(c, peer, hdr, buf, cap, errp);
+    rf_conn_frame_end(c);
+    return ok;
+}
+
+static bool msg_recv_frame(RfConn *c, const char *peer, RfMsgHdr *hdr,
+                           uint8_t *buf, size_t cap, RfError **errp)
 {
     uint8_t raw[RF_MSG_HDR_SIZE];
     if (!rf_conn_recv(c, raw, sizeof(raw), errp)) {
@@ -107,10 +145,28 @@ bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
     return true;
 }
 
+static RfError *peer_error(RfConn *c, const char *peer, int wait_ms);
+
 RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms)
 {
+    if (!c) {
+        return NULL;
+    }
+    /* Each message (already on its way if ready) gets at most
+     * ERROR_SEND_MS, so a failure path is never held for a timeout. */
+    unsigned keep = c->timeout_ms;
+    if (!keep || keep > ERROR_SEND_MS) {
+        c->timeout_ms = ERROR_SEND_MS;
+    }
+    RfError *err = peer_error(c, peer, wait_ms);
+    c->timeout_ms = keep;
+    return err;
+}
+
+static RfError *peer_error(RfConn *c, const char *peer, int wait_ms)
+{
     /* Progress messages (ROUND_ACK) may come first: skip a few. */
-    for (int i = 0; c && i < 64 && rf_msg_ready(c, wait_ms); i++) {
+    for (int i = 0; i < 64 && rf_msg_ready(c, wait_ms); i++) {
         RfMsgHdr h;
         uint8_t buf[4200];
         RfError *err = NULL;

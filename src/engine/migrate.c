@@ -126,23 +126,35 @@ static void source_resume(Source *s)
     s->paused = false;
 }
 
+/* Every connection gets the stall limit, the cancel flag and TCP
+ * liveness before its first message. */
+static bool conn_setup(Source *s, RfConn *c, RfError **errp)
+{
+    return rf_engine_conn_setup(c, s->timeout_ms, s->opts->cancel,
+                                s->opts->tcp_keepalive_s,
+                                s->opts->tcp_user_timeout_ms, errp);
+}
+
 static bool open_main(Source *s, const char *uri, RfError **errp)
 {
     if (s->opts->main_conn) {
+        /* The caller's socket: limits before the TLS handshake. */
+        RfConn *inner = s->opts->main_conn;
+        inner->timeout_ms = s->timeout_ms;
+        inner->cancel = s->opts->cancel;
         s->main = rf_secure_tls(s->opts->secure)
-                      ? rf_secure_client_wrap(s->opts->secure,
-                                              s->opts->main_conn, NULL, errp)
-                      : s->opts->main_conn;
+                      ? rf_secure_client_wrap(s->opts->secure, inner, NULL,
+                                              errp)
+                      : inner;
     } else {
         s->main = rf_secure_connect(s->opts->secure, uri, s->timeout_ms,
-                                    errp);
+                                    s->opts->cancel, errp);
     }
-    if (!s->main) {
+    if (!s->main || !conn_setup(s, s->main, errp)) {
         rf_error_prefix(errp, "main channel");
         return false;
     }
     bool tls = rf_conn_security(s->main) != NULL;
-    s->main->timeout_ms = s->timeout_ms;
     RfHello *h = calloc(1, sizeof(*h));
     RfAccept *acc = calloc(1, sizeof(*acc));
     uint8_t *buf = malloc(RF_MSG_MAX_PAYLOAD);
@@ -208,7 +220,11 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
     bool bind = s->caps & RF_CAP(RF_CAP_TLS_BINDING);
     for (unsigned i = 0; i < n; i++) {
         conns[i] = rf_secure_connect(s->opts->secure, uri, s->timeout_ms,
-                                     errp);
+                                     s->opts->cancel, errp);
+        if (conns[i] && !conn_setup(s, conns[i], errp)) {
+            rf_conn_close(conns[i]);
+            conns[i] = NULL;
+        }
         uint8_t hello[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE];
         RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = (uint16_t)i};
         memcpy(ch.session, s->session, sizeof(ch.session));
@@ -601,8 +617,11 @@ static void explain_failure(Source *s, RfError **errp)
     if (s->group) {
         rf_send_group_take_error(s->group, &local);
     }
+    /* After a cancel the operator wants out: no wait for its reason. */
+    bool cancel = s->opts->cancel && atomic_load(s->opts->cancel);
     rf_error_propagate(errp, rf_msg_peer_error(s->main, "destination",
-                                               local ? 2000 : 0));
+                                               local && !cancel ? 2000
+                                                                : 0));
     rf_error_propagate(errp, local);
 }
 
@@ -697,6 +716,13 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
 
     if (!ok) {
         explain_failure(&s, &err);
+        /* A cancel may surface first as a channel's "cancelled while
+         * sending": the operator asked for it, say so plainly. */
+        if (opts->cancel && atomic_load(opts->cancel)) {
+            rf_error_free(err);
+            err = NULL;
+            rf_error_set(&err, RF_ERR_CANCELLED, "migration cancelled");
+        }
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "migration failed");
         }

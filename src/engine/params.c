@@ -41,6 +41,9 @@ static const ParamSpec specs[] = {
     {"downtime-limit", P_UINT, 0, 2000000, FIELD(downtime_limit), false},
     {"max-rounds", P_UINT, 1, 10000, FIELD(max_rounds), false},
     {"timeout", P_UINT, 100, 3600000, FIELD(timeout_ms), false},
+    {"tcp-keepalive", P_UINT, 0, 32767, FIELD(tcp_keepalive_s), false},
+    {"tcp-user-timeout", P_UINT, 0, 3600000, FIELD(tcp_user_timeout_ms),
+     false},
     {"tls-creds", P_STRING, 0, 0, FIELD(tls_creds), false},
     {"tls-psk", P_STRING, 0, 0, FIELD(tls_psk), false},
     {"tls-psk-username", P_STRING, 0, 0, FIELD(tls_psk_username), false},
@@ -115,7 +118,8 @@ void rf_params_free(RfParams *p)
 static const char *const param_names[] = {
     "multifd-channels", "multifd-compression", "multifd-zlib-level",
     "multifd-zstd-level", "multifd-qatzip-level", "max-bandwidth",
-    "downtime-limit", "max-rounds", "timeout", "tls-creds", "tls-psk",
+    "downtime-limit", "max-rounds", "timeout", "tcp-keepalive",
+    "tcp-user-timeout", "tls-creds", "tls-psk",
     "tls-psk-username", "tls-hostname", "tls-authz", "tls-authz-file",
     "allow-peer", "insecure", "max-memory", NULL,
 };

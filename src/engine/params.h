@@ -24,6 +24,8 @@ struct RfParams {
     uint64_t downtime_limit;     /* downtime-limit, ms, 0-2000000, def 300 */
     unsigned max_rounds;         /* max-rounds, 1-10000, default 30 */
     unsigned timeout_ms;         /* timeout, 100-3600000, default 30000 */
+    unsigned tcp_keepalive_s;    /* tcp-keepalive, s, 0 = timeout / 2 */
+    unsigned tcp_user_timeout_ms; /* tcp-user-timeout, ms, 0 = timeout */
     /* Security (docs/security.md); strings, "" = unset. */
     char tls_creds[RF_PARAM_PATH_MAX];    /* tls-creds: x509 directory */
     char tls_psk[RF_PARAM_PATH_MAX];      /* tls-psk: keys.psk directory */

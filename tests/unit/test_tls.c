@@ -334,7 +334,7 @@ static RfConn *client_connect(const Server *s, const char *host,
     if (!sec) {
         fail_msg("client rf_secure_new: %s", rf_error_msg(*errp));
     }
-    RfConn *c = rf_secure_connect(sec, uri, 5000, errp);
+    RfConn *c = rf_secure_connect(sec, uri, 5000, NULL, errp);
     rf_secure_free(sec);  /* the connection does not need it any more */
     return c;
 }

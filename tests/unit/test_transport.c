@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel/socket.h"
 #include "channel/transport.h"
 
 static double now_s(void)
@@ -352,11 +355,194 @@ static void test_recv_stall_timeout(void **state)
     assert_false(rf_conn_recv(p.a, buf, sizeof(buf), &err));
     double dt = now_s() - t0;
     assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
-    assert_non_null(strstr(rf_error_msg(err), "peer stalled: no data for "
-                                              "300 ms"));
-    /* Detected after between 1x and 2x the limit (see socket.c). */
-    assert_true(dt >= 0.25 && dt < 0.9);
+    assert_non_null(strstr(rf_error_msg(err), "peer stalled: only 10 of 64 "
+                                              "bytes received within 300 "
+                                              "ms"));
+    /* The limit covers the whole call: detected after 1x the limit. */
+    assert_true(dt >= 0.25 && dt < 0.6);
     rf_error_free(err);
+    pair_close(&p);
+}
+
+/* A peer that sends `n` chunks of `len` bytes, `gap_ms` apart. */
+typedef struct Trickle {
+    RfConn *c;
+    int n, gap_ms;
+    size_t len;
+} Trickle;
+
+static void *trickle_thread(void *opaque)
+{
+    Trickle *t = opaque;
+    char b[64] = {0};
+    for (int i = 0; i < t->n; i++) {
+        struct timespec d = {t->gap_ms / 1000, (t->gap_ms % 1000) * 1000000L};
+        nanosleep(&d, NULL);
+        if (!rf_conn_send(t->c, b, t->len, NULL)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* One byte every 100 ms never let a per-read limit fire; the limit is
+ * per call now, so a 350 ms limit fires after 350 ms. */
+static void test_recv_trickle(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    p.a->timeout_ms = 350;
+    Trickle t = {.c = p.c, .n = 20, .gap_ms = 100, .len = 1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, trickle_thread, &t), 0);
+    char buf[64];
+    RfError *err = NULL;
+    double t0 = now_s();
+    assert_false(rf_conn_recv(p.a, buf, sizeof(buf), &err));
+    double dt = now_s() - t0;
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_non_null(strstr(rf_error_msg(err), "bytes received within 350 "
+                                              "ms"));
+    assert_true(dt >= 0.3 && dt < 0.7);
+    rf_error_free(err);
+    rf_conn_shutdown(p.c);
+    pthread_join(th, NULL);
+    pair_close(&p);
+}
+
+/* A frame read in several calls shares one deadline: each 4-byte piece
+ * comes within the limit, the whole does not. */
+static void test_frame_deadline(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    p.a->timeout_ms = 400;
+    Trickle t = {.c = p.c, .n = 6, .gap_ms = 150, .len = 4};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, trickle_thread, &t), 0);
+    char buf[4];
+    RfError *err = NULL;
+    double t0 = now_s();
+    rf_conn_frame_begin(p.a);
+    int got = 0;
+    while (rf_conn_recv(p.a, buf, sizeof(buf), &err)) {
+        got++;
+    }
+    rf_conn_frame_end(p.a);
+    double dt = now_s() - t0;
+    assert_int_equal(got, 2);
+    assert_int_equal(rf_error_kind(err), RF_ERR_TIMEOUT);
+    assert_true(dt >= 0.35 && dt < 0.7);
+    rf_error_free(err);
+    /* Without a frame, the next piece arrives within its own limit. */
+    assert_true(rf_conn_recv(p.a, buf, sizeof(buf), &err));
+    pthread_join(th, NULL);
+    pair_close(&p);
+}
+
+static atomic_int io_cancel;
+
+static void *cancel_later(void *opaque)
+{
+    (void)opaque;
+    struct timespec d = {0, 200 * 1000000L};
+    nanosleep(&d, NULL);
+    atomic_store(&io_cancel, 1);
+    return NULL;
+}
+
+/* A receive blocked on a silent peer ends soon after its cancel flag is
+ * set, well before its stall limit. */
+static void test_recv_cancel(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    atomic_store(&io_cancel, 0);
+    p.a->cancel = &io_cancel;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, NULL), 0);
+    char buf[64];
+    RfError *err = NULL;
+    double t0 = now_s();
+    assert_false(rf_conn_recv(p.a, buf, sizeof(buf), &err));
+    double dt = now_s() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(rf_error_kind(err), RF_ERR_CANCELLED);
+    assert_non_null(strstr(rf_error_msg(err), "cancelled while receiving"));
+    assert_true(dt >= 0.15 && dt < 0.6);
+    rf_error_free(err);
+    /* A send that fits in the socket buffer still goes through: the
+     * flag is looked at only while a call has to wait. */
+    assert_true(rf_conn_send(p.a, buf, 10, &err));
+    pair_close(&p);
+}
+
+/* A connect to a listener whose backlog is full ends on cancel. */
+static void test_connect_cancel(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
+    RfConn *conns[8] = { NULL };
+    RfError *err = NULL;
+    atomic_store(&io_cancel, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, NULL), 0);
+    double t0 = now_s();
+    for (int i = 0; i < 8 && !err; i++) {
+        conns[i] = rf_conn_connect_cancel(uri, 10000, &io_cancel, &err);
+    }
+    double dt = now_s() - t0;
+    pthread_join(th, NULL);
+    assert_non_null(err);
+    assert_int_equal(rf_error_kind(err), RF_ERR_CANCELLED);
+    assert_non_null(strstr(rf_error_msg(err), "cancelled while connecting"));
+    assert_true(dt < 0.6);
+    rf_error_free(err);
+    for (int i = 0; i < 8; i++) {
+        rf_conn_close(conns[i]);
+    }
+    close(fd);
+}
+
+static int sockopt(int fd, int level, int opt)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, level, opt, &v, &len), 0);
+    return v;
+}
+
+/* Keepalive and TCP_USER_TIMEOUT reach the socket; unix sockets are left
+ * alone. */
+static void test_tcp_liveness(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    RfError *err = NULL;
+    assert_true(rf_conn_tcp_liveness(p.a, 6, 4500, &err));
+    int fd = rf_sock_conn_fd(p.a, NULL);
+    assert_int_equal(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 6);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 2);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 4500);
+    pair_close(&p);
+    char path[64];
+    snprintf(path, sizeof(path), "unix:/tmp/rf-live-%d.sock", getpid());
+    pair_open(&p, path);
+    assert_true(rf_conn_tcp_liveness(p.a, 6, 4500, &err));
     pair_close(&p);
 }
 
@@ -1242,6 +1428,11 @@ int main(void)
         cmocka_unit_test(test_big_vectored_unix),
         cmocka_unit_test(test_eof_mid_read),
         cmocka_unit_test(test_recv_stall_timeout),
+        cmocka_unit_test(test_recv_trickle),
+        cmocka_unit_test(test_frame_deadline),
+        cmocka_unit_test(test_recv_cancel),
+        cmocka_unit_test(test_connect_cancel),
+        cmocka_unit_test(test_tcp_liveness),
         cmocka_unit_test(test_send_stall_timeout),
         cmocka_unit_test(test_send_to_dead_peer),
         cmocka_unit_test(test_shutdown_wakes_reader),
