@@ -10,7 +10,10 @@
  * Sync: a channel that reads SYNC(round r) waits at a barrier until every
  * channel has read its SYNC(r).  Only then may any of them apply a page of
  * round r+1, so a stale copy of round r still in flight on another channel
- * can never overwrite a newer one.
+ * can never overwrite a newer one.  The barrier is keyed by round: a SYNC
+ * of another round, or FINAL where the others are not (or the reverse),
+ * can never complete it, so it fails the group at once instead of
+ * leaving every channel waiting for ever.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,7 +59,10 @@ struct RfRecvGroup {
     /* barrier, under lock */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    unsigned arrived;
+    unsigned arrived;      /* channels waiting at the open barrier */
+    uint32_t open_round;   /* its round, FINAL or not, and who opened it */
+    bool open_final;
+    unsigned open_first;
     uint32_t passed_round; /* last round every channel has passed */
     unsigned finished;
 };
@@ -78,11 +84,46 @@ static void fail(RfRecvGroup *g, RfError *err)
     wake_all(g);
 }
 
-/* Blocks until every channel has read SYNC(round).  @return false if the
- * group failed meanwhile. */
-static bool sync_barrier(RfRecvGroup *g, uint32_t round, bool final)
+/* A channel's SYNC that does not belong to the open barrier: a peer
+ * that sent different rounds (or FINAL on some channels only) could
+ * never complete it.  Called under the lock, with arrived > 0. */
+static bool barrier_matches(RfRecvGroup *g, uint32_t round, bool final,
+                            RfError **errp)
 {
+    const char *what = final ? "FINAL SYNC" : "SYNC";
+    if (round != g->open_round) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "%s for round %u while channel %u is at the %sbarrier "
+                     "of round %u", what, round, g->open_first,
+                     g->open_final ? "FINAL " : "", g->open_round);
+        return false;
+    }
+    if (final != g->open_final) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "%s for round %u while channel %u is at the %s barrier "
+                     "of round %u", what, round, g->open_first,
+                     g->open_final ? "FINAL" : "non-final", g->open_round);
+        return false;
+    }
+    return true;
+}
+
+/* Blocks until every channel has read SYNC(round), FINAL or not alike.
+ * @return false if the SYNC does not match the barrier the others wait
+ * at (error in *errp), or if the group failed meanwhile. */
+static bool sync_barrier(RecvChannel *c, uint32_t round, bool final,
+                         RfError **errp)
+{
+    RfRecvGroup *g = c->group;
     pthread_mutex_lock(&g->lock);
+    if (g->arrived == 0) {
+        g->open_round = round;
+        g->open_final = final;
+        g->open_first = c->id;
+    } else if (!barrier_matches(g, round, final, errp)) {
+        pthread_mutex_unlock(&g->lock);
+        return false;
+    }
     if (final) {
         g->finished++;
     }
@@ -202,7 +243,7 @@ static bool recv_loop(RecvChannel *c, RfError **errp)
         }
         if (h.flags & RF_PKT_SYNC) {
             bool final = h.flags & RF_PKT_FINAL;
-            if (!sync_barrier(g, h.round, final)) {
+            if (!sync_barrier(c, h.round, final, errp)) {
                 return false;
             }
             c->expect_round = h.round + 1;
@@ -387,8 +428,14 @@ void rf_recv_group_free(RfRecvGroup *g)
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
         if (c->started && !atomic_load(&c->finished)) {
-            /* Still reading: make its blocked read fail. */
-            rf_conn_shutdown(c->conn);
+            /* Still reading or waiting at a barrier: failing the group
+             * shuts every connection down and wakes the barrier's
+             * waiters, which wait until the round passes or the group
+             * fails. */
+            RfError *why = NULL;
+            rf_error_set(&why, RF_ERR_CANCELLED, "receive group freed");
+            fail(g, why);
+            break;
         }
     }
     wake_all(g);

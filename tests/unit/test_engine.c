@@ -6,7 +6,8 @@
  *   last round's contents, over 8 channels (zstd skips when not built);
  * - the SYNC barrier, with a crafted two-channel source that holds a stale
  *   copy back on one channel until the newer copy's channel has gone as far
- *   as the destination lets it;
+ *   as the destination lets it; channels whose SYNCs name different rounds
+ *   (or FINAL on one only) fail the destination at once, naming both;
  * - a writer thread running during the migration: --verify passes;
  * - crafted bad input on a data channel: each fails with a message naming
  *   the channel and the field, and writes nothing outside the block (guard
@@ -859,6 +860,87 @@ static void test_sync_barrier_orders_channels(void **state)
     rf_conn_close(main);
 }
 
+/* Joins the destination thread, failing the test (instead of hanging it)
+ * if it has not ended within ms.  @return the milliseconds it took. */
+static long join_dest_within(Fixture *f, unsigned ms)
+{
+    struct timespec t0, t1, deadline;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    if (pthread_timedjoin_np(f->thread, NULL, &deadline) != 0) {
+        fail_msg("the destination still runs after %u ms: it hangs", ms);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0.tv_sec) * 1000 +
+           (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+typedef struct SyncMismatch {
+    uint32_t round0, round1;
+    bool final0, final1;
+    const char *expect; /* the destination's whole message */
+} SyncMismatch;
+
+/*
+ * Channel 0 sends its SYNC first and the destination reads it (it waits at
+ * that barrier); then channel 1 sends a SYNC that cannot meet it.  Before
+ * the barrier was keyed by round, channel 1's SYNC counted as the second
+ * arrival at whatever barrier was open (or waited for ever), and the
+ * destination never ended.  Now it fails at once, well inside its 5 s
+ * timeout, naming channel 1 and both rounds.
+ */
+static void run_sync_mismatch(Fixture *f, const SyncMismatch *m)
+{
+    fresh_dest(f);
+    start_dest(f);
+    RfConn *main = NULL, *data[2] = {NULL, NULL};
+    int fds[2];
+    crafted_connect_fds(f, RF_METHOD_NONE, 2, &main, data, fds);
+    barrier_send_sync(data[0], 0, m->round0, m->final0);
+    assert_true(wait_read_by_peer(fds[0], 2000));
+    barrier_send_sync(data[1], 0, m->round1, m->final1);
+    long ms = join_dest_within(f, 3000);
+    assert_false(f->dok);
+    assert_non_null(f->derr);
+    assert_int_equal(rf_error_kind(f->derr), RF_ERR_PROTOCOL);
+    if (!strstr(rf_error_msg(f->derr), m->expect)) {
+        fail_msg("destination said '%s', expected '%s'",
+                 rf_error_msg(f->derr), m->expect);
+    }
+    print_message("failed in %ld ms: %s\n", ms, rf_error_msg(f->derr));
+    for (unsigned i = 0; i < 2; i++) {
+        rf_conn_close(data[i]);
+    }
+    rf_conn_close(main);
+}
+
+static void test_sync_round_mismatch_fails(void **state)
+{
+    static const SyncMismatch cases[] = {
+        {5, 7, false, false,
+         "channel 1: SYNC for round 7 while channel 0 is at the barrier of "
+         "round 5"},
+        {1, 2, false, true,
+         "channel 1: FINAL SYNC for round 2 while channel 0 is at the "
+         "barrier of round 1"},
+        {3, 3, true, false,
+         "channel 1: SYNC for round 3 while channel 0 is at the FINAL "
+         "barrier of round 3"},
+        {4, 4, false, true,
+         "channel 1: FINAL SYNC for round 4 while channel 0 is at the "
+         "non-final barrier of round 4"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_sync_mismatch(*state, &cases[i]);
+    }
+}
+
 /* ---- strays: connections that are not the source's --------------------- */
 
 struct Strays {
@@ -1341,6 +1423,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_method_in_hello, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sync_round_mismatch_fails,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_barrier_orders_channels,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_expected_method_mismatch, setup,
