@@ -101,22 +101,17 @@ static void fail(RfRecvGroup *g, RfError *err)
 static bool barrier_matches(RfRecvGroup *g, uint32_t round, bool final,
                             RfError **errp)
 {
-    const char *what = final ? "FINAL SYNC" : "SYNC";
-    if (round != g->open_round) {
-        rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "%s for round %u while channel %u is at the %sbarrier "
-                     "of round %u", what, round, g->open_first,
-                     g->open_final ? "FINAL " : "", g->open_round);
-        return false;
+    if (round == g->open_round && final == g->open_final) {
+        return true;
     }
-    if (final != g->open_final) {
-        rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "%s for round %u while channel %u is at the %s barrier "
-                     "of round %u", what, round, g->open_first,
-                     g->open_final ? "FINAL" : "non-final", g->open_round);
-        return false;
-    }
-    return true;
+    /* Same round: what differs is FINAL, so name the barrier's kind. */
+    const char *kind = g->open_final ? "FINAL "
+                       : round == g->open_round ? "non-final " : "";
+    rf_error_set(errp, RF_ERR_PROTOCOL,
+                 "%s for round %u while channel %u is at the %sbarrier of "
+                 "round %u", final ? "FINAL SYNC" : "SYNC", round,
+                 g->open_first, kind, g->open_round);
+    return false;
 }
 
 /* Blocks until every channel has read SYNC(round), FINAL or not alike.

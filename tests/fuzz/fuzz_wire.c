@@ -8,7 +8,10 @@
  * satisfy the decoder's promises (counts in range, names terminated and
  * unique, page indexes in range and distinct) and encode back to exactly
  * the same bytes: the encoding is canonical, so nothing is silently
- * ignored.  Each rejection must carry a message.
+ * ignored.  Each rejection must carry a message.  Packet inputs also
+ * exercise the CRC32C: negotiated or not, the crc field of a decoded
+ * header; for any bytes, a sealed packet verifies, its crc field is not
+ * covered, and one flipped bit anywhere else is detected.
  *
  *   CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false \
  *       -Db_sanitize=address,undefined
@@ -325,6 +328,8 @@ static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
     if (n < RF_PKT_HDR_SIZE) {
         return;
     }
+    /* Any bytes: the CRC's properties do not depend on a valid header. */
+    fuzz_packet_crc(d, n, (uint32_t)n * 2654435761u ^ d[n - 1]);
     if (!rf_wire_packet_hdr_decode(d, &lim, &h, &err)) {
         check_rejected(&err);
         return;
@@ -334,7 +339,6 @@ static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
     /* Without the capability the field is 0; with it, any value passes
      * the decoder (the channel compares it with the packet). */
     CHECK(lim.crc || h.crc == 0);
-    fuzz_packet_crc(d, n, h.crc ^ (uint32_t)h.seq);
     uint32_t pages = (uint32_t)h.normal + h.zero;
     CHECK(h.method == lim.method && !(h.flags & ~RF_PKT_FLAGS_ALL));
     if (h.flags & RF_PKT_SYNC) {

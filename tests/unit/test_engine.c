@@ -191,7 +191,7 @@ static void rewrite_pages(unsigned round, void *opaque)
     rc->last_round = round;
 }
 
-static void run_ordering(void **state, const char *method)
+static void run_ordering(void **state, const char *method, const char *crc)
 {
     Fixture *f = *state;
     start_dest(f);
@@ -199,6 +199,7 @@ static void run_ordering(void **state, const char *method)
     rf_params_init(&p);
     assert_true(rf_params_set(&p, "multifd-channels", "8", NULL));
     assert_true(rf_params_set(&p, "multifd-compression", method, NULL));
+    assert_true(rf_params_set(&p, "crc32c", crc, NULL));
     /* Never converges (every round dirties 1024 pages, limit 0 ms): the
      * final round comes after max-rounds. */
     assert_true(rf_params_set(&p, "downtime-limit", "0", NULL));
@@ -234,7 +235,13 @@ static void run_ordering(void **state, const char *method)
 
 static void test_ordering_none(void **state)
 {
-    run_ordering(state, "none");
+    run_ordering(state, "none", "on");
+}
+
+/* A source with crc32c off offers it not: no CRC is sent or checked. */
+static void test_ordering_none_no_crc(void **state)
+{
+    run_ordering(state, "none", "off");
 }
 
 /* Skips when zstd is not built in; never runs another method instead. */
@@ -243,7 +250,7 @@ static void test_ordering_zstd(void **state)
 #ifdef RF_HAVE_ZSTD
     /* config.h says it is built: the registry must have it. */
     assert_non_null(rf_method_find("zstd"));
-    run_ordering(state, "zstd");
+    run_ordering(state, "zstd", "on");
 #else
     (void)state;
     assert_null(rf_method_find("zstd"));
@@ -1598,6 +1605,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ordering_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordering_none_no_crc, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ordering_zstd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_packets, setup, teardown),
