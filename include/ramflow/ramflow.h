@@ -172,6 +172,15 @@ RF_API const char *rf_version_string(void);
  *    max-memory       destination: largest total layout accepted, bytes
  *                     with K/M/G/T suffixes, 0 = the sink's own limit
  *
+ *  integrity (docs/protocol.md 4.10 and 6.1):
+ *
+ *    crc32c           source, on/off: every data packet carries a CRC32C
+ *                     that the destination checks before any of its bytes
+ *                     reach guest memory; on, the source requires it (a
+ *                     destination without it is refused at the
+ *                     handshake); off, it neither offers nor requires it.
+ *                     A destination always supports it.   default on
+ *
  *  Credentials are loaded by the start functions: a missing or bad file
  *  fails the start.
  *

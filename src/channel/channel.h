@@ -45,6 +45,7 @@ typedef struct RfSendGroupConfig {
     int level;
     uint64_t max_bandwidth;       /* bytes/s over all channels, 0 = none */
     uint8_t *const *block_hosts;  /* source memory of each block */
+    bool crc32c;                  /* 'crc32c' negotiated: CRC each packet */
 } RfSendGroupConfig;
 
 /* Sets up the method on every channel and starts the threads.  Takes
@@ -85,6 +86,7 @@ typedef struct RfRecvGroupConfig {
     unsigned nblocks;
     const uint64_t *block_pages;
     uint8_t *const *block_hosts;  /* destination memory of each block */
+    bool crc32c;                  /* 'crc32c' negotiated: check each CRC */
 } RfRecvGroupConfig;
 
 RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp);

@@ -1,16 +1,25 @@
 /*
  * ramflow - receiving side of the data channels.
  *
- * Each thread loops: read a 40-byte header, check it against what was
- * negotiated, read the page indexes and check each lies inside the block,
- * then read the payload straight into the pages (raw) or let the method
- * decode it.  Nothing is written before the checks that protect it pass,
- * and writes go only to pages inside the block.
+ * Each thread loops: read a 40-byte header and check it against what was
+ * negotiated (which bounds everything it reads next), read the page
+ * indexes, then read the payload into the channel's scratch buffer (RAW)
+ * or let the method read and decode it into that buffer.  With 'crc32c'
+ * the CRC of the whole packet is checked as its last byte arrives, before
+ * a method decodes anything.  Then the indexes (each inside the block,
+ * none twice; seq and round were checked with the header), and only then
+ * are the pages copied from scratch into guest memory: a packet rejected
+ * for any reason (bad CRC, a payload that does not decode to exactly its
+ * pages, a bad index, a connection that breaks mid-payload) leaves no
+ * byte in guest pages, and writes go only to pages inside the block.
  *
  * Sync: a channel that reads SYNC(round r) waits at a barrier until every
  * channel has read its SYNC(r).  Only then may any of them apply a page of
  * round r+1, so a stale copy of round r still in flight on another channel
- * can never overwrite a newer one.
+ * can never overwrite a newer one.  The barrier is keyed by round: a SYNC
+ * of another round, or FINAL where the others are not (or the reverse),
+ * can never complete it, so it fails the group at once instead of
+ * leaving every channel waiting for ever.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -36,8 +45,12 @@ typedef struct RecvChannel {
     /* thread-local */
     uint8_t head[RF_PKT_HDR_SIZE];
     uint32_t idx[RF_PACKET_MAX_PAGES];
-    uint8_t *pages[RF_PACKET_MAX_PAGES];
-    struct iovec iov[RF_PACKET_MAX_PAGES];
+    uint8_t *scratch;          /* RF_PACKET_MAX_PAGES decoded pages */
+    uint8_t *scratch_pages[RF_PACKET_MAX_PAGES]; /* its pages, for recv */
+    uint64_t seq;              /* number of the packet being read */
+    uint32_t crc;              /* its running CRC32C ('crc32c') */
+    uint32_t crc_want;         /* what its header says */
+    uint32_t crc_left;         /* payload bytes not read yet */
     uint32_t expect_round;
     /* counters */
     RfChanCounters count;
@@ -46,6 +59,7 @@ typedef struct RecvChannel {
 
 struct RfRecvGroup {
     const RfMethodOps *method;
+    bool crc; /* 'crc32c' negotiated: every packet's CRC is checked */
     unsigned nblocks;
     const uint64_t *block_pages;
     uint8_t *const *block_hosts;
@@ -56,7 +70,10 @@ struct RfRecvGroup {
     /* barrier, under lock */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    unsigned arrived;
+    unsigned arrived;      /* channels waiting at the open barrier */
+    uint32_t open_round;   /* its round, FINAL or not, and who opened it */
+    bool open_final;
+    unsigned open_first;
     uint32_t passed_round; /* last round every channel has passed */
     unsigned finished;
 };
@@ -78,11 +95,41 @@ static void fail(RfRecvGroup *g, RfError *err)
     wake_all(g);
 }
 
-/* Blocks until every channel has read SYNC(round).  @return false if the
- * group failed meanwhile. */
-static bool sync_barrier(RfRecvGroup *g, uint32_t round, bool final)
+/* A channel's SYNC that does not belong to the open barrier: a peer
+ * that sent different rounds (or FINAL on some channels only) could
+ * never complete it.  Called under the lock, with arrived > 0. */
+static bool barrier_matches(RfRecvGroup *g, uint32_t round, bool final,
+                            RfError **errp)
 {
+    if (round == g->open_round && final == g->open_final) {
+        return true;
+    }
+    /* Same round: what differs is FINAL, so name the barrier's kind. */
+    const char *kind = g->open_final ? "FINAL "
+                       : round == g->open_round ? "non-final " : "";
+    rf_error_set(errp, RF_ERR_PROTOCOL,
+                 "%s for round %u while channel %u is at the %sbarrier of "
+                 "round %u", final ? "FINAL SYNC" : "SYNC", round,
+                 g->open_first, kind, g->open_round);
+    return false;
+}
+
+/* Blocks until every channel has read SYNC(round), FINAL or not alike.
+ * @return false if the SYNC does not match the barrier the others wait
+ * at (error in *errp), or if the group failed meanwhile. */
+static bool sync_barrier(RecvChannel *c, uint32_t round, bool final,
+                         RfError **errp)
+{
+    RfRecvGroup *g = c->group;
     pthread_mutex_lock(&g->lock);
+    if (g->arrived == 0) {
+        g->open_round = round;
+        g->open_final = final;
+        g->open_first = c->id;
+    } else if (!barrier_matches(g, round, final, errp)) {
+        pthread_mutex_unlock(&g->lock);
+        return false;
+    }
     if (final) {
         g->finished++;
     }
@@ -100,67 +147,110 @@ static bool sync_barrier(RfRecvGroup *g, uint32_t round, bool final)
     return ok;
 }
 
+/* Checks the packet's CRC once every byte of it has been read.  Without
+ * 'crc32c' there is nothing to check. */
+static bool crc_check(RecvChannel *c, RfError **errp)
+{
+    if (!c->group->crc) {
+        return true;
+    }
+    uint32_t computed = rf_wire_crc_end(c->crc);
+    if (computed != c->crc_want) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "packet seq %llu: CRC32C mismatch (computed 0x%08x, "
+                     "packet says 0x%08x)", (unsigned long long)c->seq,
+                     computed, c->crc_want);
+        return false;
+    }
+    return true;
+}
+
+/* Reads payload bytes (for the method, or a RAW payload) into the
+ * scratch buffer, adding them to the CRC.  The read that brings the last
+ * byte checks the CRC: a method decodes only a payload that passed. */
 static bool read_fn(void *ctx, const struct iovec *iov, int iovcnt,
                     RfError **errp)
 {
-    RfConn *c = ctx;
+    RecvChannel *c = ctx;
     struct iovec local[RF_PACKET_MAX_PAGES + 1];
     if (iovcnt > (int)(sizeof(local) / sizeof(local[0]))) {
         rf_error_set(errp, RF_ERR_GENERIC, "read of %d segments", iovcnt);
         return false;
     }
     memcpy(local, iov, (size_t)iovcnt * sizeof(*iov));
-    return rf_conn_recvv(c, local, iovcnt, errp);
-}
-
-/* Reads an uncompressed payload straight into the pages, merging
- * consecutive pages into one segment. */
-static bool read_raw(RecvChannel *c, uint32_t n, RfError **errp)
-{
-    int k = -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (k >= 0 && (uint8_t *)c->iov[k].iov_base + c->iov[k].iov_len
-                          == c->pages[i]) {
-            c->iov[k].iov_len += RF_PAGE_SIZE;
-        } else {
-            k++;
-            c->iov[k].iov_base = c->pages[i];
-            c->iov[k].iov_len = RF_PAGE_SIZE;
-        }
+    if (!rf_conn_recvv(c->conn, local, iovcnt, errp)) {
+        return false;
     }
-    return rf_conn_recvv(c->conn, c->iov, k + 1, errp);
+    if (!c->group->crc) {
+        return true;
+    }
+    size_t got = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        c->crc = rf_wire_crc_update(c->crc, iov[i].iov_base, iov[i].iov_len);
+        got += iov[i].iov_len;
+    }
+    if (got > c->crc_left) {
+        rf_error_set(errp, RF_ERR_GENERIC,
+                     "%s read %zu payload bytes, %u were left",
+                     c->group->method->name, got, c->crc_left);
+        return false;
+    }
+    c->crc_left -= (uint32_t)got;
+    return c->crc_left ? true : crc_check(c, errp);
 }
 
-static bool recv_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
+/*
+ * Reads the page indexes and the payload of a page packet, and decodes
+ * the payload into the channel's scratch buffer.  Nothing reaches guest
+ * memory here: a packet whose CRC does not match, or whose payload does
+ * not decode to exactly normal pages, is rejected with the pages as they
+ * were.
+ */
+static bool read_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
 {
     RfRecvGroup *g = c->group;
     uint32_t total = (uint32_t)h->normal + h->zero;
-    if (!rf_conn_recv(c->conn, c->idx, total * sizeof(uint32_t), errp) ||
-        !rf_wire_page_index_decode(c->idx, total, g->block_pages[h->block],
+    size_t idx_len = total * sizeof(uint32_t);
+    if (!rf_conn_recv(c->conn, c->idx, idx_len, errp)) {
+        return false;
+    }
+    if (g->crc) {
+        /* Over the indexes as sent, before they are decoded in place. */
+        c->crc = rf_wire_crc_update(c->crc, c->idx, idx_len);
+    }
+    if (h->normal == 0) {
+        return crc_check(c, errp);
+    }
+    if (h->flags & RF_PKT_RAW) {
+        struct iovec iov = {.iov_base = c->scratch,
+                            .iov_len = h->payload_size};
+        return read_fn(c, &iov, 1, errp);
+    }
+    RfRecvPayload in = {
+        .len = h->payload_size,
+        .pages = c->scratch_pages,
+        .npages = h->normal,
+        .read = read_fn,
+        .read_ctx = c,
+    };
+    return g->method->recv(c->method_state, &in, errp);
+}
+
+/* Checks the page indexes, then writes the decoded pages and the zero
+ * pages: the only place a packet's bytes reach guest memory. */
+static bool apply_packet(RecvChannel *c, const RfPacketHdr *h,
+                         RfError **errp)
+{
+    RfRecvGroup *g = c->group;
+    uint32_t total = (uint32_t)h->normal + h->zero;
+    if (!rf_wire_page_index_decode(c->idx, total, g->block_pages[h->block],
                                    errp)) {
         return false;
     }
     uint8_t *host = g->block_hosts[h->block];
     for (uint32_t i = 0; i < h->normal; i++) {
-        c->pages[i] = host + (uint64_t)c->idx[i] * RF_PAGE_SIZE;
-    }
-    if (h->normal) {
-        if (h->flags & RF_PKT_RAW) {
-            if (!read_raw(c, h->normal, errp)) {
-                return false;
-            }
-        } else {
-            RfRecvPayload in = {
-                .len = h->payload_size,
-                .pages = c->pages,
-                .npages = h->normal,
-                .read = read_fn,
-                .read_ctx = c->conn,
-            };
-            if (!g->method->recv(c->method_state, &in, errp)) {
-                return false;
-            }
-        }
+        memcpy(host + (uint64_t)c->idx[i] * RF_PAGE_SIZE,
+               c->scratch + (size_t)i * RF_PAGE_SIZE, RF_PAGE_SIZE);
     }
     /* Fresh destination memory is already zero: test before writing so
      * a zero page costs a read, not a write fault. */
@@ -176,11 +266,30 @@ static bool recv_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
     return true;
 }
 
+/* The header's seq and round: checked with the header, before anything
+ * more of the packet is read. */
+static bool check_order(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
+{
+    if (h->seq != c->seq) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "packet field 'seq': %llu, expected %llu",
+                     (unsigned long long)h->seq, (unsigned long long)c->seq);
+        return false;
+    }
+    if (h->round < c->expect_round) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "packet field 'round': %u, expected at least %u "
+                     "(rounds start at 1 and only move forward)",
+                     h->round, c->expect_round);
+        return false;
+    }
+    return true;
+}
+
 static bool recv_loop(RecvChannel *c, RfError **errp)
 {
     RfRecvGroup *g = c->group;
-    uint64_t seq = 0;
-    for (;;) {
+    for (c->seq = 0;; c->seq++) {
         RfPacketHdr h;
         /* One deadline for the packet's header and payload (transport.h). */
         rf_conn_frame_begin(c->conn);
@@ -188,34 +297,30 @@ static bool recv_loop(RecvChannel *c, RfError **errp)
             !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
             return false;
         }
-        if (h.seq != seq) {
-            rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "packet field 'seq': %llu, expected %llu",
-                         (unsigned long long)h.seq, (unsigned long long)seq);
+        if (g->crc) {
+            c->crc = rf_wire_crc_begin(c->head);
+            c->crc_want = h.crc;
+            c->crc_left = h.payload_size;
+        }
+        bool sync = h.flags & RF_PKT_SYNC;
+        if (!check_order(c, &h, errp) ||
+            !(sync ? crc_check(c, errp) : read_packet(c, &h, errp))) {
             return false;
         }
-        seq++;
-        if (h.round < c->expect_round) {
-            rf_error_set(errp, RF_ERR_PROTOCOL,
-                         "packet field 'round': %u, expected at least %u "
-                         "(rounds start at 1 and only move forward)",
-                         h.round, c->expect_round);
-            return false;
-        }
-        if (h.flags & RF_PKT_SYNC) {
-            bool final = h.flags & RF_PKT_FINAL;
-            if (!sync_barrier(g, h.round, final)) {
+        if (!sync) {
+            if (!apply_packet(c, &h, errp)) {
                 return false;
-            }
-            c->expect_round = h.round + 1;
-            if (final) {
-                atomic_store(&c->finished, true);
-                return true;
             }
             continue;
         }
-        if (!recv_packet(c, &h, errp)) {
+        bool final = h.flags & RF_PKT_FINAL;
+        if (!sync_barrier(c, h.round, final, errp)) {
             return false;
+        }
+        c->expect_round = h.round + 1;
+        if (final) {
+            atomic_store(&c->finished, true);
+            return true;
         }
     }
 }
@@ -234,6 +339,23 @@ static void *recv_thread(void *arg)
     wake_all(c->group);
     rf_thread_cpu_exit(&c->cpu);
     return NULL;
+}
+
+/* The scratch buffer a packet is decoded into before it is applied: one
+ * packet's pages, page-aligned and contiguous (so methods decode into it
+ * in one go). */
+static bool scratch_setup(RecvChannel *c)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, RF_PAGE_SIZE,
+                       (size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE) != 0) {
+        return false;
+    }
+    c->scratch = p;
+    for (uint32_t i = 0; i < RF_PACKET_MAX_PAGES; i++) {
+        c->scratch_pages[i] = c->scratch + (size_t)i * RF_PAGE_SIZE;
+    }
+    return true;
 }
 
 RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
@@ -259,7 +381,9 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
         .nblocks = cfg->nblocks,
         .block_pages = cfg->block_pages,
         .max_payload = cfg->method->max_payload,
+        .crc = cfg->crc32c,
     };
+    g->crc = cfg->crc32c;
     g->n = cfg->n;
     g->ch = ch;
     rf_failure_init(&g->failure);
@@ -272,6 +396,13 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
         ch[i].expect_round = 1;
     }
     for (unsigned i = 0; i < cfg->n; i++) {
+        if (!scratch_setup(&ch[i])) {
+            rf_error_set(errp, RF_ERR_GENERIC,
+                         "channel %u: out of memory for its scratch buffer",
+                         i);
+            rf_recv_group_free(g);
+            return NULL;
+        }
         RfError *err = NULL;
         if (!g->method->recv_setup(&ch[i].method_state, &err)) {
             rf_error_prefix(&err, "channel %u: %s setup", i, g->method->name);
@@ -389,8 +520,14 @@ void rf_recv_group_free(RfRecvGroup *g)
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
         if (c->started && !atomic_load(&c->finished)) {
-            /* Still reading: make its blocked read fail. */
-            rf_conn_shutdown(c->conn);
+            /* Still reading or waiting at a barrier: failing the group
+             * shuts every connection down and wakes the barrier's
+             * waiters, which wait until the round passes or the group
+             * fails. */
+            RfError *why = NULL;
+            rf_error_set(&why, RF_ERR_CANCELLED, "receive group freed");
+            fail(g, why);
+            break;
         }
     }
     wake_all(g);
@@ -408,6 +545,7 @@ void rf_recv_group_free(RfRecvGroup *g)
         if (c->method_state) {
             g->method->recv_cleanup(c->method_state);
         }
+        free(c->scratch);
         rf_conn_close(c->conn);
     }
     rf_failure_destroy(&g->failure);

@@ -49,6 +49,7 @@ typedef struct SendChannel {
     uint32_t normal_idx[RF_PACKET_MAX_PAGES + RF_PACKET_MAX_PAGES];
     uint8_t *pages[RF_PACKET_MAX_PAGES];
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
+    uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     RfSendPayload payload;
     struct iovec iov[RF_PACKET_MAX_PAGES + 1];
     /* counters, read by the engine with relaxed atomics */
@@ -57,6 +58,7 @@ typedef struct SendChannel {
 
 struct RfSendGroup {
     const RfMethodOps *method;
+    bool crc; /* 'crc32c' negotiated: every packet carries its CRC */
     uint8_t *const *block_hosts;
     unsigned n;
     SendChannel *ch;
@@ -87,6 +89,36 @@ static void fail(RfSendGroup *g, RfError *err)
     pthread_mutex_unlock(&g->lock);
 }
 
+/*
+ * With 'crc32c': puts the CRC of header, indexes and payload into the
+ * header.  A payload that borrows guest pages (raw, straight from guest
+ * memory) is copied first and the CRC taken over the copy, page by page
+ * while it is in cache: the guest may write a page between the CRC and
+ * the send, and the destination would reject that packet as corrupt.
+ * Method buffers (compressed output, a method's own copy) do not change.
+ */
+static void seal_packet(SendChannel *c, uint32_t nn, size_t head_len)
+{
+    RfSendPayload *pl = &c->payload;
+    uint32_t s = rf_wire_crc_begin(c->head);
+    s = rf_wire_crc_update(s, c->head + RF_PKT_HDR_SIZE,
+                           head_len - RF_PKT_HDR_SIZE);
+    if (pl->borrowed) {
+        for (uint32_t i = 0; i < nn; i++) {
+            uint8_t *dst = c->snap + (size_t)i * RF_PAGE_SIZE;
+            memcpy(dst, c->pages[i], RF_PAGE_SIZE);
+            s = rf_wire_crc_update(s, dst, RF_PAGE_SIZE);
+        }
+        rf_payload_raw_buffer(c->snap, nn, pl);
+    } else {
+        for (int i = 0; i < pl->iovcnt; i++) {
+            s = rf_wire_crc_update(s, pl->iov[i].iov_base,
+                                   pl->iov[i].iov_len);
+        }
+    }
+    rf_wire_packet_set_crc(c->head, rf_wire_crc_end(s));
+}
+
 /* Builds and writes one page packet: zero pages become indexes only. */
 static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
 {
@@ -111,6 +143,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     pl->iovcnt = 0;
     pl->len = 0;
     pl->raw = false;
+    pl->borrowed = false;
     if (nn) {
         RfPageList list = {.pages = c->pages, .npages = nn};
         if (!g->method->send_prepare(c->method_state, &list, pl, errp)) {
@@ -132,6 +165,9 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     size_t head_len = RF_PKT_HDR_SIZE +
         rf_wire_page_index_encode(c->normal_idx, nn + nz,
                                   c->head + RF_PKT_HDR_SIZE);
+    if (g->crc) {
+        seal_packet(c, nn, head_len);
+    }
     c->iov[0].iov_base = c->head;
     c->iov[0].iov_len = head_len;
     memcpy(&c->iov[1], pl->iov, (size_t)pl->iovcnt * sizeof(struct iovec));
@@ -158,6 +194,10 @@ static bool send_sync(SendChannel *c, const SendJob *j, RfError **errp)
         .seq = c->seq++,
     };
     rf_wire_packet_hdr_encode(&h, c->head);
+    if (c->group->crc) {
+        rf_wire_packet_set_crc(c->head,
+                               rf_wire_crc_end(rf_wire_crc_begin(c->head)));
+    }
     return rf_conn_send(c->conn, c->head, RF_PKT_HDR_SIZE, errp);
 }
 
@@ -206,6 +246,7 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
         return NULL;
     }
     g->method = cfg->method;
+    g->crc = cfg->crc32c;
     g->block_hosts = cfg->block_hosts;
     g->n = cfg->n;
     g->ch = ch;
@@ -222,6 +263,13 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
         pthread_cond_init(&ch[i].wake, NULL);
     }
     for (unsigned i = 0; i < cfg->n; i++) {
+        if (g->crc && !(ch[i].snap = malloc((size_t)RF_PACKET_MAX_PAGES *
+                                            RF_PAGE_SIZE))) {
+            rf_error_set(errp, RF_ERR_GENERIC,
+                         "channel %u: out of memory for its CRC buffer", i);
+            rf_send_group_free(g);
+            return NULL;
+        }
         RfError *err = NULL;
         if (!g->method->send_setup(&ch[i].method_state, cfg->level, &err)) {
             rf_error_prefix(&err, "channel %u: %s setup", i, g->method->name);
@@ -403,6 +451,7 @@ void rf_send_group_free(RfSendGroup *g)
         if (c->method_state) {
             g->method->send_cleanup(c->method_state);
         }
+        free(c->snap);
         rf_conn_close(c->conn);
         pthread_cond_destroy(&c->wake);
     }

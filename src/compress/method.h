@@ -10,8 +10,13 @@
  * iovec over the uncompressed pages (from guest memory or from its own
  * copy) when compressing would not shrink the packet.  The channel then
  * flags the packet RF_PKT_RAW and the receiving channel reads the payload
- * straight into the pages itself: recv is only called for packets without
- * that flag.  The `none` method always answers raw.
+ * itself: recv is only called for packets without that flag.  The `none`
+ * method always answers raw.
+ *
+ * Receiving: the channel passes recv the pages of its own scratch buffer
+ * (contiguous), never guest memory, and a read function that checks the
+ * packet's CRC as the payload's last byte arrives; it copies the pages
+ * into guest memory only after recv succeeded.
  */
 #ifndef RF_COMPRESS_METHOD_H
 #define RF_COMPRESS_METHOD_H
@@ -43,6 +48,9 @@ typedef struct RfSendPayload {
     int iovcnt;
     uint32_t len; /* sum of the iov lengths */
     bool raw;     /* the iov holds the pages uncompressed */
+    bool borrowed; /* the iov points into guest memory, which may change
+                    * (rf_payload_raw_pages): the channel copies it
+                    * before taking a CRC */
 } RfSendPayload;
 
 /* Reads exactly the bytes the iov describes from the channel, or fails

@@ -46,6 +46,7 @@ void rf_payload_raw_pages(const RfPageList *pl, RfSendPayload *out)
     out->iovcnt = n + 1;
     out->len = pl->npages * RF_PAGE_SIZE;
     out->raw = true;
+    out->borrowed = true;
 }
 
 void rf_payload_raw_buffer(const uint8_t *buf, uint32_t npages,
@@ -62,4 +63,5 @@ void rf_payload_buffer(const uint8_t *buf, uint32_t len, RfSendPayload *out)
     out->iovcnt = 1;
     out->len = len;
     out->raw = false;
+    out->borrowed = false;
 }

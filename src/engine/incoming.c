@@ -490,6 +490,7 @@ static bool accept_channels(Dest *d, RfError **errp)
         .nblocks = d->hello->nblocks,
         .block_pages = d->block_pages,
         .block_hosts = d->hosts,
+        .crc32c = d->caps & RF_CAP(RF_CAP_CRC32C),
     };
     d->group = rf_recv_group_new(&cfg, errp);
     memset(d->conns, 0, sizeof(d->conns)); /* owned by the group now */

@@ -171,9 +171,12 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     /* Offer everything; require what this migration's options use. */
     /* Over TLS, the data channels must prove they belong to this
      * session; without TLS there is nothing to bind to. */
-    h->caps_supported = RF_CAPS_IMPLEMENTED | (tls ? RF_CAPS_TLS : 0);
+    /* crc32c (on by default) is offered and required, or neither. */
+    uint64_t crc = s->params->crc32c ? RF_CAP(RF_CAP_CRC32C) : 0;
+    h->caps_supported = (RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_CRC32C)) |
+                        crc | (tls ? RF_CAPS_TLS : 0);
     h->caps_required =
-        RF_CAPS_SOURCE_NEEDS | (tls ? RF_CAPS_TLS : 0) |
+        RF_CAPS_SOURCE_NEEDS | crc | (tls ? RF_CAPS_TLS : 0) |
         (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
         (s->opts->save_state ? RF_CAP(RF_CAP_DEVICE_STATE) : 0);
     memcpy(h->session, s->session, sizeof(h->session));
@@ -253,6 +256,7 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
         .level = rf_params_level(s->params, s->method->level_param),
         .max_bandwidth = s->params->max_bandwidth,
         .block_hosts = s->hosts,
+        .crc32c = s->caps & RF_CAP(RF_CAP_CRC32C),
     };
     s->group = rf_send_group_new(&cfg, errp);
     return s->group != NULL;

@@ -53,6 +53,7 @@ static const ParamSpec specs[] = {
     {"allow-peer", P_STRING, 0, 0, FIELD(allow_peer), false},
     {"insecure", P_BOOL, 0, 1, FIELD(insecure), false},
     {"max-memory", P_SIZE, 0, UINT64_MAX / 2, FIELD(max_memory), false},
+    {"crc32c", P_BOOL, 0, 1, FIELD(crc32c), false},
 };
 
 /* The parameters QEMU lets migrate-set-parameters change while a migration
@@ -88,6 +89,7 @@ void rf_params_init(RfParams *p)
     p->max_rounds = 30;
     p->timeout_ms = 30000;
     snprintf(p->tls_psk_username, sizeof(p->tls_psk_username), "qemu");
+    p->crc32c = true;
 }
 
 RfParams *rf_params_new(void)
@@ -121,7 +123,7 @@ static const char *const param_names[] = {
     "downtime-limit", "max-rounds", "timeout", "tcp-keepalive",
     "tcp-user-timeout", "tls-creds", "tls-psk",
     "tls-psk-username", "tls-hostname", "tls-authz", "tls-authz-file",
-    "allow-peer", "insecure", "max-memory", NULL,
+    "allow-peer", "insecure", "max-memory", "crc32c", NULL,
 };
 _Static_assert(sizeof(param_names) / sizeof(param_names[0]) == N_SPECS + 1,
                "param_names lists every spec");

@@ -36,6 +36,7 @@ struct RfParams {
     char allow_peer[RF_PARAM_TEXT_MAX];   /* allow-peer: "CIDR,CIDR" */
     bool insecure;               /* insecure: plaintext off loopback */
     uint64_t max_memory;         /* max-memory, bytes, 0 = the sink's cap */
+    bool crc32c;                 /* crc32c: source CRCs packets, def. on */
     bool auto_converge;          /* capability auto-converge */
     bool verify;                 /* capability verify */
     uint32_t explicit_set;       /* bit i: parameter i set by rf_params_set */

@@ -27,7 +27,8 @@ enum {
     PKT_OFF_PAYLOAD = 16,
     PKT_OFF_ROUND = 20,
     PKT_OFF_SEQ = 24,
-    PKT_OFF_RESERVED = 32,
+    PKT_OFF_CRC = RF_PKT_CRC_OFFSET,
+    PKT_OFF_RESERVED = 36,
 };
 
 void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
@@ -43,7 +44,8 @@ void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
     put_u32(out + PKT_OFF_PAYLOAD, h->payload_size);
     put_u32(out + PKT_OFF_ROUND, h->round);
     put_u64(out + PKT_OFF_SEQ, h->seq);
-    put_u64(out + PKT_OFF_RESERVED, 0);
+    put_u32(out + PKT_OFF_CRC, h->crc);
+    put_u32(out + PKT_OFF_RESERVED, 0);
 }
 
 /* Checks the page counts and payload size of a packet that carries pages
@@ -145,8 +147,9 @@ bool rf_wire_packet_hdr_decode(const uint8_t in[RF_PKT_HDR_SIZE],
         .payload_size = get_u32(in + PKT_OFF_PAYLOAD),
         .round = get_u32(in + PKT_OFF_ROUND),
         .seq = get_u64(in + PKT_OFF_SEQ),
+        .crc = get_u32(in + PKT_OFF_CRC),
     };
-    uint64_t reserved = get_u64(in + PKT_OFF_RESERVED);
+    uint32_t reserved = get_u32(in + PKT_OFF_RESERVED);
 
     if (h.version != RF_WIRE_VERSION) {
         rf_error_set(errp, RF_ERR_MISMATCH,
@@ -182,8 +185,13 @@ bool rf_wire_packet_hdr_decode(const uint8_t in[RF_PKT_HDR_SIZE],
     }
     if (reserved != 0) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "packet field 'reserved': 0x%016llx, must be 0",
-                     (unsigned long long)reserved);
+                     "packet field 'reserved': 0x%08x, must be 0", reserved);
+        return false;
+    }
+    if (h.crc != 0 && !lim->crc) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "packet field 'crc': 0x%08x, must be 0 without "
+                     "capability 'crc32c' negotiated", h.crc);
         return false;
     }
     if (h.flags & RF_PKT_SYNC) {

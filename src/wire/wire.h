@@ -29,8 +29,9 @@
  * answers ACCEPT with the negotiated set, source-supported AND
  * destination-supported, or refuses (ERROR kind MISMATCH) naming what is
  * missing.  A feature may be used only when its bit is negotiated.  Bits
- * are never reused: bits 6..9 are allocated to features not implemented
- * yet, and a peer ignores bits it does not know unless they are required.
+ * are never reused: bits 7 and 9 are allocated to features not
+ * implemented yet, and a peer ignores bits it does not know unless they
+ * are required.
  */
 typedef enum {
     RF_CAP_ROUND_ACK = 0,     /* dst sends ROUND_ACK after SYNC barriers */
@@ -39,10 +40,10 @@ typedef enum {
     RF_CAP_RAW_PACKETS = 3,   /* packets with the RAW flag */
     RF_CAP_ZERO_PAGES = 4,    /* packets with zero-page indexes */
     RF_CAP_FINAL_SYNC = 5,    /* SYNC packets with the FINAL flag */
-    /* Allocated, not implemented by this build (later issues). */
     RF_CAP_CRC32C = 6,        /* CRC32C of each packet */
-    RF_CAP_PACKET_METHOD = 7, /* method chosen per packet ('auto') */
     RF_CAP_TLS_BINDING = 8,   /* channels bound to the TLS session */
+    /* Allocated, not implemented by this build (later issues). */
+    RF_CAP_PACKET_METHOD = 7, /* method chosen per packet ('auto') */
     RF_CAP_RECONNECT = 9,     /* a broken data channel may reconnect */
 } RfCapBit;
 
@@ -52,14 +53,17 @@ typedef enum {
 #define RF_CAPS_IMPLEMENTED                                                  \
     (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_DEVICE_STATE) |                \
      RF_CAP(RF_CAP_VERIFY) | RF_CAP(RF_CAP_RAW_PACKETS) |                    \
-     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
+     RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC) |                 \
+     RF_CAP(RF_CAP_CRC32C))
 
 /* Implemented too, but offered only over TLS (there is no session to bind
  * to without it). */
 #define RF_CAPS_TLS RF_CAP(RF_CAP_TLS_BINDING)
 /* What ramflow's source always relies on: it waits for ROUND_ACK before
  * the final round and sends RAW, zero-page and FINAL packets.  It adds
- * VERIFY and DEVICE_STATE when its options ask for them. */
+ * VERIFY and DEVICE_STATE when its options ask for them, and CRC32C
+ * unless the parameter crc32c is off (it then does not offer it
+ * either). */
 #define RF_CAPS_SOURCE_NEEDS                                                 \
     (RF_CAP(RF_CAP_ROUND_ACK) | RF_CAP(RF_CAP_RAW_PACKETS) |                 \
      RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC))
@@ -240,6 +244,7 @@ bool rf_wire_chan_hello_decode(const uint8_t in[RF_CHAN_HELLO_SIZE],
 #define RF_PKT_RAW 0x02u   /* payload is the normal pages uncompressed */
 #define RF_PKT_FINAL 0x04u /* with SYNC: last packet of this channel */
 #define RF_PKT_FLAGS_ALL (RF_PKT_SYNC | RF_PKT_RAW | RF_PKT_FINAL)
+#define RF_PKT_CRC_OFFSET 32u /* u32 crc, then u32 reserved */
 
 typedef struct RfPacketHdr {
     uint16_t version;
@@ -251,6 +256,7 @@ typedef struct RfPacketHdr {
     uint32_t payload_size;
     uint32_t round;
     uint64_t seq;          /* per-channel packet number from 0 */
+    uint32_t crc;          /* CRC32C with 'crc32c' negotiated, else 0 */
 } RfPacketHdr;
 
 /* What a receiving channel negotiated: used to check each header. */
@@ -259,13 +265,16 @@ typedef struct RfPacketLimits {
     uint32_t nblocks;
     const uint64_t *block_pages;  /* pages in each block */
     size_t (*max_payload)(uint32_t npages); /* method's bound */
+    bool crc;                     /* 'crc32c' negotiated */
 } RfPacketLimits;
 
 void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
                                uint8_t out[RF_PKT_HDR_SIZE]);
-/* Decodes and checks magic, version, method, flags, block id, page counts
- * (<= RF_PACKET_MAX_PAGES, none in a SYNC), payload size (0 in a SYNC,
- * exactly normal * RF_PAGE_SIZE when RAW, <= max_payload otherwise). */
+/* Decodes and checks magic, version, method, flags, reserved 0, crc 0
+ * unless lim->crc, block id, page counts (<= RF_PACKET_MAX_PAGES, none
+ * in a SYNC), payload size (0 in a SYNC, exactly normal * RF_PAGE_SIZE
+ * when RAW, <= max_payload otherwise).  The crc itself is checked by the
+ * receiving channel once it has read the whole packet. */
 bool rf_wire_packet_hdr_decode(const uint8_t in[RF_PKT_HDR_SIZE],
                                const RfPacketLimits *lim, RfPacketHdr *out,
                                RfError **errp);
@@ -277,5 +286,27 @@ size_t rf_wire_page_index_encode(const uint32_t *idx, uint32_t n,
  * < block_pages.  Fails naming the first bad index. */
 bool rf_wire_page_index_decode(uint32_t *idx, uint32_t n,
                                uint64_t block_pages, RfError **errp);
+
+/* ---- CRC32C of a packet (docs/protocol.md 6.1, crc32c.c) ------------- */
+
+/*
+ * CRC-32C (Castagnoli, as iSCSI: reflected polynomial 0x82F63B78, initial
+ * value and final XOR 0xFFFFFFFF; "123456789" gives 0xE3069283), computed
+ * with ISA-L's crc32_iscsi.  A packet's CRC covers its 40-byte header
+ * with the crc field as 0, its page indexes as sent, and its payload as
+ * sent, in that order.  Running state: start with rf_wire_crc_begin(),
+ * feed bytes with rf_wire_crc_update(), finish with rf_wire_crc_end().
+ */
+uint32_t rf_wire_crc32c(const void *buf, size_t len);
+/* @return the running state after the header in (its crc field read as
+ * 0, whatever it holds). */
+uint32_t rf_wire_crc_begin(const uint8_t in[RF_PKT_HDR_SIZE]);
+uint32_t rf_wire_crc_update(uint32_t state, const void *buf, size_t len);
+static inline uint32_t rf_wire_crc_end(uint32_t state)
+{
+    return ~state;
+}
+/* Writes crc into an encoded header's crc field. */
+void rf_wire_packet_set_crc(uint8_t out[RF_PKT_HDR_SIZE], uint32_t crc);
 
 #endif /* RF_WIRE_H */

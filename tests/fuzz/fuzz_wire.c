@@ -8,7 +8,10 @@
  * satisfy the decoder's promises (counts in range, names terminated and
  * unique, page indexes in range and distinct) and encode back to exactly
  * the same bytes: the encoding is canonical, so nothing is silently
- * ignored.  Each rejection must carry a message.
+ * ignored.  Each rejection must carry a message.  Packet inputs also
+ * exercise the CRC32C: negotiated or not, the crc field of a decoded
+ * header; for any bytes, a sealed packet verifies, its crc field is not
+ * covered, and one flipped bit anywhere else is detected.
  *
  *   CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false \
  *       -Db_sanitize=address,undefined
@@ -278,8 +281,38 @@ static void fuzz_chan_hello(const uint8_t *d, size_t n)
     }
 }
 
+/* The CRC32C of a packet, header (crc field as 0) then the rest. */
+static uint32_t packet_crc(const uint8_t *hdr, const uint8_t *rest,
+                           size_t rest_len)
+{
+    return rf_wire_crc_end(
+        rf_wire_crc_update(rf_wire_crc_begin(hdr), rest, rest_len));
+}
+
+/* The crc field: ignored by the CRC itself, and a sealed packet that
+ * then loses or gains one bit anywhere (header, indexes, payload) no
+ * longer matches: CRC-32C detects every single-bit error. */
+static void fuzz_packet_crc(const uint8_t *d, size_t n, uint32_t flip)
+{
+    static uint8_t copy[RF_PKT_HDR_SIZE + 4096];
+    size_t len = n < sizeof(copy) ? n : sizeof(copy);
+    memcpy(copy, d, len);
+    const uint8_t *rest = copy + RF_PKT_HDR_SIZE;
+    size_t rest_len = len - RF_PKT_HDR_SIZE;
+    uint32_t crc = packet_crc(copy, rest, rest_len);
+    rf_wire_packet_set_crc(copy, crc);
+    CHECK(packet_crc(copy, rest, rest_len) == crc);
+    size_t bit = flip % (8 * len);
+    if (bit / 8 >= RF_PKT_CRC_OFFSET && bit / 8 < RF_PKT_CRC_OFFSET + 4) {
+        return; /* the field itself: not covered */
+    }
+    copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    CHECK(packet_crc(copy, rest, rest_len) != crc);
+}
+
 /* A packet header and its page indexes, as a receiving channel reads
- * them.  sel chooses the negotiated method and whether it has a bound. */
+ * them.  sel chooses the negotiated method, whether it has a bound and
+ * whether 'crc32c' is negotiated. */
 static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
 {
     RfPacketLimits lim = {
@@ -287,6 +320,7 @@ static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
         .nblocks = 4,
         .block_pages = block_pages,
         .max_payload = (sel & 4) ? NULL : max_payload,
+        .crc = (sel & 8) != 0,
     };
     RfPacketHdr h;
     RfError *err = NULL;
@@ -294,12 +328,17 @@ static void fuzz_packet(const uint8_t *d, size_t n, uint8_t sel)
     if (n < RF_PKT_HDR_SIZE) {
         return;
     }
+    /* Any bytes: the CRC's properties do not depend on a valid header. */
+    fuzz_packet_crc(d, n, (uint32_t)n * 2654435761u ^ d[n - 1]);
     if (!rf_wire_packet_hdr_decode(d, &lim, &h, &err)) {
         check_rejected(&err);
         return;
     }
     rf_wire_packet_hdr_encode(&h, re);
     check_same(re, sizeof(re), d, RF_PKT_HDR_SIZE);
+    /* Without the capability the field is 0; with it, any value passes
+     * the decoder (the channel compares it with the packet). */
+    CHECK(lim.crc || h.crc == 0);
     uint32_t pages = (uint32_t)h.normal + h.zero;
     CHECK(h.method == lim.method && !(h.flags & ~RF_PKT_FLAGS_ALL));
     if (h.flags & RF_PKT_SYNC) {

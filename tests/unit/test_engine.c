@@ -6,7 +6,8 @@
  *   last round's contents, over 8 channels (zstd skips when not built);
  * - the SYNC barrier, with a crafted two-channel source that holds a stale
  *   copy back on one channel until the newer copy's channel has gone as far
- *   as the destination lets it;
+ *   as the destination lets it; channels whose SYNCs name different rounds
+ *   (or FINAL on one only) fail the destination at once, naming both;
  * - a writer thread running during the migration: --verify passes;
  * - crafted bad input on a data channel: each fails with a message naming
  *   the channel and the field, and writes nothing outside the block (guard
@@ -46,6 +47,10 @@
 #include "ramflow/ramflow.h"
 #include "testvm/writer.h"
 #include "wire/wire.h"
+
+#ifdef RF_HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #define PAGES 2048u
 
@@ -186,7 +191,7 @@ static void rewrite_pages(unsigned round, void *opaque)
     rc->last_round = round;
 }
 
-static void run_ordering(void **state, const char *method)
+static void run_ordering(void **state, const char *method, const char *crc)
 {
     Fixture *f = *state;
     start_dest(f);
@@ -194,6 +199,7 @@ static void run_ordering(void **state, const char *method)
     rf_params_init(&p);
     assert_true(rf_params_set(&p, "multifd-channels", "8", NULL));
     assert_true(rf_params_set(&p, "multifd-compression", method, NULL));
+    assert_true(rf_params_set(&p, "crc32c", crc, NULL));
     /* Never converges (every round dirties 1024 pages, limit 0 ms): the
      * final round comes after max-rounds. */
     assert_true(rf_params_set(&p, "downtime-limit", "0", NULL));
@@ -229,7 +235,13 @@ static void run_ordering(void **state, const char *method)
 
 static void test_ordering_none(void **state)
 {
-    run_ordering(state, "none");
+    run_ordering(state, "none", "on");
+}
+
+/* A source with crc32c off offers it not: no CRC is sent or checked. */
+static void test_ordering_none_no_crc(void **state)
+{
+    run_ordering(state, "none", "off");
 }
 
 /* Skips when zstd is not built in; never runs another method instead. */
@@ -238,7 +250,7 @@ static void test_ordering_zstd(void **state)
 #ifdef RF_HAVE_ZSTD
     /* config.h says it is built: the registry must have it. */
     assert_non_null(rf_method_find("zstd"));
-    run_ordering(state, "zstd");
+    run_ordering(state, "zstd", "on");
 #else
     (void)state;
     assert_null(rf_method_find("zstd"));
@@ -432,6 +444,13 @@ typedef struct CraftedCaps {
 
 static const CraftedCaps ramflow_caps = {RF_CAPS_IMPLEMENTED,
                                          RF_CAPS_SOURCE_NEEDS, 0, NULL};
+/* An old source's: everything but 'crc32c'. */
+static const CraftedCaps no_crc_caps = {
+    RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_CRC32C), RF_CAPS_SOURCE_NEEDS, 0,
+    NULL};
+/* Whether the last ACCEPT negotiated 'crc32c': crafted packets then carry
+ * their CRC (crafted_seal). */
+static bool crafted_crc;
 
 /* Sends a HELLO for method `method`, `nchan` channels, one block of PAGES
  * pages, with the capabilities cc, on a new main channel. */
@@ -486,6 +505,7 @@ static bool crafted_answer(RfConn *main, uint64_t *caps, uint32_t *kind,
     static RfAccept acc;
     assert_true(rf_wire_accept_decode(body, mh.length, &acc, NULL));
     *caps = acc.caps;
+    crafted_crc = acc.caps & RF_CAP(RF_CAP_CRC32C);
     return true;
 }
 
@@ -509,11 +529,12 @@ static RfConn *own_socket_conn(Fixture *f, int *fd)
  * would, for method `method`, one block of PAGES pages; data == NULL
  * stops after the HELLO.  With fds, the data channels are the test's own
  * sockets and their descriptors go there. */
-static void crafted_connect_fds(Fixture *f, uint8_t method, unsigned nchan,
-                                RfConn **main, RfConn **data, int *fds)
+static void crafted_connect_caps(Fixture *f, uint8_t method, unsigned nchan,
+                                 const CraftedCaps *cc, RfConn **main,
+                                 RfConn **data, int *fds)
 {
     RfError *err = NULL;
-    *main = crafted_hello(f, method, nchan, &ramflow_caps);
+    *main = crafted_hello(f, method, nchan, cc);
     if (!data) {
         return;
     }
@@ -536,10 +557,32 @@ static void crafted_connect_fds(Fixture *f, uint8_t method, unsigned nchan,
     }
 }
 
+static void crafted_connect_fds(Fixture *f, uint8_t method, unsigned nchan,
+                                RfConn **main, RfConn **data, int *fds)
+{
+    crafted_connect_caps(f, method, nchan, &ramflow_caps, main, data, fds);
+}
+
 static void crafted_connect(Fixture *f, uint8_t method, unsigned nchan,
                             RfConn **main, RfConn **data)
 {
     crafted_connect_fds(f, method, nchan, main, data, NULL);
+}
+
+/* Puts the CRC32C of a crafted packet (len bytes of header and indexes
+ * at pkt, then payload_len bytes of payload) into its header, as
+ * ramflow's source does, when the last ACCEPT negotiated 'crc32c'. */
+static void crafted_seal(uint8_t *pkt, size_t len, const void *payload,
+                         size_t payload_len)
+{
+    if (!crafted_crc) {
+        return;
+    }
+    uint32_t st = rf_wire_crc_begin(pkt);
+    st = rf_wire_crc_update(st, pkt + RF_PKT_HDR_SIZE,
+                            len - RF_PKT_HDR_SIZE);
+    st = rf_wire_crc_update(st, payload, payload_len);
+    rf_wire_packet_set_crc(pkt, rf_wire_crc_end(st));
 }
 
 static void send_packet(RfConn *data, const RfPacketHdr *h,
@@ -558,6 +601,7 @@ static void send_packet(RfConn *data, const RfPacketHdr *h,
     memcpy(all, idx, 4 * sizeof(uint32_t));
     size_t len = RF_PKT_HDR_SIZE + rf_wire_page_index_encode(
                                        all, n, buf + RF_PKT_HDR_SIZE);
+    crafted_seal(buf, len, payload, payload_len);
     /* The peer may close early: ignore send errors. */
     rf_conn_send(data, buf, len, NULL);
     if (payload_len) {
@@ -720,6 +764,146 @@ static void test_unknown_method_in_hello(void **state)
     rf_conn_close(main);
 }
 
+/* ---- a rejected packet leaves the pages as they were -------------------- */
+
+/* Pages 5 and 6: consecutive, so a decoder that wrote in place (as
+ * ramflow's did for contiguous pages before issue 10) would write them. */
+#define KEEP_PAGE 5u
+
+/* The bytes after a packet's header and indexes (a payload), and a byte
+ * of it to flip after the CRC was taken, as a bad link would (-1: none). */
+typedef struct BadPayload {
+    const char *name;
+    uint8_t method;
+    const CraftedCaps *caps;
+    uint8_t flags;          /* RF_PKT_RAW or 0 */
+    uint8_t payload[2 * RF_PAGE_SIZE];
+    size_t len;
+    long flip;              /* offset into the payload, or -1 */
+    const char *expect;     /* in the destination's message ("" = the CRC
+                             * message, computed here) */
+} BadPayload;
+
+/*
+ * Packet 0 (RAW, good) fills pages 5 and 6 with 0x11; packet 1 brings new
+ * contents for the same pages and is rejected.  Whatever the reason, the
+ * destination's block must hold exactly what packet 0 left: pages 5 and 6
+ * all 0x11, everything else zero.
+ */
+static void run_rejected(Fixture *f, BadPayload *bp)
+{
+    fresh_dest(f);
+    start_dest(f);
+    RfConn *main = NULL, *data = NULL;
+    crafted_connect_caps(f, bp->method, 1, bp->caps, &main, &data, NULL);
+    static uint8_t keep[2 * RF_PAGE_SIZE];
+    memset(keep, 0x11, sizeof(keep));
+    const uint32_t idx[4] = {KEEP_PAGE, KEEP_PAGE + 1};
+    RfPacketHdr good = {.version = RF_WIRE_VERSION, .method = bp->method,
+                        .flags = RF_PKT_RAW, .normal = 2,
+                        .payload_size = sizeof(keep), .round = 1, .seq = 0};
+    send_packet(data, &good, idx, keep, sizeof(keep));
+
+    RfPacketHdr bad = {.version = RF_WIRE_VERSION, .method = bp->method,
+                       .flags = bp->flags, .normal = 2,
+                       .payload_size = (uint32_t)bp->len, .round = 1,
+                       .seq = 1};
+    uint8_t head[RF_PKT_HDR_SIZE + 8];
+    rf_wire_packet_hdr_encode(&bad, head);
+    rf_wire_page_index_encode(idx, 2, head + RF_PKT_HDR_SIZE);
+    crafted_seal(head, sizeof(head), bp->payload, bp->len);
+    char want[200];
+    snprintf(want, sizeof(want), "%s", bp->expect);
+    if (bp->flip >= 0) {
+        bp->payload[bp->flip] ^= 0x40;
+        uint32_t st = rf_wire_crc_begin(head);
+        st = rf_wire_crc_update(st, head + RF_PKT_HDR_SIZE, 8);
+        uint32_t computed = rf_wire_crc_end(
+            rf_wire_crc_update(st, bp->payload, bp->len));
+        snprintf(want, sizeof(want),
+                 "channel 0: packet seq 1: CRC32C mismatch (computed "
+                 "0x%08x, packet says 0x%08x)", computed,
+                 (uint32_t)head[32] | (uint32_t)head[33] << 8 |
+                     (uint32_t)head[34] << 16 | (uint32_t)head[35] << 24);
+    }
+    assert_true(rf_conn_send(data, head, sizeof(head), NULL));
+    rf_conn_send(data, bp->payload, bp->len, NULL);
+    join_dest(f);
+    assert_false(f->dok);
+    if (!strstr(rf_error_msg(f->derr), want)) {
+        fail_msg("%s: destination said '%s', expected '%s'", bp->name,
+                 rf_error_msg(f->derr), want);
+    }
+    assert_int_equal(rf_error_kind(f->derr), RF_ERR_PROTOCOL);
+    const uint8_t *block = guard_sink_block(f->sink);
+    for (size_t i = 0; i < (size_t)PAGES * RF_PAGE_SIZE; i++) {
+        size_t pg = i / RF_PAGE_SIZE;
+        uint8_t expect = pg == KEEP_PAGE || pg == KEEP_PAGE + 1 ? 0x11 : 0;
+        if (block[i] != expect) {
+            fail_msg("%s: page %zu byte %zu is 0x%02x, expected 0x%02x: the "
+                     "rejected packet wrote into guest memory", bp->name,
+                     pg, i % RF_PAGE_SIZE, block[i], expect);
+        }
+    }
+    print_message("%s: pages intact; %s\n", bp->name, rf_error_msg(f->derr));
+    rf_conn_close(data);
+    rf_conn_close(main);
+}
+
+#ifdef RF_HAVE_ZSTD
+/* A zstd frame of `in_len` bytes of 0x5a that does not state its content
+ * size (so the destination learns its real size only by decoding). */
+static size_t zstd_frame_no_size(uint8_t *out, size_t cap, size_t in_len)
+{
+    static uint8_t in[2 * RF_PAGE_SIZE];
+    memset(in, 0x5a, sizeof(in));
+    in[17] = 3; /* not all one byte */
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    assert_non_null(cc);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0);
+    size_t n = ZSTD_compress2(cc, out, cap, in, in_len);
+    ZSTD_freeCCtx(cc);
+    assert_false(ZSTD_isError(n));
+    return n;
+}
+#endif
+
+static void test_rejected_packet_leaves_pages(void **state)
+{
+    Fixture *f = *state;
+    struct sigaction old[2];
+    guard_catch_begin(old);
+    static BadPayload bp;
+    /* RAW pages corrupted on the way: the CRC catches it. */
+    bp = (BadPayload){"RAW, a flipped byte", RF_METHOD_NONE, &ramflow_caps,
+                      RF_PKT_RAW, {0}, 2 * RF_PAGE_SIZE, 5000, ""};
+    memset(bp.payload, 0x5a, bp.len);
+    run_rejected(f, &bp);
+#ifdef RF_HAVE_ZSTD
+    /* A zstd frame corrupted on the way: caught before decoding. */
+    bp = (BadPayload){"zstd, a flipped byte", RF_METHOD_ZSTD, &ramflow_caps,
+                      0, {0}, 0, 0, ""};
+    bp.len = zstd_frame_no_size(bp.payload, sizeof(bp.payload),
+                                2 * RF_PAGE_SIZE);
+    bp.flip = (long)bp.len / 2;
+    run_rejected(f, &bp);
+    /* A good CRC over a frame that decodes to one page of the two: the
+     * decoder's output is short, and nothing of it reaches the pages;
+     * with and without 'crc32c'. */
+    const char *short_msg = "channel 0: zstd: frame decodes to 4096 bytes, "
+                            "expected 8192 (2 pages)";
+    bp = (BadPayload){"zstd, short output", RF_METHOD_ZSTD, &ramflow_caps, 0,
+                      {0}, 0, -1, short_msg};
+    bp.len = zstd_frame_no_size(bp.payload, sizeof(bp.payload),
+                                RF_PAGE_SIZE);
+    run_rejected(f, &bp);
+    bp.name = "zstd, short output, no crc32c";
+    bp.caps = &no_crc_caps;
+    run_rejected(f, &bp);
+#endif
+    guard_catch_end(old);
+}
+
 /* ---- the SYNC barrier, with a crafted two-channel source ---------------- */
 
 /* One raw page packet: page `page` filled with the round's number. */
@@ -735,6 +919,7 @@ static void barrier_send_page(RfConn *c, uint64_t seq, uint32_t round,
     rf_wire_page_index_encode(&page, 1, buf + RF_PKT_HDR_SIZE);
     memset(buf + RF_PKT_HDR_SIZE + 4, (int)round, RF_PAGE_SIZE);
     memcpy(buf + RF_PKT_HDR_SIZE + 4, &round, sizeof(round));
+    crafted_seal(buf, sizeof(buf), NULL, 0);
     assert_true(rf_conn_send(c, buf, sizeof(buf), NULL));
 }
 
@@ -746,6 +931,7 @@ static void barrier_send_sync(RfConn *c, uint64_t seq, uint32_t round,
                      .round = round, .seq = seq};
     uint8_t buf[RF_PKT_HDR_SIZE];
     rf_wire_packet_hdr_encode(&h, buf);
+    crafted_seal(buf, sizeof(buf), NULL, 0);
     assert_true(rf_conn_send(c, buf, sizeof(buf), NULL));
 }
 
@@ -857,6 +1043,87 @@ static void test_sync_barrier_orders_channels(void **state)
     rf_conn_close(a);
     rf_conn_close(b);
     rf_conn_close(main);
+}
+
+/* Joins the destination thread, failing the test (instead of hanging it)
+ * if it has not ended within ms.  @return the milliseconds it took. */
+static long join_dest_within(Fixture *f, unsigned ms)
+{
+    struct timespec t0, t1, deadline;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    if (pthread_timedjoin_np(f->thread, NULL, &deadline) != 0) {
+        fail_msg("the destination still runs after %u ms: it hangs", ms);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0.tv_sec) * 1000 +
+           (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+typedef struct SyncMismatch {
+    uint32_t round0, round1;
+    bool final0, final1;
+    const char *expect; /* the destination's whole message */
+} SyncMismatch;
+
+/*
+ * Channel 0 sends its SYNC first and the destination reads it (it waits at
+ * that barrier); then channel 1 sends a SYNC that cannot meet it.  Before
+ * the barrier was keyed by round, channel 1's SYNC counted as the second
+ * arrival at whatever barrier was open (or waited for ever), and the
+ * destination never ended.  Now it fails at once, well inside its 5 s
+ * timeout, naming channel 1 and both rounds.
+ */
+static void run_sync_mismatch(Fixture *f, const SyncMismatch *m)
+{
+    fresh_dest(f);
+    start_dest(f);
+    RfConn *main = NULL, *data[2] = {NULL, NULL};
+    int fds[2];
+    crafted_connect_fds(f, RF_METHOD_NONE, 2, &main, data, fds);
+    barrier_send_sync(data[0], 0, m->round0, m->final0);
+    assert_true(wait_read_by_peer(fds[0], 2000));
+    barrier_send_sync(data[1], 0, m->round1, m->final1);
+    long ms = join_dest_within(f, 3000);
+    assert_false(f->dok);
+    assert_non_null(f->derr);
+    assert_int_equal(rf_error_kind(f->derr), RF_ERR_PROTOCOL);
+    if (!strstr(rf_error_msg(f->derr), m->expect)) {
+        fail_msg("destination said '%s', expected '%s'",
+                 rf_error_msg(f->derr), m->expect);
+    }
+    print_message("failed in %ld ms: %s\n", ms, rf_error_msg(f->derr));
+    for (unsigned i = 0; i < 2; i++) {
+        rf_conn_close(data[i]);
+    }
+    rf_conn_close(main);
+}
+
+static void test_sync_round_mismatch_fails(void **state)
+{
+    static const SyncMismatch cases[] = {
+        {5, 7, false, false,
+         "channel 1: SYNC for round 7 while channel 0 is at the barrier of "
+         "round 5"},
+        {1, 2, false, true,
+         "channel 1: FINAL SYNC for round 2 while channel 0 is at the "
+         "barrier of round 1"},
+        {3, 3, true, false,
+         "channel 1: SYNC for round 3 while channel 0 is at the FINAL "
+         "barrier of round 3"},
+        {4, 4, false, true,
+         "channel 1: FINAL SYNC for round 4 while channel 0 is at the "
+         "non-final barrier of round 4"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_sync_mismatch(*state, &cases[i]);
+    }
 }
 
 /* ---- strays: connections that are not the source's --------------------- */
@@ -1065,7 +1332,7 @@ static void test_caps_unknown_optional_ignored(void **state)
     start_dest(f);
     static const uint8_t ext[] = {40, 2, 0, 0xAB, 0xCD};
     const CraftedCaps cc = {
-        RF_CAPS_IMPLEMENTED | RF_CAP(RF_CAP_CRC32C) | RF_CAP(40) |
+        RF_CAPS_IMPLEMENTED | RF_CAP(RF_CAP_PACKET_METHOD) | RF_CAP(40) |
             RF_CAP(63),
         RF_CAPS_SOURCE_NEEDS, sizeof(ext), ext};
     RfConn *main = crafted_hello(f, RF_METHOD_NONE, 1, &cc);
@@ -1222,7 +1489,8 @@ static void test_unknown_error_kind_from_peer(void **state)
     rf_error_free(err);
     assert_true(cd.hello.caps_supported == RF_CAPS_IMPLEMENTED);
     assert_true(cd.hello.caps_required ==
-                (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY)));
+                (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY) |
+                 RF_CAP(RF_CAP_CRC32C)));
 }
 
 /* An ACCEPT that drops a capability the source requires, or names one it
@@ -1233,7 +1501,8 @@ static void test_bad_accept(void **state)
     static CraftedDest cd;
     memset(&cd, 0, sizeof(cd));
     cd.type = RF_MSG_ACCEPT;
-    RfAccept acc = {.caps = RF_CAPS_SOURCE_NEEDS}; /* no verify */
+    RfAccept acc = {.caps = RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_CRC32C)};
+    /* no verify */
     cd.reply_len = rf_wire_accept_encode(&acc, cd.reply, sizeof(cd.reply));
     RfMigrateOptions o = {.verify = true};
     RfError *err = migrate_to_crafted(f, &cd, &o);
@@ -1336,11 +1605,17 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ordering_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordering_none_no_crc, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ordering_zstd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_method_in_hello, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_rejected_packet_leaves_pages,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_round_mismatch_fails,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_barrier_orders_channels,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_expected_method_mismatch, setup,

@@ -235,11 +235,11 @@ static void test_hello_roundtrip(void **state)
                   (1 + 255 + 8) + 2 + sizeof(sample_ext);
     assert_int_equal(n, want);
 
-    /* Fixed part, byte by byte: supported = bits 0..5 and 40, required =
+    /* Fixed part, byte by byte: supported = bits 0..6 and 40, required =
      * bits 0 (round-ack), 2 (verify), 3, 4, 5. */
     const uint8_t fixed[32] = {
         0x02, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,     /* ver, page */
-        0x3F, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,     /* supported */
+        0x7F, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,     /* supported */
         0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,     /* required */
         RF_METHOD_ZSTD, 3, 8, 0, 3, 0, 0, 0,  /* method level chan nblk */
     };
@@ -496,7 +496,10 @@ static void test_hello_ext(void **state)
         {{40, 0, 0, 7, 0, 0}, 6, "field 'bit': 7", "ascending"},
         {{41, 0, 0}, 3, "capability bit 41",
          "which 'caps_supported' does not offer"},
-        {{6, 0, 0}, 3, "capability bit 6 ('crc32c')", "does not offer"},
+        {{7, 0, 0}, 3, "capability bit 7 ('packet-method')",
+         "does not offer"},
+        {{6, 0, 0}, 3, "capability 'crc32c' (bit 6)",
+         "carries no extension data"},
         {{2, 1, 0, 1}, 4, "capability 'verify' (bit 2)",
          "carries no extension data"},
     };
@@ -771,7 +774,7 @@ static void test_cap_names(void **state)
             assert_non_null(rf_wire_cap_name(b));
         }
     }
-    assert_true(RF_CAPS_IMPLEMENTED == 0x3F);
+    assert_true(RF_CAPS_IMPLEMENTED == 0x7F);
     assert_true((RF_CAPS_SOURCE_NEEDS & ~RF_CAPS_IMPLEMENTED) == 0);
     assert_true((RF_CAPS_DEST_NEEDS & ~RF_CAPS_IMPLEMENTED) == 0);
 }
@@ -830,7 +833,8 @@ static void test_caps_negotiate(void **state)
 
     /* A newer source's unknown bits, offered but not required, are not
      * negotiated and do not stop anything. */
-    const uint64_t future = RF_CAP(RF_CAP_CRC32C) | RF_CAP(40) | RF_CAP(63);
+    const uint64_t future =
+        RF_CAP(RF_CAP_PACKET_METHOD) | RF_CAP(40) | RF_CAP(63);
     assert_true(rf_wire_caps_negotiate(ALL | future, RF_CAPS_SOURCE_NEEDS,
                                        ALL, RF_CAPS_DEST_NEEDS, &got, &err));
     assert_true(got == ALL);
@@ -857,8 +861,9 @@ static void test_caps_negotiate(void **state)
     check_fail(rf_wire_caps_negotiate(ALL | future, future | VER, ALL, 0,
                                       &got, &err),
                &err, RF_ERR_MISMATCH,
-               "destination lacks capability 'crc32c', unknown capability "
-               "bit 40, unknown capability bit 63 required by the source");
+               "destination lacks capability 'packet-method', unknown "
+               "capability bit 40, unknown capability bit 63 required by the "
+               "source");
 
     /* Required by the destination, missing at the source. */
     check_fail(rf_wire_caps_negotiate(ALL & ~RF_CAP(RF_CAP_FINAL_SYNC), 0,
@@ -1126,6 +1131,54 @@ static void test_packet_worked_example(void **state)
     assert_memory_equal(got, idx, sizeof(idx));
 }
 
+/* CRC32C: the standard check value, chaining, the header's crc field
+ * read as 0, and the CRCs docs/protocol.md gives for its worked page
+ * packet (12.2) and last SYNC (12.3). */
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_true(rf_wire_crc32c("123456789", 9) == 0xE3069283u);
+    assert_true(rf_wire_crc32c("", 0) == 0);
+    uint32_t st = rf_wire_crc_update(0xFFFFFFFFu, "1234", 4);
+    st = rf_wire_crc_update(st, "56789", 5);
+    assert_true(rf_wire_crc_end(st) == 0xE3069283u);
+
+    static const uint8_t frame[31] = {
+        0x28, 0xB5, 0x2F, 0xFD, 0x60, 0x00, 0x1F, 0xAD, 0x00, 0x00, 0x50,
+        0x41, 0x41, 0x72, 0x61, 0x6D, 0x66, 0x6C, 0x6F, 0x77, 0x20, 0x02,
+        0x00, 0xF5, 0x5F, 0xF1, 0xF9, 0xFE, 0x7D, 0x80, 0x05,
+    };
+    uint8_t b[RF_PKT_HDR_SIZE + 12];
+    RfPacketHdr h = sample_pkt();
+    rf_wire_packet_hdr_encode(&h, b);
+    const uint32_t idx[3] = {5, 6, 9};
+    rf_wire_page_index_encode(idx, 3, b + RF_PKT_HDR_SIZE);
+    st = rf_wire_crc_begin(b);
+    st = rf_wire_crc_update(st, b + RF_PKT_HDR_SIZE, 12);
+    uint32_t crc = rf_wire_crc_end(rf_wire_crc_update(st, frame, 31));
+    assert_true(crc == 0x04A6400Eu);
+    /* The header's crc field does not count: the same with it filled. */
+    rf_wire_packet_set_crc(b, crc);
+    static const uint8_t field[4] = {0x0E, 0x40, 0xA6, 0x04};
+    assert_memory_equal(b + 32, field, 4);
+    uint8_t zeroed[RF_PKT_HDR_SIZE];
+    memcpy(zeroed, b, sizeof(zeroed));
+    memset(zeroed + 32, 0, 4);
+    assert_true(rf_wire_crc_begin(b) == rf_wire_crc_begin(zeroed));
+    RfPacketLimits crc_lim = test_lim;
+    crc_lim.crc = true;
+    RfPacketHdr d;
+    RfError *err = NULL;
+    assert_true(rf_wire_packet_hdr_decode(b, &crc_lim, &d, &err));
+    assert_true(d.crc == 0x04A6400Eu);
+
+    RfPacketHdr sync = {.version = 2, .method = RF_METHOD_ZSTD,
+                        .flags = RF_PKT_SYNC | RF_PKT_FINAL, .round = 4,
+                        .seq = 12};
+    rf_wire_packet_hdr_encode(&sync, b);
+    assert_true(rf_wire_crc_end(rf_wire_crc_begin(b)) == 0x19F78237u);
+}
+
 /* The other worked examples of docs/protocol.md section 12. */
 static void test_doc_examples(void **state)
 {
@@ -1138,8 +1191,8 @@ static void test_doc_examples(void **state)
                                         0x00, 0x00, 0x41, 0x00, 0x00, 0x00};
     static const uint8_t hello[] = {
         0x02, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,
-        0x3F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x7F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x7D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x02, 0x01, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
         0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF,
@@ -1152,7 +1205,8 @@ static void test_doc_examples(void **state)
     h.page_size = 4096;
     /* What ramflow's source sends with --verify and no device state. */
     h.caps_supported = RF_CAPS_IMPLEMENTED;
-    h.caps_required = RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY);
+    h.caps_required = RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY) |
+                      RF_CAP(RF_CAP_CRC32C);
     h.method = RF_METHOD_ZSTD;
     h.level = 1;
     h.channels = 2;
@@ -1172,7 +1226,7 @@ static void test_doc_examples(void **state)
     /* ACCEPT from a destination without a VM (no device-state). */
     static const uint8_t accept[] = {
         0x52, 0x46, 0x43, 0x4D, 0x02, 0x00, 0x00, 0x00, 0x0A, 0x00, 0x00,
-        0x00, 0x3D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x7D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     };
     uint64_t caps = 0;
     assert_true(rf_wire_caps_negotiate(
@@ -1361,12 +1415,22 @@ static void test_packet_bad(void **state)
     rf_wire_packet_hdr_encode(&h, b);
     b[39] = 0x80;
     check_fail(rf_wire_packet_hdr_decode(b, &test_lim, &d, &err), &err,
-               RF_ERR_PROTOCOL, "packet field 'reserved': 0x8000000000000000",
+               RF_ERR_PROTOCOL, "packet field 'reserved': 0x80000000",
                "must be 0");
+    /* With crc32c negotiated the reserved half is still checked. */
+    RfPacketLimits crc_lim = test_lim;
+    crc_lim.crc = true;
+    check_fail(rf_wire_packet_hdr_decode(b, &crc_lim, &d, &err), &err,
+               RF_ERR_PROTOCOL, "packet field 'reserved': 0x80000000");
     rf_wire_packet_hdr_encode(&h, b);
     b[32] = 1;
     check_fail(rf_wire_packet_hdr_decode(b, &test_lim, &d, &err), &err,
-               RF_ERR_PROTOCOL, "packet field 'reserved'");
+               RF_ERR_PROTOCOL, "packet field 'crc': 0x00000001",
+               "must be 0 without capability 'crc32c' negotiated");
+    /* Negotiated: any crc passes the header decoder (the channel checks
+     * it against the packet) and comes back as it was. */
+    assert_true(rf_wire_packet_hdr_decode(b, &crc_lim, &d, &err));
+    assert_int_equal(d.crc, 1);
 }
 
 static void test_page_index(void **state)
@@ -1694,6 +1758,7 @@ int main(void)
         cmocka_unit_test(test_complete_bad),
         cmocka_unit_test(test_chan_hello),
         cmocka_unit_test(test_packet_worked_example),
+        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_doc_examples),
         cmocka_unit_test(test_packet_good_variants),
         cmocka_unit_test(test_packet_bad),
