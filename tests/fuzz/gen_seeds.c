@@ -10,7 +10,9 @@
  *   fuzz_state       STATE blobs saved from a running thread guest;
  *   fuzz_decompress  payloads of each method's sender (mode 0) and
  *                    page texts (mode 1);
- *   fuzz_qatzip      payloads of qatzip's sender (software path).
+ *   fuzz_qatzip      payloads of qatzip's sender (software path);
+ *   fuzz_wire        each message and header its selector byte decodes
+ *                    (fuzz_wire.c: selector % 11).
  *
  * The committed corpora (tests/fuzz/corpus/) came from here; `make
  * check-fuzz` and `make fuzz` also run it into the build directory, so the
@@ -538,6 +540,76 @@ static void gen_decompress(void)
 #endif
 }
 
+/* ---- wire messages ------------------------------------------------- */
+
+/* One fuzz_wire input: selector byte, then the bytes. */
+static void wire_seed(const char *name, uint8_t sel, const Buf *b)
+{
+    Buf out = {0};
+    put(&out, &sel, 1);
+    put(&out, b->p, b->len);
+    write_file("fuzz_wire", name, &out);
+    free(out.p);
+}
+
+static void gen_wire(void)
+{
+    /* A main-channel stream (selector 10), and its HELLO's payload
+     * alone (selector 1). */
+    Block both[2] = {{FH_RAM_NAME, FH_RAM_PAGES}, {FH_ROM_NAME, FH_ROM_PAGES}};
+    Buf m = {0};
+    hello(&m, RF_METHOD_ZSTD, 2, both, 2, RF_CAP(RF_CAP_VERIFY));
+    Buf h = {0};
+    put(&h, m.p + RF_MSG_HDR_SIZE, m.len - RF_MSG_HDR_SIZE);
+    wire_seed("hello", 1, &h);
+    Buf hdr = {0};
+    put(&hdr, m.p, RF_MSG_HDR_SIZE);
+    wire_seed("msg-hdr", 0, &hdr);
+    round_msg(&m, 1);
+    uint8_t state[24] = "device state bytes";
+    msg(&m, RF_MSG_STATE, state, sizeof(state));
+    end_msg(&m, 2, true);
+    wire_seed("main-stream", 10, &m);
+
+    Buf b = {0};
+    uint8_t out[2048];
+    put(&b, out, rf_wire_round_encode(3, out, sizeof(out)));
+    wire_seed("round", 4, &b);
+    b.len = 0;
+    RfAccept acc = {.caps = GEN_CAPS};
+    put(&b, out, rf_wire_accept_encode(&acc, out, sizeof(out)));
+    wire_seed("accept", 8, &b);
+    b.len = 0;
+    static RfComplete comp;
+    comp.recv_cpu_pct = 12.5;
+    comp.wire_bytes = 123456;
+    comp.prefault_warm = 1;
+    snprintf(comp.method_detail, sizeof(comp.method_detail), "zstd 1.5");
+    comp.ndigests = 2;
+    memset(comp.digests, 0xab, sizeof(comp.digests[0]) * 2);
+    put(&b, out, rf_wire_complete_encode(&comp, out, sizeof(out)));
+    wire_seed("complete", 5, &b);
+    b.len = 0;
+    put(&b, out, rf_wire_error_encode(RF_ERR_PROTOCOL, "a reason", out,
+                                      sizeof(out)));
+    wire_seed("error", 3, &b);
+    /* A channel hello (6) and a raw packet's header and indexes (7: the
+     * method none, a bound on payloads; block 0 has 16 pages there). */
+    Chan c;
+    chan_open(&c, 1, rf_method_find("none"));
+    wire_seed("chan-hello", 6, &c.b);
+    c.b.len = 0;
+    uint32_t idx[3] = {3, 1, 2};
+    packet(&c, 0, 1, idx, 1, 2, noise_page);
+    c.b.len = RF_PKT_HDR_SIZE + 3 * 4;
+    wire_seed("packet", 7, &c.b);
+    chan_close(&c);
+    free(m.p);
+    free(h.p);
+    free(hdr.p);
+    free(b.p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -554,5 +626,6 @@ int main(int argc, char **argv)
     gen_handshake();
     gen_state();
     gen_decompress();
+    gen_wire();
     return 0;
 }
