@@ -1,10 +1,13 @@
 /*
- * libFuzzer harness for the receivers of the none, zlib and zstd methods.
+ * libFuzzer harness for the receivers of every method this build has:
+ * none, zlib, zstd and qatzip (its ISA-L software path; the hardware path
+ * is libqatzip's own decoder, which this harness cannot load).
  *
  * Byte 0 selects everything: bit 7 the mode, bits 0-6 = v with
- * method = v % 3 (none, zlib, zstd), destination layout = (v / 3) & 1
- * (contiguous or scattered in reverse order), page count =
- * 1 + (v / 6) * 127 / 21 (1..128).
+ * method = v % M (M methods in the order none, zlib, zstd, qatzip, those
+ * not built left out), destination layout = (v / M) & 1 (contiguous or
+ * scattered in reverse order), page count = 1 + q * 127 / qmax with
+ * q = v / (2 M), qmax = 127 / (2 M) (1..128).
  *
  * Mode 0: the rest of the input is the payload, handed to recv through a
  * reader exactly as a channel would.
@@ -27,6 +30,9 @@
 #include <sys/mman.h>
 
 #include "compress/method.h"
+#ifdef RF_HAVE_QATZIP
+#include "compress/qatzip/qatzip.h"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,11 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAXP RF_PACKET_MAX_PAGES
 #define SLOTS (2 * MAXP + 1) /* inner slots: pages and canaries */
 
-static const char *const names[3] = {"none", "zlib", "zstd"};
+#define MAXM 4
+static const char *const names[MAXM] = {"none", "zlib", "zstd", "qatzip"};
 
 typedef struct Fuzz {
-    const RfMethodOps *ops[3];
-    void *send[3], *recv[3];
+    int nm; /* methods built, in ops[0..nm) */
+    const RfMethodOps *ops[MAXM];
+    void *send[MAXM], *recv[MAXM];
     uint8_t *arena;   /* guard, SLOTS inner slots, guard */
     uint8_t *canary;  /* one page of the canary pattern */
     uint8_t *plain;   /* mode 1: the pages sent */
@@ -56,14 +64,23 @@ static void die(const char *what)
 static void fuzz_init(void)
 {
     RfError *err = NULL;
-    for (int m = 0; m < 3; m++) {
-        fz.ops[m] = rf_method_find(names[m]);
-        if (!fz.ops[m]
-            || !fz.ops[m]->send_setup(&fz.send[m],
-                                      fz.ops[m]->level_default, &err)
-            || !fz.ops[m]->recv_setup(&fz.recv[m], &err)) {
-            die(err ? rf_error_msg(err) : "method not built");
+#ifdef RF_HAVE_QATZIP
+    setenv(RF_QATZIP_LIB_ENV, "", 1); /* qatzip: the software path */
+#endif
+    for (int k = 0; k < MAXM; k++) {
+        const RfMethodOps *ops = rf_method_find(names[k]);
+        if (!ops) {
+            continue; /* not built */
         }
+        int m = fz.nm++;
+        fz.ops[m] = ops;
+        if (!ops->send_setup(&fz.send[m], ops->level_default, &err)
+            || !ops->recv_setup(&fz.recv[m], &err)) {
+            die(rf_error_msg(err));
+        }
+    }
+    if (fz.nm < 1) {
+        die("no method built");
     }
     fz.arena = mmap(NULL, (SLOTS + 2) * PG, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -197,9 +214,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     bool mode1 = data[0] & 0x80;
     unsigned v = data[0] & 0x7f;
-    int m = (int)(v % 3);
-    bool scattered = (v / 3) & 1;
-    uint32_t n = 1 + (v / 6) * (MAXP - 1) / 21;
+    unsigned nm = (unsigned)fz.nm, qmax = 127 / (2 * nm);
+    int m = (int)(v % nm);
+    bool scattered = (v / nm) & 1;
+    uint32_t n = 1 + (v / (2 * nm)) * (MAXP - 1) / qmax;
 
     const uint8_t *payload = data + 1;
     size_t len = size - 1;
@@ -211,8 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         payload = fz.payload;
     }
-    if (len > UINT32_MAX) {
-        return 0;
+    if (len > UINT32_MAX || len > fz.ops[m]->max_payload(n)) {
+        return 0; /* the channel rejects it from the header alone */
     }
 
     uint8_t *pages[MAXP];
