@@ -19,7 +19,7 @@ start_incoming dst --memory "$T/dst" --json \
     --multifd-channels "$channels" --verify --json \
     --simulate-writes 3000 "${extra[@]}" "$DST_URI" >"$T/src.json" 2>"$T/src.err" \
     || { cat "$T/src.err" "$T/dst.err" >&2; fail "migrate failed"; }
-wait "$DST_PID" || { cat "$T/dst.err" >&2; fail "incoming failed"; }
+wait_exit "$DST_PID" || { cat "$T/dst.err" >&2; fail "incoming failed"; }
 expect_in "$T/src.json" '"verified": true'
 expect_in "$T/src.json" '"status": "completed"'
 expect_in "$T/dst.out" '"status": "completed"'

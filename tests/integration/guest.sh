@@ -13,7 +13,7 @@ start_incoming dst --guest --kind "$kind" --json
     --multifd-compression "$method" --multifd-channels "$channels" \
     --verify --json --quiet "$DST_URI" >"$T/src.json" 2>"$T/src.err" \
     || { cat "$T/src.err" "$T/dst.err" >&2; fail "guest migration failed"; }
-wait "$DST_PID" || { cat "$T/dst.out" "$T/dst.err" >&2; fail "destination failed"; }
+wait_exit "$DST_PID" || { cat "$T/dst.out" "$T/dst.err" >&2; fail "destination failed"; }
 expect_in "$T/src.json" '"verified": true'
 expect_in "$T/src.json" '"status": "completed"'
 expect_in "$T/dst.out" '"status": "completed"'

@@ -13,7 +13,7 @@ timeout 120 "$RAMFLOW" guest --kind "$kind" --memory-size 64M \
     --max-bandwidth 32M --max-rounds 3 --downtime-limit 1 --quiet \
     "$DST_URI" >"$T/s1.out" 2>"$T/s1.err" \
     || { cat "$T/s1.err" "$T/d1.err"; fail "non-converging migration failed"; }
-wait "$DST_PID" || fail "destination of the non-converging migration failed"
+wait_exit "$DST_PID" || fail "destination of the non-converging migration failed"
 expect_in "$T/s1.out" "did not converge: stopped at max-rounds"
 
 # 1b. auto-converge: the throttle rises and the migration completes.
@@ -22,7 +22,7 @@ timeout 120 "$RAMFLOW" guest --kind "$kind" --memory-size 64M \
     --max-bandwidth 32M --max-rounds 12 --downtime-limit 50 \
     --auto-converge --quiet "$DST_URI" >"$T/s2.out" 2>"$T/s2.err" \
     || { cat "$T/s2.err" "$T/d2.err"; fail "auto-converge migration failed"; }
-wait "$DST_PID" || fail "destination of the auto-converge migration failed"
+wait_exit "$DST_PID" || fail "destination of the auto-converge migration failed"
 expect_in "$T/s2.out" "auto-converge      vCPUs throttled up to"
 
 # 2. cancel with SIGINT mid-migration.
@@ -37,7 +37,7 @@ timeout 60 tail --pid="$SRC" -f /dev/null; wait "$SRC"; rc=$?
 expect_in "$T/s3.err" "migration cancelled"
 expect_in "$T/s3.err" "source guest kept running after the failure"
 expect_in "$T/s3.err" "memory pattern intact"
-timeout 60 tail --pid="$DST_PID" -f /dev/null; wait "$DST_PID"; rc=$?
+timeout 60 tail --pid="$DST_PID" -f /dev/null; wait_exit "$DST_PID"; rc=$?
 [ "$rc" = 1 ] || fail "destination exit $rc after cancel"
 expect_in "$T/d3.err" "cancelled"
 

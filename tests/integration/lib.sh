@@ -50,3 +50,21 @@ wait_migrating() {
 expect_in() {
     grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "expected '$2' in $1"; }
 }
+
+# wait_exit PID [SECONDS]: waits for process PID to end, at most SECONDS
+# (default 120), and returns its exit status.  A process that is still
+# running then is killed and the test fails naming it: no test waits for
+# ever on a process that should have ended.
+wait_exit() {
+    local pid=$1 limit=${2:-120} i
+    for ((i = 0; i < limit * 20; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        fail "process $pid ($(caller 0 | cut -d' ' -f2)) still running after ${limit} s"
+    fi
+    wait "$pid"
+}

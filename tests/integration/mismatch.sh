@@ -7,7 +7,7 @@ set +e
 "$RAMFLOW" migrate --memory "$T/src" --multifd-compression zstd "$DST_URI" \
     >/dev/null 2>"$T/src.err"
 src_rc=$?
-wait "$DST_PID"; dst_rc=$?
+wait_exit "$DST_PID"; dst_rc=$?
 
 [ "$src_rc" != 0 ] || fail "source succeeded"
 [ "$dst_rc" != 0 ] || fail "destination succeeded"
@@ -21,7 +21,7 @@ set +e
 "$RAMFLOW" migrate --memory "$T/src" --multifd-channels 2 "$DST_URI" \
     >/dev/null 2>"$T/src2.err"
 src_rc=$?
-wait "$DST_PID"; dst_rc=$?
+wait_exit "$DST_PID"; dst_rc=$?
 
 [ "$src_rc" != 0 ] && [ "$dst_rc" != 0 ] || fail "channel mismatch accepted"
 expect_in "$T/src2.err" "multifd-channels mismatch: the destination expects 4, the source uses 2"
@@ -35,7 +35,7 @@ set +e
 "$RAMFLOW" guest --kind thread --memory-size 16M --vcpus 1 --quiet \
     "$DST_URI" >/dev/null 2>"$T/src3.err"
 src_rc=$?
-wait "$DST_PID"; dst_rc=$?
+wait_exit "$DST_PID"; dst_rc=$?
 
 [ "$src_rc" != 0 ] && [ "$dst_rc" != 0 ] || fail "device state accepted"
 msg="handshake: destination lacks capability 'device-state' required by the source"

@@ -86,8 +86,8 @@ finish() {
     kill -0 "$SRC_PID" 2>/dev/null && { cat "$T/$name-s.err"; fail "$name: source still running after $limit s"; }
     kill -0 "$DST_PID" 2>/dev/null && { cat "$T/$name-d.err"; fail "$name: destination still running after $limit s"; }
     ELAPSED=$(($(now_ms) - t0))
-    wait "$SRC_PID"; RC_S=$?
-    wait "$DST_PID"; RC_D=$?
+    wait_exit "$SRC_PID"; RC_S=$?
+    wait_exit "$DST_PID"; RC_D=$?
 }
 
 # check NAME: a completed migration is verified and whole; a failure is
