@@ -207,6 +207,33 @@ start_incoming huge-guest --guest --kind thread
 "$RAMFLOW" migrate --memory "pc.ram=$T/huge.g" "$DST_URI" >/dev/null \
     2>"$T/huge-guest.src.err"
 huge_refused guest 824633720832
+# The same refusals for a HELLO announcing one block of 16 TiB (the
+# wire's limit, 2^44 bytes: refused by the parser) and of 15 TiB (refused
+# by each sink's check), from a crafted source that maps nothing
+# (tests/integration/craft_source.py): the destination answers ERROR
+# (type 3), names the size, and creates nothing.
+CRAFT="$(dirname "$0")/craft_source.py"
+for size in 17592186044416 16492674416640; do
+    for sink in file guest; do
+        name=huge-hello-$sink-$size
+        if [ "$sink" = file ]; then
+            start_incoming "$name" --memory "ram=$T/dst"
+            block=ram
+        else
+            start_incoming "$name" --guest --kind thread
+            block=pc.ram
+        fi
+        PORT=${DST_URI##*:}
+        reply=$(timeout 30 python3 "$CRAFT" 127.0.0.1 "$PORT" hello "$size" "$block") ||
+            fail "$name: the crafted source failed: $reply"
+        [ "$reply" = "reply: 3" ] || fail "$name: destination answered '$reply', expected ERROR (3)"
+        wait_exit "$DST_PID" 30; drc=$?
+        [ "$drc" = 1 ] || fail "$name: destination exit status $drc, expected 1"
+        expect_in "$T/$name.err" "$size"
+        unchanged "$name"
+        echo "ok: a HELLO announcing $size bytes refused ($sink sink): $(grep -m1 'failed' "$T/$name.err")"
+    done
+done
 start_incoming huge2 --memory "$T/dst" --max-memory 4M
 "$RAMFLOW" migrate --memory "$T/src" "$DST_URI" >/dev/null 2>"$T/huge2.src.err"
 wait_exit "$DST_PID"
