@@ -109,7 +109,7 @@ extern "C" {
  *  between the header compiled against and the library run with). */
 RF_API unsigned rf_version_number(void);
 
-/*! rf_version_string() : @return the loaded library's version, "1.0.0". */
+/*! rf_version_string() : @return the loaded library's version as "MAJOR.MINOR.PATCH" (e.g. "1.1.0"). */
 RF_API const char *rf_version_string(void);
 
 /*! RF_PAGE_SIZE : the page size of every RAM block, in bytes. */
