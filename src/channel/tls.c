@@ -22,12 +22,12 @@
  * A refused client thus fails in connect with the server's reason, not in
  * its first receive.  The byte is not counted as payload.
  *
- * Kernel TLS: GnuTLS 3.7.9 (Debian's is built with it) offloads records
- * to the kernel only when it does the socket I/O itself
- * (gnutls_transport_set_int), "ktls = true" is in its system config and
- * the kernel has the "tls" ULP.  The limits above need our own pull/push,
- * so sessions run in user space; describe() still asks GnuTLS, so a
- * future offloaded path would report "kernel TLS".
+ * Kernel TLS: once established, a session over TCP is offered to the
+ * kernel (ktls.c, TCP_ULP "tls" with the keys GnuTLS negotiated); where
+ * it takes it, records are sent and received with plain send/recv on the
+ * socket through the same pull/push (so the same deadlines and cancel
+ * apply) and GnuTLS no longer touches records; elsewhere GnuTLS goes on
+ * in user space.  The report says which.
  */
 #include <errno.h>
 #include <limits.h>
@@ -40,6 +40,7 @@
 #include <gnutls/socket.h>
 #include <gnutls/x509.h>
 
+#include "channel/ktls.h"
 #include "channel/socket.h"
 #include "channel/tls.h"
 
@@ -60,6 +61,7 @@ typedef struct TlsConn {
     const RfTlsCreds *creds;
     bool server;
     bool established;       /* handshake and verdict done */
+    bool ktls;              /* records offloaded to the kernel (ktls.c) */
     /* While handshaking (or closing): the wall-clock limit in ms on the
      * monotonic clock, else 0 and timeout_ms applies per wait. */
     long long deadline;
@@ -544,12 +546,14 @@ static void io_error(TlsConn *tc, ssize_t r, bool sending, size_t done,
     }
 }
 
-/* Sends buf[0..n) as records of up to 16 KiB. */
+/* Sends buf[0..n) as records of up to 16 KiB (the kernel's with kernel
+ * TLS: plain sends, the kernel cuts the records). */
 static bool send_records(TlsConn *tc, const unsigned char *buf, size_t n,
                          size_t *done, size_t total, RfError **errp)
 {
     while (n > 0) {
-        ssize_t r = gnutls_record_send(tc->sess, buf, n);
+        ssize_t r = tc->ktls ? tls_push(tc, buf, n)
+                             : gnutls_record_send(tc->sess, buf, n);
         if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
             continue;
         }
@@ -616,11 +620,13 @@ static bool tls_recvv(RfConn *c, struct iovec *iov, int iovcnt,
         unsigned char *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
         while (len > 0) {
-            ssize_t r = gnutls_record_recv(tc->sess, p, len);
+            ssize_t r = tc->ktls ? tls_pull(tc, p, len)
+                                 : gnutls_record_recv(tc->sess, p, len);
             int why = atomic_load(&tc->in_err);
             bool stalled = r == GNUTLS_E_AGAIN &&
                            (why == ETIMEDOUT || why == ECANCELED);
-            if (r < 0 && !stalled && !gnutls_error_is_fatal((int)r)) {
+            if (r < 0 && !tc->ktls && !stalled &&
+                !gnutls_error_is_fatal((int)r)) {
                 continue;  /* EINTR, a warning alert */
             }
             if (r <= 0) {
@@ -672,11 +678,13 @@ static void tls_free(TlsConn *tc)
     free(tc);
 }
 
-/* A bounded close_notify, so the peer sees an orderly end. */
+/* A bounded close_notify, so the peer sees an orderly end (not with
+ * kernel TLS: GnuTLS's record state is stale then, and the protocol's
+ * own messages already say where a migration ends). */
 static void tls_close(RfConn *c)
 {
     TlsConn *tc = (TlsConn *)c;
-    if (tc->established) {
+    if (tc->established && !tc->ktls) {
         tc->deadline = rf_sock_now_ms() + TLS_BYE_MS;
         gnutls_bye(tc->sess, GNUTLS_SHUT_WR);
     }
@@ -753,7 +761,7 @@ static void describe(TlsConn *tc)
 {
     const char *ver = gnutls_protocol_get_name(
         gnutls_protocol_get_version(tc->sess));
-    int ktls = gnutls_transport_is_ktls_enabled(tc->sess);
+    int ktls = tc->ktls || gnutls_transport_is_ktls_enabled(tc->sess);
     snprintf(tc->security, sizeof(tc->security), "%s %s, %s",
              ver && strcmp(ver, "TLS1.3") == 0 ? "TLS 1.3" : ver ? ver : "TLS",
              rf_tls_creds_is_psk(tc->creds) ? "PSK" : "x509",
@@ -817,6 +825,14 @@ RfConn *rf_tls_conn_new(RfConn *inner, const RfTlsParams *p,
         tls_free(tc);
         return NULL;
     }
+    char why[160];
+    int k = rf_ktls_offload(tc->fd, tc->sess, why, sizeof(why));
+    if (k < 0) {
+        rf_error_set(errp, RF_ERR_IO, "%s: kernel TLS: %s", peer, why);
+        tls_free(tc);
+        return NULL;
+    }
+    tc->ktls = k > 0;
     tc->deadline = 0;
     tc->cancel = NULL;
     tc->established = true;
