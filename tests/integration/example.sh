@@ -73,7 +73,9 @@ URI=$(sed -n 's/^listening //p' "$T/dst.out")
 [ -n "$URI" ] || { cat "$T/dst.err" >&2; fail "example destination did not listen"; }
 "$T/vmm" migrate "$URI" 32M >"$T/src.out" 2>"$T/src.err" \
     || { cat "$T/src.err" "$T/dst.err" >&2; fail "example source failed"; }
-wait_exit "$DPID" || { cat "$T/dst.err" >&2; fail "example destination failed"; }
+timeout 60 tail --pid="$DPID" -f /dev/null ||
+    { cat "$T/dst.err" >&2; fail "example destination still running 60 s after its source ended"; }
+wait "$DPID" || { cat "$T/dst.err" >&2; fail "example destination failed"; }
 grep -q 'status completed' "$T/src.err" || fail "no 'completed' status event on the source"
 grep -q 'status device' "$T/src.err" || fail "no 'device' status event on the source"
 S=$(sed -n 's/^digest //p' "$T/src.out")
