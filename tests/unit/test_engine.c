@@ -1487,7 +1487,8 @@ static void test_unknown_error_kind_from_peer(void **state)
         fail_msg("source: %s", rf_error_msg(err));
     }
     rf_error_free(err);
-    assert_true(cd.hello.caps_supported == RF_CAPS_IMPLEMENTED);
+    assert_true(cd.hello.caps_supported ==
+                (RF_CAPS_IMPLEMENTED | RF_CAPS_RECONNECT));
     assert_true(cd.hello.caps_required ==
                 (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY) |
                  RF_CAP(RF_CAP_CRC32C)));
