@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Precopy channel recovery (issue 10, docs/protocol.md 5.1).  The source
+# reaches the destination through cut_proxy.py, which resets one chosen
+# connection (both sides, RST) after a byte count: deterministic, no
+# sleep decides when.
+#  1. a data channel cut mid-round (with writes running): the channel
+#     reconnects and re-sends, --verify passes, the files are equal, both
+#     reports count the reconnect; the time from the cut to the
+#     replacement connection is printed;
+#  2. one channel cut past round 1 (after a ROUND_ACK pruned its log);
+#  3. attempts exhausted (the proxy resets every later connection): both
+#     sides fail cleanly within seconds, the source names the channel and
+#     the attempts, its memory unchanged;
+#  4. multifd-reconnect-attempts 0 (capability not offered): a cut channel
+#     fails the migration cleanly, as before;
+#  5. the main channel cut: both sides fail cleanly, source memory intact.
+. "$(dirname "$0")/lib.sh"
+PROXY="$(dirname "$0")/cut_proxy.py"
+SUMMARY=()
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# start_proxy CUT AFTER [--refuse]: a proxy in front of the destination;
+# sets PROXY_URI and PROXY_LOG.
+start_proxy() {
+    PROXY_LOG=$T/proxy.$RANDOM.log
+    python3 "$PROXY" "${DST_URI##*:}" "$@" >"$PROXY_LOG" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 200); do
+        grep -q '^port ' "$PROXY_LOG" && break
+        sleep 0.05
+    done
+    PROXY_URI=tcp:127.0.0.1:$(awk '/^port /{print $2}' "$PROXY_LOG")
+    [ "$PROXY_URI" != tcp:127.0.0.1: ] || fail "proxy did not start"
+}
+
+# json_int FILE KEY: the integer value of "KEY" in a JSON report.
+json_int() { grep -o "\"$2\": [0-9]*" "$1" | head -1 | grep -o '[0-9]*$'; }
+
+"$RAMFLOW" gen-image --size 48M --seed 11 "$T/img" || fail "gen-image"
+
+# --- 1. a data channel cut mid-round ------------------------------------
+cp "$T/img" "$T/src"
+start_incoming dst --memory "$T/dst" --json
+# Connection 2 is the second data channel (0 is the main channel); 8 MiB
+# into it is mid-round-1 (each of the 2 channels carries about 24 MiB).
+start_proxy 2 8000000
+t0=$(now_ms)
+"$RAMFLOW" migrate --memory "$T/src" --verify --json \
+    --multifd-reconnect-backoff 50 --simulate-writes 2000 "$PROXY_URI" \
+    >"$T/src.json" 2>"$T/src.err" \
+    || { cat "$T/src.err" "$T/dst.err" "$PROXY_LOG" >&2; fail "1: migrate failed"; }
+t1=$(now_ms)
+wait_exit "$DST_PID" 30 || { cat "$T/dst.err" >&2; fail "1: incoming failed"; }
+expect_in "$T/src.json" '"verified": true'
+expect_in "$T/src.json" '"status": "completed"'
+expect_in "$T/dst.out" '"status": "completed"'
+grep -q '^cut 2 ' "$PROXY_LOG" || { cat "$PROXY_LOG" >&2; fail "1: the proxy never cut"; }
+cmp -s "$T/src" "$T/dst" || fail "1: destination file differs from the source"
+n=$(json_int "$T/src.json" reconnects)
+[ "${n:-0}" -ge 1 ] || { cat "$T/src.json" >&2; fail "1: source report counts no reconnect"; }
+n=$(json_int "$T/dst.out" reconnects)
+[ "${n:-0}" -ge 1 ] || { cat "$T/dst.out" >&2; fail "1: destination report counts no reconnect"; }
+cut_at=$(awk '/^cut /{print $3}' "$PROXY_LOG")
+back_at=$(awk '/^accept 3 /{print $3}' "$PROXY_LOG")
+[ -n "$back_at" ] || { cat "$PROXY_LOG" >&2; fail "1: no replacement connection"; }
+SUMMARY+=("data channel cut at 8 MB: reconnected $((back_at - cut_at)) ms after the cut (backoff 50 ms), migration $((t1 - t0)) ms, verified")
+
+# --- 2. a cut in a later round ------------------------------------------
+cp "$T/img" "$T/src"
+start_incoming dst2 --memory "$T/dst2" --json
+# One channel: round 1 is at most 48 MiB of pages plus 0.1 MB of headers
+# and indexes, so 52 MB into it is a later round (the writes dirty tens of
+# MB per round; downtime-limit 0 and max-rounds keep it going).
+start_proxy 1 52000000
+"$RAMFLOW" migrate --memory "$T/src" --verify --json --downtime-limit 0 \
+    --multifd-channels 1 --max-rounds 6 --multifd-reconnect-backoff 20 \
+    --simulate-writes 20000 "$PROXY_URI" \
+    >"$T/src2.json" 2>"$T/src2.err" \
+    || { cat "$T/src2.err" "$T/dst2.err" "$PROXY_LOG" >&2; fail "2: migrate failed"; }
+wait_exit "$DST_PID" 30 || { cat "$T/dst2.err" >&2; fail "2: incoming failed"; }
+expect_in "$T/src2.json" '"verified": true'
+grep -q '^cut 1 ' "$PROXY_LOG" || { cat "$PROXY_LOG" "$T/src2.json" >&2; fail "2: the proxy never cut"; }
+cmp -s "$T/src" "$T/dst2" || fail "2: destination file differs from the source"
+n=$(json_int "$T/src2.json" reconnects)
+[ "${n:-0}" -ge 1 ] || fail "2: source report counts no reconnect"
+SUMMARY+=("cut after round 1 of $(json_int "$T/src2.json" rounds) rounds: verified")
+
+# --- 3. attempts exhausted ------------------------------------------------
+cp "$T/img" "$T/src"
+start_incoming dst3 --memory "$T/dst3" --json
+start_proxy 1 8000000 --refuse
+t0=$(now_ms)
+"$RAMFLOW" migrate --memory "$T/src" --multifd-reconnect-attempts 2 \
+    --multifd-reconnect-backoff 50 "$PROXY_URI" >"$T/src3.out" 2>"$T/src3.err"
+rc=$?
+t1=$(now_ms)
+[ "$rc" = 1 ] || { cat "$T/src3.err" >&2; fail "3: source exit status $rc, expected 1"; }
+expect_in "$T/src3.err" "channel 0: connection lost"
+expect_in "$T/src3.err" "2 reconnect attempts failed"
+[ $((t1 - t0)) -lt 15000 ] || fail "3: the source took $((t1 - t0)) ms to give up"
+wait_exit "$DST_PID" 15
+rc=$?
+[ "$rc" = 1 ] || { cat "$T/dst3.err" >&2; fail "3: destination exit status $rc, expected 1"; }
+expect_in "$T/dst3.err" "reconnect attempts failed"
+[ "$(grep -c '^refuse ' "$PROXY_LOG")" = 2 ] || { cat "$PROXY_LOG" >&2; fail "3: expected 2 refused reconnects"; }
+cmp -s "$T/src" "$T/img" || fail "3: the source's memory changed"
+SUMMARY+=("attempts exhausted: both sides failed cleanly, source after $((t1 - t0)) ms")
+
+# --- 4. reconnect off -------------------------------------------------------
+start_incoming dst4 --memory "$T/dst4" --json
+start_proxy 1 8000000
+"$RAMFLOW" migrate --memory "$T/src" --multifd-reconnect-attempts 0 \
+    "$PROXY_URI" >"$T/src4.out" 2>"$T/src4.err"
+rc=$?
+[ "$rc" = 1 ] || { cat "$T/src4.err" >&2; fail "4: source exit status $rc, expected 1"; }
+expect_in "$T/src4.err" "channel 0"
+wait_exit "$DST_PID" 15
+[ $? = 1 ] || { cat "$T/dst4.err" >&2; fail "4: destination did not fail"; }
+grep -q '^accept 3 ' "$PROXY_LOG" && fail "4: the source reconnected with attempts 0"
+SUMMARY+=("attempts 0: a cut channel fails the migration cleanly")
+
+# --- 5. main channel cut ------------------------------------------------------
+cp "$T/img" "$T/src"
+start_incoming dst5 --memory "$T/dst5" --json
+# From the source the main channel carries HELLO (74 bytes with this
+# layout), then 16 bytes of ROUND per round: cut it in the first ROUND.
+start_proxy 0 80
+t0=$(now_ms)
+"$RAMFLOW" migrate --memory "$T/src" --downtime-limit 0 --max-rounds 4 \
+    "$PROXY_URI" >"$T/src5.out" 2>"$T/src5.err"
+rc=$?
+t1=$(now_ms)
+[ "$rc" = 1 ] || { expect_in "$T/src5.err" "main channel" "$PROXY_LOG" >&2; fail "5: source exit status $rc, expected 1"; }
+expect_in "$T/src5.err" "main channel"
+wait_exit "$DST_PID" 15
+[ $? = 1 ] || { cat "$T/dst5.err" >&2; fail "5: destination did not fail"; }
+grep -q '^cut 0 ' "$PROXY_LOG" || fail "5: the proxy never cut the main channel"
+[ $((t1 - t0)) -lt 15000 ] || fail "5: the source took $((t1 - t0)) ms to fail"
+cmp -s "$T/src" "$T/img" || fail "5: the source's memory changed"
+SUMMARY+=("main channel cut: both sides failed cleanly in $((t1 - t0)) ms")
+
+for s in "${SUMMARY[@]}"; do echo "ok: $s"; done
