@@ -556,9 +556,11 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
     return g;
 }
 
-/* Waits for channel `want` (or any channel if want < 0) to be idle and
- * returns it, with the lock held.  NULL (lock released) once failed. */
-static SendChannel *wait_idle_locked(RfSendGroup *g, int want)
+/* Waits for channel `want` (or any channel if want < 0, skipping those
+ * marked in skip if not NULL) to be idle and returns it, with the lock
+ * held.  NULL (lock released) once failed. */
+static SendChannel *wait_idle_locked(RfSendGroup *g, int want,
+                                     const bool *skip)
 {
     pthread_mutex_lock(&g->lock);
     for (;;) {
@@ -581,7 +583,7 @@ static SendChannel *wait_idle_locked(RfSendGroup *g, int want)
         } else {
             for (unsigned k = 0; k < g->n; k++) {
                 unsigned i = (g->next + k) % g->n;
-                if (!g->ch[i].busy) {
+                if (!g->ch[i].busy && !(skip && skip[i])) {
                     g->next = (i + 1) % g->n;
                     return &g->ch[i];
                 }
@@ -603,7 +605,7 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {
-    SendChannel *c = wait_idle_locked(g, -1);
+    SendChannel *c = wait_idle_locked(g, -1, NULL);
     if (!c) {
         return false;
     }
@@ -624,13 +626,18 @@ void rf_send_group_acked(RfSendGroup *g, uint32_t round)
     }
 }
 
+/* Each channel gets its SYNC as soon as it is idle, in any order: a
+ * reconnecting channel's RESUME may wait for another channel's SYNC (the
+ * destination's thread for it sits at that round's barrier). */
 bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final)
 {
-    for (unsigned i = 0; i < g->n; i++) {
-        SendChannel *c = wait_idle_locked(g, (int)i);
+    bool done[255] = {false};
+    for (unsigned k = 0; k < g->n; k++) {
+        SendChannel *c = wait_idle_locked(g, -1, done);
         if (!c) {
             return false;
         }
+        done[c->id] = true;
         c->job.kind = JOB_SYNC;
         c->job.round = round;
         c->job.final = final;
@@ -642,7 +649,7 @@ bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final)
 bool rf_send_group_flush(RfSendGroup *g)
 {
     for (unsigned i = 0; i < g->n; i++) {
-        if (!wait_idle_locked(g, (int)i)) {
+        if (!wait_idle_locked(g, (int)i, NULL)) {
             return false;
         }
         pthread_mutex_unlock(&g->lock);
