@@ -13,7 +13,9 @@
 #     the attempts, its memory unchanged;
 #  4. multifd-reconnect-attempts 0 (capability not offered): a cut channel
 #     fails the migration cleanly, as before;
-#  5. the main channel cut: both sides fail cleanly, source memory intact.
+#  5. the main channel cut: both sides fail cleanly, source memory intact;
+#  6. cancel during a reconnect wait: SIGTERM ends the destination (waiting
+#     for a replacement) and then the source (in its backoff) within 2 s.
 . "$(dirname "$0")/lib.sh"
 PROXY="$(dirname "$0")/cut_proxy.py"
 SUMMARY=()
@@ -114,7 +116,9 @@ start_proxy 1 8000000
     "$PROXY_URI" >"$T/src4.out" 2>"$T/src4.err"
 rc=$?
 [ "$rc" = 1 ] || { cat "$T/src4.err" >&2; fail "4: source exit status $rc, expected 1"; }
-expect_in "$T/src4.err" "channel 0"
+# Either side's view may come first: the cut channel 0, or channel 1
+# that the failing source closed.
+expect_in "$T/src4.err" "channel "
 wait_exit "$DST_PID" 15
 [ $? = 1 ] || { cat "$T/dst4.err" >&2; fail "4: destination did not fail"; }
 grep -q '^accept 3 ' "$PROXY_LOG" && fail "4: the source reconnected with attempts 0"
@@ -139,5 +143,45 @@ grep -q '^cut 0 ' "$PROXY_LOG" || fail "5: the proxy never cut the main channel"
 [ $((t1 - t0)) -lt 15000 ] || fail "5: the source took $((t1 - t0)) ms to fail"
 cmp -s "$T/src" "$T/img" || fail "5: the source's memory changed"
 SUMMARY+=("main channel cut: both sides failed cleanly in $((t1 - t0)) ms")
+
+# --- 6. cancel while reconnecting ------------------------------------------
+# term_within NAME PID: SIGTERM, then the exit must come within 2 s, as a
+# clean failure (status 1); sets TERM_MS.
+term_within() {
+    local t0 t1 rc
+    t0=$(now_ms)
+    kill -TERM "$2"
+    for _ in $(seq 300); do
+        kill -0 "$2" 2>/dev/null || break
+        [ "$(awk '{print $3}' "/proc/$2/stat" 2>/dev/null)" = Z ] && break
+        sleep 0.01
+    done
+    t1=$(now_ms)
+    wait "$2"; rc=$?
+    [ $((t1 - t0)) -lt 2000 ] || fail "6: $1 took $((t1 - t0)) ms to end after SIGTERM"
+    [ "$rc" = 1 ] || fail "6: $1 exit status $rc, expected 1"
+    TERM_MS=$((t1 - t0))
+}
+cp "$T/img" "$T/src"
+start_incoming dst6 --memory "$T/dst6" --json
+start_proxy 1 8000000 --refuse
+"$RAMFLOW" migrate --memory "$T/src" --multifd-reconnect-backoff 60000 \
+    "$PROXY_URI" >"$T/src6.out" 2>"$T/src6.err" &
+SRC_PID=$!
+PIDS+=("$SRC_PID")
+for _ in $(seq 400); do
+    grep -q '^cut 1 ' "$PROXY_LOG" && break
+    kill -0 "$SRC_PID" 2>/dev/null || break
+    sleep 0.05
+done
+grep -q '^cut 1 ' "$PROXY_LOG" || { cat "$T/src6.err" >&2; fail "6: the proxy never cut"; }
+# The cut channel's source thread now waits 60 s before its first attempt.
+term_within destination "$DST_PID"
+dms=$TERM_MS
+term_within source "$SRC_PID"
+sms=$TERM_MS
+expect_in "$T/src6.err" "cancelled"
+cmp -s "$T/src" "$T/img" || fail "6: the source's memory changed"
+SUMMARY+=("SIGTERM while reconnecting: destination ended in $dms ms, source in $sms ms")
 
 for s in "${SUMMARY[@]}"; do echo "ok: $s"; done
