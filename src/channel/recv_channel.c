@@ -380,6 +380,8 @@ static bool rejoin(RecvChannel *c, RfError *cause, RfError **errp)
     RfRecvGroup *g = c->group;
     while (g->reconnect && rf_error_kind(cause) == RF_ERR_IO &&
            !rf_failure_failed(&g->failure)) {
+        /* If only this side saw the break, the source learns it now. */
+        rf_conn_shutdown(c->conn);
         RfConn *conn = wait_replacement(c);
         if (!conn) {
             if (rf_failure_failed(&g->failure)) {

@@ -59,6 +59,8 @@ typedef struct SendChannel {
     uint64_t seq;
     RfResendLog log;     /* 'reconnect': packets not confirmed yet */
     uint32_t gen;        /* connections this channel had, minus one */
+    unsigned used;       /* reconnect attempts since `used_since` */
+    uint32_t used_since; /* the confirmed round when counting began */
     bool final_sent;     /* wrote its FINAL SYNC: no idle watch after */
     SendJob resend;      /* a logged packet being re-sent */
     uint32_t normal_idx[RF_PACKET_MAX_PAGES + RF_PACKET_MAX_PAGES];
@@ -347,16 +349,24 @@ static bool resend(SendChannel *c, uint64_t next_seq, RfError **errp)
 }
 
 /* The channel's connection broke (cause; NULL: it was found closed while
- * idle).  Reconnects and re-sends within the budget: up to `attempts`
- * tries, the first after backoff_ms, each next after twice as long.
+ * idle).  Reconnects and re-sends within the budget: `attempts` tries
+ * between two rounds the destination confirmed (so a link that breaks
+ * again and again without progress cannot go on for ever), the first
+ * after backoff_ms, each next after twice as long.
  * @return false with an error naming the cause and the attempts. */
 static bool recover(SendChannel *c, const RfError *cause, RfError **errp)
 {
     RfSendGroup *g = c->group;
     RfError *last = NULL;
     unsigned wait = g->backoff_ms;
+    unsigned tried = 0;
+    unsigned acked = atomic_load(&g->acked);
+    if (acked > c->used_since) {
+        c->used = 0; /* a round passed since the last break */
+        c->used_since = acked;
+    }
     rf_conn_shutdown(c->conn); /* the destination sees the break at once */
-    for (unsigned a = 1; a <= g->attempts; a++) {
+    for (; c->used < g->attempts; c->used++, tried++) {
         if (!backoff(c, wait)) {
             rf_error_free(last);
             rf_error_set(errp, RF_ERR_CANCELLED, "stopped while reconnecting");
@@ -371,6 +381,7 @@ static bool recover(SendChannel *c, const RfError *cause, RfError **errp)
             swap_conn(c, conn);
             if (reset_method(c, &err) && resend(c, next, &err)) {
                 rf_error_free(last);
+                c->used++;
                 atomic_fetch_add(&c->count.reconnects, 1);
                 return true;
             }
@@ -385,11 +396,20 @@ static bool recover(SendChannel *c, const RfError *cause, RfError **errp)
         rf_error_free(last);
         last = err;
     }
-    rf_error_set(errp, RF_ERR_IO, "connection lost (%s); %u reconnect "
-                 "attempt%s failed, the last: %s",
-                 cause ? rf_error_msg(cause) : "closed by the peer",
-                 g->attempts, g->attempts == 1 ? "" : "s",
-                 last ? rf_error_msg(last) : "none made");
+    if (tried == g->attempts) {
+        rf_error_set(errp, RF_ERR_IO, "connection lost (%s); %u reconnect "
+                     "attempt%s failed, the last: %s",
+                     cause ? rf_error_msg(cause) : "closed by the peer",
+                     tried, tried == 1 ? "" : "s",
+                     last ? rf_error_msg(last) : "none");
+    } else {
+        rf_error_set(errp, RF_ERR_IO, "connection lost (%s); all %u "
+                     "reconnect attempts used since round %u was "
+                     "confirmed%s%s",
+                     cause ? rf_error_msg(cause) : "closed by the peer",
+                     g->attempts, c->used_since, last ? ", the last: " : "",
+                     last ? rf_error_msg(last) : "");
+    }
     rf_error_free(last);
     return false;
 }

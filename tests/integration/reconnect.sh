@@ -15,7 +15,9 @@
 #     fails the migration cleanly, as before;
 #  5. the main channel cut: both sides fail cleanly, source memory intact;
 #  6. cancel during a reconnect wait: SIGTERM ends the destination (waiting
-#     for a replacement) and then the source (in its backoff) within 2 s.
+#     for a replacement) and then the source (in its backoff) within 2 s;
+#  7. over TLS (PSK): the replacement proves its binding to the main
+#     channel's TLS session, and the migration completes verified.
 . "$(dirname "$0")/lib.sh"
 PROXY="$(dirname "$0")/cut_proxy.py"
 SUMMARY=()
@@ -183,5 +185,25 @@ sms=$TERM_MS
 expect_in "$T/src6.err" "cancelled"
 cmp -s "$T/src" "$T/img" || fail "6: the source's memory changed"
 SUMMARY+=("SIGTERM while reconnecting: destination ended in $dms ms, source in $sms ms")
+
+# --- 7. over TLS ---------------------------------------------------------------
+mkdir -p "$T/psk" && chmod 700 "$T/psk"
+echo "qemu:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    >"$T/psk/keys.psk" && chmod 600 "$T/psk/keys.psk"
+cp "$T/img" "$T/src"
+start_incoming dst7 --memory "$T/dst7" --json --tls-psk "$T/psk"
+start_proxy 2 8000000
+"$RAMFLOW" migrate --memory "$T/src" --verify --json --tls-psk "$T/psk" \
+    --multifd-reconnect-backoff 50 "$PROXY_URI" \
+    >"$T/src7.json" 2>"$T/src7.err" \
+    || { cat "$T/src7.err" "$T/dst7.err" "$PROXY_LOG" >&2; fail "7: migrate failed"; }
+wait_exit "$DST_PID" 30 || { cat "$T/dst7.err" >&2; fail "7: incoming failed"; }
+expect_in "$T/src7.json" '"verified": true'
+expect_in "$T/src7.json" '"security": "TLS'
+grep -q '^cut 2 ' "$PROXY_LOG" || fail "7: the proxy never cut"
+n=$(json_int "$T/dst7.out" reconnects)
+[ "${n:-0}" -ge 1 ] || { cat "$T/dst7.out" >&2; fail "7: destination report counts no reconnect"; }
+cmp -s "$T/src" "$T/dst7" || fail "7: destination file differs from the source"
+SUMMARY+=("TLS (PSK): data channel cut and rebound to the session, verified")
 
 for s in "${SUMMARY[@]}"; do echo "ok: $s"; done
