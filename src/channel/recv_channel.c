@@ -350,14 +350,7 @@ static RfConn *wait_replacement(RecvChannel *c)
     pthread_mutex_lock(&g->lock);
     while (!c->pending && !rf_failure_failed(&g->failure) &&
            rf_now() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        rf_cond_wait_ms(&g->cond, &g->lock, 100);
     }
     if (c->pending && !rf_failure_failed(&g->failure)) {
         conn = c->pending;
@@ -548,14 +541,7 @@ bool rf_recv_group_wait(RfRecvGroup *g, unsigned timeout_ms)
         if (timeout_ms && rf_now() >= deadline) {
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        rf_cond_wait_ms(&g->cond, &g->lock, 100);
     }
     bool done = g->finished == g->n && g->arrived == 0;
     pthread_mutex_unlock(&g->lock);

@@ -109,20 +109,6 @@ static bool giving_up(RfSendGroup *g)
            (g->cancel && atomic_load(g->cancel));
 }
 
-/* CLOCK_REALTIME now + ms, for pthread_cond_timedwait. */
-static struct timespec deadline_in(unsigned ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 static void fail(RfSendGroup *g, RfError *err)
 {
     bool first = rf_failure_set(&g->failure, err);
@@ -275,9 +261,8 @@ static bool backoff(SendChannel *c, unsigned ms)
         if (giving_up(g) || left <= 0) {
             break;
         }
-        struct timespec ts = deadline_in(left > 0.1 ? 100
-                                                    : (unsigned)(left * 1000) + 1);
-        pthread_cond_timedwait(&c->wake, &g->lock, &ts);
+        rf_cond_wait_ms(&c->wake, &g->lock,
+                        left > 0.1 ? 100 : (unsigned)(left * 1000) + 1);
     }
     pthread_mutex_unlock(&g->lock);
     return !giving_up(g);
@@ -461,8 +446,7 @@ static bool wait_job_locked(SendChannel *c)
             pthread_cond_wait(&c->wake, &g->lock);
             continue;
         }
-        struct timespec ts = deadline_in(100);
-        pthread_cond_timedwait(&c->wake, &g->lock, &ts);
+        rf_cond_wait_ms(&c->wake, &g->lock, 100);
         if (c->busy || atomic_load(&g->stop)) {
             break;
         }
@@ -610,8 +594,7 @@ static SendChannel *wait_idle_locked(RfSendGroup *g, int want,
             }
         }
         /* Timed: the cancel flag is looked at every 100 ms. */
-        struct timespec ts = deadline_in(100);
-        pthread_cond_timedwait(&g->idle, &g->lock, &ts);
+        rf_cond_wait_ms(&g->idle, &g->lock, 100);
     }
 }
 

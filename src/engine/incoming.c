@@ -477,7 +477,7 @@ static bool accept_rejoin(Dest *d, RfError **errp)
         return true;
     }
     RfError *err = NULL;
-    RfConn *c = rf_listener_accept(d->listener, 1, cancel_ptr(d), &err);
+    RfConn *c = rf_secure_accept_poll(d->listener, 1, cancel_ptr(d), &err);
     if (!c) {
         bool cancel = rf_error_kind(err) == RF_ERR_CANCELLED;
         rf_error_free(err);
