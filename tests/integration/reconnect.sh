@@ -17,7 +17,10 @@
 #  6. cancel during a reconnect wait: SIGTERM ends the destination (waiting
 #     for a replacement) and then the source (in its backoff) within 2 s;
 #  7. over TLS (PSK): the replacement proves its binding to the main
-#     channel's TLS session, and the migration completes verified.
+#     channel's TLS session, and the migration completes verified;
+#  8. a live test VM (thread guest): a data channel cut mid-migration, the
+#     guest resumes on the destination with its pattern intact; and with
+#     every reconnect refused, the source guest runs on, pattern intact.
 . "$(dirname "$0")/lib.sh"
 PROXY="$(dirname "$0")/cut_proxy.py"
 SUMMARY=()
@@ -205,5 +208,33 @@ n=$(json_int "$T/dst7.out" reconnects)
 [ "${n:-0}" -ge 1 ] || { cat "$T/dst7.out" >&2; fail "7: destination report counts no reconnect"; }
 cmp -s "$T/src" "$T/dst7" || fail "7: destination file differs from the source"
 SUMMARY+=("TLS (PSK): data channel cut and rebound to the session, verified")
+
+# --- 8. a live test VM ------------------------------------------------------
+start_incoming dst8 --guest --kind thread --json
+start_proxy 2 8000000
+"$RAMFLOW" guest --kind thread --memory-size 64M --vcpus 2 \
+    --dirty-rate 20000 --max-rounds 10 --verify --json --quiet \
+    --multifd-reconnect-backoff 50 "$PROXY_URI" >"$T/src8.json" 2>"$T/src8.err" \
+    || { cat "$T/src8.err" "$T/dst8.err" "$PROXY_LOG" >&2; fail "8: guest migration failed"; }
+wait_exit "$DST_PID" 30 || { cat "$T/dst8.err" >&2; fail "8: destination failed"; }
+expect_in "$T/src8.json" '"verified": true'
+expect_in "$T/dst8.err" "pattern check passed"
+grep -q '^cut 2 ' "$PROXY_LOG" || fail "8: the proxy never cut"
+n=$(json_int "$T/src8.json" reconnects)
+[ "${n:-0}" -ge 1 ] || { cat "$T/src8.json" >&2; fail "8: source report counts no reconnect"; }
+start_incoming dst9 --guest --kind thread --json
+start_proxy 2 8000000 --refuse
+"$RAMFLOW" guest --kind thread --memory-size 64M --vcpus 2 \
+    --dirty-rate 20000 --max-rounds 10 --quiet \
+    --multifd-reconnect-attempts 1 --multifd-reconnect-backoff 50 \
+    "$PROXY_URI" >"$T/src9.out" 2>"$T/src9.err"
+rc=$?
+[ "$rc" = 1 ] || { cat "$T/src9.err" >&2; fail "8: refused guest source exit $rc, expected 1"; }
+expect_in "$T/src9.err" "1 reconnect attempt failed"
+expect_in "$T/src9.err" "source guest kept running after the failure"
+expect_in "$T/src9.err" "memory pattern intact"
+wait_exit "$DST_PID" 15
+[ $? = 1 ] || { cat "$T/dst9.err" >&2; fail "8: destination did not fail"; }
+SUMMARY+=("test VM: recovered and resumed with its pattern intact; refused: the source guest ran on, pattern intact")
 
 for s in "${SUMMARY[@]}"; do echo "ok: $s"; done
