@@ -95,13 +95,13 @@ extern "C" {
  * ====================================================================== */
 
 #define RAMFLOW_VERSION_MAJOR 1
-#define RAMFLOW_VERSION_MINOR 1
+#define RAMFLOW_VERSION_MINOR 2
 #define RAMFLOW_VERSION_PATCH 0
 /*! RAMFLOW_VERSION_NUMBER : MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define RAMFLOW_VERSION_NUMBER                                               \
     (RAMFLOW_VERSION_MAJOR * 10000 + RAMFLOW_VERSION_MINOR * 100 +           \
      RAMFLOW_VERSION_PATCH)
-#define RAMFLOW_VERSION_STRING "1.1.0"
+#define RAMFLOW_VERSION_STRING "1.2.0"
 
 /*! rf_version_number() :
  *  @return the version of the library actually loaded, as
@@ -148,6 +148,16 @@ RF_API const char *rf_version_string(void);
  *    tcp-user-timeout       ms unacknowledged data may wait before TCP
  *                           drops the connection (TCP_USER_TIMEOUT),
  *                           0-3600000, 0 = timeout          default 0
+ *
+ *  reconnect (since 1.2; docs/protocol.md 5.1):
+ *
+ *    multifd-reconnect-attempts  times a source data channel whose
+ *                           connection broke reconnects and re-sends
+ *                           what did not arrive, 0-100, 0 = never (a
+ *                           broken channel fails the migration)
+ *                                                          default 3
+ *    multifd-reconnect-backoff   ms before the first attempt, doubled
+ *                           before each next, 0-60000      default 200
  *
  *  security (since 1.1; docs/security.md), strings unless noted, "" =
  *  unset:
@@ -758,6 +768,9 @@ typedef struct RfReport {
     unsigned rejected_connections; /* destination: connections dropped
                                     * (peer filter, TLS, stray hellos) */
     char security[64];         /* "TLS 1.3 x509, user-space TLS", "none" */
+    /* since 1.2 */
+    unsigned reconnects;       /* broken data connections replaced
+                                * (multifd-reconnect-attempts) */
 } RfReport;
 
 #define RF_REPORT_INIT {.size = sizeof(RfReport)}

@@ -32,11 +32,20 @@ typedef struct RfChanStats {
     uint64_t wire_bytes;    /* everything written/read on data channels */
     uint64_t packets;       /* page packets (SYNC not counted) */
     uint64_t raw_packets;   /* page packets sent uncompressed */
+    uint64_t reconnects;    /* broken connections replaced ('reconnect') */
 } RfChanStats;
 
 /* ---- sending side ------------------------------------------------------ */
 
 typedef struct RfSendGroup RfSendGroup;
+
+/* Capability 'reconnect' (docs/protocol.md 5.1): opens a replacement
+ * connection for channel ch, sends its channel hello with generation gen
+ * (> 0) and reads the destination's RESUME.  The connection's cancel flag
+ * must be `cancel`.  @return it with *next_seq, or NULL with the error. */
+typedef RfConn *(*RfRejoinFn)(void *ctx, unsigned ch, uint32_t gen,
+                              atomic_int *cancel, uint64_t *next_seq,
+                              RfError **errp);
 
 typedef struct RfSendGroupConfig {
     RfConn **conns;               /* n connected data channels (owned) */
@@ -46,6 +55,16 @@ typedef struct RfSendGroupConfig {
     uint64_t max_bandwidth;       /* bytes/s over all channels, 0 = none */
     uint8_t *const *block_hosts;  /* source memory of each block */
     bool crc32c;                  /* 'crc32c' negotiated: CRC each packet */
+    /* 'reconnect' negotiated and attempts > 0: a channel whose connection
+     * breaks (an I/O error) reconnects through rejoin, up to attempts
+     * times, waiting backoff_ms before the first and twice as long before
+     * each next, and re-sends what the destination had not applied.
+     * Otherwise a broken connection fails the group. */
+    unsigned reconnect_attempts;
+    unsigned reconnect_backoff_ms;
+    RfRejoinFn rejoin;
+    void *rejoin_ctx;
+    atomic_int *cancel;           /* the migration's; may be NULL */
 } RfSendGroupConfig;
 
 /* Sets up the method on every channel and starts the threads.  Takes
@@ -56,6 +75,9 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp);
  * failed (the error is kept for rf_send_group_take_error). */
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round);
+/* The destination passed round's SYNC on every channel (ROUND_ACK): the
+ * channels forget what they would re-send of that round and before. */
+void rf_send_group_acked(RfSendGroup *g, uint32_t round);
 /* Queues a SYNC packet for `round` on every channel (FINAL on the last). */
 bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final);
 /* Waits until every channel has written everything queued. */
@@ -87,6 +109,11 @@ typedef struct RfRecvGroupConfig {
     const uint64_t *block_pages;
     uint8_t *const *block_hosts;  /* destination memory of each block */
     bool crc32c;                  /* 'crc32c' negotiated: check each CRC */
+    /* 'reconnect' negotiated: a channel whose connection breaks waits up
+     * to reconnect_wait_ms for rf_recv_group_replace() instead of
+     * failing the group. */
+    bool reconnect;
+    unsigned reconnect_wait_ms;
 } RfRecvGroupConfig;
 
 RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp);
@@ -98,6 +125,11 @@ bool rf_recv_group_wait(RfRecvGroup *g, unsigned timeout_ms);
 bool rf_recv_group_failed(RfRecvGroup *g);
 void rf_recv_group_take_error(RfRecvGroup *g, RfError **errp);
 void rf_recv_group_abort(RfRecvGroup *g, RfError *why);
+/* Hands channel ch a replacement connection (owned by the group from
+ * now on), from a channel hello that passed every check.  The channel's
+ * old connection is shut down; its thread answers RESUME on the new one
+ * and reads on from the first packet it had not applied. */
+void rf_recv_group_replace(RfRecvGroup *g, unsigned ch, RfConn *conn);
 /* The last round whose SYNC every channel has passed. */
 uint32_t rf_recv_group_round(RfRecvGroup *g);
 void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out);

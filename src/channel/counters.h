@@ -11,7 +11,7 @@
 
 typedef struct RfChanCounters {
     _Atomic uint64_t normal_pages, zero_pages, payload_bytes, packets,
-        raw_packets;
+        raw_packets, reconnects;
 } RfChanCounters;
 
 /* Counts one page packet. */
@@ -38,6 +38,7 @@ static inline void rf_chan_counters_sum(RfChanStats *out, RfChanCounters *c,
     out->payload_bytes += atomic_load(&c->payload_bytes);
     out->packets += atomic_load(&c->packets);
     out->raw_packets += atomic_load(&c->raw_packets);
+    out->reconnects += atomic_load(&c->reconnects);
     out->wire_bytes += conn_bytes;
 }
 

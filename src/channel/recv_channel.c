@@ -20,6 +20,13 @@
  * of another round, or FINAL where the others are not (or the reverse),
  * can never complete it, so it fails the group at once instead of
  * leaving every channel waiting for ever.
+ *
+ * Reconnect ('reconnect' negotiated, docs/protocol.md 5.1): a channel
+ * whose connection breaks (an I/O error: end of stream, reset) waits for
+ * the engine to hand it a replacement (rf_recv_group_replace), answers
+ * RESUME with the seq of the first packet it has not applied, and reads
+ * on.  A packet cut short was never applied (scratch buffer), so the
+ * source's re-sent packets continue exactly where this channel stopped.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -37,11 +44,14 @@ typedef struct RecvChannel {
     /* fixed after setup */
     RfRecvGroup *group;
     unsigned id;
-    RfConn *conn;
+    RfConn *conn;              /* swapped by its thread under the lock */
     void *method_state;
     pthread_t thread;
     RfThreadCpu cpu;           /* CPU time, for the report */
     bool started;
+    /* under group->lock */
+    RfConn *pending;           /* a replacement connection, not yet used */
+    uint64_t bytes_prev;       /* bytes read on replaced connections */
     /* thread-local */
     uint8_t head[RF_PKT_HDR_SIZE];
     uint32_t idx[RF_PACKET_MAX_PAGES];
@@ -64,6 +74,8 @@ struct RfRecvGroup {
     const uint64_t *block_pages;
     uint8_t *const *block_hosts;
     RfPacketLimits limits;
+    bool reconnect;           /* 'reconnect': wait for a replacement */
+    unsigned reconnect_wait_ms;
     unsigned n;
     RecvChannel *ch;
     RfFailure failure;
@@ -87,12 +99,16 @@ static void wake_all(RfRecvGroup *g)
 
 static void fail(RfRecvGroup *g, RfError *err)
 {
-    if (rf_failure_set(&g->failure, err)) {
-        for (unsigned i = 0; i < g->n; i++) {
-            rf_conn_shutdown(g->ch[i].conn);
+    bool first = rf_failure_set(&g->failure, err);
+    pthread_mutex_lock(&g->lock); /* channels swap connections under it */
+    for (unsigned i = 0; first && i < g->n; i++) {
+        rf_conn_shutdown(g->ch[i].conn);
+        if (g->ch[i].pending) {
+            rf_conn_shutdown(g->ch[i].pending);
         }
     }
-    wake_all(g);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
 }
 
 /* A channel's SYNC that does not belong to the open barrier: a peer
@@ -286,41 +302,123 @@ static bool check_order(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
     return true;
 }
 
-static bool recv_loop(RecvChannel *c, RfError **errp)
+/* Reads and applies packet c->seq.  @return 1 for a page packet or a
+ * SYNC that passed its barrier, 0 after the FINAL SYNC, -1 on error. */
+static int recv_one(RecvChannel *c, RfError **errp)
 {
     RfRecvGroup *g = c->group;
-    for (c->seq = 0;; c->seq++) {
-        RfPacketHdr h;
-        /* One deadline for the packet's header and payload (transport.h). */
-        rf_conn_frame_begin(c->conn);
-        if (!rf_conn_recv(c->conn, c->head, RF_PKT_HDR_SIZE, errp) ||
-            !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
-            return false;
-        }
-        if (g->crc) {
-            c->crc = rf_wire_crc_begin(c->head);
-            c->crc_want = h.crc;
-            c->crc_left = h.payload_size;
-        }
-        bool sync = h.flags & RF_PKT_SYNC;
-        if (!check_order(c, &h, errp) ||
-            !(sync ? crc_check(c, errp) : read_packet(c, &h, errp))) {
-            return false;
-        }
-        if (!sync) {
-            if (!apply_packet(c, &h, errp)) {
-                return false;
+    RfPacketHdr h;
+    /* One deadline for the packet's header and payload (transport.h). */
+    rf_conn_frame_begin(c->conn);
+    if (!rf_conn_recv(c->conn, c->head, RF_PKT_HDR_SIZE, errp) ||
+        !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
+        return -1;
+    }
+    if (g->crc) {
+        c->crc = rf_wire_crc_begin(c->head);
+        c->crc_want = h.crc;
+        c->crc_left = h.payload_size;
+    }
+    bool sync = h.flags & RF_PKT_SYNC;
+    if (!check_order(c, &h, errp) ||
+        !(sync ? crc_check(c, errp) : read_packet(c, &h, errp))) {
+        return -1;
+    }
+    if (!sync) {
+        return apply_packet(c, &h, errp) ? 1 : -1;
+    }
+    bool final = h.flags & RF_PKT_FINAL;
+    if (!sync_barrier(c, h.round, final, errp)) {
+        return -1;
+    }
+    c->expect_round = h.round + 1;
+    if (final) {
+        atomic_store(&c->finished, true);
+        return 0;
+    }
+    return 1;
+}
+
+/* Waits (up to reconnect_wait_ms, or until the group fails) for a
+ * replacement connection and puts it in the channel's place.
+ * @return it, or NULL. */
+static RfConn *wait_replacement(RecvChannel *c)
+{
+    RfRecvGroup *g = c->group;
+    double end = rf_now() + g->reconnect_wait_ms / 1000.0;
+    RfConn *old = NULL, *conn = NULL;
+    pthread_mutex_lock(&g->lock);
+    while (!c->pending && !rf_failure_failed(&g->failure) &&
+           rf_now() < end) {
+        rf_cond_wait_ms(&g->cond, &g->lock, 100);
+    }
+    if (c->pending && !rf_failure_failed(&g->failure)) {
+        conn = c->pending;
+        c->pending = NULL;
+        old = c->conn;
+        c->bytes_prev += rf_conn_bytes_in(old);
+        c->conn = conn;
+    }
+    pthread_mutex_unlock(&g->lock);
+    rf_conn_close(old);
+    return conn;
+}
+
+/* The connection broke with `cause`: with 'reconnect', takes the
+ * replacement the source opens, starts the method afresh (as the source
+ * does) and answers RESUME(c->seq) on it.  Any other error, or no
+ * replacement in time, is the channel's failure. */
+static bool rejoin(RecvChannel *c, RfError *cause, RfError **errp)
+{
+    RfRecvGroup *g = c->group;
+    while (g->reconnect && rf_error_kind(cause) == RF_ERR_IO &&
+           !rf_failure_failed(&g->failure)) {
+        /* If only this side saw the break, the source learns it now. */
+        rf_conn_shutdown(c->conn);
+        RfConn *conn = wait_replacement(c);
+        if (!conn) {
+            if (rf_failure_failed(&g->failure)) {
+                break;
             }
-            continue;
-        }
-        bool final = h.flags & RF_PKT_FINAL;
-        if (!sync_barrier(c, h.round, final, errp)) {
+            rf_error_set(errp, RF_ERR_TIMEOUT, "connection lost (%s) and no "
+                         "replacement within %u ms", rf_error_msg(cause),
+                         g->reconnect_wait_ms);
+            rf_error_free(cause);
             return false;
         }
-        c->expect_round = h.round + 1;
-        if (final) {
-            atomic_store(&c->finished, true);
+        RfError *err = NULL;
+        g->method->recv_cleanup(c->method_state);
+        c->method_state = NULL;
+        if (!g->method->recv_setup(&c->method_state, &err)) {
+            rf_error_free(cause);
+            rf_error_propagate(errp, err);
+            return false;
+        }
+        uint8_t out[RF_RESUME_SIZE];
+        rf_wire_resume_encode(c->seq, out);
+        if (rf_conn_send(conn, out, sizeof(out), &err)) {
+            rf_error_free(cause);
+            atomic_fetch_add(&c->count.reconnects, 1);
             return true;
+        }
+        rf_error_free(cause);
+        cause = err; /* broke again: wait for the next one */
+    }
+    rf_error_propagate(errp, cause);
+    return false;
+}
+
+static bool recv_loop(RecvChannel *c, RfError **errp)
+{
+    for (c->seq = 0;;) {
+        RfError *err = NULL;
+        int r = recv_one(c, &err);
+        if (r > 0) {
+            c->seq++;
+        } else if (r == 0) {
+            return true;
+        } else if (!rejoin(c, err, errp)) {
+            return false;
         }
     }
 }
@@ -384,6 +482,8 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
         .crc = cfg->crc32c,
     };
     g->crc = cfg->crc32c;
+    g->reconnect = cfg->reconnect;
+    g->reconnect_wait_ms = cfg->reconnect_wait_ms;
     g->n = cfg->n;
     g->ch = ch;
     rf_failure_init(&g->failure);
@@ -441,14 +541,7 @@ bool rf_recv_group_wait(RfRecvGroup *g, unsigned timeout_ms)
         if (timeout_ms && rf_now() >= deadline) {
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        rf_cond_wait_ms(&g->cond, &g->lock, 100);
     }
     bool done = g->finished == g->n && g->arrived == 0;
     pthread_mutex_unlock(&g->lock);
@@ -471,6 +564,25 @@ void rf_recv_group_abort(RfRecvGroup *g, RfError *why)
         rf_error_set(&why, RF_ERR_CANCELLED, "migration aborted");
     }
     fail(g, why);
+}
+
+void rf_recv_group_replace(RfRecvGroup *g, unsigned ch, RfConn *conn)
+{
+    RfConn *older = NULL;
+    pthread_mutex_lock(&g->lock);
+    if (ch >= g->n || rf_failure_failed(&g->failure)) {
+        older = conn;
+    } else {
+        RecvChannel *c = &g->ch[ch];
+        older = c->pending; /* the source gave up on that one */
+        c->pending = conn;
+        /* The source gave up on the current one: a thread still reading
+         * it (the break not seen yet) fails its read and comes here. */
+        rf_conn_shutdown(c->conn);
+        pthread_cond_broadcast(&g->cond);
+    }
+    pthread_mutex_unlock(&g->lock);
+    rf_conn_close(older);
 }
 
 uint32_t rf_recv_group_round(RfRecvGroup *g)
@@ -498,10 +610,13 @@ double rf_recv_group_cpu(RfRecvGroup *g)
 void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)
 {
     memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&g->lock); /* a reconnect swaps c->conn */
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
-        rf_chan_counters_sum(out, &c->count, rf_conn_bytes_in(c->conn));
+        rf_chan_counters_sum(out, &c->count,
+                             c->bytes_prev + rf_conn_bytes_in(c->conn));
     }
+    pthread_mutex_unlock(&g->lock);
 }
 
 const char *rf_recv_group_describe(RfRecvGroup *g)
@@ -546,6 +661,7 @@ void rf_recv_group_free(RfRecvGroup *g)
             g->method->recv_cleanup(c->method_state);
         }
         free(c->scratch);
+        rf_conn_close(c->pending);
         rf_conn_close(c->conn);
     }
     rf_failure_destroy(&g->failure);

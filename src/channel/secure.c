@@ -242,7 +242,9 @@ RfConn *rf_secure_server_wrap(RfSecure *s, RfConn *inner, RfError **errp)
 /* Loops until a connection passes (see the file comment of secure.h);
  * each one dropped is counted and reported, and the timeout error says
  * how many were and why the last one was. */
-static RfConn *secure_accept(RfListener *l, unsigned timeout_ms,
+/* Accepts within timeout_ms; the handshake of a connection gets what is
+ * left of it, or with `poll` the whole handshake time. */
+static RfConn *accept_within(RfListener *l, unsigned timeout_ms, bool poll,
                              atomic_int *cancel, RfError **errp)
 {
     SecureListener *sl = (SecureListener *)l;
@@ -279,7 +281,7 @@ static RfConn *secure_accept(RfListener *l, unsigned timeout_ms,
         if (rf_sock_conn_fd(c, &name) >= 0 && name) {
             snprintf(peer, sizeof(peer), "%s", name);
         }
-        RfConn *ok = server_conn(s, c, deadline, cancel, &err);
+        RfConn *ok = server_conn(s, c, poll ? 0 : deadline, cancel, &err);
         if (ok) {
             return ok;
         }
@@ -295,6 +297,12 @@ static RfConn *secure_accept(RfListener *l, unsigned timeout_ms,
         }
         rf_error_free(err);
     }
+}
+
+static RfConn *secure_accept(RfListener *l, unsigned timeout_ms,
+                             atomic_int *cancel, RfError **errp)
+{
+    return accept_within(l, timeout_ms, false, cancel, errp);
 }
 
 static void secure_listener_close(RfListener *l)
@@ -345,4 +353,13 @@ bool rf_conn_export(RfConn *c, const char *label, const void *ctx,
 const char *rf_conn_security(const RfConn *c)
 {
     return c && c->ops->security ? c->ops->security(c) : NULL;
+}
+
+RfConn *rf_secure_accept_poll(RfListener *l, unsigned wait_ms,
+                              atomic_int *cancel, RfError **errp)
+{
+    if (l->ops != &secure_listener_ops) {
+        return rf_listener_accept(l, wait_ms, cancel, errp);
+    }
+    return accept_within(l, wait_ms, true, cancel, errp);
 }

@@ -134,6 +134,13 @@ RfConn *rf_secure_client_wrap(RfSecure *s, RfConn *inner,
 RfListener *rf_secure_listener_wrap(RfSecure *s, RfListener *inner,
                                     RfError **errp);
 
+/* As rf_listener_accept(l, wait_ms, ...) on any listener, but over a
+ * wrapped one a connection that arrives within wait_ms gets the whole
+ * handshake time, not what is left of wait_ms: for looking at a listener
+ * now and then (the destination's reconnects) with a short wait. */
+RfConn *rf_secure_accept_poll(RfListener *l, unsigned wait_ms,
+                              atomic_int *cancel, RfError **errp);
+
 /* Server: wraps an accepted connection (owned from now on, closed on
  * failure) as the wrapped listener's accept would; a rejected peer is an
  * RF_ERR_AUTH error here since there is no other to wait for (a stalled

@@ -7,13 +7,23 @@
  * vectored send), then clears `busy` and signals the engine.  Jobs on one
  * channel are written in the order they were queued, which is what makes
  * the SYNC packets meaningful.
+ *
+ * With 'reconnect' (docs/protocol.md 5.1) each channel logs what it sent
+ * (resend_log.h); when its connection breaks, during a send or while idle
+ * (the destination never writes on a data connection, so anything
+ * readable there is its end), the channel's thread reconnects through the
+ * engine's rejoin call within the attempts budget and re-sends from the
+ * destination's next_seq on.  The engine sees a slow channel, nothing else.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "channel/channel.h"
+#include "channel/resend_log.h"
 #include "util/clock.h"
 #include "channel/counters.h"
 #include "util/failure.h"
@@ -42,10 +52,17 @@ typedef struct SendChannel {
     bool started;
     /* under group->lock */
     bool busy;
+    uint64_t bytes_prev; /* bytes sent on connections since replaced */
     SendJob job;
     pthread_cond_t wake;
     /* thread-local while busy */
     uint64_t seq;
+    RfResendLog log;     /* 'reconnect': packets not confirmed yet */
+    uint32_t gen;        /* connections this channel had, minus one */
+    unsigned used;       /* reconnect attempts since `used_since` */
+    uint32_t used_since; /* the confirmed round when counting began */
+    bool final_sent;     /* wrote its FINAL SYNC: no idle watch after */
+    SendJob resend;      /* a logged packet being re-sent */
     uint32_t normal_idx[RF_PACKET_MAX_PAGES + RF_PACKET_MAX_PAGES];
     uint8_t *pages[RF_PACKET_MAX_PAGES];
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
@@ -58,6 +75,7 @@ typedef struct SendChannel {
 
 struct RfSendGroup {
     const RfMethodOps *method;
+    int level;
     bool crc; /* 'crc32c' negotiated: every packet carries its CRC */
     uint8_t *const *block_hosts;
     unsigned n;
@@ -68,20 +86,44 @@ struct RfSendGroup {
     pthread_mutex_t lock;
     pthread_cond_t idle; /* a channel became idle */
     unsigned next;       /* round-robin start for the next job */
+    /* 'reconnect' (reconnect_on()) */
+    unsigned attempts, backoff_ms;
+    RfRejoinFn rejoin;
+    void *rejoin_ctx;
+    atomic_int *cancel;      /* the migration's */
+    atomic_int abort;        /* set with stop: ends a rejoin's I/O */
+    atomic_bool finishing;   /* the group is being freed: no reconnect */
+    atomic_uint acked;       /* last round the destination confirmed */
 };
+
+static bool reconnect_on(const RfSendGroup *g)
+{
+    return g->attempts > 0 && g->rejoin;
+}
+
+/* The group failed, is being freed, or the migration was cancelled: a
+ * reconnecting channel gives up. */
+static bool giving_up(RfSendGroup *g)
+{
+    return atomic_load(&g->stop) || atomic_load(&g->finishing) ||
+           (g->cancel && atomic_load(g->cancel));
+}
 
 static void fail(RfSendGroup *g, RfError *err)
 {
-    if (rf_failure_set(&g->failure, err)) {
+    bool first = rf_failure_set(&g->failure, err);
+    if (first) {
         atomic_store(&g->stop, true);
-        /* Wake every thread: blocked sends fail, waiters see `stop`. */
-        for (unsigned i = 0; i < g->n; i++) {
-            if (g->ch[i].conn) {
-                rf_conn_shutdown(g->ch[i].conn);
-            }
-        }
+        atomic_store(&g->abort, 1);
     }
     pthread_mutex_lock(&g->lock);
+    /* Wake every thread: blocked sends fail, waiters see `stop`.  Under
+     * the lock: a reconnecting channel swaps its connection under it. */
+    for (unsigned i = 0; first && i < g->n; i++) {
+        if (g->ch[i].conn) {
+            rf_conn_shutdown(g->ch[i].conn);
+        }
+    }
     pthread_cond_broadcast(&g->idle);
     for (unsigned i = 0; i < g->n; i++) {
         pthread_cond_broadcast(&g->ch[i].wake);
@@ -201,22 +243,241 @@ static bool send_sync(SendChannel *c, const SendJob *j, RfError **errp)
     return rf_conn_send(c->conn, c->head, RF_PKT_HDR_SIZE, errp);
 }
 
+static bool send_job(SendChannel *c, const SendJob *j, RfError **errp)
+{
+    return j->kind == JOB_PAGES ? send_pages(c, j, errp)
+                                : send_sync(c, j, errp);
+}
+
+/* Waits up to ms (in slices, so a cancel is seen within 100 ms).
+ * @return false if the channel should give up instead. */
+static bool backoff(SendChannel *c, unsigned ms)
+{
+    RfSendGroup *g = c->group;
+    double end = rf_now() + ms / 1000.0;
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        double left = end - rf_now();
+        if (giving_up(g) || left <= 0) {
+            break;
+        }
+        rf_cond_wait_ms(&c->wake, &g->lock,
+                        left > 0.1 ? 100 : (unsigned)(left * 1000) + 1);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return !giving_up(g);
+}
+
+/* Puts conn in the channel's place (under the lock, for the statistics
+ * and fail()) and closes the old connection. */
+static void swap_conn(SendChannel *c, RfConn *conn)
+{
+    RfSendGroup *g = c->group;
+    pthread_mutex_lock(&g->lock);
+    RfConn *old = c->conn;
+    c->bytes_prev += rf_conn_bytes_out(old);
+    c->conn = conn;
+    if (atomic_load(&g->stop)) {
+        rf_conn_shutdown(conn); /* fail() ran before the swap */
+    }
+    pthread_mutex_unlock(&g->lock);
+    rf_conn_close(old);
+}
+
+/* A new connection starts the method afresh on both sides: a method may
+ * carry state from packet to packet, and the lost packets took theirs. */
+static bool reset_method(SendChannel *c, RfError **errp)
+{
+    RfSendGroup *g = c->group;
+    g->method->send_cleanup(c->method_state);
+    c->method_state = NULL;
+    if (!g->method->send_setup(&c->method_state, g->level, errp)) {
+        rf_error_prefix(errp, "%s setup", g->method->name);
+        return false;
+    }
+    return true;
+}
+
+/* Re-sends the logged packets from next_seq on, with the same seq, round
+ * and pages, reading the pages' contents now (docs/protocol.md 5.1 says
+ * why newer contents are safe). */
+static bool resend(SendChannel *c, uint64_t next_seq, RfError **errp)
+{
+    size_t len = rf_resend_log_len(&c->log);
+    uint64_t first = len ? rf_resend_log_at(&c->log, 0)->seq : c->seq;
+    if (next_seq < first || next_seq > c->seq) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "the destination resumes at packet %llu, but this "
+                     "channel can re-send only packets %llu to %llu",
+                     (unsigned long long)next_seq,
+                     (unsigned long long)first, (unsigned long long)c->seq);
+        return false;
+    }
+    c->seq = next_seq;
+    for (size_t i = 0; i < len; i++) {
+        const RfLogEntry *e = rf_resend_log_at(&c->log, i);
+        if (e->seq < next_seq) {
+            continue;
+        }
+        SendJob *j = &c->resend;
+        j->kind = e->sync ? JOB_SYNC : JOB_PAGES;
+        j->block = e->block;
+        j->round = e->round;
+        j->final = e->final;
+        j->n = e->n;
+        rf_resend_log_pages(&c->log, e, j->idx);
+        if (!send_job(c, j, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The channel's connection broke (cause; NULL: it was found closed while
+ * idle).  Reconnects and re-sends within the budget: `attempts` tries
+ * between two rounds the destination confirmed (so a link that breaks
+ * again and again without progress cannot go on for ever), the first
+ * after backoff_ms, each next after twice as long.
+ * @return false with an error naming the cause and the attempts. */
+static bool recover(SendChannel *c, const RfError *cause, RfError **errp)
+{
+    RfSendGroup *g = c->group;
+    RfError *last = NULL;
+    unsigned wait = g->backoff_ms;
+    unsigned tried = 0;
+    unsigned acked = atomic_load(&g->acked);
+    if (acked > c->used_since) {
+        c->used = 0; /* a round passed since the last break */
+        c->used_since = acked;
+    }
+    rf_conn_shutdown(c->conn); /* the destination sees the break at once */
+    for (; c->used < g->attempts; c->used++, tried++) {
+        if (!backoff(c, wait)) {
+            rf_error_free(last);
+            rf_error_set(errp, RF_ERR_CANCELLED, "stopped while reconnecting");
+            return false;
+        }
+        wait = wait > UINT_MAX / 2 ? UINT_MAX : wait * 2;
+        uint64_t next = 0;
+        RfError *err = NULL;
+        RfConn *conn = g->rejoin(g->rejoin_ctx, c->id, ++c->gen, &g->abort,
+                                 &next, &err);
+        if (conn) {
+            swap_conn(c, conn);
+            if (reset_method(c, &err) && resend(c, next, &err)) {
+                rf_error_free(last);
+                c->used++;
+                atomic_fetch_add(&c->count.reconnects, 1);
+                return true;
+            }
+        }
+        if (rf_error_kind(err) != RF_ERR_IO &&
+            rf_error_kind(err) != RF_ERR_TIMEOUT) {
+            /* Cancelled, or the destination refused: no retry helps. */
+            rf_error_free(last);
+            rf_error_propagate(errp, err);
+            return false;
+        }
+        rf_error_free(last);
+        last = err;
+    }
+    if (tried == g->attempts) {
+        rf_error_set(errp, RF_ERR_IO, "connection lost (%s); %u reconnect "
+                     "attempt%s failed, the last: %s",
+                     cause ? rf_error_msg(cause) : "closed by the peer",
+                     tried, tried == 1 ? "" : "s",
+                     last ? rf_error_msg(last) : "none");
+    } else {
+        rf_error_set(errp, RF_ERR_IO, "connection lost (%s); all %u "
+                     "reconnect attempts used since round %u was "
+                     "confirmed%s%s",
+                     cause ? rf_error_msg(cause) : "closed by the peer",
+                     g->attempts, c->used_since, last ? ", the last: " : "",
+                     last ? rf_error_msg(last) : "");
+    }
+    rf_error_free(last);
+    return false;
+}
+
+/* Runs the job in the slot: logs it (with 'reconnect'), sends it, and
+ * recovers the connection if the send breaks it. */
+static bool run_job(SendChannel *c, RfError **errp)
+{
+    RfSendGroup *g = c->group;
+    const SendJob *j = &c->job;
+    if (j->kind == JOB_SYNC && j->final) {
+        c->final_sent = true;
+    }
+    if (!reconnect_on(g)) {
+        return send_job(c, j, errp);
+    }
+    rf_resend_log_prune(&c->log, atomic_load(&g->acked));
+    if (!rf_resend_log_add(&c->log, c->seq, j->round, j->block,
+                           j->kind == JOB_SYNC, j->final, j->idx,
+                           j->kind == JOB_PAGES ? j->n : 0)) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory for the resend "
+                     "log");
+        return false;
+    }
+    RfError *err = NULL;
+    if (send_job(c, j, &err)) {
+        return true;
+    }
+    if (rf_error_kind(err) != RF_ERR_IO || giving_up(g)) {
+        rf_error_propagate(errp, err);
+        return false;
+    }
+    bool ok = recover(c, err, errp);
+    rf_error_free(err);
+    return ok;
+}
+
+/* Waits, lock held, for a job in the slot.  With 'reconnect', looks at
+ * the idle connection every 100 ms until the FINAL SYNC is written: a
+ * broken one is repaired before the next job needs it (its SYNC may be
+ * what the destination waits for).  @return true if it broke; the
+ * channel is then marked busy so no job is handed to it meanwhile. */
+static bool wait_job_locked(SendChannel *c)
+{
+    RfSendGroup *g = c->group;
+    while (!c->busy && !atomic_load(&g->stop)) {
+        if (!reconnect_on(g) || c->final_sent ||
+            atomic_load(&g->finishing)) {
+            pthread_cond_wait(&c->wake, &g->lock);
+            continue;
+        }
+        rf_cond_wait_ms(&c->wake, &g->lock, 100);
+        if (c->busy || atomic_load(&g->stop)) {
+            break;
+        }
+        /* c->conn changes only on this thread: safe to poll unlocked. */
+        pthread_mutex_unlock(&g->lock);
+        bool broken = rf_conn_wait_readable(c->conn, 0);
+        pthread_mutex_lock(&g->lock);
+        if (broken && !c->busy && !atomic_load(&g->stop)) {
+            c->busy = true;
+            return true;
+        }
+    }
+    return false;
+}
+
 static void *send_thread(void *arg)
 {
     SendChannel *c = arg;
     RfSendGroup *g = c->group;
     for (;;) {
         pthread_mutex_lock(&g->lock);
-        while (!c->busy && !atomic_load(&g->stop)) {
-            pthread_cond_wait(&c->wake, &g->lock);
-        }
+        bool broken = wait_job_locked(c);
         pthread_mutex_unlock(&g->lock);
-        if (atomic_load(&g->stop) || c->job.kind == JOB_QUIT) {
+        if (atomic_load(&g->stop) || (!broken && c->job.kind == JOB_QUIT)) {
             break;
         }
         RfError *err = NULL;
-        bool ok = c->job.kind == JOB_PAGES ? send_pages(c, &c->job, &err)
-                                           : send_sync(c, &c->job, &err);
+        bool ok = broken ? recover(c, NULL, &err) : run_job(c, &err);
+        if (!ok && !err) {
+            rf_error_set(&err, RF_ERR_CANCELLED, "stopped");
+        }
         if (!ok) {
             rf_error_prefix(&err, "channel %u", c->id);
             fail(g, err);
@@ -246,7 +507,16 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
         return NULL;
     }
     g->method = cfg->method;
+    g->level = cfg->level;
     g->crc = cfg->crc32c;
+    g->attempts = cfg->reconnect_attempts;
+    g->backoff_ms = cfg->reconnect_backoff_ms;
+    g->rejoin = cfg->rejoin;
+    g->rejoin_ctx = cfg->rejoin_ctx;
+    g->cancel = cfg->cancel;
+    atomic_init(&g->abort, 0);
+    atomic_init(&g->finishing, false);
+    atomic_init(&g->acked, 0);
     g->block_hosts = cfg->block_hosts;
     g->n = cfg->n;
     g->ch = ch;
@@ -290,14 +560,24 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
     return g;
 }
 
-/* Waits for channel `want` (or any channel if want < 0) to be idle and
- * returns it, with the lock held.  NULL (lock released) once failed. */
-static SendChannel *wait_idle_locked(RfSendGroup *g, int want)
+/* Waits for channel `want` (or any channel if want < 0, skipping those
+ * marked in skip if not NULL) to be idle and returns it, with the lock
+ * held.  NULL (lock released) once failed. */
+static SendChannel *wait_idle_locked(RfSendGroup *g, int want,
+                                     const bool *skip)
 {
     pthread_mutex_lock(&g->lock);
     for (;;) {
         if (atomic_load(&g->stop)) {
             pthread_mutex_unlock(&g->lock);
+            return NULL;
+        }
+        if (g->cancel && atomic_load(g->cancel)) {
+            /* A channel may be reconnecting: stop it too. */
+            pthread_mutex_unlock(&g->lock);
+            RfError *why = NULL;
+            rf_error_set(&why, RF_ERR_CANCELLED, "migration cancelled");
+            fail(g, why);
             return NULL;
         }
         if (want >= 0) {
@@ -307,13 +587,14 @@ static SendChannel *wait_idle_locked(RfSendGroup *g, int want)
         } else {
             for (unsigned k = 0; k < g->n; k++) {
                 unsigned i = (g->next + k) % g->n;
-                if (!g->ch[i].busy) {
+                if (!g->ch[i].busy && !(skip && skip[i])) {
                     g->next = (i + 1) % g->n;
                     return &g->ch[i];
                 }
             }
         }
-        pthread_cond_wait(&g->idle, &g->lock);
+        /* Timed: the cancel flag is looked at every 100 ms. */
+        rf_cond_wait_ms(&g->idle, &g->lock, 100);
     }
 }
 
@@ -327,7 +608,7 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {
-    SendChannel *c = wait_idle_locked(g, -1);
+    SendChannel *c = wait_idle_locked(g, -1, NULL);
     if (!c) {
         return false;
     }
@@ -340,13 +621,26 @@ bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
     return true;
 }
 
+void rf_send_group_acked(RfSendGroup *g, uint32_t round)
+{
+    unsigned cur = atomic_load(&g->acked);
+    while (round > cur &&
+           !atomic_compare_exchange_weak(&g->acked, &cur, round)) {
+    }
+}
+
+/* Each channel gets its SYNC as soon as it is idle, in any order: a
+ * reconnecting channel's RESUME may wait for another channel's SYNC (the
+ * destination's thread for it sits at that round's barrier). */
 bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final)
 {
-    for (unsigned i = 0; i < g->n; i++) {
-        SendChannel *c = wait_idle_locked(g, (int)i);
+    bool done[255] = {false};
+    for (unsigned k = 0; k < g->n; k++) {
+        SendChannel *c = wait_idle_locked(g, -1, done);
         if (!c) {
             return false;
         }
+        done[c->id] = true;
         c->job.kind = JOB_SYNC;
         c->job.round = round;
         c->job.final = final;
@@ -358,7 +652,7 @@ bool rf_send_group_sync(RfSendGroup *g, uint32_t round, bool final)
 bool rf_send_group_flush(RfSendGroup *g)
 {
     for (unsigned i = 0; i < g->n; i++) {
-        if (!wait_idle_locked(g, (int)i)) {
+        if (!wait_idle_locked(g, (int)i, NULL)) {
             return false;
         }
         pthread_mutex_unlock(&g->lock);
@@ -405,10 +699,13 @@ double rf_send_group_cpu(RfSendGroup *g)
 void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)
 {
     memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&g->lock); /* a reconnect swaps c->conn */
     for (unsigned i = 0; i < g->n; i++) {
         SendChannel *c = &g->ch[i];
-        rf_chan_counters_sum(out, &c->count, rf_conn_bytes_out(c->conn));
+        rf_chan_counters_sum(out, &c->count,
+                             c->bytes_prev + rf_conn_bytes_out(c->conn));
     }
+    pthread_mutex_unlock(&g->lock);
 }
 
 const char *rf_send_group_describe(RfSendGroup *g)
@@ -425,7 +722,9 @@ void rf_send_group_free(RfSendGroup *g)
         return;
     }
     /* A healthy group first finishes what was queued (returns false at
-     * once if it failed meanwhile), then every thread gets a QUIT job. */
+     * once if it failed meanwhile), then every thread gets a QUIT job.
+     * No channel starts a reconnect from now on. */
+    atomic_store(&g->finishing, true);
     rf_send_group_flush(g);
     pthread_mutex_lock(&g->lock);
     for (unsigned i = 0; i < g->n; i++) {
@@ -452,6 +751,7 @@ void rf_send_group_free(RfSendGroup *g)
             g->method->send_cleanup(c->method_state);
         }
         free(c->snap);
+        rf_resend_log_free(&c->log);
         rf_conn_close(c->conn);
         pthread_cond_destroy(&c->wake);
     }

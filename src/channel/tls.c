@@ -533,12 +533,24 @@ static void io_error(TlsConn *tc, ssize_t r, bool sending, size_t done,
         rf_error_set(errp, RF_ERR_TIMEOUT, "%s: peer stalled: no data for "
                      "%u ms (%zu of %zu bytes received)", tc->peer,
                      tc->base.timeout_ms, done, total);
+    } else if (sys == EBADMSG && tc->ktls) {
+        /* The kernel's word for a record that failed authentication: bad
+         * input, as GNUTLS_E_DECRYPTION_FAILED below. */
+        rf_error_set(errp, RF_ERR_PROTOCOL, "%s: TLS %s failed after %zu of "
+                     "%zu bytes: a record failed authentication (kernel "
+                     "TLS)", tc->peer, op, done, total);
     } else if (sys) {
         rf_error_set(errp, RF_ERR_IO, "%s: TLS %s failed after %zu of %zu "
                      "bytes: %s", tc->peer, op, done, total, strerror(sys));
     } else if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
         rf_error_set(errp, RF_ERR_IO, "%s: connection closed by peer after "
                      "%zu of %zu bytes", tc->peer, done, total);
+    } else if (r == GNUTLS_E_DECRYPTION_FAILED) {
+        /* Bytes changed on the way: bad input, not a broken connection
+         * (a data channel with 'reconnect' fails rather than waits). */
+        rf_error_set(errp, RF_ERR_PROTOCOL, "%s: TLS %s failed after %zu of "
+                     "%zu bytes: %s", tc->peer, op, done, total,
+                     gnutls_strerror((int)r));
     } else {
         rf_error_set(errp, RF_ERR_IO, "%s: TLS %s failed after %zu of %zu "
                      "bytes: %s", tc->peer, op, done, total,

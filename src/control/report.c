@@ -24,6 +24,10 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
         fprintf(f, "  dropped            %u connection(s) that were not the "
                 "source\n", r->rejected_connections);
     }
+    if (r->reconnects) {
+        fprintf(f, "  reconnects         %u broken data connection(s) "
+                "replaced\n", r->reconnects);
+    }
     fprintf(f, "  total time         %.3f s (setup %.3f s)\n",
             r->total_time_s, r->setup_time_s);
     if (source) {
@@ -139,6 +143,7 @@ int rf_report_print_json(FILE *f, const RfReport *r, bool source,
                         json_integer((json_int_t)r->state_bytes));
     json_object_set_new(o, "security",
                         json_string(r->security[0] ? r->security : "none"));
+    json_object_set_new(o, "reconnects", json_integer(r->reconnects));
     if (!source) {
         json_object_set_new(o, "rejected_connections",
                             json_integer(r->rejected_connections));

@@ -175,4 +175,25 @@ bool rf_chan_binding(RfConn *main, const uint8_t session[16],
 bool rf_msg_expect(RfConn *c, const char *peer, RfMsgType want, uint8_t *buf,
                    size_t cap, uint32_t *len, RfError **errp);
 
+/* ---- reconnect (reconnect.c, docs/protocol.md 5.1) -------------------- */
+
+/* A channel hello with its binding (without the generation). */
+#define RF_CHAN_OPEN_MAX (RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE)
+
+/* What a source channel needs to open a replacement connection: set up
+ * by the migration thread before the channels start, read-only after. */
+typedef struct RfRejoin {
+    char uri[RF_URI_CAP];
+    RfSecure *secure;
+    unsigned timeout_ms, keepalive_s, user_timeout_ms;
+    size_t hello_len;                    /* bytes of each hello[] */
+    uint8_t hello[255][RF_CHAN_OPEN_MAX];
+} RfRejoin;
+
+/* The source's RfRejoinFn (channel.h), ctx an RfRejoin: connects,
+ * sends channel ch's hello with generation gen, reads RESUME. */
+RfConn *rf_engine_rejoin(void *ctx, unsigned ch, uint32_t gen,
+                         atomic_int *cancel, uint64_t *next_seq,
+                         RfError **errp);
+
 #endif

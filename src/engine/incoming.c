@@ -52,6 +52,8 @@ typedef struct Dest {
     unsigned rejected;    /* connections dropped by the engine itself */
     uint64_t alive_bytes; /* bytes_in() when it last moved ... */
     double alive_at;      /* ... and when */
+    uint32_t gen[255];    /* 'reconnect': each channel's last generation */
+    unsigned rejoin_strays; /* strays while the channels ran */
 } Dest;
 
 /* A stray connection never gets more than this to send its hello, so
@@ -175,7 +177,7 @@ static bool check_hello(Dest *d, RfError **errp)
         return false;
     }
     /* Device state needs a VM to load it into. */
-    uint64_t supported = RF_CAPS_IMPLEMENTED |
+    uint64_t supported = RF_CAPS_IMPLEMENTED | RF_CAPS_RECONNECT |
                          (rf_conn_security(d->main) ? RF_CAPS_TLS : 0);
     if (!d->opts->load_state) {
         supported &= ~RF_CAP(RF_CAP_DEVICE_STATE);
@@ -389,13 +391,28 @@ static bool handshake(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ACCEPT, out, (uint32_t)n, errp);
 }
 
-/* Reads a data channel's hello (and binding, over TLS) within a bounded
- * wait.  @return the channel index, or -1 with *why set. */
-static int read_chan_hello(Dest *d, RfConn *c, char *why, size_t cap)
+/* A first connection has generation 0; a replacement's must be above
+ * its channel's last, so a replayed or stale reconnect hello cannot take
+ * a channel back. */
+static bool gen_wrong(const Dest *d, bool rejoin, unsigned ch, uint32_t gen)
+{
+    return rejoin ? ch < 255 && gen <= d->gen[ch] : gen != 0;
+}
+
+/* Reads a data channel's hello (and binding, over TLS; and generation,
+ * with 'reconnect') within a bounded wait.  A first connection
+ * (rejoin false) must have generation 0 and a channel id not seen yet; a
+ * replacement (rejoin true) a generation above the channel's last.
+ * @return the channel index, or -1 with *why set. */
+static int read_chan_hello(Dest *d, RfConn *c, bool rejoin, char *why,
+                           size_t cap)
 {
     bool bind = d->caps & RF_CAP(RF_CAP_TLS_BINDING);
-    uint8_t raw[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE];
+    bool rec = d->caps & RF_CAP(RF_CAP_RECONNECT);
+    uint8_t raw[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE + RF_CHAN_GEN_SIZE];
     size_t len = RF_CHAN_HELLO_SIZE + (bind ? RF_CHAN_BINDING_SIZE : 0);
+    size_t gen_at = len;
+    len += rec ? RF_CHAN_GEN_SIZE : 0;
     unsigned n = d->hello->channels;
     RfChanHello h;
     RfError *err = NULL;
@@ -406,13 +423,20 @@ static int read_chan_hello(Dest *d, RfConn *c, char *why, size_t cap)
         return -1;
     }
     c->timeout_ms = hello_wait_ms(d);
-    if (!rf_conn_recv(c, raw, len, &err) ||
-        !rf_wire_chan_hello_decode(raw, &h, &err)) {
+    bool got = rf_conn_recv(c, raw, len, &err);
+    uint32_t gen = got && rec ? rf_wire_chan_gen_decode(raw + gen_at) : 0;
+    if (!got || !rf_wire_chan_hello_decode(raw, &h, &err)) {
         snprintf(why, cap, "data channel hello: %s", rf_error_msg(err));
     } else if (memcmp(h.session, d->hello->session, sizeof(h.session))) {
         snprintf(why, cap, "data channel hello: field 'session' does not "
                  "match the main channel's session");
-    } else if (h.channel >= n || d->conns[h.channel]) {
+    } else if (rec && gen_wrong(d, rejoin, h.channel, gen)) {
+        snprintf(why, cap, "data channel hello: generation %u %s", gen,
+                 rejoin ? "does not follow the channel's last (a replayed "
+                          "or stale reconnect)"
+                        : "before the channels all arrived (a reconnect "
+                          "is accepted only once they have)");
+    } else if (h.channel >= n || (!rejoin && d->conns[h.channel])) {
         snprintf(why, cap, "data channel hello: field 'channel': %u is %s "
                  "(channels 0-%u)", h.channel,
                  h.channel >= n ? "out of range" : "a duplicate", n - 1);
@@ -434,7 +458,40 @@ static int read_chan_hello(Dest *d, RfConn *c, char *why, size_t cap)
     }
     rf_error_free(err);
     c->timeout_ms = d->timeout_ms;
+    if (ch >= 0 && rec) {
+        d->gen[ch] = gen;
+    }
     return ch;
+}
+
+/* 'reconnect': takes a connection waiting on the listener, if any, and
+ * hands it to its channel when its hello shows it replaces one of this
+ * migration's channels (the same checks as the first time); anything
+ * else is a stray, dropped and counted.  After MAX_STRAY_CHANNELS strays
+ * no more are accepted (a broken channel then fails the migration).
+ * Runs on the migration thread, so callbacks stay there. */
+static bool accept_rejoin(Dest *d, RfError **errp)
+{
+    if (!(d->caps & RF_CAP(RF_CAP_RECONNECT)) || !d->group ||
+        d->rejoin_strays >= MAX_STRAY_CHANNELS) {
+        return true;
+    }
+    RfError *err = NULL;
+    RfConn *c = rf_secure_accept_poll(d->listener, 1, cancel_ptr(d), &err);
+    if (!c) {
+        bool cancel = rf_error_kind(err) == RF_ERR_CANCELLED;
+        rf_error_free(err);
+        return cancel ? !cancelled(d, errp) : true;
+    }
+    char why[300];
+    int ch = read_chan_hello(d, c, true, why, sizeof(why));
+    if (ch < 0) {
+        reject(d, c, why);
+        d->rejoin_strays++;
+        return !cancelled(d, errp);
+    }
+    rf_recv_group_replace(d->group, (unsigned)ch, c);
+    return true;
 }
 
 /* Accepts the source's data channels.  A connection that is not one of
@@ -463,7 +520,7 @@ static bool accept_channels(Dest *d, RfError **errp)
             return false;
         }
         char why[300];
-        int ch = read_chan_hello(d, c, why, sizeof(why));
+        int ch = read_chan_hello(d, c, false, why, sizeof(why));
         if (ch < 0) {
             reject(d, c, why);
             if (cancelled(d, errp)) {
@@ -491,6 +548,8 @@ static bool accept_channels(Dest *d, RfError **errp)
         .block_pages = d->block_pages,
         .block_hosts = d->hosts,
         .crc32c = d->caps & RF_CAP(RF_CAP_CRC32C),
+        .reconnect = d->caps & RF_CAP(RF_CAP_RECONNECT),
+        .reconnect_wait_ms = d->timeout_ms,
     };
     d->group = rf_recv_group_new(&cfg, errp);
     memset(d->conns, 0, sizeof(d->conns)); /* owned by the group now */
@@ -588,7 +647,7 @@ static bool run(Dest *d, RfError **errp)
             return false;
         }
         if (cancelled(d, errp) || rf_recv_group_failed(d->group) ||
-            !source_alive(d, "END", errp)) {
+            !source_alive(d, "END", errp) || !accept_rejoin(d, errp)) {
             return false;
         }
         dest_tick(d, false);
@@ -634,9 +693,10 @@ static bool run(Dest *d, RfError **errp)
 /* Waits for every channel's FINAL sync, then answers COMPLETE. */
 static bool complete(Dest *d, RfReport *rep, RfError **errp)
 {
-    while (!rf_recv_group_wait(d->group, 100)) {
+    while (!rf_recv_group_wait(d->group, 20)) {
         if (rf_recv_group_failed(d->group) || cancelled(d, errp) ||
-            !source_alive(d, "the channels' FINAL sync", errp)) {
+            !source_alive(d, "the channels' FINAL sync", errp) ||
+            !accept_rejoin(d, errp)) {
             return false;
         }
         dest_tick(d, false);

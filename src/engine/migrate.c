@@ -57,6 +57,7 @@ typedef struct Source {
     RfReport *rep;
     double setup_s;
     uint64_t precopy_bytes; /* data-channel bytes when the source paused */
+    RfRejoin *rejoin;       /* 'reconnect' negotiated: how to reconnect */
 } Source;
 
 static void set_status(Source *s, RfStatus st)
@@ -173,8 +174,12 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
      * session; without TLS there is nothing to bind to. */
     /* crc32c (on by default) is offered and required, or neither. */
     uint64_t crc = s->params->crc32c ? RF_CAP(RF_CAP_CRC32C) : 0;
+    /* reconnect is offered unless multifd-reconnect-attempts is 0; never
+     * required: without it a broken channel fails the migration. */
+    uint64_t rec = s->params->multifd_reconnect_attempts
+                       ? RF_CAPS_RECONNECT : 0;
     h->caps_supported = (RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_CRC32C)) |
-                        crc | (tls ? RF_CAPS_TLS : 0);
+                        crc | rec | (tls ? RF_CAPS_TLS : 0);
     h->caps_required =
         RF_CAPS_SOURCE_NEEDS | crc | (tls ? RF_CAPS_TLS : 0) |
         (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
@@ -216,11 +221,34 @@ out:
     return ok;
 }
 
+/* With 'reconnect': what the channels need to reconnect, filled in as
+ * open_channels() builds each hello. */
+static bool rejoin_setup(Source *s, const char *uri, RfError **errp)
+{
+    if (!(s->caps & RF_CAP(RF_CAP_RECONNECT))) {
+        return true;
+    }
+    s->rejoin = calloc(1, sizeof(*s->rejoin));
+    if (!s->rejoin) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return false;
+    }
+    snprintf(s->rejoin->uri, sizeof(s->rejoin->uri), "%s", uri);
+    s->rejoin->secure = s->opts->secure;
+    s->rejoin->timeout_ms = s->timeout_ms;
+    s->rejoin->keepalive_s = s->opts->tcp_keepalive_s;
+    s->rejoin->user_timeout_ms = s->opts->tcp_user_timeout_ms;
+    return true;
+}
+
 static bool open_channels(Source *s, const char *uri, RfError **errp)
 {
     unsigned n = s->params->multifd_channels;
     RfConn *conns[255] = {0};
     bool bind = s->caps & RF_CAP(RF_CAP_TLS_BINDING);
+    if (!rejoin_setup(s, uri, errp)) {
+        return false;
+    }
     for (unsigned i = 0; i < n; i++) {
         conns[i] = rf_secure_connect(s->opts->secure, uri, s->timeout_ms,
                                      s->opts->cancel, errp);
@@ -228,7 +256,7 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
             rf_conn_close(conns[i]);
             conns[i] = NULL;
         }
-        uint8_t hello[RF_CHAN_HELLO_SIZE + RF_CHAN_BINDING_SIZE];
+        uint8_t hello[RF_CHAN_OPEN_MAX + RF_CHAN_GEN_SIZE];
         RfChanHello ch = {.version = RF_WIRE_VERSION, .channel = (uint16_t)i};
         memcpy(ch.session, s->session, sizeof(ch.session));
         rf_wire_chan_hello_encode(&ch, hello);
@@ -240,6 +268,14 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
                 conns[i] = NULL;
             }
             len += RF_CHAN_BINDING_SIZE;
+        }
+        if (s->rejoin) {
+            /* Kept for reconnects: the binding is computed here, on this
+             * thread, never on a channel's while the main one is busy. */
+            memcpy(s->rejoin->hello[i], hello, len);
+            s->rejoin->hello_len = len;
+            rf_wire_chan_gen_encode(0, hello + len);
+            len += RF_CHAN_GEN_SIZE;
         }
         if (!conns[i] || !rf_conn_send(conns[i], hello, len, errp)) {
             rf_error_prefix(errp, "channel %u", i);
@@ -257,6 +293,12 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
         .max_bandwidth = s->params->max_bandwidth,
         .block_hosts = s->hosts,
         .crc32c = s->caps & RF_CAP(RF_CAP_CRC32C),
+        .reconnect_attempts = s->rejoin ? s->params->multifd_reconnect_attempts
+                                        : 0,
+        .reconnect_backoff_ms = s->params->multifd_reconnect_backoff_ms,
+        .rejoin = rf_engine_rejoin,
+        .rejoin_ctx = s->rejoin,
+        .cancel = s->opts->cancel,
     };
     s->group = rf_send_group_new(&cfg, errp);
     return s->group != NULL;
@@ -295,6 +337,9 @@ static bool read_acks(Source *s, int wait_ms, RfError **errp)
         }
         if (r > s->acked_round) {
             s->acked_round = r;
+            if (s->group) {
+                rf_send_group_acked(s->group, r);
+            }
         }
         wait_ms = 0;
     }
@@ -769,6 +814,7 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
              s.main && rf_conn_security(s.main) ? rf_conn_security(s.main)
                                                 : "none");
     rf_send_group_free(s.group);
+    free(s.rejoin);
     rf_conn_close(s.main);
     for (unsigned b = 0; b < s.nblocks; b++) {
         free(s.bitmaps[b]);

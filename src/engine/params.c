@@ -44,6 +44,10 @@ static const ParamSpec specs[] = {
     {"tcp-keepalive", P_UINT, 0, 32767, FIELD(tcp_keepalive_s), false},
     {"tcp-user-timeout", P_UINT, 0, 3600000, FIELD(tcp_user_timeout_ms),
      false},
+    {"multifd-reconnect-attempts", P_UINT, 0, 100,
+     FIELD(multifd_reconnect_attempts), false},
+    {"multifd-reconnect-backoff", P_UINT, 0, 60000,
+     FIELD(multifd_reconnect_backoff_ms), false},
     {"tls-creds", P_STRING, 0, 0, FIELD(tls_creds), false},
     {"tls-psk", P_STRING, 0, 0, FIELD(tls_psk), false},
     {"tls-psk-username", P_STRING, 0, 0, FIELD(tls_psk_username), false},
@@ -88,6 +92,8 @@ void rf_params_init(RfParams *p)
     p->downtime_limit = 300;
     p->max_rounds = 30;
     p->timeout_ms = 30000;
+    p->multifd_reconnect_attempts = 3;
+    p->multifd_reconnect_backoff_ms = 200;
     snprintf(p->tls_psk_username, sizeof(p->tls_psk_username), "qemu");
     p->crc32c = true;
 }
@@ -121,7 +127,8 @@ static const char *const param_names[] = {
     "multifd-channels", "multifd-compression", "multifd-zlib-level",
     "multifd-zstd-level", "multifd-qatzip-level", "max-bandwidth",
     "downtime-limit", "max-rounds", "timeout", "tcp-keepalive",
-    "tcp-user-timeout", "tls-creds", "tls-psk",
+    "tcp-user-timeout", "multifd-reconnect-attempts",
+    "multifd-reconnect-backoff", "tls-creds", "tls-psk",
     "tls-psk-username", "tls-hostname", "tls-authz", "tls-authz-file",
     "allow-peer", "insecure", "max-memory", "crc32c", NULL,
 };

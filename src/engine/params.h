@@ -26,6 +26,11 @@ struct RfParams {
     unsigned timeout_ms;         /* timeout, 100-3600000, default 30000 */
     unsigned tcp_keepalive_s;    /* tcp-keepalive, s, 0 = timeout / 2 */
     unsigned tcp_user_timeout_ms; /* tcp-user-timeout, ms, 0 = timeout */
+    /* multifd-reconnect-attempts, 0-100, default 3 (0 = a broken data
+     * channel fails the migration); multifd-reconnect-backoff, ms before
+     * the first attempt (doubling), 0-60000, default 200. */
+    unsigned multifd_reconnect_attempts;
+    unsigned multifd_reconnect_backoff_ms;
     /* Security (docs/security.md); strings, "" = unset. */
     char tls_creds[RF_PARAM_PATH_MAX];    /* tls-creds: x509 directory */
     char tls_psk[RF_PARAM_PATH_MAX];      /* tls-psk: keys.psk directory */

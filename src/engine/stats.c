@@ -25,6 +25,7 @@ void rf_stats_fill_report(RfReport *rep, const RfChanStats *st,
     rep->pages_sent = st->normal_pages + st->zero_pages;
     rep->packets = st->packets;
     rep->raw_packets = st->raw_packets;
+    rep->reconnects = (unsigned)st->reconnects;
     rep->payload_bytes = st->payload_bytes;
     rep->wire_bytes = st->wire_bytes + extra_wire;
     if (total_s > 0) {

@@ -62,3 +62,16 @@ void rf_sleep(double s)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
+
+void rf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, m, &ts);
+}

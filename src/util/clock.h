@@ -25,5 +25,8 @@ void rf_thread_cpu_exit(RfThreadCpu *c);
 double rf_thread_cpu_read(pthread_t t, RfThreadCpu *c);
 /* Sleeps for s seconds (no-op for s <= 0). */
 void rf_sleep(double s);
+/* pthread_cond_timedwait for at most ms milliseconds (mutex m held): for
+ * waits that must look at a flag (cancel, a deadline) now and then. */
+void rf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, unsigned ms);
 
 #endif

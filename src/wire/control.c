@@ -805,3 +805,40 @@ bool rf_wire_chan_hello_decode(const uint8_t in[RF_CHAN_HELLO_SIZE],
     memcpy(out->session, in + 8, 16);
     return true;
 }
+
+void rf_wire_chan_gen_encode(uint32_t gen, uint8_t out[RF_CHAN_GEN_SIZE])
+{
+    put_u32(out, gen);
+}
+
+uint32_t rf_wire_chan_gen_decode(const uint8_t in[RF_CHAN_GEN_SIZE])
+{
+    return get_u32(in);
+}
+
+void rf_wire_resume_encode(uint64_t next_seq, uint8_t out[RF_RESUME_SIZE])
+{
+    put_u32(out, RF_RESUME_MAGIC);
+    put_u32(out + 4, 0);
+    put_u64(out + 8, next_seq);
+}
+
+bool rf_wire_resume_decode(const uint8_t in[RF_RESUME_SIZE],
+                           uint64_t *next_seq, RfError **errp)
+{
+    uint32_t magic = get_u32(in);
+    if (magic != RF_RESUME_MAGIC) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "resume field 'magic': 0x%08x, expected 0x%08x "
+                     "(\"RFRS\")", magic, RF_RESUME_MAGIC);
+        return false;
+    }
+    uint32_t reserved = get_u32(in + 4);
+    if (reserved != 0) {
+        rf_error_set(errp, RF_ERR_PROTOCOL,
+                     "resume field 'reserved': 0x%08x, must be 0", reserved);
+        return false;
+    }
+    *next_seq = get_u64(in + 8);
+    return true;
+}

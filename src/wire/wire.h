@@ -56,6 +56,10 @@ typedef enum {
      RF_CAP(RF_CAP_ZERO_PAGES) | RF_CAP(RF_CAP_FINAL_SYNC) |                 \
      RF_CAP(RF_CAP_CRC32C))
 
+/* Implemented too, but offered by a source only while its parameter
+ * multifd-reconnect-attempts is above 0; a destination supports it. */
+#define RF_CAPS_RECONNECT RF_CAP(RF_CAP_RECONNECT)
+
 /* Implemented too, but offered only over TLS (there is no session to bind
  * to without it). */
 #define RF_CAPS_TLS RF_CAP(RF_CAP_TLS_BINDING)
@@ -237,6 +241,24 @@ void rf_wire_chan_hello_encode(const RfChanHello *h,
                                uint8_t out[RF_CHAN_HELLO_SIZE]);
 bool rf_wire_chan_hello_decode(const uint8_t in[RF_CHAN_HELLO_SIZE],
                                RfChanHello *out, RfError **errp);
+
+/* ---- reconnect (docs/protocol.md 5.1) --------------------------------- */
+
+/* With RF_CAP_RECONNECT, the channel hello (and binding) is followed by
+ * this many bytes: u32 generation, 0 on a channel's first connection and
+ * one more on each replacement connection of that channel. */
+#define RF_CHAN_GEN_SIZE 4u
+/* The destination answers a replacement connection (generation > 0)
+ * with RESUME: u32 magic "RFRS", u32 reserved 0, u64 next_seq (the seq
+ * of the first packet of that channel it has not applied). */
+#define RF_RESUME_MAGIC 0x53524652u /* "RFRS" */
+#define RF_RESUME_SIZE 16u
+
+void rf_wire_chan_gen_encode(uint32_t gen, uint8_t out[RF_CHAN_GEN_SIZE]);
+uint32_t rf_wire_chan_gen_decode(const uint8_t in[RF_CHAN_GEN_SIZE]);
+void rf_wire_resume_encode(uint64_t next_seq, uint8_t out[RF_RESUME_SIZE]);
+bool rf_wire_resume_decode(const uint8_t in[RF_RESUME_SIZE],
+                           uint64_t *next_seq, RfError **errp);
 
 #define RF_PKT_MAGIC 0x4B504652u /* "RFPK" */
 #define RF_PKT_HDR_SIZE 40u

@@ -150,7 +150,7 @@ static void hello(Buf *b, uint8_t method, unsigned channels,
     memset(&h, 0, sizeof(h));
     h.version = RF_WIRE_VERSION;
     h.page_size = RF_PAGE_SIZE;
-    h.caps_supported = GEN_CAPS;
+    h.caps_supported = GEN_CAPS | required;
     h.caps_required = GEN_NEEDS | required;
     h.method = method;
     h.level = 1;
@@ -202,6 +202,14 @@ static void chan_open(Chan *c, unsigned id, const RfMethodOps *ops)
     memcpy(h.session, session, sizeof(session));
     uint8_t out[RF_CHAN_HELLO_SIZE];
     rf_wire_chan_hello_encode(&h, out);
+    put(&c->b, out, sizeof(out));
+}
+
+/* With 'reconnect' negotiated: the channel hello's generation. */
+static void chan_gen(Chan *c, uint32_t gen)
+{
+    uint8_t out[RF_CHAN_GEN_SIZE];
+    rf_wire_chan_gen_encode(gen, out);
     put(&c->b, out, sizeof(out));
 }
 
@@ -348,7 +356,25 @@ static void gen_handshake(void)
     put(&c[1].b, "SSH-2.0-OpenSSH_9.6\r\n", 21);
     conversation("none-stray", 0, &m, c, 2);
 
-    /* 4-6. each compressing method: three channels, device state. */
+    /* 4. 'reconnect': channel 0 sends a packet and ends; a replacement
+     * (generation 1) sends the rest from seq 1.  Which connection the
+     * destination sees first varies: a stray, a resume, or a timeout. */
+    m = (Buf){0};
+    hello(&m, RF_METHOD_NONE, 1, &ram, 1, RF_CAP(RF_CAP_RECONNECT));
+    end_msg(&m, 1, false);
+    chan_open(&c[0], 0, none);
+    chan_gen(&c[0], 0);
+    idx[0] = 4, idx[1] = 11;
+    packet(&c[0], 0, 1, idx, 1, 1, noise_page);
+    chan_open(&c[1], 0, none);
+    chan_gen(&c[1], 1);
+    c[1].seq = 1;
+    idx[0] = 12;
+    packet(&c[1], 0, 1, idx, 1, 0, text_page);
+    sync_pkt(&c[1], 1, true);
+    conversation("none-reconnect", 0, &m, c, 2);
+
+    /* 5-7. each compressing method: three channels, device state. */
     static const char *const methods[] = {"zlib", "zstd", "qatzip"};
     for (unsigned k = 0; k < 3; k++) {
         const RfMethodOps *ops = rf_method_find(methods[k]);

@@ -235,24 +235,35 @@ ELAPSED=$src_ms
 check stoplong
 retry stoplong-retry
 
-# 8. one data connection closed under the source (ss -K): no reconnect
-#    support yet, so a clean failure on both sides.
+# 8. one data connection closed under the source (ss -K): the channel
+#    reconnects (multifd-reconnect-attempts, default 3) and the migration
+#    completes verified; with attempts 0 (reconnect not offered), a clean
+#    failure on both sides.
 if ss -K dst 203.0.113.255 >/dev/null 2>&1 </dev/null; then
-    dest ssk-d --timeout 5000
-    src ssk-s --timeout 5000 --max-bandwidth 8M --multifd-channels 2
-    wait_migrating "$SRC_PID"
-    # The source's last socket is a data channel (the main one opens first).
-    fd=$(ls /proc/"$SRC_PID"/fd | sort -n | while read -r f; do
-        readlink "/proc/$SRC_PID/fd/$f" | grep -q '^socket:' && echo "$f"; done | tail -1)
-    ino=$(readlink "/proc/$SRC_PID/fd/$fd" | tr -dc 0-9)
-    sport=$(ss -tne | awk -v i="ino:$ino" '$0 ~ i" " || $0 ~ i"$" {print $4}' | head -1)
-    sport=${sport##*:}
-    [ -n "$sport" ] || fail "ssk: cannot find the data connection"
-    ss -K src "$SRC_IP" sport = ":$sport" >/dev/null 2>&1 || fail "ss -K"
-    finish ssk 20
-    check ssk
-    [ "$RC_S" = 0 ] && echo "note: ssk: the killed channel had nothing left to send"
-    retry ssk-retry
+    for mode in on off; do
+        extra=()
+        [ $mode = off ] && extra=(--multifd-reconnect-attempts 0)
+        dest ssk$mode-d --timeout 5000
+        src ssk$mode-s --timeout 5000 --max-bandwidth 8M --multifd-channels 2 \
+            "${extra[@]}"
+        wait_migrating "$SRC_PID"
+        # The source's last socket is a data channel (the main one opens first).
+        fd=$(ls /proc/"$SRC_PID"/fd | sort -n | while read -r f; do
+            readlink "/proc/$SRC_PID/fd/$f" | grep -q '^socket:' && echo "$f"; done | tail -1)
+        ino=$(readlink "/proc/$SRC_PID/fd/$fd" | tr -dc 0-9)
+        sport=$(ss -tne | awk -v i="ino:$ino" '$0 ~ i" " || $0 ~ i"$" {print $4}' | head -1)
+        sport=${sport##*:}
+        [ -n "$sport" ] || fail "ssk$mode: cannot find the data connection"
+        ss -K src "$SRC_IP" sport = ":$sport" >/dev/null 2>&1 || fail "ss -K"
+        finish ssk$mode 20
+        check ssk$mode
+        if [ $mode = on ]; then
+            [ "$RC_S" = 0 ] || fail "ssk$mode: the killed channel did not reconnect"
+        else
+            [ "$RC_S" = 0 ] && echo "note: ssk$mode: the killed channel had nothing left to send"
+            retry ssk$mode-retry
+        fi
+    done
 else
     SUMMARY+=("ssk: not run: this kernel has no socket destroy (CONFIG_INET_DIAG_DESTROY)")
 fi

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel/resend_log.h"
 #include "channel/transport.h"
 #include "compress/method.h"
 #include "engine/engine.h"
@@ -1487,7 +1488,8 @@ static void test_unknown_error_kind_from_peer(void **state)
         fail_msg("source: %s", rf_error_msg(err));
     }
     rf_error_free(err);
-    assert_true(cd.hello.caps_supported == RF_CAPS_IMPLEMENTED);
+    assert_true(cd.hello.caps_supported ==
+                (RF_CAPS_IMPLEMENTED | RF_CAPS_RECONNECT));
     assert_true(cd.hello.caps_required ==
                 (RF_CAPS_SOURCE_NEEDS | RF_CAP(RF_CAP_VERIFY) |
                  RF_CAP(RF_CAP_CRC32C)));
@@ -1601,6 +1603,141 @@ static void test_cancel_keeps_source(void **state)
     rf_error_free(err);
 }
 
+/* A crafted source's data channel hello with 'reconnect': the 24 bytes,
+ * then the generation. */
+static RfConn *rejoin_hello(Fixture *f, uint8_t session_byte, unsigned ch,
+                            uint32_t gen)
+{
+    RfConn *c = rf_conn_connect(f->uri, 2000, NULL);
+    assert_non_null(c);
+    RfChanHello h = {.version = RF_WIRE_VERSION, .channel = (uint16_t)ch};
+    memset(h.session, session_byte, sizeof(h.session));
+    uint8_t b[RF_CHAN_HELLO_SIZE + RF_CHAN_GEN_SIZE];
+    rf_wire_chan_hello_encode(&h, b);
+    rf_wire_chan_gen_encode(gen, b + RF_CHAN_HELLO_SIZE);
+    assert_true(rf_conn_send(c, b, sizeof(b), NULL));
+    return c;
+}
+
+/* Reads one main-channel message; @return its type.  A ROUND_ACK's
+ * round goes to *acked. */
+static uint16_t read_main(RfConn *main, uint32_t *acked)
+{
+    uint8_t hdr[RF_MSG_HDR_SIZE], body[4200];
+    RfMsgHdr mh = {0};
+    assert_true(rf_conn_recv(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_wire_msg_hdr_decode(hdr, &mh, NULL));
+    assert_true(mh.length <= sizeof(body));
+    assert_true(rf_conn_recv(main, body, mh.length, NULL));
+    if (mh.type == RF_MSG_ROUND_ACK) {
+        assert_true(rf_wire_round_decode(body, mh.length, acked, NULL));
+    }
+    return mh.type;
+}
+
+/*
+ * Capability 'reconnect' at the destination (docs/protocol.md 5.1): a
+ * crafted source sends round 1 on its one channel (ROUND_ACK proves it
+ * applied), drops the connection, and comes back.  A hello of generation
+ * 0 (not a reconnect), one of another session and a replay of generation
+ * 0 are strays; generation 1 is answered RESUME with next_seq 2 (the
+ * packet after SYNC(1)), and the rest of the migration goes over it.
+ */
+static void test_reconnect_resume(void **state)
+{
+    Fixture *f = *state;
+    fresh_dest(f);
+    start_dest(f);
+    static const CraftedCaps rec_caps = {
+        RF_CAPS_IMPLEMENTED | RF_CAPS_RECONNECT, RF_CAPS_SOURCE_NEEDS, 0,
+        NULL};
+    RfConn *main = crafted_hello(f, RF_METHOD_NONE, 1, &rec_caps);
+    uint64_t caps;
+    uint32_t kind, acked = 0;
+    char msg[200];
+    if (!crafted_answer(main, &caps, &kind, msg, sizeof(msg))) {
+        fail_msg("destination refused the HELLO: %s", msg);
+    }
+    assert_true(caps & RF_CAP(RF_CAP_RECONNECT));
+    RfConn *data = rejoin_hello(f, 0xab, 0, 0);
+    barrier_send_page(data, 0, 1, 5);
+    barrier_send_sync(data, 1, 1, false);
+    assert_int_equal(read_main(main, &acked), RF_MSG_ROUND_ACK);
+    assert_int_equal(acked, 1);
+    rf_conn_close(data);
+    rf_conn_close(rejoin_hello(f, 0xab, 0, 0)); /* not a reconnect */
+    rf_conn_close(rejoin_hello(f, 0xcd, 0, 1)); /* another session */
+    data = rejoin_hello(f, 0xab, 0, 1);
+    uint8_t resume[RF_RESUME_SIZE];
+    uint64_t next = 0;
+    assert_true(rf_conn_recv(data, resume, sizeof(resume), NULL));
+    assert_true(rf_wire_resume_decode(resume, &next, NULL));
+    assert_int_equal(next, 2);
+    barrier_send_page(data, 2, 2, 6);
+    barrier_send_sync(data, 3, 2, true);
+    uint8_t hdr[RF_MSG_HDR_SIZE], body[64];
+    size_t n = rf_wire_end_encode(2, false, body, sizeof(body));
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_END, (uint32_t)n);
+    assert_true(rf_conn_send(main, hdr, sizeof(hdr), NULL));
+    assert_true(rf_conn_send(main, body, n, NULL));
+    uint16_t type;
+    while ((type = read_main(main, &acked)) == RF_MSG_ROUND_ACK) {
+    }
+    join_dest(f);
+    if (!f->dok) {
+        fail_msg("destination: %s", rf_error_msg(f->derr));
+    }
+    assert_int_equal(type, RF_MSG_COMPLETE);
+    assert_int_equal(f->drep.reconnects, 1);
+    assert_int_equal(f->drep.rejected_connections, 2);
+    assert_int_equal(guard_sink_block(f->sink)[5 * RF_PAGE_SIZE + 4], 1);
+    assert_int_equal(guard_sink_block(f->sink)[6 * RF_PAGE_SIZE + 4], 2);
+    rf_conn_close(data);
+    rf_conn_close(main);
+}
+
+/* The source's resend log: page lists kept as runs, entries of confirmed
+ * rounds dropped, the pool compacted as it is reused. */
+static void test_resend_log(void **state)
+{
+    (void)state;
+    RfResendLog l = {0};
+    uint32_t idx[RF_PACKET_MAX_PAGES], out[RF_PACKET_MAX_PAGES];
+    uint64_t seq = 0;
+    for (uint32_t round = 1; round <= 40; round++) {
+        for (uint32_t p = 0; p < 50; p++) {
+            uint32_t n = 1 + (p * 7 + round) % RF_PACKET_MAX_PAGES;
+            for (uint32_t i = 0; i < n; i++) {
+                /* runs of 3 with gaps */
+                idx[i] = round * 1000 + (i / 3) * 5 + i % 3;
+            }
+            assert_true(rf_resend_log_add(&l, seq++, round, round % 3,
+                                          false, false, idx, n));
+        }
+        assert_true(rf_resend_log_add(&l, seq++, round, 0, true,
+                                      round == 40, NULL, 0));
+        if (round > 2) {
+            rf_resend_log_prune(&l, round - 2);
+        }
+        /* Two rounds stay: 102 entries, oldest first, pages intact. */
+        size_t len = rf_resend_log_len(&l);
+        assert_int_equal(len, round > 2 ? 102 : 51 * round);
+        const RfLogEntry *e = rf_resend_log_at(&l, len - 2);
+        assert_int_equal(e->seq, seq - 2);
+        assert_int_equal(e->round, round);
+        assert_int_equal(e->n, 1 + (49 * 7 + round) % RF_PACKET_MAX_PAGES);
+        rf_resend_log_pages(&l, e, out);
+        for (uint32_t i = 0; i < e->n; i++) {
+            assert_int_equal(out[i], round * 1000 + (i / 3) * 5 + i % 3);
+        }
+        assert_true(rf_resend_log_at(&l, len - 1)->sync);
+    }
+    assert_true(rf_resend_log_at(&l, rf_resend_log_len(&l) - 1)->final);
+    rf_resend_log_prune(&l, 40);
+    assert_int_equal(rf_resend_log_len(&l), 0);
+    rf_resend_log_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1633,6 +1770,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_max_memory_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_resume, setup,
+                                        teardown),
+        cmocka_unit_test(test_resend_log),
         cmocka_unit_test_setup_teardown(test_cancel_keeps_source, setup,
                                         teardown),
     };

@@ -1734,6 +1734,39 @@ static void test_mutation_loop(void **state)
     assert_true(accepted < 69000);
 }
 
+/* RESUME and the channel hello's generation (docs/protocol.md 5.1):
+ * the bytes of the spec, and a bad magic or reserved field refused. */
+static void test_resume(void **state)
+{
+    (void)state;
+    uint8_t b[RF_RESUME_SIZE];
+    rf_wire_resume_encode(0x0102030405060708ull, b);
+    static const uint8_t want[RF_RESUME_SIZE] = {
+        0x52, 0x46, 0x52, 0x53, 0, 0, 0, 0,
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
+    assert_memory_equal(b, want, sizeof(want));
+    uint64_t next = 0;
+    assert_true(rf_wire_resume_decode(b, &next, NULL));
+    assert_true(next == 0x0102030405060708ull);
+    RfError *err = NULL;
+    b[0] ^= 1;
+    assert_false(rf_wire_resume_decode(b, &next, &err));
+    assert_non_null(strstr(rf_error_msg(err), "'magic'"));
+    rf_error_free(err);
+    err = NULL;
+    b[0] ^= 1;
+    b[5] = 1;
+    assert_false(rf_wire_resume_decode(b, &next, &err));
+    assert_non_null(strstr(rf_error_msg(err), "'reserved'"));
+    rf_error_free(err);
+    uint8_t g[RF_CHAN_GEN_SIZE];
+    rf_wire_chan_gen_encode(0x01020304u, g);
+    assert_int_equal(g[0], 0x04);
+    assert_int_equal(g[3], 0x01);
+    assert_int_equal(rf_wire_chan_gen_decode(g), 0x01020304u);
+    assert_string_equal(rf_wire_cap_name(RF_CAP_RECONNECT), "reconnect");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1765,6 +1798,7 @@ int main(void)
         cmocka_unit_test(test_page_index),
         cmocka_unit_test(test_page_index_random),
         cmocka_unit_test(test_mutation_loop),
+        cmocka_unit_test(test_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
