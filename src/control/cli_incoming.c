@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "control/guest_run.h"
+#include "control/qmp.h"
 #include "control/run.h"
 
 static void usage(FILE *f)
@@ -20,6 +21,8 @@ static void usage(FILE *f)
         "                        [--max-memory SIZE] [--insecure]\n"
         "       ramflow incoming [--listen URI] --guest [--kind "
         "auto|kvm|thread] [...]\n"
+        "       ramflow incoming --qmp unix:PATH|tcp:[HOST]:PORT [--listen "
+        "URI] (--memory ... | --guest)\n"
         "\n"
         "--listen defaults to " RF_CLI_DEFAULT_LISTEN " (loopback).  An "
         "address\n"
@@ -42,13 +45,43 @@ static void usage(FILE *f)
         "source that uses anything else.\n"
         "--uri-file writes the actual listening URI (port 0 resolved).\n"
         "--guest receives the test VM of 'ramflow guest': builds its VM,\n"
-        "loads its vCPU state, resumes it and checks its memory pattern.\n");
+        "loads its vCPU state, resumes it and checks its memory pattern.\n"
+        "--qmp serves QEMU's QMP there (docs/qmp.md) and runs until 'quit';\n"
+        "without --listen it waits for migrate-incoming (QEMU's -incoming\n"
+        "defer).\n");
+}
+
+/* incoming --qmp: the sink (files or the test VM) waits for commands. */
+static int run_qmp(const QmpCliOptions *o, RfCliIncoming *in, bool guest,
+                   RfGuestKind kind)
+{
+    RfError *err = NULL;
+    RfGuest *g = NULL;
+    RfRamSink *sink;
+    if (guest) {
+        g = rf_guest_new_incoming(kind, &err);
+        sink = g ? rf_guest_ram_sink(g) : NULL;
+    } else {
+        sink = rf_file_sink_new(in->specs, in->nspecs,
+                                in->reuse_memory ? RF_FILE_SINK_REUSE : 0,
+                                &err);
+    }
+    if (!sink) {
+        return rf_cli_fail(NULL, err);
+    }
+    int rc = rf_cli_qmp_incoming(o, in->params, g, sink);
+    if (g) {
+        rf_guest_free(g);
+    } else {
+        rf_ram_sink_free(sink);
+    }
+    return rc;
 }
 
 int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
-           O_QUIET, O_GUEST, O_KIND, O_REUSE };
+           O_QUIET, O_GUEST, O_KIND, O_REUSE, O_QMP };
     struct option opts[48] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -60,8 +93,10 @@ int rf_cli_incoming(int argc, char **argv)
         {"guest", no_argument, NULL, O_GUEST},
         {"kind", required_argument, NULL, O_KIND},
         {"reuse-memory", no_argument, NULL, O_REUSE},
+        {"qmp", required_argument, NULL, O_QMP},
     };
-    rf_cli_add_param_options(opts, 10);
+    rf_cli_add_param_options(opts, 11);
+    const char *qmp = NULL;
     bool guest = false;
     RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
@@ -98,6 +133,7 @@ int rf_cli_incoming(int argc, char **argv)
             }
             break;
         case O_GUEST: guest = true; break;
+        case O_QMP: qmp = optarg; break;
         case O_KIND:
             if (!rf_cli_parse_guest_kind(optarg, &kind)) {
                 fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
@@ -109,6 +145,7 @@ int rf_cli_incoming(int argc, char **argv)
         default: usage(stderr); return RF_EXIT_USAGE;
         }
     }
+    bool listen_given = in.uri != NULL;
     if (!in.uri) {
         in.uri = RF_CLI_DEFAULT_LISTEN;
     }
@@ -125,6 +162,11 @@ int rf_cli_incoming(int argc, char **argv)
     }
     in.specs = specs;
     rf_cli_install_signals();
+    if (qmp) {
+        QmpCliOptions o = {qmp, listen_given ? in.uri : NULL, in.uri_file,
+                           in.quiet};
+        return run_qmp(&o, &in, guest, kind);
+    }
     if (guest) {
         RfCliGuestIncoming gi;
         rf_cli_guest_incoming_init(&gi);

@@ -1,0 +1,481 @@
+/*
+ * ramflow - the QMP server: the listening socket, the clients, and the
+ * event queue, all on one thread (see qmp.h).  A client that sends too
+ * much, or reads too little, is dropped; nothing a client does reaches a
+ * migration except through a command.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control/cli.h"
+#include "control/qmp.h"
+
+typedef struct Client {
+    int fd;
+    QmpReader rd;
+    char *out;
+    size_t out_len, out_cap;
+    QmpSession sess;
+    bool closing;  /* drop once the output is flushed */
+} Client;
+
+typedef struct Event {
+    struct Event *next;
+    char name[40];
+    json_t *data;
+} Event;
+
+struct QmpServer {
+    int listen_fd;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    QmpMachine *m;
+    Client *clients[QMP_MAX_CLIENTS];
+    int wake[2];  /* event queue -> server thread */
+    pthread_mutex_t lock;
+    Event *head, *tail;
+};
+
+static bool set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+/* unix:PATH, created 0600 so only this user can drive the migration. */
+static int listen_unix(const char *path, QmpServer *s, RfError **errp)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
+        rf_error_set(errp, RF_ERR_PARAM, "--qmp unix:%s: bad path", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(path); /* a stale socket of an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rf_error_set(errp, RF_ERR_IO, "--qmp: socket: %s", strerror(errno));
+        return -1;
+    }
+    mode_t old = umask(077);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "--qmp unix:%s: %s", path,
+                     strerror(errno));
+        close(fd);
+        return -1;
+    }
+    snprintf(s->unix_path, sizeof(s->unix_path), "%s", path);
+    return fd;
+}
+
+/* tcp:[HOST]:PORT; no HOST means loopback (never every interface). */
+static int listen_tcp(const char *addr, RfError **errp)
+{
+    char host[256], port[16];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port) ||
+        !colon[1]) {
+        rf_error_set(errp, RF_ERR_PARAM, "--qmp tcp:%s: expected "
+                     "tcp:[HOST]:PORT", addr);
+        return -1;
+    }
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    snprintf(port, sizeof(port), "%s", colon + 1);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(host[0] ? host : "127.0.0.1", port, &hints, &ai);
+    if (gai != 0) {
+        rf_error_set(errp, RF_ERR_PARAM, "--qmp tcp:%s: %s", addr,
+                     gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "--qmp tcp:%s: %s", addr,
+                     strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* Says where a tcp: monitor listens (port 0 resolved) on stderr. */
+static void announce_tcp(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv,
+                    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+        fprintf(stderr, "ramflow: QMP monitor on tcp:%s%s%s:%s\n",
+                strchr(host, ':') ? "[" : "", host,
+                strchr(host, ':') ? "]" : "", serv);
+    }
+}
+
+QmpServer *qmp_server_new(const char *addr, QmpMachine *m, RfError **errp)
+{
+    QmpServer *s = calloc(1, sizeof(*s));
+    if (!s) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory");
+        return NULL;
+    }
+    s->m = m;
+    s->wake[0] = s->wake[1] = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    if (!strncmp(addr, "unix:", 5)) {
+        s->listen_fd = listen_unix(addr + 5, s, errp);
+    } else if (!strncmp(addr, "tcp:", 4)) {
+        s->listen_fd = listen_tcp(addr + 4, errp);
+        if (s->listen_fd >= 0) {
+            announce_tcp(s->listen_fd);
+        }
+    } else {
+        rf_error_set(errp, RF_ERR_PARAM, "--qmp %s: expected unix:PATH or "
+                     "tcp:[HOST]:PORT", addr);
+        s->listen_fd = -1;
+    }
+    if (s->listen_fd < 0 || !set_nonblock(s->listen_fd) ||
+        pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "--qmp %s: %s", addr, strerror(errno));
+        qmp_server_free(s);
+        return NULL;
+    }
+    m->srv = s;
+    return s;
+}
+
+void qmp_post_event(QmpServer *s, const char *name, json_t *data)
+{
+    Event *e = calloc(1, sizeof(*e));
+    if (!e) {
+        json_decref(data);
+        return;
+    }
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->data = data;
+    pthread_mutex_lock(&s->lock);
+    if (s->tail) {
+        s->tail->next = e;
+    } else {
+        s->head = e;
+    }
+    s->tail = e;
+    pthread_mutex_unlock(&s->lock);
+    char b = 1;
+    /* A full pipe already wakes the server: nothing lost. */
+    if (write(s->wake[1], &b, 1) < 0) {
+        (void)b;
+    }
+}
+
+static void client_free(Client *c)
+{
+    if (c) {
+        close(c->fd);
+        qmp_reader_free(&c->rd);
+        free(c->out);
+        free(c);
+    }
+}
+
+/* Writes what is buffered; @return false if the client is gone. */
+static bool client_flush(Client *c)
+{
+    while (c->out_len) {
+        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+        }
+        memmove(c->out, c->out + n, c->out_len - (size_t)n);
+        c->out_len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Queues one JSON message (QEMU's separators, CRLF-terminated); a client
+ * that lets QMP_MAX_OUTPUT pile up is dropped. */
+static void client_send(Client *c, json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_PRESERVE_ORDER);
+    if (!text) {
+        c->closing = true;
+        return;
+    }
+    size_t n = strlen(text);
+    if (c->out_len + n + 2 > QMP_MAX_OUTPUT) {
+        free(text);
+        c->out_len = 0;
+        c->closing = true;
+        return;
+    }
+    if (c->out_len + n + 2 > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + n + 2) {
+            cap *= 2;
+        }
+        char *b = realloc(c->out, cap);
+        if (!b) {
+            free(text);
+            c->closing = true;
+            return;
+        }
+        c->out = b;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, text, n);
+    memcpy(c->out + c->out_len + n, "\r\n", 2);
+    c->out_len += n + 2;
+    free(text);
+}
+
+static json_t *greeting(void)
+{
+    return json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:s}, s:[]}}", "QMP",
+                     "version", "qemu", "micro", QMP_QEMU_MICRO, "minor",
+                     QMP_QEMU_MINOR, "major", QMP_QEMU_MAJOR, "package",
+                     "ramflow " RAMFLOW_VERSION_STRING, "capabilities");
+}
+
+static void accept_clients(QmpServer *s)
+{
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        int slot = -1;
+        for (int i = 0; i < QMP_MAX_CLIENTS && slot < 0; i++) {
+            slot = s->clients[i] ? -1 : i;
+        }
+        Client *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+        if (!c) {
+            close(fd); /* full: QEMU refuses further clients too */
+            continue;
+        }
+        c->fd = fd;
+        qmp_reader_init(&c->rd);
+        json_t *g = greeting();
+        client_send(c, g);
+        json_decref(g);
+        s->clients[slot] = c;
+    }
+}
+
+/* Reads and answers what a client sent; marks it closing on EOF, error,
+ * an oversized message or quit. */
+static void client_input(QmpServer *s, Client *c)
+{
+    char buf[65536];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->closing = true;
+        c->out_len = 0;
+        return;
+    }
+    if (n < 0) {
+        return;
+    }
+    bool fed = qmp_reader_feed(&c->rd, buf, (size_t)n);
+    for (;;) {
+        char *msg;
+        size_t len;
+        QmpReadResult r = qmp_reader_next(&c->rd, &msg, &len);
+        if (r == QMP_READ_NONE && fed) {
+            return;
+        }
+        if (r != QMP_READ_MESSAGE) {
+            json_t *e = qmp_error("GenericError", "JSON parse error, message "
+                                  "exceeds %u bytes", QMP_MAX_MESSAGE);
+            client_send(c, e);
+            json_decref(e);
+            c->closing = true;
+            return;
+        }
+        json_t *reply = qmp_dispatch(s->m, &c->sess, msg, len);
+        free(msg);
+        if (reply) {
+            client_send(c, reply);
+            json_decref(reply);
+        }
+        if (atomic_load(&s->m->quit)) {
+            return;
+        }
+    }
+}
+
+static void broadcast(QmpServer *s, json_t *msg)
+{
+    for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+        Client *c = s->clients[i];
+        if (c && c->sess.negotiated && !c->closing) {
+            client_send(c, msg);
+        }
+    }
+}
+
+/* Takes the queued events: the machine reacts first (a completed
+ * migration resumes the destination's guest), then every client hears. */
+static void drain_events(QmpServer *s)
+{
+    char b[256];
+    while (read(s->wake[0], b, sizeof(b)) > 0) {
+    }
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        Event *e = s->head;
+        if (e) {
+            s->head = e->next;
+            if (!s->head) {
+                s->tail = NULL;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!e) {
+            return;
+        }
+        qmp_machine_on_event(s->m, e->name, e->data);
+        json_t *ev = qmp_event(e->name, e->data);
+        if (s->m->events || strncmp(e->name, "MIGRATION", 9) != 0) {
+            broadcast(s, ev);
+        }
+        json_decref(ev);
+        free(e);
+    }
+}
+
+/* After quit: the last replies and SHUTDOWN go out (a second at most). */
+static void final_flush(QmpServer *s)
+{
+    json_t *ev = qmp_event("SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0,
+                                                 "reason", "host-qmp-quit"));
+    broadcast(s, ev);
+    json_decref(ev);
+    for (int round = 0; round < 20; round++) {
+        bool pending = false;
+        for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+            Client *c = s->clients[i];
+            if (c && c->out_len && client_flush(c) && c->out_len) {
+                pending = true;
+            }
+        }
+        if (!pending) {
+            return;
+        }
+        poll(NULL, 0, 50);
+    }
+}
+
+int qmp_server_run(QmpServer *s)
+{
+    struct pollfd pfd[QMP_MAX_CLIENTS + 2];
+    int who[QMP_MAX_CLIENTS + 2];
+    while (!atomic_load(&s->m->quit) && !atomic_load(&rf_cli_cancel)) {
+        int n = 0;
+        pfd[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+        for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+            Client *c = s->clients[i];
+            if (c) {
+                who[n] = i;
+                pfd[n++] = (struct pollfd){
+                    .fd = c->fd,
+                    .events = (c->closing ? 0 : POLLIN) |
+                              (c->out_len ? POLLOUT : 0)};
+            }
+        }
+        /* The timeout only bounds how late a signal is noticed. */
+        if (poll(pfd, (nfds_t)n, 200) < 0 && errno != EINTR) {
+            break;
+        }
+        if (pfd[1].revents) {
+            drain_events(s);
+        }
+        for (int k = 2; k < n; k++) {
+            Client *c = s->clients[who[k]];
+            if (pfd[k].revents & POLLIN) {
+                client_input(s, c);
+            } else if (pfd[k].revents & (POLLHUP | POLLERR)) {
+                c->closing = true;
+                c->out_len = 0;
+            }
+        }
+        if (pfd[0].revents & POLLIN) {
+            accept_clients(s);
+        }
+        drain_events(s);
+        for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+            Client *c = s->clients[i];
+            if (!c) {
+                continue;
+            }
+            bool alive = client_flush(c);
+            if (!alive || (c->closing && c->out_len == 0)) {
+                client_free(c);
+                s->clients[i] = NULL;
+            }
+        }
+    }
+    if (atomic_load(&s->m->quit)) {
+        final_flush(s);
+    }
+    return RF_EXIT_OK;
+}
+
+void qmp_server_free(QmpServer *s)
+{
+    if (!s) {
+        return;
+    }
+    for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+        client_free(s->clients[i]);
+    }
+    while (s->head) {
+        Event *e = s->head;
+        s->head = e->next;
+        json_decref(e->data);
+        free(e);
+    }
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+    }
+    if (s->unix_path[0]) {
+        unlink(s->unix_path);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (s->wake[i] >= 0) {
+            close(s->wake[i]);
+        }
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
