@@ -21,8 +21,9 @@ static void usage(FILE *f)
         "                        [--max-memory SIZE] [--insecure]\n"
         "       ramflow incoming [--listen URI] --guest [--kind "
         "auto|kvm|thread] [...]\n"
-        "       ramflow incoming --qmp unix:PATH|tcp:[HOST]:PORT [--listen "
-        "URI] (--memory ... | --guest)\n"
+        "       ramflow incoming --qmp unix:PATH|tcp:[HOST]:PORT [--monitor "
+        "stdio|unix:PATH|tcp:...]\n"
+        "                        [--listen URI] (--memory ... | --guest)\n"
         "\n"
         "--listen defaults to " RF_CLI_DEFAULT_LISTEN " (loopback).  An "
         "address\n"
@@ -46,7 +47,8 @@ static void usage(FILE *f)
         "--uri-file writes the actual listening URI (port 0 resolved).\n"
         "--guest receives the test VM of 'ramflow guest': builds its VM,\n"
         "loads its vCPU state, resumes it and checks its memory pattern.\n"
-        "--qmp serves QEMU's QMP there (docs/qmp.md) and runs until 'quit';\n"
+        "--qmp serves QEMU's QMP there, --monitor QEMU's human monitor\n"
+        "(docs/qmp.md); the process then runs until 'quit';\n"
         "without --listen it waits for migrate-incoming (QEMU's -incoming\n"
         "defer).\n");
 }
@@ -81,7 +83,7 @@ static int run_qmp(const QmpCliOptions *o, RfCliIncoming *in, bool guest,
 int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
-           O_QUIET, O_GUEST, O_KIND, O_REUSE, O_QMP };
+           O_QUIET, O_GUEST, O_KIND, O_REUSE, O_QMP, O_MONITOR };
     struct option opts[48] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -94,9 +96,10 @@ int rf_cli_incoming(int argc, char **argv)
         {"kind", required_argument, NULL, O_KIND},
         {"reuse-memory", no_argument, NULL, O_REUSE},
         {"qmp", required_argument, NULL, O_QMP},
+        {"monitor", required_argument, NULL, O_MONITOR},
     };
-    rf_cli_add_param_options(opts, 11);
-    const char *qmp = NULL;
+    rf_cli_add_param_options(opts, 12);
+    const char *qmp = NULL, *monitor = NULL;
     bool guest = false;
     RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
@@ -134,6 +137,7 @@ int rf_cli_incoming(int argc, char **argv)
             break;
         case O_GUEST: guest = true; break;
         case O_QMP: qmp = optarg; break;
+        case O_MONITOR: monitor = optarg; break;
         case O_KIND:
             if (!rf_cli_parse_guest_kind(optarg, &kind)) {
                 fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
@@ -162,9 +166,9 @@ int rf_cli_incoming(int argc, char **argv)
     }
     in.specs = specs;
     rf_cli_install_signals();
-    if (qmp) {
-        QmpCliOptions o = {qmp, listen_given ? in.uri : NULL, in.uri_file,
-                           in.quiet};
+    if (qmp || monitor) {
+        QmpCliOptions o = {qmp, monitor, listen_given ? in.uri : NULL,
+                           in.uri_file, in.quiet};
         return run_qmp(&o, &in, guest, kind);
     }
     if (guest) {

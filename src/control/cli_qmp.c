@@ -20,7 +20,7 @@ static int out_of_memory(QmpMachine *m)
 static int serve(QmpMachine *m, const QmpCliOptions *o, const char *start)
 {
     RfError *err = NULL;
-    QmpServer *s = qmp_server_new(o->qmp_addr, m, &err);
+    QmpServer *s = qmp_server_new(o->qmp_addr, o->hmp_addr, m, &err);
     if (!s) {
         qmp_machine_destroy(m);
         return rf_cli_fail(NULL, err);

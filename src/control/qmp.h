@@ -134,16 +134,31 @@ typedef struct QmpSession {
  * NULL for none.  Sets *close_after for quit. */
 json_t *qmp_dispatch(QmpMachine *m, QmpSession *s, const char *text,
                      size_t len);
+/* Runs command name with args (NULL = none), negotiation aside.
+ * @return the reply (return or error). */
+json_t *qmp_execute(QmpMachine *m, const char *name, json_t *args);
 /* The migration URI of a migrate / migrate-incoming request: "uri", or
  * QEMU 9's "channels" list.  @return a malloc'd URI or NULL with *errorp
  * set to the error reply. */
 char *qmp_args_uri(json_t *args, json_t **errorp);
 
+/* ---- the human monitor (hmp.c) ---------------------------------------- */
+
+/* Runs one HMP line (QEMU's syntax); @return its output text (malloc'd,
+ * possibly ""; NULL if out of memory).  *wait (may be NULL) is set when
+ * the line was a blocking `migrate` whose result comes with the end of the
+ * migration (hmp_migration_ended). */
+char *hmp_execute(QmpMachine *m, const char *line, bool *wait);
+/* The text a blocking `migrate` prints when the migration has ended. */
+char *hmp_migration_ended(QmpMachine *m);
+
 /* ---- the server (qmp_server.c) --------------------------------------- */
 
-/* Listens at addr ("unix:PATH", "tcp:HOST:PORT"; tcp without HOST binds
- * loopback). */
-QmpServer *qmp_server_new(const char *addr, QmpMachine *m, RfError **errp);
+/* Listens for QMP at qmp_addr and for the human monitor at hmp_addr
+ * ("unix:PATH", "tcp:[HOST]:PORT" -- no HOST binds loopback --, and for
+ * hmp_addr also "stdio"); either may be NULL. */
+QmpServer *qmp_server_new(const char *qmp_addr, const char *hmp_addr,
+                          QmpMachine *m, RfError **errp);
 /* Any thread: queues an event (steals data) for every negotiated client. */
 void qmp_post_event(QmpServer *s, const char *name, json_t *data);
 /* Serves until quit or a signal (rf_cli_cancel); @return the exit
@@ -157,6 +172,7 @@ void qmp_server_free(QmpServer *s);
  * listen_uri: start listening at once (NULL: wait for migrate-incoming). */
 typedef struct QmpCliOptions {
     const char *qmp_addr;
+    const char *hmp_addr;   /* --monitor */
     const char *listen_uri;
     const char *uri_file;
     bool quiet;

@@ -286,6 +286,21 @@ static json_t *cmd_query_guest(QmpMachine *m, json_t *args)
     return qmp_return(o);
 }
 
+/* QEMU's human-monitor-command: one HMP line, its text as the return. */
+static json_t *cmd_hmp(QmpMachine *m, json_t *args)
+{
+    const char *line = json_string_value(json_object_get(args,
+                                                         "command-line"));
+    if (!line) {
+        return qmp_error("GenericError",
+                         "Parameter 'command-line' is missing");
+    }
+    char *text = hmp_execute(m, line, NULL);
+    json_t *r = qmp_return(json_string(text ? text : ""));
+    free(text);
+    return r;
+}
+
 static const char *const no_args[] = {NULL};
 static const char *const migrate_args[] = {"uri", "channels", "detach",
                                            "resume", NULL};
@@ -295,6 +310,7 @@ static const char *const caps_args[] = {"capabilities", NULL};
 static const char *const enable_args[] = {"enable", NULL};
 static const char *const id_args[] = {"id", NULL};
 static const char *const guest_args[] = {"check", NULL};
+static const char *const hmp_args[] = {"command-line", "cpu-index", NULL};
 
 static json_t *cmd_capabilities(QmpMachine *m, json_t *args)
 {
@@ -321,6 +337,7 @@ static const Command commands[] = {
     {"quit", cmd_quit, no_args},
     {"object-add", cmd_object_add, NULL},
     {"object-del", cmd_object_del, id_args},
+    {"human-monitor-command", cmd_hmp, hmp_args},
     {"x-ramflow-query-guest", cmd_query_guest, guest_args},
 };
 
@@ -409,6 +426,15 @@ static json_t *run(QmpMachine *m, QmpSession *s, json_t *req)
         return qmp_error("CommandNotFound", "Capabilities negotiation is "
                          "already complete, command ignored");
     }
+    json_t *reply = qmp_execute(m, name, args);
+    if (caps && json_object_get(reply, "return")) {
+        s->negotiated = true;
+    }
+    return reply;
+}
+
+json_t *qmp_execute(QmpMachine *m, const char *name, json_t *args)
+{
     const Command *c = NULL;
     for (size_t i = 0; i < N_COMMANDS && !c; i++) {
         c = strcmp(commands[i].name, name) ? NULL : &commands[i];
@@ -420,15 +446,13 @@ static json_t *run(QmpMachine *m, QmpSession *s, json_t *req)
     json_t *empty = args ? NULL : json_object();
     json_t *a = args ? args : empty;
     json_t *reply = check_args(c, a);
-    if (!reply && caps && json_array_size(json_object_get(a, "enable"))) {
+    if (!reply && c->fn == cmd_capabilities &&
+        json_array_size(json_object_get(a, "enable"))) {
         reply = qmp_error("GenericError", "This monitor does not support "
                           "Out-Of-Band (OOB)");
     }
     if (!reply) {
         reply = c->fn(m, a);
-        if (caps && json_object_get(reply, "return")) {
-            s->negotiated = true;
-        }
     }
     json_decref(empty);
     return reply;

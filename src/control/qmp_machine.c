@@ -381,7 +381,9 @@ json_t *qmp_machine_query_migrate(QmpMachine *m)
     RfMigrationInfo in = RF_MIGRATION_INFO_INIT;
     rf_migration_query(m->mig, &in);
     if (in.status == RF_STATUS_NONE) {
-        return json_object();
+        /* Started, its thread not yet running: QEMU says setup. */
+        in.status = RF_STATUS_SETUP;
+        in.is_source = m->role == QMP_ROLE_SOURCE;
     }
     json_t *o = json_pack("{s:s}", "status", rf_status_name(in.status));
     bool done = in.status == RF_STATUS_COMPLETED;

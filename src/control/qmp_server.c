@@ -20,13 +20,24 @@
 #include "control/qmp.h"
 
 typedef struct Client {
-    int fd;
+    int fd, out_fd;  /* out_fd differs for stdio (0 in, 1 out) */
     QmpReader rd;
     char *out;
     size_t out_len, out_cap;
     QmpSession sess;
     bool closing;  /* drop once the output is flushed */
+    bool hmp;      /* the human monitor: lines in, text out */
+    bool waiting;  /* hmp: a blocking migrate runs; input waits */
+    bool eof;      /* hmp: no more input; close once the lines ran */
+    char *line;    /* hmp: the partial line */
+    size_t line_len;
 } Client;
+
+typedef struct Listener {
+    int fd;
+    bool hmp;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} Listener;
 
 typedef struct Event {
     struct Event *next;
@@ -35,8 +46,7 @@ typedef struct Event {
 } Event;
 
 struct QmpServer {
-    int listen_fd;
-    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    Listener ls[2];
     QmpMachine *m;
     Client *clients[QMP_MAX_CLIENTS];
     int wake[2];  /* event queue -> server thread */
@@ -51,7 +61,7 @@ static bool set_nonblock(int fd)
 }
 
 /* unix:PATH, created 0600 so only this user can drive the migration. */
-static int listen_unix(const char *path, QmpServer *s, RfError **errp)
+static int listen_unix(const char *path, Listener *l, RfError **errp)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
@@ -77,7 +87,7 @@ static int listen_unix(const char *path, QmpServer *s, RfError **errp)
         close(fd);
         return -1;
     }
-    snprintf(s->unix_path, sizeof(s->unix_path), "%s", path);
+    snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
     return fd;
 }
 
@@ -127,7 +137,7 @@ static int listen_tcp(const char *addr, RfError **errp)
 }
 
 /* Says where a tcp: monitor listens (port 0 resolved) on stderr. */
-static void announce_tcp(int fd)
+static void announce_tcp(int fd, const char *what)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -135,13 +145,45 @@ static void announce_tcp(int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
         getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
-        fprintf(stderr, "ramflow: QMP monitor on tcp:%s%s%s:%s\n",
+        fprintf(stderr, "ramflow: %s on tcp:%s%s%s:%s\n", what,
                 strchr(host, ':') ? "[" : "", host,
                 strchr(host, ':') ? "]" : "", serv);
     }
 }
 
-QmpServer *qmp_server_new(const char *addr, QmpMachine *m, RfError **errp)
+static Client *client_new(QmpServer *s, int fd, int out_fd, bool hmp);
+
+/* Opens one listener (or, for the human monitor, stdio). */
+static bool open_listener(QmpServer *s, Listener *l, const char *addr,
+                          bool hmp, RfError **errp)
+{
+    const char *what = hmp ? "--monitor" : "--qmp";
+    l->hmp = hmp;
+    if (hmp && !strcmp(addr, "stdio")) {
+        return client_new(s, 0, 1, true) != NULL;
+    }
+    if (!strncmp(addr, "unix:", 5)) {
+        l->fd = listen_unix(addr + 5, l, errp);
+    } else if (!strncmp(addr, "tcp:", 4)) {
+        l->fd = listen_tcp(addr + 4, errp);
+        if (l->fd >= 0) {
+            announce_tcp(l->fd, hmp ? "human monitor" : "QMP monitor");
+        }
+    } else {
+        rf_error_set(errp, RF_ERR_PARAM, "%s %s: expected unix:PATH or "
+                     "tcp:[HOST]:PORT%s", what, addr, hmp ? " or stdio" : "");
+        return false;
+    }
+    if (l->fd >= 0 && !set_nonblock(l->fd)) {
+        rf_error_set(errp, RF_ERR_IO, "%s %s: %s", what, addr,
+                     strerror(errno));
+        return false;
+    }
+    return l->fd >= 0;
+}
+
+QmpServer *qmp_server_new(const char *qmp_addr, const char *hmp_addr,
+                          QmpMachine *m, RfError **errp)
 {
     QmpServer *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -150,22 +192,15 @@ QmpServer *qmp_server_new(const char *addr, QmpMachine *m, RfError **errp)
     }
     s->m = m;
     s->wake[0] = s->wake[1] = -1;
+    s->ls[0].fd = s->ls[1].fd = -1;
     pthread_mutex_init(&s->lock, NULL);
-    if (!strncmp(addr, "unix:", 5)) {
-        s->listen_fd = listen_unix(addr + 5, s, errp);
-    } else if (!strncmp(addr, "tcp:", 4)) {
-        s->listen_fd = listen_tcp(addr + 4, errp);
-        if (s->listen_fd >= 0) {
-            announce_tcp(s->listen_fd);
-        }
-    } else {
-        rf_error_set(errp, RF_ERR_PARAM, "--qmp %s: expected unix:PATH or "
-                     "tcp:[HOST]:PORT", addr);
-        s->listen_fd = -1;
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        rf_error_set(errp, RF_ERR_IO, "pipe: %s", strerror(errno));
+        qmp_server_free(s);
+        return NULL;
     }
-    if (s->listen_fd < 0 || !set_nonblock(s->listen_fd) ||
-        pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "--qmp %s: %s", addr, strerror(errno));
+    if ((qmp_addr && !open_listener(s, &s->ls[0], qmp_addr, false, errp)) ||
+        (hmp_addr && !open_listener(s, &s->ls[1], hmp_addr, true, errp))) {
         qmp_server_free(s);
         return NULL;
     }
@@ -203,6 +238,7 @@ static void client_free(Client *c)
         close(c->fd);
         qmp_reader_free(&c->rd);
         free(c->out);
+        free(c->line);
         free(c);
     }
 }
@@ -211,7 +247,9 @@ static void client_free(Client *c)
 static bool client_flush(Client *c)
 {
     while (c->out_len) {
-        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+        ssize_t n = c->out_fd != c->fd
+                        ? write(c->out_fd, c->out, c->out_len)
+                        : send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
         if (n < 0) {
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
         }
@@ -221,30 +259,22 @@ static bool client_flush(Client *c)
     return true;
 }
 
-/* Queues one JSON message (QEMU's separators, CRLF-terminated); a client
- * that lets QMP_MAX_OUTPUT pile up is dropped. */
-static void client_send(Client *c, json_t *msg)
+/* Queues text; a client that lets QMP_MAX_OUTPUT pile up is dropped. */
+static void client_write(Client *c, const char *text, const char *end)
 {
-    char *text = json_dumps(msg, JSON_PRESERVE_ORDER);
-    if (!text) {
-        c->closing = true;
-        return;
-    }
-    size_t n = strlen(text);
-    if (c->out_len + n + 2 > QMP_MAX_OUTPUT) {
-        free(text);
+    size_t n = strlen(text), e = strlen(end);
+    if (c->out_len + n + e > QMP_MAX_OUTPUT) {
         c->out_len = 0;
         c->closing = true;
         return;
     }
-    if (c->out_len + n + 2 > c->out_cap) {
+    if (c->out_len + n + e > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + n + 2) {
+        while (cap < c->out_len + n + e) {
             cap *= 2;
         }
         char *b = realloc(c->out, cap);
         if (!b) {
-            free(text);
             c->closing = true;
             return;
         }
@@ -252,10 +282,23 @@ static void client_send(Client *c, json_t *msg)
         c->out_cap = cap;
     }
     memcpy(c->out + c->out_len, text, n);
-    memcpy(c->out + c->out_len + n, "\r\n", 2);
-    c->out_len += n + 2;
+    memcpy(c->out + c->out_len + n, end, e);
+    c->out_len += n + e;
+}
+
+/* Queues one JSON message (QEMU's separators, CRLF-terminated). */
+static void client_send(Client *c, json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_PRESERVE_ORDER);
+    if (!text) {
+        c->closing = true;
+        return;
+    }
+    client_write(c, text, "\r\n");
     free(text);
 }
+
+#define HMP_PROMPT "(qemu) "
 
 static json_t *greeting(void)
 {
@@ -265,30 +308,85 @@ static json_t *greeting(void)
                      "ramflow " RAMFLOW_VERSION_STRING, "capabilities");
 }
 
-static void accept_clients(QmpServer *s)
+/* A new client in a free slot, greeted; NULL (fd closed) when full. */
+static Client *client_new(QmpServer *s, int fd, int out_fd, bool hmp)
 {
-    for (;;) {
-        int fd = accept4(s->listen_fd, NULL, NULL,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            return;
-        }
-        int slot = -1;
-        for (int i = 0; i < QMP_MAX_CLIENTS && slot < 0; i++) {
-            slot = s->clients[i] ? -1 : i;
-        }
-        Client *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
-        if (!c) {
-            close(fd); /* full: QEMU refuses further clients too */
-            continue;
-        }
-        c->fd = fd;
-        qmp_reader_init(&c->rd);
+    int slot = -1;
+    for (int i = 0; i < QMP_MAX_CLIENTS && slot < 0; i++) {
+        slot = s->clients[i] ? -1 : i;
+    }
+    Client *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        close(fd); /* full: QEMU refuses further clients too */
+        return NULL;
+    }
+    c->fd = fd;
+    c->out_fd = out_fd;
+    c->hmp = hmp;
+    qmp_reader_init(&c->rd);
+    if (hmp) {
+        client_write(c, "ramflow " RAMFLOW_VERSION_STRING " monitor (QEMU's "
+                     "migration commands) - type 'help' for more "
+                     "information\n", HMP_PROMPT);
+    } else {
         json_t *g = greeting();
         client_send(c, g);
         json_decref(g);
-        s->clients[slot] = c;
     }
+    s->clients[slot] = c;
+    return c;
+}
+
+static void accept_clients(QmpServer *s, Listener *l)
+{
+    for (;;) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        client_new(s, fd, fd, l->hmp);
+    }
+}
+
+/* Runs the complete lines a human-monitor client sent (none while a
+ * blocking migrate runs: QEMU's monitor waits too). */
+static void hmp_lines(QmpServer *s, Client *c)
+{
+    char *nl;
+    while (!c->waiting && !atomic_load(&s->m->quit) &&
+           (nl = memchr(c->line, '\n', c->line_len))) {
+        *nl = '\0';
+        bool wait = false;
+        char *text = hmp_execute(s->m, c->line, &wait);
+        size_t used = (size_t)(nl + 1 - c->line);
+        memmove(c->line, nl + 1, c->line_len - used);
+        c->line_len -= used;
+        client_write(c, text ? text : "out of memory\n",
+                     wait ? "" : HMP_PROMPT);
+        free(text);
+        c->waiting = wait;
+    }
+    if (c->eof && !c->waiting) {
+        c->closing = true;
+    }
+}
+
+static void hmp_input(QmpServer *s, Client *c, const char *buf, size_t n)
+{
+    if (c->line_len + n > QMP_MAX_MESSAGE) {
+        client_write(c, "line too long\n", "");
+        c->closing = true;
+        return;
+    }
+    char *b = realloc(c->line, c->line_len + n + 1);
+    if (!b) {
+        c->closing = true;
+        return;
+    }
+    c->line = b;
+    memcpy(c->line + c->line_len, buf, n);
+    c->line_len += n;
+    hmp_lines(s, c);
 }
 
 /* Reads and answers what a client sent; marks it closing on EOF, error,
@@ -296,13 +394,26 @@ static void accept_clients(QmpServer *s)
 static void client_input(QmpServer *s, Client *c)
 {
     char buf[65536];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    ssize_t n = read(c->fd, buf, sizeof(buf)); /* a socket or stdin */
+    if (n == 0 && c->hmp) {
+        c->eof = true; /* a blocked migrate still answers */
+        hmp_lines(s, c);
+        return;
+    }
+    if (n == 0) {
+        c->closing = true; /* what is queued still goes out */
+        return;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
         c->closing = true;
         c->out_len = 0;
         return;
     }
     if (n < 0) {
+        return;
+    }
+    if (c->hmp) {
+        hmp_input(s, c, buf, (size_t)n);
         return;
     }
     bool fed = qmp_reader_feed(&c->rd, buf, (size_t)n);
@@ -337,8 +448,24 @@ static void broadcast(QmpServer *s, json_t *msg)
 {
     for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
         Client *c = s->clients[i];
-        if (c && c->sess.negotiated && !c->closing) {
+        if (c && !c->hmp && c->sess.negotiated && !c->closing) {
             client_send(c, msg);
+        }
+    }
+}
+
+/* A migration ended: human-monitor clients blocked in `migrate` get its
+ * outcome, their prompt, and their queued lines run. */
+static void hmp_wake(QmpServer *s)
+{
+    for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+        Client *c = s->clients[i];
+        if (c && c->waiting) {
+            char *text = hmp_migration_ended(s->m);
+            client_write(c, text ? text : "", HMP_PROMPT);
+            free(text);
+            c->waiting = false;
+            hmp_lines(s, c);
         }
     }
 }
@@ -364,6 +491,9 @@ static void drain_events(QmpServer *s)
             return;
         }
         qmp_machine_on_event(s->m, e->name, e->data);
+        if (!qmp_machine_migrating(s->m)) {
+            hmp_wake(s);
+        }
         json_t *ev = qmp_event(e->name, e->data);
         if (s->m->events || strncmp(e->name, "MIGRATION", 9) != 0) {
             broadcast(s, ev);
@@ -397,40 +527,44 @@ static void final_flush(QmpServer *s)
 
 int qmp_server_run(QmpServer *s)
 {
-    struct pollfd pfd[QMP_MAX_CLIENTS + 2];
-    int who[QMP_MAX_CLIENTS + 2];
+    struct pollfd pfd[QMP_MAX_CLIENTS + 3];
+    int who[QMP_MAX_CLIENTS + 3];
     while (!atomic_load(&s->m->quit) && !atomic_load(&rf_cli_cancel)) {
         int n = 0;
-        pfd[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = s->ls[0].fd, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = s->ls[1].fd, .events = POLLIN};
         for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
             Client *c = s->clients[i];
             if (c) {
                 who[n] = i;
                 pfd[n++] = (struct pollfd){
                     .fd = c->fd,
-                    .events = (c->closing ? 0 : POLLIN) |
-                              (c->out_len ? POLLOUT : 0)};
+                    .events = (c->closing || c->eof ? 0 : POLLIN) |
+                              (c->out_len && c->out_fd == c->fd ? POLLOUT
+                                                                : 0)};
             }
         }
         /* The timeout only bounds how late a signal is noticed. */
         if (poll(pfd, (nfds_t)n, 200) < 0 && errno != EINTR) {
             break;
         }
-        if (pfd[1].revents) {
+        if (pfd[0].revents) {
             drain_events(s);
         }
-        for (int k = 2; k < n; k++) {
+        for (int k = 3; k < n; k++) {
             Client *c = s->clients[who[k]];
             if (pfd[k].revents & POLLIN) {
                 client_input(s, c);
-            } else if (pfd[k].revents & (POLLHUP | POLLERR)) {
+            } else if ((pfd[k].revents & (POLLHUP | POLLERR)) && !c->eof) {
                 c->closing = true;
                 c->out_len = 0;
             }
         }
-        if (pfd[0].revents & POLLIN) {
-            accept_clients(s);
+        for (int k = 1; k < 3; k++) {
+            if (pfd[k].revents & POLLIN) {
+                accept_clients(s, &s->ls[k - 1]);
+            }
         }
         drain_events(s);
         for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
@@ -465,11 +599,13 @@ void qmp_server_free(QmpServer *s)
         json_decref(e->data);
         free(e);
     }
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-    }
-    if (s->unix_path[0]) {
-        unlink(s->unix_path);
+    for (int i = 0; i < 2; i++) {
+        if (s->ls[i].fd >= 0) {
+            close(s->ls[i].fd);
+        }
+        if (s->ls[i].unix_path[0]) {
+            unlink(s->ls[i].unix_path);
+        }
     }
     for (int i = 0; i < 2; i++) {
         if (s->wake[i] >= 0) {

@@ -88,3 +88,49 @@ cmp "$T/img" "$T/out" || fail "the destination's file differs"
 [ "$(stat -c %a "$T/errors-src.sock" 2>/dev/null || echo 600)" = 600 ] ||
     fail "QMP socket not 0600"
 echo "ok: socat exchange; file identical"
+
+# The human monitor (QEMU's HMP syntax) on a unix socket, fed by socat:
+# a blocking `migrate` answers when the migration has ended.
+"$RAMFLOW" incoming --monitor "unix:$T/hmp-dst.sock" --guest --kind auto \
+    --listen tcp:127.0.0.1:0 --uri-file "$T/hmp.uri" --quiet 2>"$T/hmp-dst.err" &
+DST_PID=$!
+"$RAMFLOW" guest --monitor "unix:$T/hmp-src.sock" "${GUEST[@]}" \
+    2>"$T/hmp-src.err" &
+SRC_PID=$!
+PIDS+=("$SRC_PID" "$DST_PID")
+for _ in $(seq 400); do [ -s "$T/hmp.uri" ] && [ -S "$T/hmp-src.sock" ] && break; sleep 0.05; done
+[ -s "$T/hmp.uri" ] && [ -S "$T/hmp-src.sock" ] || fail "HMP processes did not start"
+printf '%s\n' 'migrate_set_parameter multifd-channels 3' \
+    'migrate_set_parameter multifd-compression zstd' \
+    'migrate_set_parameter max-bandwidth 1G' \
+    'migrate_set_capability auto-converge on' 'migrate_set_capability foo on' \
+    'info migrate_parameters' 'info migrate_capabilities' \
+    "migrate $(cat "$T/hmp.uri")" 'info migrate' 'info status' 'bogus' 'quit' |
+    timeout 60 socat -t 60 - "UNIX-CONNECT:$T/hmp-src.sock" >"$T/hmp-src.out" ||
+    fail "HMP source exchange"
+cat "$T/hmp-src.out"
+expect_in "$T/hmp-src.out" "multifd-compression: 'zstd'"
+expect_in "$T/hmp-src.out" "max-bandwidth: 1073741824"
+expect_in "$T/hmp-src.out" "auto-converge: on"
+expect_in "$T/hmp-src.out" "Error: Parameter 'capabilities[0].capability' does not accept value 'foo'"
+expect_in "$T/hmp-src.out" "Status: 		completed"
+expect_in "$T/hmp-src.out" "VM status: paused (postmigrate)"
+expect_in "$T/hmp-src.out" "unknown command: 'bogus'"
+wait_exit "$SRC_PID" 30 || fail "HMP source exit"
+for _ in $(seq 200); do
+    echo 'info status' | timeout 10 socat - "UNIX-CONNECT:$T/hmp-dst.sock" >"$T/hmp-dst.out"
+    grep -q "VM status: running" "$T/hmp-dst.out" && break
+    sleep 0.05
+done
+expect_in "$T/hmp-dst.out" "VM status: running"
+printf 'info migrate\nquit\n' |
+    timeout 20 socat - "UNIX-CONNECT:$T/hmp-dst.sock" >"$T/hmp-dst.out"
+expect_in "$T/hmp-dst.out" "Status: 		completed"
+wait_exit "$DST_PID" 30 || fail "HMP destination exit"
+# --monitor stdio, as QEMU's -monitor stdio.
+printf 'info status\nstop\ninfo status\ncont\ninfo status\nquit\n' |
+    timeout 30 "$RAMFLOW" guest --monitor stdio "${GUEST[@]}" >"$T/stdio.out" ||
+    fail "--monitor stdio"
+expect_in "$T/stdio.out" "VM status: paused"
+[ "$(grep -c 'VM status: running' "$T/stdio.out")" = 2 ] || fail "stdio: stop/cont"
+echo "ok: human monitor over a socket and on stdio"
