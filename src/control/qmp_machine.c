@@ -383,8 +383,8 @@ json_t *qmp_machine_query_migrate(QmpMachine *m)
     if (in.status == RF_STATUS_NONE) {
         /* Started, its thread not yet running: QEMU says setup. */
         in.status = RF_STATUS_SETUP;
-        in.is_source = m->role == QMP_ROLE_SOURCE;
     }
+    in.is_source = m->role == QMP_ROLE_SOURCE; /* known before the engine */
     json_t *o = json_pack("{s:s}", "status", rf_status_name(in.status));
     bool done = in.status == RF_STATUS_COMPLETED;
     if (in.status != RF_STATUS_SETUP) {
