@@ -46,7 +46,12 @@ static int run_qmp(const QmpCliOptions *o, RfCliGuestRun *gr)
     if (!gr->quiet) {
         fprintf(stderr, "ramflow: source: %s\n", rf_guest_describe(g));
     }
-    int rc = rf_cli_qmp_source(o, gr->params, g, rf_guest_ram_source(g));
+    QmpMachine m;
+    qmp_machine_init(&m, QMP_ROLE_SOURCE, gr->params);
+    m.guest = g;
+    m.src = rf_guest_ram_source(g);
+    m.vm_running = true;
+    int rc = rf_cli_qmp_run(o, &m);
     rf_guest_free(g);
     return rc;
 }

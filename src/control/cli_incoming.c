@@ -71,7 +71,11 @@ static int run_qmp(const QmpCliOptions *o, RfCliIncoming *in, bool guest,
     if (!sink) {
         return rf_cli_fail(NULL, err);
     }
-    int rc = rf_cli_qmp_incoming(o, in->params, g, sink);
+    QmpMachine m;
+    qmp_machine_init(&m, QMP_ROLE_DEST, in->params);
+    m.guest = g;
+    m.sink = sink;
+    int rc = rf_cli_qmp_run(o, &m);
     if (g) {
         rf_guest_free(g);
     } else {
@@ -119,12 +123,9 @@ int rf_cli_incoming(int argc, char **argv)
         switch (c) {
         case O_LISTEN: in.uri = optarg; break;
         case O_MEMORY:
-            if (in.nspecs == RF_MAX_BLOCKS) {
-                fprintf(stderr, "ramflow: at most %u --memory blocks\n",
-                        RF_MAX_BLOCKS);
+            if (!rf_cli_add_memory_spec(specs, &in.nspecs, optarg)) {
                 return RF_EXIT_USAGE;
             }
-            specs[in.nspecs++] = optarg;
             break;
         case O_JSON: in.json = true; break;
         case O_QUIET: in.quiet = true; break;

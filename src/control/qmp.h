@@ -62,7 +62,8 @@ json_t *qmp_event(const char *name, json_t *data);  /* steals data */
 
 /* ---- the process the monitor controls (qmp_machine.c) ---------------- */
 
-typedef enum { QMP_ROLE_SOURCE, QMP_ROLE_DEST } QmpRole;
+/* IDLE: `ramflow serve` before its first migrate / migrate-incoming. */
+typedef enum { QMP_ROLE_SOURCE, QMP_ROLE_DEST, QMP_ROLE_IDLE } QmpRole;
 
 typedef struct QmpServer QmpServer;
 
@@ -74,6 +75,9 @@ typedef struct QmpMachine {
     RfGuest *guest;         /* the test VM, or NULL (memory files) */
     RfRamSource *src;       /* source side */
     RfRamSink *sink;        /* destination side */
+    const char *const *specs; /* serve: memory files, opened on demand */
+    unsigned nspecs;
+    unsigned sink_flags;    /* serve: RF_FILE_SINK_REUSE */
     bool incoming_started;  /* migrate-incoming (or --listen) happened */
     const char *uri_file;   /* incoming: write the listening URI here */
     bool quiet;
@@ -91,9 +95,9 @@ typedef struct QmpMachine {
     atomic_bool quit;
 } QmpMachine;
 
-/* Sets up m for a role with a copy of params; the caller fills guest,
- * src or sink.  @return false if out of memory. */
-bool qmp_machine_init(QmpMachine *m, QmpRole role, const RfParams *params);
+/* Sets up m for a role with a copy of params (m->params NULL if out of
+ * memory: rf_cli_qmp_run says so); the caller fills guest, src or sink. */
+void qmp_machine_init(QmpMachine *m, QmpRole role, const RfParams *params);
 /* Cancels and frees the migration, frees m's own parts (not guest, src,
  * sink). */
 void qmp_machine_destroy(QmpMachine *m);
@@ -168,19 +172,19 @@ void qmp_server_free(QmpServer *s);
 
 /* ---- the CLI (cli_qmp.c) --------------------------------------------- */
 
-/* Runs a destination (incoming) or source (guest) under QMP control.
- * listen_uri: start listening at once (NULL: wait for migrate-incoming). */
+/* How a process is served: --qmp, --monitor, and a first action. */
 typedef struct QmpCliOptions {
     const char *qmp_addr;
     const char *hmp_addr;   /* --monitor */
-    const char *listen_uri;
-    const char *uri_file;
+    const char *start_uri;  /* incoming: --listen; guest: its URI */
+    const char *uri_file;   /* incoming: write the listening URI here */
     bool quiet;
 } QmpCliOptions;
 
-int rf_cli_qmp_incoming(const QmpCliOptions *o, RfParams *params,
-                        RfGuest *guest, RfRamSink *sink);
-int rf_cli_qmp_source(const QmpCliOptions *o, RfParams *params,
-                      RfGuest *guest, RfRamSource *src);
+/* Serves m (set up by qmp_machine_init and filled by the caller) until
+ * quit or a signal, then destroys it; @return the exit status.  The
+ * caller frees what it put in m (and serve's src/sink) afterwards. */
+int rf_cli_qmp_run(const QmpCliOptions *o, QmpMachine *m);
+int rf_cli_serve(int argc, char **argv);
 
 #endif

@@ -11,7 +11,7 @@
 #include "control/cli.h"
 #include "control/qmp.h"
 
-bool qmp_machine_init(QmpMachine *m, QmpRole role, const RfParams *params)
+void qmp_machine_init(QmpMachine *m, QmpRole role, const RfParams *params)
 {
     memset(m, 0, sizeof(*m));
     m->role = role;
@@ -22,7 +22,6 @@ bool qmp_machine_init(QmpMachine *m, QmpRole role, const RfParams *params)
     m->events = true;
     m->objects = json_object();
     pthread_mutex_init(&m->vm_lock, NULL);
-    return m->params && m->objects;
 }
 
 void qmp_machine_destroy(QmpMachine *m)
@@ -204,9 +203,51 @@ static RfMigration *new_migration(QmpMachine *m, RfError **errp)
     return mig;
 }
 
+/* ramflow serve: the first migrate or migrate-incoming decides whether
+ * the memory files are sent or received, and opens them then. */
+static bool serve_choose(QmpMachine *m, QmpRole role, RfError **errp)
+{
+    if (m->role != QMP_ROLE_IDLE) {
+        return true;
+    }
+    if (m->nspecs == 0) {
+        rf_error_set(errp, RF_ERR_PARAM, "ramflow serve holds no memory: "
+                     "start it with --memory FILE");
+        return false;
+    }
+    if (role == QMP_ROLE_SOURCE) {
+        m->src = rf_file_source_open(m->specs, m->nspecs, errp);
+    } else {
+        m->sink = rf_file_sink_new(m->specs, m->nspecs, m->sink_flags, errp);
+    }
+    if (!m->src && !m->sink) {
+        return false;
+    }
+    m->role = role;
+    return true;
+}
+
+/* Builds and starts one migration: received into m->sink or sent from
+ * m->src. */
+static bool start(QmpMachine *m, const char *uri, RfError **errp)
+{
+    RfMigration *mig = new_migration(m, errp);
+    if (!mig) {
+        return false;
+    }
+    m->mig = mig;
+    m->mig_ended = false;
+    rf_cli_set_migration(mig);
+    bool ok = m->role == QMP_ROLE_DEST
+                  ? rf_migration_start_incoming(mig, m->sink, uri, 0, errp)
+                  : rf_migration_start_outgoing(mig, m->src, uri, 0, errp);
+    m->mig_ended = !ok;
+    return ok;
+}
+
 bool qmp_machine_incoming(QmpMachine *m, const char *uri, RfError **errp)
 {
-    if (m->role != QMP_ROLE_DEST) {
+    if (m->role == QMP_ROLE_SOURCE) {
         rf_error_set(errp, RF_ERR_PARAM,
                      "'-incoming' was not specified on the command line");
         return false;
@@ -216,40 +257,21 @@ bool qmp_machine_incoming(QmpMachine *m, const char *uri, RfError **errp)
                      "The incoming migration has already been started");
         return false;
     }
-    RfMigration *mig = new_migration(m, errp);
-    if (!mig) {
+    if (!serve_choose(m, QMP_ROLE_DEST, errp)) {
         return false;
     }
-    m->mig = mig;
-    m->mig_ended = false;
     m->incoming_started = true;
-    rf_cli_set_migration(mig);
-    if (!rf_migration_start_incoming(mig, m->sink, uri, 0, errp)) {
-        m->mig_ended = true;
-        return false;
-    }
-    return true;
+    return start(m, uri, errp);
 }
 
 bool qmp_machine_migrate(QmpMachine *m, const char *uri, RfError **errp)
 {
-    if (m->role != QMP_ROLE_SOURCE) {
+    if (m->role == QMP_ROLE_DEST) {
         rf_error_set(errp, RF_ERR_PARAM,
                      "Guest is waiting for an incoming migration");
         return false;
     }
-    RfMigration *mig = new_migration(m, errp);
-    if (!mig) {
-        return false;
-    }
-    m->mig = mig;
-    m->mig_ended = false;
-    rf_cli_set_migration(mig);
-    if (!rf_migration_start_outgoing(mig, m->src, uri, 0, errp)) {
-        m->mig_ended = true;
-        return false;
-    }
-    return true;
+    return serve_choose(m, QMP_ROLE_SOURCE, errp) && start(m, uri, errp);
 }
 
 /* ---- events, on the server thread ------------------------------------- */

@@ -134,3 +134,32 @@ printf 'info status\nstop\ninfo status\ncont\ninfo status\nquit\n' |
 expect_in "$T/stdio.out" "VM status: paused"
 [ "$(grep -c 'VM status: running' "$T/stdio.out")" = 2 ] || fail "stdio: stop/cont"
 echo "ok: human monitor over a socket and on stdio"
+
+# ramflow serve: memory files sent by one, received by the other; the
+# source's monitor on tcp: (port 0, announced on stderr).
+"$RAMFLOW" serve --qmp tcp:127.0.0.1:0 --memory "$T/img" 2>"$T/serve-src.err" &
+SRC_PID=$!
+"$RAMFLOW" serve --qmp "unix:$T/serve-dst.sock" --memory "$T/out2:16M" \
+    --quiet 2>"$T/serve-dst.err" &
+DST_PID=$!
+PIDS+=("$SRC_PID" "$DST_PID")
+for _ in $(seq 400); do grep -q "QMP monitor on tcp:" "$T/serve-src.err" && break; sleep 0.05; done
+QMP_TCP=$(sed -n 's/^ramflow: QMP monitor on //p' "$T/serve-src.err")
+case "$QMP_TCP" in tcp:127.0.0.1:[0-9]*) ;; *) fail "serve: no tcp: monitor ($QMP_TCP)";; esac
+$PY files "$QMP_TCP" "$T/serve-dst.sock" ||
+    { cat "$T/serve-src.err" "$T/serve-dst.err" >&2; fail "serve"; }
+wait_exit "$SRC_PID" 30 || fail "serve source exit"
+wait_exit "$DST_PID" 30 || fail "serve destination exit"
+cmp "$T/img" "$T/out2" || fail "serve: the received file differs"
+# Nothing to receive into: refused with a message, the server stays up.
+"$RAMFLOW" serve --qmp "unix:$T/empty.sock" 2>"$T/empty.err" &
+EMPTY_PID=$!
+PIDS+=("$EMPTY_PID")
+for _ in $(seq 400); do [ -S "$T/empty.sock" ] && break; sleep 0.05; done
+printf '%s\n' '{"execute": "qmp_capabilities"}' \
+    '{"execute": "migrate-incoming", "arguments": {"uri": "tcp:127.0.0.1:0"}}' \
+    '{"execute": "quit"}' |
+    timeout 20 socat - "UNIX-CONNECT:$T/empty.sock" >"$T/empty.out"
+expect_in "$T/empty.out" "ramflow serve holds no memory: start it with --memory FILE"
+wait_exit "$EMPTY_PID" 30 || fail "empty serve exit"
+echo "ok: ramflow serve (tcp: and unix: monitors)"

@@ -18,7 +18,8 @@ usage: qmp_client.py SCENARIO ARGS...
                    completes
   cancel SRC DST   migrate_cancel in the middle of a live migration: the
                    source guest runs on, query-migrate says cancelled
-SRC/DST: unix socket paths.  Every wait has a deadline; nothing sleeps
+  files SRC DST    two `ramflow serve` processes holding memory files
+SRC/DST: unix socket paths, or tcp:HOST:PORT.  Every wait has a deadline; nothing sleeps
 and hopes.  Exits non-zero with "FAIL: ..." on the first mismatch.
 """
 import json
@@ -42,6 +43,10 @@ class QMP:
         end = time.monotonic() + DEADLINE_S
         while True:
             try:
+                if path.startswith("tcp:"):
+                    host, port = path[4:].rsplit(":", 1)
+                    self.sock = socket.create_connection((host, int(port)))
+                    break
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.sock.connect(path)
                 break
@@ -397,14 +402,21 @@ def bad_clients(path):
           "clients answered")
 
 
-def scenario_robust(src_path, dst_path):
+def start_pair(src_path, dst_path, bandwidth):
+    """Connects to both sides and starts a migration at bandwidth bytes/s
+    (0: unlimited) to the destination's port 0."""
     src = QMP(src_path, "src")
     dst = QMP(dst_path, "dst")
     dst.check("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
     port = dest_port(dst)
-    # 2 MiB/s over a 32 MiB guest: the migration lasts while we abuse it.
-    src.check("migrate-set-parameters", {"max-bandwidth": 2 << 20})
+    src.check("migrate-set-parameters", {"max-bandwidth": bandwidth})
     src.check("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    return src, dst
+
+
+def scenario_robust(src_path, dst_path):
+    # 2 MiB/s over a 32 MiB guest: the migration lasts while we abuse it.
+    src, dst = start_pair(src_path, dst_path, 2 << 20)
     src.wait_event("MIGRATION", {"status": "active"})
     bad_clients(src_path)
     bad_clients(dst_path)
@@ -424,12 +436,7 @@ def scenario_robust(src_path, dst_path):
 
 
 def scenario_cancel(src_path, dst_path):
-    src = QMP(src_path, "src")
-    dst = QMP(dst_path, "dst")
-    dst.check("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
-    port = dest_port(dst)
-    src.check("migrate-set-parameters", {"max-bandwidth": 4 << 20})
-    src.check("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    src, dst = start_pair(src_path, dst_path, 4 << 20)
     src.wait_event("MIGRATION_PASS", {"pass": 1})
     src.check("migrate_cancel")
     src.wait_event("MIGRATION", {"status": "cancelled"})
@@ -453,12 +460,29 @@ def scenario_cancel(src_path, dst_path):
     dst.check("quit")
 
 
+def scenario_files(src_path, dst_path):
+    """Two `ramflow serve` processes holding memory files."""
+    src, dst = start_pair(src_path, dst_path, 0)
+    for side in (src, dst):
+        side.wait_event("MIGRATION", {"status": "completed"})
+        info = side.check("query-migrate")
+        if info["status"] != "completed":
+            fail(f"{side.name}: {info}")
+    again = src.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+    if again != GE("'-incoming' was not specified on the command line"):
+        fail(f"serve source took migrate-incoming: {again}")
+    print(f"ok: serve to serve: {info['total-time']} ms")
+    src.check("quit")
+    dst.check("quit")
+
+
 def main():
     if len(sys.argv) < 2:
         fail(__doc__)
     name, args = sys.argv[1], sys.argv[2:]
     fn = {"migrate": scenario_migrate, "errors": scenario_errors,
-          "robust": scenario_robust, "cancel": scenario_cancel}.get(name)
+          "robust": scenario_robust, "cancel": scenario_cancel,
+          "files": scenario_files}.get(name)
     if not fn:
         fail(__doc__)
     try:
