@@ -261,6 +261,10 @@ static json_t *cmd_query_guest(QmpMachine *m, json_t *args)
     if (!m->guest) {
         return qmp_error("GenericError", "this ramflow has no test VM");
     }
+    if (m->role == QMP_ROLE_DEST && qmp_machine_migrating(m)) {
+        /* The migration thread is building this VM right now. */
+        return qmp_error("GenericError", "the test VM is being received");
+    }
     json_t *o = json_object();
     pthread_mutex_lock(&m->vm_lock);
     json_object_set_new(o, "running", json_boolean(m->vm_running));
