@@ -106,9 +106,8 @@ static void info_migrate(FILE *f, QmpMachine *m)
                 I(ram, "multifd-bytes"));
         fprintf(f, "    Page Types: \tnormal=%lld, zero=%lld\n",
                 I(ram, "normal"), I(ram, "duplicate"));
-        fprintf(f, "  Page Rates (pps): \ttransfer=%lld, dirty=%.0f\n",
-                I(ram, "pages-per-second"),
-                json_real_value(json_object_get(ram, "dirty-pages-rate")));
+        fprintf(f, "  Page Rates (pps): \ttransfer=%lld, dirty=%lld\n",
+                I(ram, "pages-per-second"), I(ram, "dirty-pages-rate"));
         fprintf(f, "  Others: \t\tdirty_syncs=%lld\n",
                 I(ram, "dirty-sync-count"));
     }

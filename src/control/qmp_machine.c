@@ -411,7 +411,7 @@ json_t *qmp_machine_query_migrate(QmpMachine *m)
     bool done = in.status == RF_STATUS_COMPLETED;
     if (in.status != RF_STATUS_SETUP) {
         json_t *ram = json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:f, s:I, s:i, s:I,"
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:I,"
             " s:I, s:I, s:I}",
             "transferred", (json_int_t)in.ram_transferred,
             "remaining", (json_int_t)in.ram_remaining,
@@ -419,7 +419,8 @@ json_t *qmp_machine_query_migrate(QmpMachine *m)
             "duplicate", (json_int_t)in.ram_duplicate,
             "normal", (json_int_t)in.ram_normal,
             "normal-bytes", (json_int_t)in.ram_normal_bytes,
-            "dirty-pages-rate", in.dirty_pages_rate,
+            /* QEMU's schema: int */
+            "dirty-pages-rate", (json_int_t)in.dirty_pages_rate,
             "dirty-sync-count", (json_int_t)in.dirty_sync_count,
             "mbps", in.ram_mbps,
             "precopy-bytes", (json_int_t)in.precopy_bytes,

@@ -225,14 +225,17 @@ def scenario_migrate(src_path, dst_path, method, channels, pki, log_path):
                 fail(f"source failed: {st.get('error-desc')}")
             return st if st.get("status") == "completed" else None
         info = poll("completed on the source", completed)
+        # QEMU's MigrationStats: every member with its JSON type.
         for k in ("transferred", "remaining", "total", "duplicate", "normal",
-                  "normal-bytes", "mbps", "pages-per-second",
-                  "dirty-sync-count", "dirty-pages-rate", "precopy-bytes"):
-            if k not in info["ram"]:
-                fail(f"query-migrate ram lacks {k}: {info}")
+                  "normal-bytes", "pages-per-second", "dirty-sync-count",
+                  "dirty-pages-rate", "precopy-bytes"):
+            if not isinstance(info["ram"].get(k), int):
+                fail(f"query-migrate ram.{k} not an integer: {info}")
+        if not isinstance(info["ram"].get("mbps"), (int, float)):
+            fail(f"query-migrate ram.mbps not a number: {info}")
         for k in ("total-time", "downtime", "setup-time"):
-            if k not in info:
-                fail(f"query-migrate lacks {k}: {info}")
+            if not isinstance(info.get(k), int):
+                fail(f"query-migrate {k} not an integer: {info}")
         src.wait_event("MIGRATION", {"status": "completed"})
         src.wait_event("STOP")
         src.wait_event("MIGRATION_PASS", {"pass": 1})
