@@ -357,7 +357,25 @@ def scenario_errors(path):
     # The failed multi-parameter set applied nothing.
     if c.check("query-migrate-parameters")["multifd-channels"] != 2:
         fail("a refused migrate-set-parameters changed multifd-channels")
-    print(f"ok: {len(ERROR_CASES)} error replies match QEMU's")
+    # A request split into single bytes, with brackets and escaped quotes
+    # inside its strings: framing follows JSON, not lines or braces.
+    for b in b'{"execute": "query-status", "id": "a}\\"{]"}\n':
+        c.send_raw(bytes([b]))
+    got = c.reply()
+    if got.get("id") != 'a}"{]' or got.get("return", {}).get("status") != \
+            "running":
+        fail(f"byte-split request: {got}")
+    # stop / cont: STOP and RESUME, the status follows.
+    c.check("stop")
+    c.wait_event("STOP")
+    if c.check("query-status") != {"running": False, "status": "paused"}:
+        fail("stop: not paused")
+    c.check("cont")
+    c.wait_event("RESUME")
+    if c.check("query-status") != {"running": True, "status": "running"}:
+        fail("cont: not running")
+    print(f"ok: {len(ERROR_CASES)} error replies match QEMU's; a byte-split "
+          "request; stop/cont with STOP/RESUME")
 
 
 def bad_clients(path):
