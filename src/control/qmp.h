@@ -156,6 +156,17 @@ char *hmp_execute(QmpMachine *m, const char *line, bool *wait);
 /* The text a blocking `migrate` prints when the migration has ended. */
 char *hmp_migration_ended(QmpMachine *m);
 
+/* ---- listening sockets (qmp_listen.c) ------------------------------- */
+
+#define QMP_UNIX_PATH_MAX 108
+/* Listens at addr ("unix:PATH" created 0600, "tcp:[HOST]:PORT" with
+ * loopback for no HOST; a tcp: address is announced on stderr as `what`).
+ * opt names the option in messages; a unix path goes to unix_path
+ * (QMP_UNIX_PATH_MAX bytes) for the unlink at exit.  @return the
+ * non-blocking listening fd, or -1 with an error. */
+int qmp_listen(const char *addr, const char *opt, const char *what,
+               char *unix_path, RfError **errp);
+
 /* ---- the server (qmp_server.c) --------------------------------------- */
 
 /* Listens for QMP at qmp_addr and for the human monitor at hmp_addr

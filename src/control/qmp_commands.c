@@ -155,34 +155,33 @@ char *qmp_args_uri(json_t *args, json_t **errorp)
     return channel_uri(addr, errorp);
 }
 
+/* migrate and migrate-incoming: the URI from either form, then start. */
+static json_t *start_at(QmpMachine *m, json_t *args, bool incoming)
+{
+    json_t *reply = NULL;
+    char *uri = qmp_args_uri(args, &reply);
+    if (!uri) {
+        return reply;
+    }
+    RfError *err = NULL;
+    bool started = incoming ? qmp_machine_incoming(m, uri, &err)
+                            : qmp_machine_migrate(m, uri, &err);
+    free(uri);
+    return started ? ok() : error_of(err);
+}
+
 static json_t *cmd_migrate(QmpMachine *m, json_t *args)
 {
     if (json_is_true(json_object_get(args, "resume"))) {
         return qmp_error("GenericError", "Cannot resume if there is no "
                          "paused migration");
     }
-    json_t *reply = NULL;
-    char *uri = qmp_args_uri(args, &reply);
-    if (!uri) {
-        return reply;
-    }
-    RfError *err = NULL;
-    bool started = qmp_machine_migrate(m, uri, &err);
-    free(uri);
-    return started ? ok() : error_of(err);
+    return start_at(m, args, false);
 }
 
 static json_t *cmd_migrate_incoming(QmpMachine *m, json_t *args)
 {
-    json_t *reply = NULL;
-    char *uri = qmp_args_uri(args, &reply);
-    if (!uri) {
-        return reply;
-    }
-    RfError *err = NULL;
-    bool started = qmp_machine_incoming(m, uri, &err);
-    free(uri);
-    return started ? ok() : error_of(err);
+    return start_at(m, args, true);
 }
 
 static json_t *cmd_migrate_cancel(QmpMachine *m, json_t *args)

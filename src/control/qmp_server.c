@@ -1,19 +1,17 @@
 /*
- * ramflow - the QMP server: the listening socket, the clients, and the
- * event queue, all on one thread (see qmp.h).  A client that sends too
+ * ramflow - the monitors' server: the listeners (qmp_listen.c), the
+ * clients (QMP and human), and the event queue, all on one thread (see
+ * qmp.h).  A client that sends too
  * much, or reads too little, is dropped; nothing a client does reaches a
  * migration except through a command.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "control/cli.h"
@@ -36,7 +34,7 @@ typedef struct Client {
 typedef struct Listener {
     int fd;
     bool hmp;
-    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char unix_path[QMP_UNIX_PATH_MAX];
 } Listener;
 
 typedef struct Event {
@@ -54,103 +52,6 @@ struct QmpServer {
     Event *head, *tail;
 };
 
-static bool set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
-}
-
-/* unix:PATH, created 0600 so only this user can drive the migration. */
-static int listen_unix(const char *path, Listener *l, RfError **errp)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
-        rf_error_set(errp, RF_ERR_PARAM, "--qmp unix:%s: bad path", path);
-        return -1;
-    }
-    strcpy(sa.sun_path, path);
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        unlink(path); /* a stale socket of an earlier run */
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rf_error_set(errp, RF_ERR_IO, "--qmp: socket: %s", strerror(errno));
-        return -1;
-    }
-    mode_t old = umask(077);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "--qmp unix:%s: %s", path,
-                     strerror(errno));
-        close(fd);
-        return -1;
-    }
-    snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
-    return fd;
-}
-
-/* tcp:[HOST]:PORT; no HOST means loopback (never every interface). */
-static int listen_tcp(const char *addr, RfError **errp)
-{
-    char host[256], port[16];
-    const char *colon = strrchr(addr, ':');
-    size_t hl = colon ? (size_t)(colon - addr) : 0;
-    if (!colon || hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port) ||
-        !colon[1]) {
-        rf_error_set(errp, RF_ERR_PARAM, "--qmp tcp:%s: expected "
-                     "tcp:[HOST]:PORT", addr);
-        return -1;
-    }
-    memcpy(host, addr, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    snprintf(port, sizeof(port), "%s", colon + 1);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(host[0] ? host : "127.0.0.1", port, &hints, &ai);
-    if (gai != 0) {
-        rf_error_set(errp, RF_ERR_PARAM, "--qmp tcp:%s: %s", addr,
-                     gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0) {
-        rf_error_set(errp, RF_ERR_IO, "--qmp tcp:%s: %s", addr,
-                     strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        freeaddrinfo(ai);
-        return -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-/* Says where a tcp: monitor listens (port 0 resolved) on stderr. */
-static void announce_tcp(int fd, const char *what)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv,
-                    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
-        fprintf(stderr, "ramflow: %s on tcp:%s%s%s:%s\n", what,
-                strchr(host, ':') ? "[" : "", host,
-                strchr(host, ':') ? "]" : "", serv);
-    }
-}
-
 static Client *client_new(QmpServer *s, int fd, int out_fd, bool hmp);
 
 /* Opens one listener (or, for the human monitor, stdio). */
@@ -162,23 +63,8 @@ static bool open_listener(QmpServer *s, Listener *l, const char *addr,
     if (hmp && !strcmp(addr, "stdio")) {
         return client_new(s, 0, 1, true) != NULL;
     }
-    if (!strncmp(addr, "unix:", 5)) {
-        l->fd = listen_unix(addr + 5, l, errp);
-    } else if (!strncmp(addr, "tcp:", 4)) {
-        l->fd = listen_tcp(addr + 4, errp);
-        if (l->fd >= 0) {
-            announce_tcp(l->fd, hmp ? "human monitor" : "QMP monitor");
-        }
-    } else {
-        rf_error_set(errp, RF_ERR_PARAM, "%s %s: expected unix:PATH or "
-                     "tcp:[HOST]:PORT%s", what, addr, hmp ? " or stdio" : "");
-        return false;
-    }
-    if (l->fd >= 0 && !set_nonblock(l->fd)) {
-        rf_error_set(errp, RF_ERR_IO, "%s %s: %s", what, addr,
-                     strerror(errno));
-        return false;
-    }
+    l->fd = qmp_listen(addr, what, hmp ? "human monitor" : "QMP monitor",
+                       l->unix_path, errp);
     return l->fd >= 0;
 }
 
