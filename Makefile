@@ -14,7 +14,7 @@
 DEPS := meson ninja-build pkg-config gcc clang libc6-dev \
         zlib1g-dev libzstd-dev libdeflate-dev libisal-dev libcmocka-dev \
         libjansson-dev libxxhash-dev libgnutls28-dev gnutls-bin python3 gzip \
-        xz-utils iproute2 jq
+        xz-utils iproute2 jq socat
 # Only the benchmarks (make bench) need these.
 BENCH_DEPS := iperf3 gnuplot-nox
 

@@ -38,6 +38,11 @@ int rf_cli_fail(const char *what, RfError *err);
 void rf_cli_announce_uri(const char *uri, bool quiet, const char *file,
                          int fd);
 
+/* Appends a --memory spec to specs (RF_MAX_BLOCKS entries, *n used).
+ * @return false (message printed) when full. */
+bool rf_cli_add_memory_spec(const char **specs, unsigned *n,
+                            const char *spec);
+
 /* Parses a size like "1G", "512M", "4096". */
 bool rf_cli_parse_size(const char *s, uint64_t *out);
 

@@ -45,6 +45,18 @@ int rf_cli_fail(const char *what, RfError *err)
     return status;
 }
 
+bool rf_cli_add_memory_spec(const char **specs, unsigned *n,
+                            const char *spec)
+{
+    if (*n == RF_MAX_BLOCKS) {
+        fprintf(stderr, "ramflow: at most %u --memory blocks\n",
+                RF_MAX_BLOCKS);
+        return false;
+    }
+    specs[(*n)++] = spec;
+    return true;
+}
+
 /* Sizes parse as max-bandwidth does: one syntax for every size. */
 bool rf_cli_parse_size(const char *s, uint64_t *out)
 {

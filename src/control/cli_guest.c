@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "control/guest_run.h"
+#include "control/qmp.h"
 #include "testvm/guest.h"
 #include "util/clock.h"
 
@@ -21,25 +22,55 @@ static void usage(FILE *f)
         "                     [--dirty-rate PAGES_PER_S] [--fill PATH]\n"
         "                     [--kind auto|kvm|thread] [--auto-converge]\n"
         "                     [PARAMS] [--verify] [--json] URI\n"
+        "       ramflow guest --qmp unix:PATH|tcp:[HOST]:PORT [--monitor "
+        "stdio|unix:PATH|tcp:...] [...] [URI]\n"
         "\n"
         "Starts the test VM (default 1G RAM filled with a generated mix, one\n"
         "vCPU incrementing a byte in every page) and live-migrates it to a\n"
         "destination started with 'ramflow incoming --guest'.  --kind thread\n"
         "forces the fallback guest (host threads, userfaultfd tracking).\n"
-        "PARAMS are the migrate parameters (see 'ramflow migrate --help').\n");
+        "PARAMS are the migrate parameters (see 'ramflow migrate --help').\n"
+        "--qmp serves QEMU's QMP there, --monitor QEMU's human monitor\n"
+        "(docs/qmp.md); the process runs until 'quit':\n"
+        "without URI the VM runs and waits for 'migrate'.\n");
+}
+
+/* guest --qmp: the VM runs and waits for commands. */
+static int run_qmp(const QmpCliOptions *o, RfCliGuestRun *gr)
+{
+    RfError *err = NULL;
+    RfGuest *g = rf_guest_start(&gr->cfg, &err);
+    if (!g) {
+        return rf_cli_fail("cannot start the test guest", err);
+    }
+    if (!gr->quiet) {
+        fprintf(stderr, "ramflow: source: %s\n", rf_guest_describe(g));
+    }
+    QmpMachine m;
+    qmp_machine_init(&m, QMP_ROLE_SOURCE, gr->params);
+    m.guest = g;
+    m.src = rf_guest_ram_source(g);
+    m.vm_running = true;
+    int rc = rf_cli_qmp_run(o, &m);
+    rf_guest_free(g);
+    return rc;
 }
 
 int rf_cli_guest(int argc, char **argv)
 {
-    enum { O_VERIFY = 1, O_JSON, O_TIMEOUT, O_HELP, O_QUIET };
+    enum { O_VERIFY = 1, O_JSON, O_TIMEOUT, O_HELP, O_QUIET, O_QMP,
+           O_MONITOR };
     struct option opts[48] = {
         {"verify", no_argument, NULL, O_VERIFY},
         {"json", no_argument, NULL, O_JSON},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
+        {"qmp", required_argument, NULL, O_QMP},
+        {"monitor", required_argument, NULL, O_MONITOR},
     };
-    rf_cli_add_param_options(opts, rf_cli_add_guest_options(opts, 5));
+    rf_cli_add_param_options(opts, rf_cli_add_guest_options(opts, 7));
+    const char *qmp = NULL, *monitor = NULL;
     RfCliGuestRun g;
     rf_cli_guest_run_init(&g);
     RfError *err = NULL;
@@ -67,9 +98,18 @@ int rf_cli_guest(int argc, char **argv)
             break;
         case O_JSON: g.json = true; break;
         case O_QUIET: g.quiet = true; break;
+        case O_QMP: qmp = optarg; break;
+        case O_MONITOR: monitor = optarg; break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
         default: usage(stderr); return RF_EXIT_USAGE;
         }
+    }
+    if ((qmp || monitor) && optind >= argc - 1) {
+        rf_cli_install_signals();
+        QmpCliOptions o = {qmp, monitor,
+                           optind == argc - 1 ? argv[optind] : NULL, NULL,
+                           g.quiet};
+        return run_qmp(&o, &g);
     }
     if (optind != argc - 1) {
         fprintf(stderr, "ramflow: guest needs one URI\n");

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "control/guest_run.h"
+#include "control/qmp.h"
 #include "control/run.h"
 
 static void usage(FILE *f)
@@ -20,6 +21,9 @@ static void usage(FILE *f)
         "                        [--max-memory SIZE] [--insecure]\n"
         "       ramflow incoming [--listen URI] --guest [--kind "
         "auto|kvm|thread] [...]\n"
+        "       ramflow incoming --qmp unix:PATH|tcp:[HOST]:PORT [--monitor "
+        "stdio|unix:PATH|tcp:...]\n"
+        "                        [--listen URI] (--memory ... | --guest)\n"
         "\n"
         "--listen defaults to " RF_CLI_DEFAULT_LISTEN " (loopback).  An "
         "address\n"
@@ -42,13 +46,48 @@ static void usage(FILE *f)
         "source that uses anything else.\n"
         "--uri-file writes the actual listening URI (port 0 resolved).\n"
         "--guest receives the test VM of 'ramflow guest': builds its VM,\n"
-        "loads its vCPU state, resumes it and checks its memory pattern.\n");
+        "loads its vCPU state, resumes it and checks its memory pattern.\n"
+        "--qmp serves QEMU's QMP there, --monitor QEMU's human monitor\n"
+        "(docs/qmp.md); the process then runs until 'quit';\n"
+        "without --listen it waits for migrate-incoming (QEMU's -incoming\n"
+        "defer).\n");
+}
+
+/* incoming --qmp: the sink (files or the test VM) waits for commands. */
+static int run_qmp(const QmpCliOptions *o, RfCliIncoming *in, bool guest,
+                   RfGuestKind kind)
+{
+    RfError *err = NULL;
+    RfGuest *g = NULL;
+    RfRamSink *sink;
+    if (guest) {
+        g = rf_guest_new_incoming(kind, &err);
+        sink = g ? rf_guest_ram_sink(g) : NULL;
+    } else {
+        sink = rf_file_sink_new(in->specs, in->nspecs,
+                                in->reuse_memory ? RF_FILE_SINK_REUSE : 0,
+                                &err);
+    }
+    if (!sink) {
+        return rf_cli_fail(NULL, err);
+    }
+    QmpMachine m;
+    qmp_machine_init(&m, QMP_ROLE_DEST, in->params);
+    m.guest = g;
+    m.sink = sink;
+    int rc = rf_cli_qmp_run(o, &m);
+    if (g) {
+        rf_guest_free(g);
+    } else {
+        rf_ram_sink_free(sink);
+    }
+    return rc;
 }
 
 int rf_cli_incoming(int argc, char **argv)
 {
     enum { O_LISTEN = 1, O_MEMORY, O_JSON, O_TIMEOUT, O_URIFILE, O_HELP,
-           O_QUIET, O_GUEST, O_KIND, O_REUSE };
+           O_QUIET, O_GUEST, O_KIND, O_REUSE, O_QMP, O_MONITOR };
     struct option opts[48] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -60,8 +99,11 @@ int rf_cli_incoming(int argc, char **argv)
         {"guest", no_argument, NULL, O_GUEST},
         {"kind", required_argument, NULL, O_KIND},
         {"reuse-memory", no_argument, NULL, O_REUSE},
+        {"qmp", required_argument, NULL, O_QMP},
+        {"monitor", required_argument, NULL, O_MONITOR},
     };
-    rf_cli_add_param_options(opts, 10);
+    rf_cli_add_param_options(opts, 12);
+    const char *qmp = NULL, *monitor = NULL;
     bool guest = false;
     RfGuestKind kind = RF_GUEST_AUTO;
     RfCliIncoming in;
@@ -81,12 +123,9 @@ int rf_cli_incoming(int argc, char **argv)
         switch (c) {
         case O_LISTEN: in.uri = optarg; break;
         case O_MEMORY:
-            if (in.nspecs == RF_MAX_BLOCKS) {
-                fprintf(stderr, "ramflow: at most %u --memory blocks\n",
-                        RF_MAX_BLOCKS);
+            if (!rf_cli_add_memory_spec(specs, &in.nspecs, optarg)) {
                 return RF_EXIT_USAGE;
             }
-            specs[in.nspecs++] = optarg;
             break;
         case O_JSON: in.json = true; break;
         case O_QUIET: in.quiet = true; break;
@@ -98,6 +137,8 @@ int rf_cli_incoming(int argc, char **argv)
             }
             break;
         case O_GUEST: guest = true; break;
+        case O_QMP: qmp = optarg; break;
+        case O_MONITOR: monitor = optarg; break;
         case O_KIND:
             if (!rf_cli_parse_guest_kind(optarg, &kind)) {
                 fprintf(stderr, "ramflow: --kind: invalid value '%s' (auto, "
@@ -109,6 +150,7 @@ int rf_cli_incoming(int argc, char **argv)
         default: usage(stderr); return RF_EXIT_USAGE;
         }
     }
+    bool listen_given = in.uri != NULL;
     if (!in.uri) {
         in.uri = RF_CLI_DEFAULT_LISTEN;
     }
@@ -125,6 +167,11 @@ int rf_cli_incoming(int argc, char **argv)
     }
     in.specs = specs;
     rf_cli_install_signals();
+    if (qmp || monitor) {
+        QmpCliOptions o = {qmp, monitor, listen_given ? in.uri : NULL,
+                           in.uri_file, in.quiet};
+        return run_qmp(&o, &in, guest, kind);
+    }
     if (guest) {
         RfCliGuestIncoming gi;
         rf_cli_guest_incoming_init(&gi);

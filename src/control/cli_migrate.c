@@ -74,12 +74,9 @@ int rf_cli_migrate(int argc, char **argv)
         uint64_t v;
         switch (c) {
         case O_MEMORY:
-            if (m.nspecs == RF_MAX_BLOCKS) {
-                fprintf(stderr, "ramflow: at most %u --memory blocks\n",
-                        RF_MAX_BLOCKS);
+            if (!rf_cli_add_memory_spec(specs, &m.nspecs, optarg)) {
                 return RF_EXIT_USAGE;
             }
-            specs[m.nspecs++] = optarg;
             break;
         case O_VERIFY: rf_params_set_cap(m.params, "verify", true, NULL);
             break;

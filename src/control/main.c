@@ -6,6 +6,7 @@
 
 #include "codec/codec.h"
 #include "control/cli.h"
+#include "control/qmp.h"
 
 atomic_int rf_cli_cancel;
 static RfMigration *_Atomic current;
@@ -55,6 +56,10 @@ static void usage(FILE *f)
         "            run the test VM and live-migrate it\n"
         "  incoming  --listen URI --guest\n"
         "            receive the test VM, resume it, check its memory\n"
+        "  serve     --qmp unix:PATH [--monitor stdio] [--memory FILE ...]\n"
+        "            wait for QEMU's migration commands (docs/qmp.md); "
+        "incoming\n"
+        "            and guest take --qmp and --monitor too\n"
         "  demo      live-migrate the test VM (1 GiB, one vCPU writing) "
         "between\n"
         "            two local processes, with progress and the report\n"
@@ -85,6 +90,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "guest")) {
         return rf_cli_guest(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "serve")) {
+        return rf_cli_serve(argc - 1, argv + 1);
     }
     if (!strcmp(cmd, "demo")) {
         return rf_cli_demo(argc - 1, argv + 1);
