@@ -14,13 +14,23 @@
 #define MAX_WORDS 8
 
 /* Prints an error reply as QEMU's monitor does ("Error: ..."); @return
- * whether the reply was a success. */
+ * whether the reply was a success.  HMP parses a capability name itself
+ * in QEMU and words that refusal its own way. */
 static bool print_reply(FILE *f, json_t *reply)
 {
+    static const char unknown_cap[] = "Parameter 'capability' does not "
+                                      "accept value '";
     json_t *e = json_object_get(reply, "error");
     if (e) {
-        fprintf(f, "Error: %s\n",
-                json_string_value(json_object_get(e, "desc")));
+        const char *desc = json_string_value(json_object_get(e, "desc"));
+        desc = desc ? desc : "";
+        size_t n = strlen(desc), k = sizeof(unknown_cap) - 1;
+        if (n > k && !strncmp(desc, unknown_cap, k) && desc[n - 1] == '\'') {
+            fprintf(f, "Error: invalid parameter value: %.*s\n",
+                    (int)(n - k - 1), desc + k);
+        } else {
+            fprintf(f, "Error: %s\n", desc);
+        }
     }
     return e == NULL;
 }
@@ -57,7 +67,7 @@ static json_t *typed_value(FILE *f, QmpMachine *m, const char *name,
         if (rf_cli_parse_size(text, &n)) {
             v = json_integer((json_int_t)n);
         } else {
-            fprintf(f, "Error: Parameter '%s' expects a number\n", name);
+            fprintf(f, "Error: Parameter '%s' expects uint64\n", name);
         }
     } else if (json_is_boolean(cur)) {
         bool on = !strcmp(text, "on") || !strcmp(text, "true");
@@ -69,7 +79,7 @@ static json_t *typed_value(FILE *f, QmpMachine *m, const char *name,
     } else if (cur) {
         v = json_string(text);
     } else {
-        fprintf(f, "Error: Parameter '%s' is unexpected\n", name);
+        fprintf(f, "Error: invalid parameter value: %s\n", name);
     }
     json_decref(params);
     return v;
@@ -254,7 +264,8 @@ char *hmp_execute(QmpMachine *m, const char *line, bool *wait)
     } else if (!strcmp(c, "migrate_set_capability") && n == 3) {
         bool on = !strcmp(w[2], "on") || !strcmp(w[2], "true");
         if (!on && strcmp(w[2], "off") && strcmp(w[2], "false")) {
-            fprintf(f, "Error: Parameter 'state' expects 'on' or 'off'\n");
+            fprintf(f, "Expected 'on' or 'off'\nTry \"help "
+                    "migrate_set_capability\" for more information\n");
         } else {
             done(f, m, "migrate-set-capabilities",
                  json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",

@@ -299,7 +299,26 @@ static json_t *cmd_hmp(QmpMachine *m, json_t *args)
                          "Parameter 'command-line' is missing");
     }
     char *text = hmp_execute(m, line, NULL);
-    json_t *r = qmp_return(json_string(text ? text : ""));
+    /* QEMU's monitor ends its lines with CR LF. */
+    size_t n = 0, len = text ? strlen(text) : 0;
+    for (size_t i = 0; i < len; i++) {
+        n += text[i] == '\n';
+    }
+    char *crlf = malloc(len + n + 1);
+    if (!crlf) {
+        free(text);
+        return qmp_error("GenericError", "out of memory");
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n') {
+            crlf[o++] = '\r';
+        }
+        crlf[o++] = text[i];
+    }
+    crlf[o] = '\0';
+    json_t *r = qmp_return(json_string(crlf));
+    free(crlf);
     free(text);
     return r;
 }

@@ -81,7 +81,8 @@ static const struct {
     {"multifd-zlib-level", "a value between 0 and 9"},
     {"multifd-zstd-level", "a value between 0 and 20"},
     {"multifd-qatzip-level", "a value between 1 and 9"},
-    {"downtime-limit", "an integer in the range of 0 to 2000000 ms"},
+    /* Sic: QEMU prints its macro's text. */
+    {"downtime-limit", "an integer in the range of 0 to (2000 * 1000) ms"},
     {"max-bandwidth", "an integer in the range of 0 to 18446744073709551615 "
                       "bytes/second"},
 };
@@ -114,11 +115,14 @@ static json_t *range_error(const char *name, const RfError *err)
     return qmp_error("GenericError", "%s", msg);
 }
 
-/* The uint8 parameters, checked by QEMU's input visitor first. */
+/* The uint8 parameters (QEMU's schema), checked by QEMU's input visitor
+ * first; ramflow's own integers (multifd-reconnect-*, ...) are uint64. */
 static bool is_uint8(const char *name)
 {
     return !strcmp(name, "multifd-channels") ||
-           !strncmp(name, "multifd-", 8);
+           !strcmp(name, "multifd-zlib-level") ||
+           !strcmp(name, "multifd-zstd-level") ||
+           !strcmp(name, "multifd-qatzip-level");
 }
 
 /* Checks one member's JSON type and applies it to p.  @return NULL or the
@@ -128,13 +132,15 @@ static json_t *set_one(RfParams *p, const char *name, json_t *v)
     char text[4096];
     switch (param_type(name)) {
     case T_INT:
+        /* QEMU's input visitor reads any integer member as uint64
+         * first, whatever its JSON type. */
         if (!json_is_integer(v)) {
-            return qmp_error("GenericError", "Invalid parameter type for "
-                             "'%s', expected: integer", name);
+            return qmp_error("GenericError", "Parameter '%s' expects uint64",
+                             name);
         }
         if (is_uint8(name) &&
             (json_integer_value(v) < 0 || json_integer_value(v) > 255)) {
-            return qmp_error("GenericError", "Parameter '%s' expects uint8",
+            return qmp_error("GenericError", "Parameter '%s' expects uint8_t",
                              name);
         }
         if (json_integer_value(v) < 0) {
@@ -157,7 +163,9 @@ static json_t *set_one(RfParams *p, const char *name, json_t *v)
             text[0] = '\0';
         } else if (!json_is_string(v)) {
             return qmp_error("GenericError", "Invalid parameter type for "
-                             "'%s', expected: string", name);
+                             "'%s', expected: %s", name,
+                             strncmp(name, "tls-", 4) ? "string"
+                                                      : "StrOrNull");
         } else {
             snprintf(text, sizeof(text), "%s", json_string_value(v));
         }
@@ -307,8 +315,9 @@ static json_t *check_cap(json_t *e, size_t i, const char **name, bool *on)
         return NULL;
     }
     if (!in_list(qemu_only_caps, *name)) {
-        return qmp_error("GenericError", "Parameter 'capabilities[%zu]."
-                         "capability' does not accept value '%s'", i, *name);
+        /* Sic: QEMU names the member without its path here. */
+        return qmp_error("GenericError", "Parameter 'capability' does not "
+                         "accept value '%s'", *name);
     }
     return *on ? qmp_error("GenericError", "Capability '%s' is not supported "
                            "by ramflow", *name)
