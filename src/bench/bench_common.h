@@ -177,7 +177,7 @@ typedef struct RfBenchMachine {
     char link_note[256];         /* why links fell back to loopback */
     char gnuplot[64];
     char ulps[128];              /* /proc/sys/net/ipv4/tcp_available_ulp */
-    double mem_gib, load1;
+    double mem_gib, load1, load1_end; /* load average at start, end */
     bool root, kvm;
     bool ktls_ulp;               /* "tls" among them: kernel TLS offered */
 } RfBenchMachine;

@@ -42,6 +42,20 @@ static void read_key(const char *path, const char *key, char sep,
     }
 }
 
+/* The 1-minute load average (0 if unknown). */
+static double load_average(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double v = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1) {
+            v = 0;
+        }
+        fclose(f);
+    }
+    return v;
+}
+
 void rf_bench_machine_info(RfBench *b)
 {
     RfBenchMachine *m = &b->machine;
@@ -58,13 +72,8 @@ void rf_bench_machine_info(RfBench *b)
                  u.release);
     }
     snprintf(m->version, sizeof(m->version), "%s", RAMFLOW_VERSION_STRING);
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &m->load1) != 1) {
-            m->load1 = 0;
-        }
-        fclose(f);
-    }
+    m->load1 = load_average();
+    FILE *f;
     m->root = geteuid() == 0;
     m->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
     /* Kernel TLS needs the "tls" upper-layer protocol (module tls); the
@@ -478,6 +487,7 @@ int rf_bench_run_matrix(RfBench *b)
         row_finish(b, &b->rows[i]);
         row_finish_qemu(&b->rows[i]);
     }
+    b->machine.load1_end = load_average();
     if (rf_cli_cancel) {
         say(b, "interrupted: partial results written");
         return 130;

@@ -47,8 +47,8 @@ static void print_header(FILE *f, const RfBench *b)
     const RfBenchConfig *c = &b->cfg;
     fprintf(f, "## ramflow bench, %s\n\n", m->date);
     fprintf(f, "- machine: %s, %u cores, %.1f GiB, %s, %s; load average "
-            "%.2f at start\n", m->cpu, b->calib.cores, m->mem_gib,
-            m->kernel, m->os, m->load1);
+            "%.2f at start, %.2f at the end\n", m->cpu, b->calib.cores,
+            m->mem_gib, m->kernel, m->os, m->load1, m->load1_end);
     fprintf(f, "- guest: %s\n", m->guest[0] ? m->guest : "(not started)");
     fprintf(f, "- RAM: %.0f MiB filled with %s; %u vCPU%s %s\n",
             (double)c->mem_size / 1048576,
@@ -651,6 +651,11 @@ static json_t *config_json(const RfBench *b)
         json_object_set_new(o, "memory_note", json_string(c->huge_note));
         json_object_set_new(o, "compare", json_string(c->compare_qemu
                                                       ? "qemu" : "none"));
+        if (c->compare_qemu) {
+            json_object_set_new(o, "qemu_version",
+                                json_string(c->qemu_version));
+            json_object_set_new(o, "qemu_accel", json_string(c->qemu_accel));
+        }
     }
     return o;
 }
@@ -708,12 +713,12 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
         json_array_append_new(rows, row_json(b, &b->rows[i]));
     }
     json_t *machine = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:b, s:s, s:s, "
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:b, s:b, s:s, s:s, "
         "s:b}",
         "date", m->date, "cpu", m->cpu, "kernel", m->kernel, "os", m->os,
         "ramflow", m->version, "guest", m->guest, "memory_gib", m->mem_gib,
-        "load1", m->load1, "root", m->root, "kvm", m->kvm, "link_note",
-        m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
+        "load1", m->load1, "load1_end", m->load1_end, "root", m->root,
+        "kvm", m->kvm, "link_note", m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
         m->ktls_ulp);
     json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "machine", machine,
                           "config", config_json(b), "calibration",

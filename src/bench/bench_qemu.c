@@ -71,7 +71,7 @@ bool rf_bench_qemu_probe(RfBenchConfig *cfg, RfError **errp)
 {
     if (!find_in_path("qemu-system-x86_64", cfg->qemu_exe,
                       sizeof(cfg->qemu_exe))) {
-        rf_error_set(errp, RF_ERR_PARAM, "--compare qemu: "
+        rf_error_set(errp, RF_ERR_GENERIC, "--compare qemu: "
                      "qemu-system-x86_64 is not installed; run `make "
                      "bench-deps` (it installs QEMU 10 from "
                      "bookworm-backports, or bookworm's 7.2 where "
