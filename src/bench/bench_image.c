@@ -30,24 +30,39 @@
 
 static char scratch_dir[PATH_MAX - 64];
 
-/* Removes the regular files of dir and dir itself. */
-static void remove_dir(const char *dir)
+/* Calls fn(path, name) for each entry of dir whose name starts with
+ * prefix (hidden entries, "." and ".." skipped). */
+static void each_entry(const char *dir, const char *prefix,
+                       void (*fn)(const char *path, const char *name))
 {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') {
+        if (e->d_name[0] == '.' ||
+            strncmp(e->d_name, prefix, strlen(prefix)) != 0) {
             continue;
         }
         char p[PATH_MAX];
         if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) <
             (int)sizeof(p)) {
-            unlink(p);
+            fn(p, e->d_name);
         }
     }
     if (d) {
         closedir(d);
     }
+}
+
+static void unlink_entry(const char *path, const char *name)
+{
+    (void)name;
+    unlink(path);
+}
+
+/* Removes the files of dir and dir itself. */
+static void remove_dir(const char *dir)
+{
+    each_entry(dir, "", unlink_entry);
     rmdir(dir);
 }
 
@@ -59,31 +74,14 @@ void rf_bench_image_cleanup(void)
     }
 }
 
-/* Scratch folders of benches whose process is gone (killed with
- * SIGKILL): their images would hold the memory for good. */
-static void remove_stale(const char *parent)
+/* A scratch folder of a bench whose process is gone (killed with
+ * SIGKILL): its images would hold the memory for good. */
+static void remove_if_stale(const char *path, const char *name)
 {
-    DIR *d = opendir(parent);
-    struct dirent *e;
-    size_t n = strlen(SCRATCH_PREFIX);
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, SCRATCH_PREFIX, n) != 0) {
-            continue;
-        }
-        char *end;
-        long pid = strtol(e->d_name + n, &end, 10);
-        if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 ||
-                                 errno != ESRCH)) {
-            continue;
-        }
-        char p[PATH_MAX];
-        if (snprintf(p, sizeof(p), "%s/%s", parent, e->d_name) <
-            (int)sizeof(p)) {
-            remove_dir(p);
-        }
-    }
-    if (d) {
-        closedir(d);
+    char *end;
+    long pid = strtol(name + strlen(SCRATCH_PREFIX), &end, 10);
+    if (!*end && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+        remove_dir(path);
     }
 }
 
@@ -135,24 +133,39 @@ static const char *hugetlbfs_dir(uint64_t size, char *note, size_t cap)
     return mnt;
 }
 
-/* Maps a new file of size at path read-write.  @return the mapping or
- * NULL with an error. */
-static uint8_t *map_new(const char *path, uint64_t size, RfError **errp)
+/* Maps path: create, a new file of size, read-write; else an existing
+ * one, read-only, that must have the size.  @return the mapping or NULL
+ * with an error. */
+static uint8_t *map_file(const char *path, uint64_t size, bool create,
+                         RfError **errp)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
-        rf_error_set(errp, RF_ERR_IO, "cannot create %s: %s", path,
-                     strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
+    int fd = create ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                           0600)
+                    : open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    const char *fail = NULL;
+    if (fd < 0 || (create && ftruncate(fd, (off_t)size) != 0) ||
+        (!create && fstat(fd, &st) != 0)) {
+        fail = strerror(errno);
+    } else if (!create && (uint64_t)st.st_size != size) {
+        rf_error_set(errp, RF_ERR_IO, "%s is %llu bytes, the image %llu",
+                     path, (unsigned long long)st.st_size,
+                     (unsigned long long)size);
+        close(fd);
         return NULL;
     }
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        rf_error_set(errp, RF_ERR_IO, "cannot map %s: %s", path,
-                     strerror(errno));
+    void *p = MAP_FAILED;
+    if (!fail) {
+        p = mmap(NULL, size, create ? PROT_READ | PROT_WRITE : PROT_READ,
+                 MAP_SHARED, fd, 0);
+        fail = p == MAP_FAILED ? strerror(errno) : NULL;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (fail) {
+        rf_error_set(errp, RF_ERR_IO, "cannot %s %s: %s",
+                     create ? "create" : "open", path, fail);
         return NULL;
     }
     return p;
@@ -163,7 +176,7 @@ bool rf_bench_image_make(RfBenchConfig *cfg, RfError **errp)
     const char *huge = hugetlbfs_dir(cfg->mem_size, cfg->huge_note,
                                      sizeof(cfg->huge_note));
     const char *parent = huge ? huge : "/dev/shm";
-    remove_stale(parent);
+    each_entry(parent, SCRATCH_PREFIX, remove_if_stale);
     snprintf(cfg->scratch, sizeof(cfg->scratch), "%s/" SCRATCH_PREFIX "%d",
              parent, (int)getpid());
     if (mkdir(cfg->scratch, 0700) < 0 && errno != EEXIST) {
@@ -178,7 +191,7 @@ bool rf_bench_image_make(RfBenchConfig *cfg, RfError **errp)
         registered = true;
     }
     snprintf(cfg->image, sizeof(cfg->image), "%s/source.img", cfg->scratch);
-    uint8_t *p = map_new(cfg->image, cfg->mem_size, errp);
+    uint8_t *p = map_file(cfg->image, cfg->mem_size, true, errp);
     if (!p) {
         return false;
     }
@@ -202,7 +215,7 @@ bool rf_bench_dest_prepare(const RfBenchConfig *cfg, RfBenchDest d,
     }
     /* Warm: every page allocated and written once, as a destination VM's
      * RAM that exists already (QEMU's prealloc=on does the same). */
-    uint8_t *p = map_new(path, cfg->mem_size, errp);
+    uint8_t *p = map_file(path, cfg->mem_size, true, errp);
     if (!p) {
         return false;
     }
@@ -215,43 +228,12 @@ bool rf_bench_dest_prepare(const RfBenchConfig *cfg, RfBenchDest d,
     return true;
 }
 
-/* Maps path read-only if it has the image's size. */
-static const uint8_t *map_ro(const char *path, uint64_t size,
-                             RfError **errp)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        rf_error_set(errp, RF_ERR_IO, "cannot open %s: %s", path,
-                     strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return NULL;
-    }
-    if ((uint64_t)st.st_size != size) {
-        rf_error_set(errp, RF_ERR_IO, "%s is %llu bytes, the image %llu",
-                     path, (unsigned long long)st.st_size,
-                     (unsigned long long)size);
-        close(fd);
-        return NULL;
-    }
-    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        rf_error_set(errp, RF_ERR_IO, "cannot map %s: %s", path,
-                     strerror(errno));
-        return NULL;
-    }
-    return p;
-}
-
 bool rf_bench_dest_equal(const RfBenchConfig *cfg, const char *path,
                          RfError **errp)
 {
     uint64_t size = cfg->mem_size;
-    const uint8_t *a = map_ro(cfg->image, size, errp);
-    const uint8_t *b = a ? map_ro(path, size, errp) : NULL;
+    const uint8_t *a = map_file(cfg->image, size, false, errp);
+    const uint8_t *b = a ? map_file(path, size, false, errp) : NULL;
     bool same = a && b;
     for (uint64_t off = 0; same && off < size; off += RF_PAGE_SIZE) {
         if (memcmp(a + off, b + off, RF_PAGE_SIZE) != 0) {

@@ -410,6 +410,25 @@ static void print_qemu_compare(FILE *f, const RfBench *b, unsigned l)
             "image in every run.\n\n");
 }
 
+/* Lists a row's failed runs (or runs whose destination differed), under
+ * one "Failures:" heading for the whole output. */
+static void print_failures(FILE *f, const RfBench *b, const RfBenchRow *r,
+                           const RfBenchRun *runs, unsigned n,
+                           const char *who, bool *failed)
+{
+    char name[64];
+    rf_bench_row_name(b, r, name, sizeof(name));
+    for (unsigned k = 0; k < n; k++) {
+        if (!runs[k].ok || (!runs[k].verified && runs[k].error[0])) {
+            fprintf(f, "%s- %s %s %u ch %srun %u failed: %s\n",
+                    *failed ? "" : "\nFailures:\n\n",
+                    b->cfg.links[r->link].name, name, r->channels, who,
+                    k + 1, runs[k].error);
+            *failed = true;
+        }
+    }
+}
+
 void rf_bench_print_markdown(FILE *f, const RfBench *b)
 {
     print_header(f, b);
@@ -460,26 +479,8 @@ void rf_bench_print_markdown(FILE *f, const RfBench *b)
     bool failed = false;
     for (unsigned i = 0; i < b->nrows; i++) {
         const RfBenchRow *r = &b->rows[i];
-        char name[64];
-        rf_bench_row_name(b, r, name, sizeof(name));
-        for (unsigned k = 0; k < r->nruns; k++) {
-            if (!r->runs[k].ok || !r->runs[k].verified) {
-                fprintf(f, "%s- %s %s %u ch run %u failed: %s\n",
-                        failed ? "" : "\nFailures:\n\n",
-                        b->cfg.links[r->link].name, name, r->channels,
-                        k + 1, r->runs[k].error);
-                failed = true;
-            }
-        }
-        for (unsigned k = 0; k < r->nqruns; k++) {
-            if (!r->qruns[k].ok || !r->qruns[k].verified) {
-                fprintf(f, "%s- %s %s %u ch QEMU run %u failed: %s\n",
-                        failed ? "" : "\nFailures:\n\n",
-                        b->cfg.links[r->link].name, name, r->channels,
-                        k + 1, r->qruns[k].error);
-                failed = true;
-            }
-        }
+        print_failures(f, b, r, r->runs, r->nruns, "", &failed);
+        print_failures(f, b, r, r->qruns, r->nqruns, "QEMU ", &failed);
     }
 }
 
