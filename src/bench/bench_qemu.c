@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench_common.h"
@@ -293,6 +294,45 @@ static bool qemu_migrate(RfQmp *src, RfQmp *dst, pid_t spid, pid_t dpid,
     return true;
 }
 
+/* The last non-empty line of a file (QEMU's error message). */
+static void last_line(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0]) {
+            snprintf(buf, cap, "%.*s", (int)(cap - 1), line);
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+}
+
+/* Connects to a QEMU's monitor once its socket exists; gives up at once
+ * when that QEMU exits (its last stderr line then says why). */
+static RfQmp *qemu_connect(const char *sock, pid_t *pid, const char *errf,
+                           const char *side, double timeout_s,
+                           RfError **errp)
+{
+    double t0 = rf_now();
+    int st = 0;
+    while (access(sock, F_OK) != 0 && !rf_cli_cancel &&
+           rf_now() - t0 < timeout_s && !rf_bench_reaped(pid, &st)) {
+        rf_sleep(0.02);
+    }
+    if (*pid <= 0) {
+        char why[256] = "no message";
+        last_line(errf, why, sizeof(why));
+        rf_error_set(errp, RF_ERR_GENERIC, "QEMU %s exited (status %d): %s",
+                     side, WIFEXITED(st) ? WEXITSTATUS(st) : 128 +
+                     WTERMSIG(st), why);
+        return NULL;
+    }
+    return rf_qmp_connect(sock, 5, errp);
+}
+
 /* Asks a QEMU to quit, then makes sure it is gone. */
 static void qemu_quit(RfQmp *q, pid_t *pid)
 {
@@ -338,15 +378,15 @@ bool rf_bench_qemu_run_one(RfBench *b, const char *method,
     qemu_argv(cfg, false, false, cfg->image, ssock, sargv, sbufs);
     qemu_argv(cfg, true, d == RF_BENCH_DEST_WARM, dst_file, dsock, dargv,
               dbufs);
-    char out[PATH_MAX + 160], errf[PATH_MAX + 160];
+    char out[PATH_MAX + 160], derr[PATH_MAX + 160], serr[PATH_MAX + 160];
     snprintf(out, sizeof(out), "%s/raw/%s-qemu-dst.out", cfg->out_dir, name);
-    snprintf(errf, sizeof(errf), "%s/raw/%s-qemu-dst.err", cfg->out_dir,
+    snprintf(derr, sizeof(derr), "%s/raw/%s-qemu-dst.err", cfg->out_dir,
              name);
-    *dpid = rf_bench_spawn(b->log, dargv, out, errf);
+    *dpid = rf_bench_spawn(b->log, dargv, out, derr);
     snprintf(out, sizeof(out), "%s/raw/%s-qemu-src.out", cfg->out_dir, name);
-    snprintf(errf, sizeof(errf), "%s/raw/%s-qemu-src.err", cfg->out_dir,
+    snprintf(serr, sizeof(serr), "%s/raw/%s-qemu-src.err", cfg->out_dir,
              name);
-    *spid = *dpid > 0 ? rf_bench_spawn(b->log, sargv, out, errf) : -1;
+    *spid = *dpid > 0 ? rf_bench_spawn(b->log, sargv, out, serr) : -1;
     if (*dpid <= 0 || *spid <= 0) {
         rf_error_set(&err, RF_ERR_IO, "cannot start %s: %s", cfg->qemu_exe,
                      strerror(errno));
@@ -354,8 +394,8 @@ bool rf_bench_qemu_run_one(RfBench *b, const char *method,
     }
     /* The destination pre-allocates a warm file before it listens on
      * QMP: a generous wait. */
-    dst = rf_qmp_connect(dsock, 120, &err);
-    src = dst ? rf_qmp_connect(ssock, 60, &err) : NULL;
+    dst = qemu_connect(dsock, dpid, derr, "destination", 120, &err);
+    src = dst ? qemu_connect(ssock, spid, serr, "source", 60, &err) : NULL;
     if (src && dst) {
         qemu_migrate(src, dst, *spid, *dpid, cfg, rf_bench_qemu_method(method),
                      channels, run, &err);
@@ -369,8 +409,7 @@ out:
         run->verified = rf_bench_dest_equal(cfg, dst_file, &err);
     }
     if (err) {
-        snprintf(run->error, sizeof(run->error), "%s%s",
-                 run->ok ? "" : "QEMU: ", rf_error_msg(err));
+        snprintf(run->error, sizeof(run->error), "%s", rf_error_msg(err));
         rf_error_free(err);
     }
     rf_bench_qemu_kill_all();

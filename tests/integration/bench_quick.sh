@@ -15,7 +15,9 @@
 #     destination's file against the image), results.json says so, and the
 #     scratch folder in /dev/shm is gone afterwards.  `--compare qemu`
 #     without QEMU in PATH: exit 1 and the message naming `make
-#     bench-deps`; where QEMU is installed, one tiny compared row.
+#     bench-deps`; with a fake QEMU that fails to start: exit 1 and its
+#     message under Failures; where QEMU is installed, one tiny compared
+#     row.
 #  4. Where network namespaces work (root, iproute2): one row over an
 #     emulated 1gbit link, and an interrupted run (SIGINT) that must exit
 #     130 and leave no namespace, veth or process behind.
@@ -133,6 +135,27 @@ rc=$?
 expect_in "$T/noqemu.err" "qemu-system-x86_64 is not installed; run \`make bench-deps\`"
 [ ! -e "$T/noqemu" ] || fail "bench --compare qemu without QEMU made a results folder"
 echo "ok: --compare qemu without QEMU: exit $rc, '$(head -n1 "$T/noqemu.err")'"
+
+# A QEMU that fails to start: the row fails with QEMU's own message, the
+# bench exits 1 and leaves nothing behind.
+mkdir -p "$T/fakeqemu"
+printf '%s\n' '#!/bin/sh' \
+    '[ "$1" = --version ] && { echo "QEMU emulator version 99.0 (fake)"; exit 0; }' \
+    'echo "qemu-system-x86_64: fake failure" >&2' 'exit 1' \
+    >"$T/fakeqemu/qemu-system-x86_64"
+chmod +x "$T/fakeqemu/qemu-system-x86_64"
+PATH="$T/fakeqemu:$PATH" "$RAMFLOW" bench --quick --methods none --channels 1 \
+    --memory-size 8M --dest-memory cold --compare qemu --tcp-seconds 0 \
+    --out "$T/fakeq" >"$T/fakeq.md" 2>"$T/fakeq.err" &
+BENCH=$!
+PIDS+=("$BENCH")
+wait "$BENCH"
+rc=$?
+[ "$rc" -eq 1 ] || { cat "$T/fakeq.err" >&2; fail "bench with a failing QEMU exited $rc, expected 1"; }
+expect_in "$T/fakeq.md" "QEMU run 1 failed: QEMU destination exited (status 1): qemu-system-x86_64: fake failure"
+expect_in "$T/fakeq.md" "### ramflow vs QEMU 99.0 (fake) (tcg)"
+[ ! -e "/dev/shm/ramflow-bench-$BENCH" ] || fail "/dev/shm/ramflow-bench-$BENCH was left behind"
+echo "ok: a QEMU that fails to start: exit 1, its message under Failures"
 
 if command -v qemu-system-x86_64 >/dev/null; then
     "$RAMFLOW" bench --quick --methods none --channels 2 --memory-size 16M \
