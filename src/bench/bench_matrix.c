@@ -73,13 +73,12 @@ void rf_bench_machine_info(RfBench *b)
     }
     snprintf(m->version, sizeof(m->version), "%s", RAMFLOW_VERSION_STRING);
     m->load1 = load_average();
-    FILE *f;
     m->root = geteuid() == 0;
     m->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
     /* Kernel TLS needs the "tls" upper-layer protocol (module tls); the
      * processes report whether they used it, this says whether they
      * could have. */
-    f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
     if (f) {
         if (fgets(m->ulps, sizeof(m->ulps), f)) {
             m->ulps[strcspn(m->ulps, "\n")] = '\0';
@@ -100,15 +99,15 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median (mean of the middle two for an even count), min and max of one
- * field over the row's successful runs. */
-static RfBenchStat stat_of(const RfBenchRow *row, size_t field_off)
+ * field over the successful runs of runs[0..nruns). */
+static RfBenchStat stat_of(const RfBenchRun *runs, unsigned nruns,
+                           size_t field_off)
 {
     double v[RF_BENCH_MAX_REPEAT];
     unsigned n = 0;
-    for (unsigned i = 0; i < row->nruns; i++) {
-        if (row->runs[i].ok) {
-            v[n++] = *(const double *)((const char *)&row->runs[i] +
-                                       field_off);
+    for (unsigned i = 0; i < nruns; i++) {
+        if (runs[i].ok) {
+            v[n++] = *(const double *)((const char *)&runs[i] + field_off);
         }
     }
     RfBenchStat s = {0, 0, 0};
@@ -122,17 +121,16 @@ static RfBenchStat stat_of(const RfBenchRow *row, size_t field_off)
     return s;
 }
 
-#define STAT(row, f) stat_of(row, offsetof(RfBenchRun, f))
+#define STAT(row, f) stat_of((row)->runs, (row)->nruns, \
+                             offsetof(RfBenchRun, f))
+#define QSTAT(row, f) stat_of((row)->qruns, (row)->nqruns, \
+                              offsetof(RfBenchRun, f))
 
 /* QEMU's runs of a row: their median time and CPU-seconds. */
 static void row_finish_qemu(RfBenchRow *row)
 {
-    RfBenchRow q;
-    memset(&q, 0, sizeof(q));
-    memcpy(q.runs, row->qruns, sizeof(q.runs));
-    q.nruns = row->nqruns;
-    row->qtime = STAT(&q, total_time_s);
-    row->qcpu_s = STAT(&q, cpu_s);
+    row->qtime = QSTAT(row, total_time_s);
+    row->qcpu_s = QSTAT(row, cpu_s);
     row->qverified = row->nqruns > 0 && row->nqok == row->nqruns;
     for (unsigned i = 0; i < row->nqruns; i++) {
         row->qverified &= row->qruns[i].verified;

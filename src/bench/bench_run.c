@@ -35,7 +35,7 @@ extern char **environ;
 /* Starts argv with stdout and stderr into files, and logs it with its
  * pid.  @return the pid, or -1 with errno. */
 pid_t rf_bench_spawn(FILE *log, const char *const *argv, const char *out,
-                   const char *err)
+                     const char *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
