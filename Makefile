@@ -15,7 +15,9 @@ DEPS := meson ninja-build pkg-config gcc clang libc6-dev \
         zlib1g-dev libzstd-dev libdeflate-dev libisal-dev libcmocka-dev \
         libjansson-dev libxxhash-dev libgnutls28-dev gnutls-bin python3 gzip \
         xz-utils iproute2 jq socat
-# Only the benchmarks (make bench) need these.
+# Only the benchmarks (make bench) need these; bench-deps also installs
+# QEMU (10 from bookworm-backports where reachable, else bookworm's 7.2)
+# for `ramflow bench --compare qemu`: bench/lib/install-qemu.sh.
 BENCH_DEPS := iperf3 gnuplot-nox
 
 BUILD      ?= build
@@ -46,6 +48,7 @@ deps:
 
 bench-deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_DEPS)"
+	@bench/lib/install-qemu.sh
 
 install-packages:
 	@missing=""; for p in $(PACKAGES); do \

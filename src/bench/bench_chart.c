@@ -28,18 +28,20 @@ static bool have_gnuplot(void)
     return false;
 }
 
-/* Bars per channel count: a method, or a method and its TLS twin. */
+/* Bars per channel count: a method, or a method and its TLS twin, per
+ * destination mode. */
 static unsigned nseries(const RfBenchConfig *c)
 {
-    return c->nmethods * (c->tls ? 2u : 1u);
+    return c->nmethods * rf_bench_ndest(c) * (c->tls ? 2u : 1u);
 }
 
 /* The row of series k at channel index ch of link l. */
 static const RfBenchRow *series_row(const RfBench *b, unsigned l,
                                     unsigned k, unsigned ch)
 {
-    unsigned nsec = b->cfg.tls ? 2u : 1u;
-    return rf_bench_row(b, l, k / nsec, ch, k % nsec);
+    unsigned nsec = b->cfg.tls ? 2u : 1u, nd = rf_bench_ndest(&b->cfg);
+    return rf_bench_row(b, l, k / (nsec * nd), ch, (k / nsec) % nd,
+                        k % nsec);
 }
 
 /* One data file per link: channels, then per series its median time,

@@ -8,6 +8,10 @@
  *   bench_calib.c  calibration: codec speeds and ratio, memcpy
  *   bench_tcp.c    calibration: raw TCP throughput of a path
  *   bench_run.c    one migration: a destination and a source process
+ *   bench_image.c  --dest-memory: the RAM image, warm/cold destination
+ *                  files in /dev/shm, the comparison of the result
+ *   bench_qemu.c   --compare qemu: one QEMU multifd migration
+ *   bench_qmp.c    a minimal QMP client (unix socket, jansson)
  *   bench_out.c    output: markdown tables, JSON
  *   bench_chart.c  output: the gnuplot chart
  *
@@ -30,6 +34,16 @@
 #define RF_BENCH_MAX_LINKS 8
 #define RF_BENCH_MAX_REPEAT 25
 #define RF_BENCH_MAX_PASS 32  /* pass-through parameter options */
+#define RF_BENCH_MAX_DEST 2   /* --dest-memory warm,cold */
+
+/* The destination's memory in file mode (--dest-memory). */
+typedef enum RfBenchDest {
+    RF_BENCH_DEST_WARM,  /* an existing, populated file, received into in
+                            place (incoming --reuse-memory; QEMU:
+                            prealloc=on) */
+    RF_BENCH_DEST_COLD,  /* a fresh file (incoming --memory; QEMU: a new
+                            memory-backend-file) */
+} RfBenchDest;
 
 /* One emulated link of --link. */
 typedef struct RfBenchLink {
@@ -67,6 +81,18 @@ typedef struct RfBenchConfig {
      * as "--NAME=VALUE". */
     char pass[RF_BENCH_MAX_PASS][160];
     unsigned npass;
+    /* --dest-memory: file mode (source `ramflow migrate --memory IMAGE`,
+     * destination `ramflow incoming --memory FILE`), one row per mode;
+     * ndests 0 = the test VM (`guest` / `incoming --guest`). */
+    RfBenchDest dests[RF_BENCH_MAX_DEST];
+    unsigned ndests;
+    bool compare_qemu;           /* --compare qemu (file mode) */
+    char qemu_exe[PATH_MAX];     /* qemu-system-x86_64 found in PATH */
+    char qemu_version[64];       /* what `qemu --version` says */
+    char qemu_accel[16];         /* "kvm" or "tcg" */
+    char image[PATH_MAX];        /* the RAM image (file mode) */
+    char scratch[PATH_MAX - 64]; /* /dev/shm folder of this bench */
+    char huge_note[160];         /* hugetlbfs: used, or why not */
 } RfBenchConfig;
 
 /* One migration's figures (from the source's and destination's JSON). */
@@ -85,6 +111,8 @@ typedef struct RfBenchRun {
     char guest[160];             /* the source's guest description */
     char security[64];           /* the source's and destination's "security" */
     char dst_security[64];       /* ("none", "TLS 1.3 PSK, user-space TLS") */
+    double cpu_s;                /* CPU-seconds of both sides during the
+                                    migration */
 } RfBenchRun;
 
 /* Median, min and max of one figure over a row's successful runs. */
@@ -94,6 +122,7 @@ typedef struct RfBenchStat {
 
 typedef struct RfBenchRow {
     unsigned link, method, channels; /* link/method: config indexes */
+    unsigned dest;               /* index into cfg.dests (file mode) */
     bool tls;                    /* the TLS twin of a plaintext row */
     RfBenchRun runs[RF_BENCH_MAX_REPEAT];
     unsigned nruns, nok;
@@ -105,6 +134,13 @@ typedef struct RfBenchRow {
     double efficiency;           /* ram_MBps / bound_MBps */
     double bound_touch_MBps;     /* the lower of link and touch_bound */
     double efficiency_touch;     /* ram_MBps / bound_touch_MBps */
+    RfBenchStat cpu_s;           /* CPU-seconds, both sides */
+    /* --compare qemu: QEMU's runs of the same row, interleaved. */
+    RfBenchRun qruns[RF_BENCH_MAX_REPEAT];
+    unsigned nqruns, nqok;
+    bool qverified;
+    RfBenchStat qtime, qcpu_s;
+    char qmethod[16];            /* QEMU's method ("zstd" for qatzip) */
 } RfBenchRow;
 
 /* Calibration of one method at the level the matrix uses. */
@@ -141,7 +177,7 @@ typedef struct RfBenchMachine {
     char link_note[256];         /* why links fell back to loopback */
     char gnuplot[64];
     char ulps[128];              /* /proc/sys/net/ipv4/tcp_available_ulp */
-    double mem_gib, load1;
+    double mem_gib, load1, load1_end; /* load average at start, end */
     bool root, kvm;
     bool ktls_ulp;               /* "tls" among them: kernel TLS offered */
 } RfBenchMachine;
@@ -155,29 +191,45 @@ typedef struct RfBench {
     FILE *log;                   /* out_dir/bench.log */
 } RfBench;
 
-/* Rows: per link, per method, per channel count, plaintext then (with
- * --tls) TLS, so that a row's TLS twin is the next one. */
+/* Destination modes per row position: 1 in test-VM mode. */
+static inline unsigned rf_bench_ndest(const RfBenchConfig *c)
+{
+    return c->ndests ? c->ndests : 1u;
+}
+
+/* Rows: per link, per method, per channel count, per destination mode,
+ * plaintext then (with --tls) TLS, so that a row's TLS twin is the next
+ * one. */
 static inline unsigned rf_bench_per_link(const RfBenchConfig *c)
 {
-    return c->nmethods * c->nchannels * (c->tls ? 2u : 1u);
+    return c->nmethods * c->nchannels * rf_bench_ndest(c) *
+           (c->tls ? 2u : 1u);
 }
 
 static inline RfBenchRow *rf_bench_row(const RfBench *b, unsigned l,
-                                       unsigned m, unsigned ch, bool tls)
+                                       unsigned m, unsigned ch, unsigned d,
+                                       bool tls)
 {
     const RfBenchConfig *c = &b->cfg;
     unsigned nsec = c->tls ? 2u : 1u;
-    return &b->rows[l * rf_bench_per_link(c) + (m * c->nchannels + ch) *
+    return &b->rows[l * rf_bench_per_link(c) +
+                    ((m * c->nchannels + ch) * rf_bench_ndest(c) + d) *
                     nsec + (tls ? 1u : 0u)];
 }
 
-/* "zstd" or "zstd + TLS". */
+static inline const char *rf_bench_dest_name(RfBenchDest d)
+{
+    return d == RF_BENCH_DEST_WARM ? "warm" : "cold";
+}
+
+/* "zstd", "zstd + TLS", with --dest-memory "zstd, warm". */
 static inline const char *rf_bench_row_name(const RfBench *b,
                                             const RfBenchRow *r, char *buf,
                                             size_t cap)
 {
-    snprintf(buf, cap, "%s%s", b->cfg.methods[r->method],
-             r->tls ? " + TLS" : "");
+    snprintf(buf, cap, "%s%s%s%s", b->cfg.methods[r->method],
+             r->tls ? " + TLS" : "", b->cfg.ndests ? ", " : "",
+             b->cfg.ndests ? rf_bench_dest_name(b->cfg.dests[r->dest]) : "");
     return buf;
 }
 
@@ -222,13 +274,66 @@ bool rf_bench_tcp_blast(const RfBenchPath *path, unsigned streams,
 /* --- one migration (bench_run.c) ------------------------------------- */
 
 /* Runs the destination (in path's namespace) and the source for one
- * migration, with tls both over TLS (PSK, cfg.psk_dir); the raw reports
+ * migration (in file mode into destination mode cfg.dests[dest]), with
+ * tls both over TLS (PSK, cfg.psk_dir); the raw reports
  * go to out_dir/raw/NAME-{src,dst}.{json,err}.  Fills *run (run->ok
  * false with run->error on failure).  @return false only when cancelled
  * (SIGINT/SIGTERM). */
 bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
-                      const char *method, unsigned channels, bool tls,
-                      const char *name, RfBenchRun *run);
+                      const char *method, unsigned channels, unsigned dest,
+                      bool tls, const char *name, RfBenchRun *run);
+
+/* --- file mode and QEMU (bench_image.c, bench_qemu.c) ----------------- */
+
+/* Makes cfg.scratch (/dev/shm/ramflow-bench-PID) and the RAM image in it
+ * (the generated mix, seed 1, or cfg.fill), registers the cleanup of both
+ * at exit, and notes whether hugetlbfs could back them. */
+bool rf_bench_image_make(RfBenchConfig *cfg, RfError **errp);
+/* The destination's file for one run: removed (cold), or created at the
+ * image's size and populated (warm). */
+bool rf_bench_dest_prepare(const RfBenchConfig *cfg, RfBenchDest d,
+                           const char *path, RfError **errp);
+/* Does the file at path hold exactly the image's bytes? */
+bool rf_bench_dest_equal(const RfBenchConfig *cfg, const char *path,
+                         RfError **errp);
+/* Removes the scratch folder and everything in it; safe to call twice. */
+void rf_bench_image_cleanup(void);
+
+/* Finds qemu-system-x86_64 and its version and picks kvm or tcg.
+ * @return false with "run make bench-deps" when it is not installed. */
+bool rf_bench_qemu_probe(RfBenchConfig *cfg, RfError **errp);
+/* QEMU's method for ramflow's (qatzip: zstd, QEMU has no software
+ * qatzip). */
+const char *rf_bench_qemu_method(const char *method);
+/* One QEMU multifd migration of the image into a destination of mode d
+ * (both QEMUs paused, RAM on memory-backend-file); fills *run (ok,
+ * verified, total_time_s from QEMU's own total-time, cpu_s of both
+ * processes).  @return false only when cancelled. */
+bool rf_bench_qemu_run_one(RfBench *b, const char *method,
+                           unsigned channels, RfBenchDest d,
+                           const char *name, RfBenchRun *run);
+/* Ends QEMU processes still running (exit and signal paths). */
+void rf_bench_qemu_kill_all(void);
+
+/* A QMP connection (bench_qmp.c). */
+typedef struct RfQmp RfQmp;
+/* Connects to QEMU's QMP unix socket (retrying up to timeout_s while
+ * QEMU starts), reads the greeting and leaves capabilities negotiation. */
+RfQmp *rf_qmp_connect(const char *path, double timeout_s, RfError **errp);
+/* Runs a command (args may be NULL; stolen) and returns its "return"
+ * value (new reference), skipping events; an "error" answer becomes
+ * *errp with QEMU's description. */
+struct json_t *rf_qmp_call(RfQmp *q, const char *cmd, struct json_t *args,
+                           RfError **errp);
+void rf_qmp_close(RfQmp *q);
+
+/* Spawn helpers shared by bench_run.c and bench_qemu.c. */
+pid_t rf_bench_spawn(FILE *log, const char *const *argv, const char *out,
+                     const char *err);
+/* Ends a child we started: SIGTERM, SIGKILL after 5 s; reaps it. */
+void rf_bench_stop_child(pid_t *pid, int *st);
+/* Has the child exited (reaped, status in *st)? */
+bool rf_bench_reaped(pid_t *pid, int *st);
 
 /* --- the matrix (bench_matrix.c) ------------------------------------- */
 

@@ -42,6 +42,20 @@ static void read_key(const char *path, const char *key, char sep,
     }
 }
 
+/* The 1-minute load average (0 if unknown). */
+static double load_average(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double v = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1) {
+            v = 0;
+        }
+        fclose(f);
+    }
+    return v;
+}
+
 void rf_bench_machine_info(RfBench *b)
 {
     RfBenchMachine *m = &b->machine;
@@ -58,19 +72,13 @@ void rf_bench_machine_info(RfBench *b)
                  u.release);
     }
     snprintf(m->version, sizeof(m->version), "%s", RAMFLOW_VERSION_STRING);
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &m->load1) != 1) {
-            m->load1 = 0;
-        }
-        fclose(f);
-    }
+    m->load1 = load_average();
     m->root = geteuid() == 0;
     m->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
     /* Kernel TLS needs the "tls" upper-layer protocol (module tls); the
      * processes report whether they used it, this says whether they
      * could have. */
-    f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
     if (f) {
         if (fgets(m->ulps, sizeof(m->ulps), f)) {
             m->ulps[strcspn(m->ulps, "\n")] = '\0';
@@ -91,15 +99,15 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median (mean of the middle two for an even count), min and max of one
- * field over the row's successful runs. */
-static RfBenchStat stat_of(const RfBenchRow *row, size_t field_off)
+ * field over the successful runs of runs[0..nruns). */
+static RfBenchStat stat_of(const RfBenchRun *runs, unsigned nruns,
+                           size_t field_off)
 {
     double v[RF_BENCH_MAX_REPEAT];
     unsigned n = 0;
-    for (unsigned i = 0; i < row->nruns; i++) {
-        if (row->runs[i].ok) {
-            v[n++] = *(const double *)((const char *)&row->runs[i] +
-                                       field_off);
+    for (unsigned i = 0; i < nruns; i++) {
+        if (runs[i].ok) {
+            v[n++] = *(const double *)((const char *)&runs[i] + field_off);
         }
     }
     RfBenchStat s = {0, 0, 0};
@@ -113,7 +121,21 @@ static RfBenchStat stat_of(const RfBenchRow *row, size_t field_off)
     return s;
 }
 
-#define STAT(row, f) stat_of(row, offsetof(RfBenchRun, f))
+#define STAT(row, f) stat_of((row)->runs, (row)->nruns, \
+                             offsetof(RfBenchRun, f))
+#define QSTAT(row, f) stat_of((row)->qruns, (row)->nqruns, \
+                              offsetof(RfBenchRun, f))
+
+/* QEMU's runs of a row: their median time and CPU-seconds. */
+static void row_finish_qemu(RfBenchRow *row)
+{
+    row->qtime = QSTAT(row, total_time_s);
+    row->qcpu_s = QSTAT(row, cpu_s);
+    row->qverified = row->nqruns > 0 && row->nqok == row->nqruns;
+    for (unsigned i = 0; i < row->nqruns; i++) {
+        row->qverified &= row->qruns[i].verified;
+    }
+}
 
 /* Statistics, the row's bound in RAM MB/s (the lower of the link, i.e.
  * the raw TCP throughput of the path scaled by this row's page bytes per
@@ -128,6 +150,7 @@ static void row_finish(RfBench *b, RfBenchRow *row)
     row->recv_cpu = STAT(row, recv_cpu);
     row->downtime = STAT(row, downtime_ms);
     row->ratio = STAT(row, ratio);
+    row->cpu_s = STAT(row, cpu_s);
     row->verified = row->nruns > 0 && row->nok == row->nruns;
     for (unsigned i = 0; i < row->nruns; i++) {
         row->verified &= row->runs[i].verified;
@@ -262,6 +285,35 @@ static void wait_idle(RfBench *b)
     }
 }
 
+/* QEMU's run r of a row, right after ramflow's (--compare qemu).
+ * @return false when cancelled. */
+static bool run_qemu_once(RfBench *b, RfBenchRow *row, const char *name,
+                          unsigned r)
+{
+    const RfBenchConfig *cfg = &b->cfg;
+    const char *m = cfg->methods[row->method];
+    RfBenchRun *run = &row->qruns[row->nqruns];
+    wait_idle(b);
+    if (!rf_bench_qemu_run_one(b, m, row->channels, cfg->dests[row->dest],
+                               name, run)) {
+        return false;
+    }
+    row->nqruns++;
+    row->nqok += run->ok;
+    if (run->ok) {
+        say(b, "    QEMU %s %u ch %s run %u: %.2f s, %.2f CPU-s, %s",
+            rf_bench_qemu_method(m), row->channels,
+            rf_bench_dest_name(cfg->dests[row->dest]), r + 1,
+            run->total_time_s, run->cpu_s,
+            run->verified ? "verified" : "NOT verified");
+    } else {
+        say(b, "    QEMU %s %u ch %s run %u: FAILED: %s",
+            rf_bench_qemu_method(m), row->channels,
+            rf_bench_dest_name(cfg->dests[row->dest]), r + 1, run->error);
+    }
+    return true;
+}
+
 /* Run r of one row, with a progress line.  @return false when
  * cancelled. */
 static bool run_row_once(RfBench *b, const RfBenchPath *path,
@@ -271,12 +323,15 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
     const char *link = cfg->links[row->link].name;
     const char *m = cfg->methods[row->method];
     char name[96], label[64];
-    snprintf(name, sizeof(name), "%s-%s-%uch%s-r%u", link, m, row->channels,
+    snprintf(name, sizeof(name), "%s-%s-%uch%s%s%s-r%u", link, m,
+             row->channels, cfg->ndests ? "-" : "",
+             cfg->ndests ? rf_bench_dest_name(cfg->dests[row->dest]) : "",
              row->tls ? "-tls" : "", r + 1);
     rf_bench_row_name(b, row, label, sizeof(label));
     RfBenchRun *run = &row->runs[row->nruns];
     wait_idle(b);
-    if (!rf_bench_run_one(b, path, m, row->channels, row->tls, name, run)) {
+    if (!rf_bench_run_one(b, path, m, row->channels, row->dest, row->tls,
+                          name, run)) {
         return false;
     }
     row->nruns++;
@@ -297,7 +352,7 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
         say(b, "[%u/%u] %s %s %u ch run %u: FAILED: %s", *done, total, link,
             label, row->channels, r + 1, run->error);
     }
-    return true;
+    return !cfg->compare_qemu || run_qemu_once(b, row, name, r);
 }
 
 /* Runs every row of one link.  @return false when cancelled. */
@@ -368,22 +423,45 @@ int rf_bench_run_matrix(RfBench *b)
     for (unsigned l = 0; l < cfg->nlinks; l++) {
         for (unsigned m = 0; m < cfg->nmethods; m++) {
             for (unsigned ch = 0; ch < cfg->nchannels; ch++) {
-                for (unsigned s = 0; s < (cfg->tls ? 2u : 1u); s++) {
-                    RfBenchRow *r = rf_bench_row(b, l, m, ch, s);
-                    r->link = l;
-                    r->method = m;
-                    r->channels = cfg->channels[ch];
-                    r->tls = s;
+                for (unsigned d = 0; d < rf_bench_ndest(cfg); d++) {
+                    for (unsigned s = 0; s < (cfg->tls ? 2u : 1u); s++) {
+                        RfBenchRow *r = rf_bench_row(b, l, m, ch, d, s);
+                        r->link = l;
+                        r->method = m;
+                        r->channels = cfg->channels[ch];
+                        r->dest = d;
+                        r->tls = s;
+                        snprintf(r->qmethod, sizeof(r->qmethod), "%s",
+                                 rf_bench_qemu_method(cfg->methods[m]));
+                    }
                 }
             }
         }
     }
-    say(b, "%u rows (%u link%s x %u methods x %u channel counts%s), %u "
+    say(b, "%u rows (%u link%s x %u methods x %u channel counts%s%s), %u "
         "run%s each, %.0f MiB guest, results in %s", b->nrows, cfg->nlinks,
         cfg->nlinks == 1 ? "" : "s", cfg->nmethods, cfg->nchannels,
+        cfg->ndests > 1 ? " x warm and cold destination" : "",
         cfg->tls ? " x plaintext and TLS, runs interleaved" : "",
         cfg->repeat, cfg->repeat == 1 ? "" : "s",
         (double)cfg->mem_size / 1048576, cfg->out_dir);
+    if (cfg->ndests) {
+        RfError *ierr = NULL;
+        say(b, "file mode: writing the %.0f MiB RAM image",
+            (double)cfg->mem_size / 1048576);
+        if (!rf_bench_image_make(cfg, &ierr)) {
+            say(b, "the RAM image: %s", rf_error_msg(ierr));
+            rf_error_free(ierr);
+            return RF_EXIT_FAIL;
+        }
+        say(b, "file mode: image %s; %s", cfg->image, cfg->huge_note);
+    }
+    if (cfg->compare_qemu) {
+        say(b, "--compare qemu: QEMU %s (%s), accel %s%s; each ramflow run "
+            "followed by QEMU's of the same row", cfg->qemu_version,
+            cfg->qemu_exe, cfg->qemu_accel,
+            strcmp(cfg->qemu_accel, "tcg") == 0 ? " (no /dev/kvm)" : "");
+    }
     if (cfg->tls) {
         say(b, "TLS: PSK in %s; kernel TLS %s (tcp_available_ulp: %s)",
             cfg->psk_dir, b->machine.ktls_ulp ? "offered by the kernel"
@@ -405,13 +483,16 @@ int rf_bench_run_matrix(RfBench *b)
     }
     for (unsigned i = 0; i < b->nrows; i++) {
         row_finish(b, &b->rows[i]);
+        row_finish_qemu(&b->rows[i]);
     }
+    b->machine.load1_end = load_average();
     if (rf_cli_cancel) {
         say(b, "interrupted: partial results written");
         return 130;
     }
     for (unsigned i = 0; i < b->nrows; i++) {
-        if (!b->rows[i].verified) {
+        if (!b->rows[i].verified ||
+            (cfg->compare_qemu && !b->rows[i].qverified)) {
             return RF_EXIT_FAIL;
         }
     }

@@ -47,8 +47,8 @@ static void print_header(FILE *f, const RfBench *b)
     const RfBenchConfig *c = &b->cfg;
     fprintf(f, "## ramflow bench, %s\n\n", m->date);
     fprintf(f, "- machine: %s, %u cores, %.1f GiB, %s, %s; load average "
-            "%.2f at start\n", m->cpu, b->calib.cores, m->mem_gib,
-            m->kernel, m->os, m->load1);
+            "%.2f at start, %.2f at the end\n", m->cpu, b->calib.cores,
+            m->mem_gib, m->kernel, m->os, m->load1, m->load1_end);
     fprintf(f, "- guest: %s\n", m->guest[0] ? m->guest : "(not started)");
     fprintf(f, "- RAM: %.0f MiB filled with %s; %u vCPU%s %s\n",
             (double)c->mem_size / 1048576,
@@ -68,6 +68,25 @@ static void print_header(FILE *f, const RfBench *b)
     }
     if (m->link_note[0]) {
         fprintf(f, "- links: %s\n", m->link_note);
+    }
+    if (c->ndests) {
+        fprintf(f, "- file mode (--dest-memory): the source sends a RAM "
+                "image (`ramflow migrate --memory`), the destination "
+                "receives into a file (`ramflow incoming --memory`); warm: "
+                "an existing file, populated before the run, received into "
+                "in place (`--reuse-memory`); cold: a fresh file; every "
+                "destination compared with the image after the run; %s\n",
+                c->huge_note);
+    }
+    if (c->compare_qemu) {
+        fprintf(f, "- QEMU: %s, accel %s%s; both QEMUs paused (-S), RAM a "
+                "memory-backend-file (share=on), the source's the same "
+                "image, the destination's fresh (cold) or populated and "
+                "prealloc=on (warm); multifd with the same method, level "
+                "and channels, max-bandwidth lifted; time: QEMU's "
+                "total-time; each ramflow run followed by QEMU's\n",
+                c->qemu_version, c->qemu_accel,
+                strcmp(c->qemu_accel, "tcg") == 0 ? " (no /dev/kvm)" : "");
     }
     if (c->tls) {
         fprintf(f, "- TLS: every row also as \"METHOD + TLS\": TLS 1.3 with "
@@ -199,15 +218,16 @@ static void tls_mode(const RfBenchRow *r, char *buf, size_t cap)
     }
 }
 
-/* The ratio TLS time / plaintext time of every pair of runs (plaintext
- * run k, TLS run k) where both completed: their min and max in *s, each
+/* The ratio y time / x time of every pair of runs (x run k, y run k, run
+ * back to back) where both completed: their min and max in *s, each
  * appended to arr if not NULL.  @return how many pairs. */
-static unsigned pair_ratios(const RfBenchRow *p, const RfBenchRow *t,
-                            RfBenchStat *s, json_t *arr)
+static unsigned run_ratios(const RfBenchRun *xs, unsigned nx,
+                           const RfBenchRun *ys, unsigned ny, RfBenchStat *s,
+                           json_t *arr)
 {
     unsigned n = 0;
-    for (unsigned k = 0; k < p->nruns && k < t->nruns; k++) {
-        const RfBenchRun *x = &p->runs[k], *y = &t->runs[k];
+    for (unsigned k = 0; k < nx && k < ny; k++) {
+        const RfBenchRun *x = &xs[k], *y = &ys[k];
         if (!x->ok || !y->ok || x->total_time_s <= 0) {
             continue;
         }
@@ -220,6 +240,14 @@ static unsigned pair_ratios(const RfBenchRow *p, const RfBenchRow *t,
         }
     }
     return n;
+}
+
+/* TLS time / plaintext time of every pair of runs of a row and its TLS
+ * twin. */
+static unsigned pair_ratios(const RfBenchRow *p, const RfBenchRow *t,
+                            RfBenchStat *s, json_t *arr)
+{
+    return run_ratios(p->runs, p->nruns, t->runs, t->nruns, s, arr);
 }
 
 /* The destination's mode over the completed runs of rows: every run
@@ -252,7 +280,8 @@ static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
 {
     const RfBenchConfig *c = &b->cfg;
     unsigned per_link = rf_bench_per_link(c);
-    const RfBenchRow *rows[RF_BENCH_MAX_METHODS * RF_BENCH_MAX_CHANNELS * 2];
+    const RfBenchRow *rows[RF_BENCH_MAX_METHODS * RF_BENCH_MAX_CHANNELS *
+                          RF_BENCH_MAX_DEST * 2];
     for (unsigned i = 0; i < per_link; i++) {
         rows[i] = &b->rows[l * per_link + i];
     }
@@ -264,49 +293,140 @@ static void print_tls_cost(FILE *f, const RfBench *b, unsigned l,
             "TLS/plain | plain send CPU%% | TLS send CPU%% | plain recv "
             "CPU%% | TLS recv CPU%% | verified | TLS mode |\n");
     fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
-    for (unsigned m = 0; m < c->nmethods; m++) {
-        for (unsigned ch = 0; ch < c->nchannels; ch++) {
-            const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
-            const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
-            char pt[64] = "FAILED", tt[64] = "FAILED", ratio[48] = "–",
-                 ps[16] = "–", ts[16] = "–", pr[16] = "–", tr[16] = "–",
-                 mode[96];
-            if (p->nok) {
-                fmt_stat(pt, sizeof(pt), p->time, p->nok, 2);
-                snprintf(ps, sizeof(ps), "%.1f", p->send_cpu.med);
-                snprintf(pr, sizeof(pr), "%.1f", p->recv_cpu.med);
-            }
-            if (t->nok) {
-                fmt_stat(tt, sizeof(tt), t->time, t->nok, 2);
-                snprintf(ts, sizeof(ts), "%.1f", t->send_cpu.med);
-                snprintf(tr, sizeof(tr), "%.1f", t->recv_cpu.med);
-            }
-            if (p->nok && t->nok && p->time.med > 0) {
-                RfBenchStat pr_s;
-                unsigned npairs = pair_ratios(p, t, &pr_s, NULL);
-                int n = snprintf(ratio, sizeof(ratio), "%.2f",
-                                 t->time.med / p->time.med);
-                if (npairs > 1) {
-                    snprintf(ratio + n, sizeof(ratio) - (size_t)n,
-                             " (%.2f–%.2f)", pr_s.min, pr_s.max);
-                }
-                if (row_shared(p) || row_shared(t)) {
-                    strcat(ratio, "*");
-                }
-            }
-            tls_mode(t, mode, sizeof(mode));
-            fprintf(f, "| %s | %u | %s | %s | %s | %s | %s | %s | %s | %s "
-                    "| %s |\n", c->methods[m], p->channels, pt, tt, ratio,
-                    ps, ts, pr, tr, p->verified && t->verified ? "yes"
-                                                               : "no",
-                    mode[0] ? mode : "–");
+    for (unsigned i = 0; i < per_link; i += 2) {
+        const RfBenchRow *p = rows[i], *t = rows[i + 1];
+        char label[64];
+        rf_bench_row_name(b, p, label, sizeof(label));
+        char pt[64] = "FAILED", tt[64] = "FAILED", ratio[48] = "–",
+             ps[16] = "–", ts[16] = "–", pr[16] = "–", tr[16] = "–",
+             mode[96];
+        if (p->nok) {
+            fmt_stat(pt, sizeof(pt), p->time, p->nok, 2);
+            snprintf(ps, sizeof(ps), "%.1f", p->send_cpu.med);
+            snprintf(pr, sizeof(pr), "%.1f", p->recv_cpu.med);
         }
+        if (t->nok) {
+            fmt_stat(tt, sizeof(tt), t->time, t->nok, 2);
+            snprintf(ts, sizeof(ts), "%.1f", t->send_cpu.med);
+            snprintf(tr, sizeof(tr), "%.1f", t->recv_cpu.med);
+        }
+        if (p->nok && t->nok && p->time.med > 0) {
+            RfBenchStat pr_s;
+            unsigned npairs = pair_ratios(p, t, &pr_s, NULL);
+            int n = snprintf(ratio, sizeof(ratio), "%.2f",
+                             t->time.med / p->time.med);
+            if (npairs > 1) {
+                snprintf(ratio + n, sizeof(ratio) - (size_t)n,
+                         " (%.2f–%.2f)", pr_s.min, pr_s.max);
+            }
+            if (row_shared(p) || row_shared(t)) {
+                strcat(ratio, "*");
+            }
+        }
+        tls_mode(t, mode, sizeof(mode));
+        fprintf(f, "| %s | %u | %s | %s | %s | %s | %s | %s | %s | %s "
+                "| %s |\n", label, p->channels, pt, tt, ratio,
+                ps, ts, pr, tr, p->verified && t->verified ? "yes"
+                                                           : "no",
+                mode[0] ? mode : "–");
     }
     fprintf(f, "\nTLS/plain: median TLS time over median plaintext time; in "
             "brackets the lowest and highest ratio of a pair of runs "
             "(plaintext run k and TLS run k ran back to back); * as in the "
             "main table; TLS mode: what both processes reported "
             "(\"security\" in their JSON).\n\n");
+}
+
+/* "1.23 (0.9–1.4)": the ratio of the medians, and the lowest and
+ * highest of the pairs of back-to-back runs. */
+static void fmt_ratio(char *buf, size_t cap, double num, double den,
+                      RfBenchStat pairs, unsigned npairs)
+{
+    int n = snprintf(buf, cap, "%.2f", num / den);
+    if (npairs > 1 && n > 0 && (size_t)n < cap) {
+        snprintf(buf + n, cap - (size_t)n, " (%.2f–%.2f)", pairs.min,
+                 pairs.max);
+    }
+}
+
+/* --compare qemu: each row against QEMU's runs of the same row. */
+static void print_qemu_compare(FILE *f, const RfBench *b, unsigned l)
+{
+    const RfBenchConfig *c = &b->cfg;
+    unsigned per_link = rf_bench_per_link(c);
+    fprintf(f, "### ramflow vs QEMU %s (%s), same image, method, level, "
+            "channels and destination mode, runs interleaved\n\n",
+            c->qemu_version, c->qemu_accel);
+    fprintf(f, "| method | channels | dest memory | ramflow time (s) | QEMU "
+            "time (s) | ramflow / QEMU | ramflow CPU-s | QEMU CPU-s | CPU "
+            "ramflow / QEMU | verified |\n");
+    fprintf(f, "|---|--:|---|--:|--:|--:|--:|--:|--:|---|\n");
+    for (unsigned i = 0; i < per_link; i++) {
+        const RfBenchRow *r = &b->rows[l * per_link + i];
+        const char *m = c->methods[r->method];
+        char label[64], rt[64] = "FAILED", qt[64] = "FAILED", ratio[48] = "–",
+             rc[16] = "–", qc[16] = "–", cratio[16] = "–";
+        if (strcmp(m, r->qmethod) != 0) {
+            snprintf(label, sizeof(label), "%s vs QEMU %s", m, r->qmethod);
+        } else {
+            snprintf(label, sizeof(label), "%s", m);
+        }
+        if (r->nok) {
+            fmt_stat(rt, sizeof(rt), r->time, r->nok, 2);
+            snprintf(rc, sizeof(rc), "%.2f", r->cpu_s.med);
+        }
+        if (r->nqok) {
+            fmt_stat(qt, sizeof(qt), r->qtime, r->nqok, 2);
+            snprintf(qc, sizeof(qc), "%.2f", r->qcpu_s.med);
+        }
+        if (r->nok && r->nqok && r->qtime.med > 0) {
+            RfBenchStat ps = {0, 0, 0};
+            unsigned np = run_ratios(r->qruns, r->nqruns, r->runs, r->nruns,
+                                     &ps, NULL);
+            fmt_ratio(ratio, sizeof(ratio), r->time.med, r->qtime.med, ps,
+                      np);
+            if (row_shared(r)) {
+                strcat(ratio, "*");
+            }
+            if (r->qcpu_s.med > 0) {
+                snprintf(cratio, sizeof(cratio), "%.2f",
+                         r->cpu_s.med / r->qcpu_s.med);
+            }
+        }
+        fprintf(f, "| %s | %u | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                label, r->channels, rf_bench_dest_name(c->dests[r->dest]),
+                rt, qt, ratio, rc, qc, cratio,
+                r->verified && r->qverified ? "yes" : "no");
+    }
+    fprintf(f, "\nramflow / QEMU: median ramflow time over median QEMU time "
+            "(below 1: ramflow is faster); in brackets the lowest and "
+            "highest ratio of a pair of runs (ramflow run k, then QEMU run "
+            "k); CPU-s: CPU-seconds of source and destination together "
+            "during the migration (ramflow: send + recv CPU%% x time from "
+            "the reports; QEMU: utime + stime of both processes from "
+            "/proc/PID/stat, from `migrate` to completion), median; QEMU "
+            "has no software qatzip, so ramflow's qatzip is set against "
+            "QEMU's zstd; verified: both tools' destinations equal the "
+            "image in every run.\n\n");
+}
+
+/* Lists a row's failed runs (or runs whose destination differed), under
+ * one "Failures:" heading for the whole output. */
+static void print_failures(FILE *f, const RfBench *b, const RfBenchRow *r,
+                           const RfBenchRun *runs, unsigned n,
+                           const char *who, bool *failed)
+{
+    char name[64];
+    rf_bench_row_name(b, r, name, sizeof(name));
+    for (unsigned k = 0; k < n; k++) {
+        if (!runs[k].ok || (!runs[k].verified && runs[k].error[0])) {
+            fprintf(f, "%s- %s %s %u ch %srun %u failed: %s\n",
+                    *failed ? "" : "\nFailures:\n\n",
+                    b->cfg.links[r->link].name, name, r->channels, who,
+                    k + 1, runs[k].error);
+            *failed = true;
+        }
+    }
 }
 
 void rf_bench_print_markdown(FILE *f, const RfBench *b)
@@ -330,6 +450,9 @@ void rf_bench_print_markdown(FILE *f, const RfBench *b)
         fprintf(f, "\n");
         if (b->cfg.tls) {
             print_tls_cost(f, b, l, desc);
+        }
+        if (b->cfg.compare_qemu) {
+            print_qemu_compare(f, b, l);
         }
     }
     fprintf(f, "time: handshake to completion (the source's report); "
@@ -356,17 +479,8 @@ void rf_bench_print_markdown(FILE *f, const RfBench *b)
     bool failed = false;
     for (unsigned i = 0; i < b->nrows; i++) {
         const RfBenchRow *r = &b->rows[i];
-        char name[64];
-        rf_bench_row_name(b, r, name, sizeof(name));
-        for (unsigned k = 0; k < r->nruns; k++) {
-            if (!r->runs[k].ok) {
-                fprintf(f, "%s- %s %s %u ch run %u failed: %s\n",
-                        failed ? "" : "\nFailures:\n\n",
-                        b->cfg.links[r->link].name, name, r->channels,
-                        k + 1, r->runs[k].error);
-                failed = true;
-            }
-        }
+        print_failures(f, b, r, r->runs, r->nruns, "", &failed);
+        print_failures(f, b, r, r->qruns, r->nqruns, "QEMU ", &failed);
     }
 }
 
@@ -397,6 +511,7 @@ static json_t *run_json(const RfBenchRun *r)
         "normal_pages", (json_int_t)r->normal_pages,
         "zero_pages", (json_int_t)r->zero_pages, "rounds", (int)r->rounds);
     if (o) {
+        json_object_set_new(o, "cpu_s", json_real(r->cpu_s));
         json_object_set_new(o, "security", json_string(r->security));
         json_object_set_new(o, "dest_security",
                             json_string(r->dst_security));
@@ -407,13 +522,44 @@ static json_t *run_json(const RfBenchRun *r)
     return o;
 }
 
+/* --dest-memory and --compare qemu: the row's destination mode and
+ * QEMU's runs. */
+static void row_json_files(const RfBench *b, const RfBenchRow *r, json_t *o)
+{
+    const RfBenchConfig *c = &b->cfg;
+    if (!o || !c->ndests) {
+        return;
+    }
+    json_object_set_new(o, "dest_memory",
+                        json_string(rf_bench_dest_name(c->dests[r->dest])));
+    json_object_set_new(o, "cpu_s", stat_json(r->cpu_s));
+    if (!c->compare_qemu) {
+        return;
+    }
+    json_t *runs = json_array();
+    for (unsigned i = 0; i < r->nqruns; i++) {
+        json_array_append_new(runs, run_json(&r->qruns[i]));
+    }
+    json_t *pairs = json_array();
+    RfBenchStat unused;
+    run_ratios(r->qruns, r->nqruns, r->runs, r->nruns, &unused, pairs);
+    bool both = r->nok && r->nqok && r->qtime.med > 0;
+    json_object_set_new(o, "qemu", json_pack(
+        "{s:s, s:s, s:b, s:i, s:o, s:o, s:o, s:o, s:o}",
+        "version", c->qemu_version, "method", r->qmethod,
+        "verified", r->qverified, "runs_ok", (int)r->nqok,
+        "total_time_s", stat_json(r->qtime), "cpu_s", stat_json(r->qcpu_s),
+        "ratio", both ? json_real(r->time.med / r->qtime.med) : json_null(),
+        "pair_ratios", pairs, "runs", runs));
+}
+
 static json_t *row_json(const RfBench *b, const RfBenchRow *r)
 {
     json_t *runs = json_array();
     for (unsigned i = 0; i < r->nruns; i++) {
         json_array_append_new(runs, run_json(&r->runs[i]));
     }
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:s, s:i, s:b, s:b, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
         " s:o, s:f, s:f, s:s?, s:f, s:f, s:f}",
         "link", b->cfg.links[r->link].name,
@@ -431,6 +577,8 @@ static json_t *row_json(const RfBench *b, const RfBenchRow *r)
         "bound_kind", r->bound_kind, "efficiency", r->efficiency,
         "bound_touch_MBps", r->bound_touch_MBps,
         "efficiency_touch", r->efficiency_touch);
+    row_json_files(b, r, o);
+    return o;
 }
 
 static json_t *calib_json(const RfBench *b)
@@ -485,7 +633,7 @@ static json_t *config_json(const RfBench *b)
     for (unsigned i = 0; i < c->npass; i++) {
         json_array_append_new(params, json_string(c->pass[i]));
     }
-    return json_pack(
+    json_t *o = json_pack(
         "{s:I, s:s?, s:o, s:o, s:o, s:i, s:b, s:I, s:i, s:s, s:f, s:b, "
         "s:o, s:b}",
         "memory_bytes", (json_int_t)c->mem_size, "fill", c->fill,
@@ -494,6 +642,23 @@ static json_t *config_json(const RfBench *b)
         "dirty_rate", (json_int_t)c->dirty_rate, "vcpus", (int)c->vcpus,
         "kind", c->kind, "delay_ms", c->delay_ms, "quick", c->quick,
         "params", params, "tls", c->tls);
+    if (o && c->ndests) {
+        json_t *d = json_array();
+        for (unsigned i = 0; i < c->ndests; i++) {
+            json_array_append_new(d,
+                                  json_string(rf_bench_dest_name(c->dests[i])));
+        }
+        json_object_set_new(o, "dest_memory", d);
+        json_object_set_new(o, "memory_note", json_string(c->huge_note));
+        json_object_set_new(o, "compare", json_string(c->compare_qemu
+                                                      ? "qemu" : "none"));
+        if (c->compare_qemu) {
+            json_object_set_new(o, "qemu_version",
+                                json_string(c->qemu_version));
+            json_object_set_new(o, "qemu_accel", json_string(c->qemu_accel));
+        }
+    }
+    return o;
 }
 
 /* The TLS cost table: each plaintext row against its TLS twin, with the
@@ -503,36 +668,38 @@ static json_t *tls_cost_json(const RfBench *b)
     const RfBenchConfig *c = &b->cfg;
     json_t *a = json_array();
     for (unsigned l = 0; l < c->nlinks && c->tls; l++) {
-        for (unsigned m = 0; m < c->nmethods; m++) {
-            for (unsigned ch = 0; ch < c->nchannels; ch++) {
-                const RfBenchRow *p = rf_bench_row(b, l, m, ch, false);
-                const RfBenchRow *t = rf_bench_row(b, l, m, ch, true);
-                json_t *pairs = json_array();
-                RfBenchStat unused;
-                pair_ratios(p, t, &unused, pairs);
-                char mode[96];
-                tls_mode(t, mode, sizeof(mode));
-                bool both = p->nok && t->nok && p->time.med > 0;
-                json_array_append_new(a, json_pack(
-                    "{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-                    " s:b, s:s, s:s}",
-                    "link", c->links[l].name, "method", c->methods[m],
-                    "channels", (int)p->channels,
-                    "plain_time_s", stat_json(p->time),
-                    "tls_time_s", stat_json(t->time),
-                    "ratio", both ? json_real(t->time.med / p->time.med)
-                                  : json_null(),
-                    "pair_ratios", pairs,
-                    "plain_send_cpu_pct", stat_json(p->send_cpu),
-                    "tls_send_cpu_pct", stat_json(t->send_cpu),
-                    "plain_recv_cpu_pct", stat_json(p->recv_cpu),
-                    "tls_recv_cpu_pct", stat_json(t->recv_cpu),
-                    "verified", p->verified && t->verified,
-                    "dest_prefaulted", (const char *[]){"no run", "mixed",
-                        "none", "all"}[2 + dest_prefaulted(
-                        (const RfBenchRow *const[]){p, t}, 2)],
-                    "tls_mode", mode));
-            }
+        unsigned per_link = rf_bench_per_link(c);
+        for (unsigned i = 0; i < per_link; i += 2) {
+            const RfBenchRow *p = &b->rows[l * per_link + i];
+            const RfBenchRow *t = p + 1;
+            unsigned m = p->method;
+            json_t *pairs = json_array();
+            RfBenchStat unused;
+            pair_ratios(p, t, &unused, pairs);
+            char mode[96];
+            tls_mode(t, mode, sizeof(mode));
+            bool both = p->nok && t->nok && p->time.med > 0;
+            json_array_append_new(a, json_pack(
+                "{s:s, s:s, s:s?, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+                " s:o, s:b, s:s, s:s}",
+                "link", c->links[l].name, "method", c->methods[m],
+                "dest_memory", c->ndests ? rf_bench_dest_name(
+                    c->dests[p->dest]) : NULL,
+                "channels", (int)p->channels,
+                "plain_time_s", stat_json(p->time),
+                "tls_time_s", stat_json(t->time),
+                "ratio", both ? json_real(t->time.med / p->time.med)
+                              : json_null(),
+                "pair_ratios", pairs,
+                "plain_send_cpu_pct", stat_json(p->send_cpu),
+                "tls_send_cpu_pct", stat_json(t->send_cpu),
+                "plain_recv_cpu_pct", stat_json(p->recv_cpu),
+                "tls_recv_cpu_pct", stat_json(t->recv_cpu),
+                "verified", p->verified && t->verified,
+                "dest_prefaulted", (const char *[]){"no run", "mixed",
+                    "none", "all"}[2 + dest_prefaulted(
+                    (const RfBenchRow *const[]){p, t}, 2)],
+                "tls_mode", mode));
         }
     }
     return a;
@@ -547,12 +714,12 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
         json_array_append_new(rows, row_json(b, &b->rows[i]));
     }
     json_t *machine = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:b, s:s, s:s, "
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:b, s:b, s:s, s:s, "
         "s:b}",
         "date", m->date, "cpu", m->cpu, "kernel", m->kernel, "os", m->os,
         "ramflow", m->version, "guest", m->guest, "memory_gib", m->mem_gib,
-        "load1", m->load1, "root", m->root, "kvm", m->kvm, "link_note",
-        m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
+        "load1", m->load1, "load1_end", m->load1_end, "root", m->root,
+        "kvm", m->kvm, "link_note", m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
         m->ktls_ulp);
     json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "machine", machine,
                           "config", config_json(b), "calibration",

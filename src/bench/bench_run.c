@@ -34,8 +34,8 @@ extern char **environ;
 
 /* Starts argv with stdout and stderr into files, and logs it with its
  * pid.  @return the pid, or -1 with errno. */
-static pid_t spawn(FILE *log, const char *const *argv, const char *out,
-                   const char *err)
+pid_t rf_bench_spawn(FILE *log, const char *const *argv, const char *out,
+                     const char *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -73,7 +73,7 @@ static double tv_s(struct timeval tv)
 
 /* Polls for a child's exit.  @return true once it has exited (status in
  * *st, the pid cleared, its CPU time added to children_cpu_s). */
-static bool reaped(pid_t *pid, int *st)
+bool rf_bench_reaped(pid_t *pid, int *st)
 {
     if (*pid <= 0) {
         return true;
@@ -92,18 +92,18 @@ static bool reaped(pid_t *pid, int *st)
 
 /* Ends a child we started: SIGTERM (the ramflow sides cancel cleanly),
  * SIGKILL after 5 s. */
-static void stop_child(pid_t *pid, int *st)
+void rf_bench_stop_child(pid_t *pid, int *st)
 {
     if (*pid <= 0) {
         return;
     }
     kill(*pid, SIGTERM);
-    for (int i = 0; i < 100 && !reaped(pid, st); i++) {
+    for (int i = 0; i < 100 && !rf_bench_reaped(pid, st); i++) {
         rf_sleep(0.05);
     }
     if (*pid > 0) {
         kill(*pid, SIGKILL);
-        while (!reaped(pid, st)) {
+        while (!rf_bench_reaped(pid, st)) {
             rf_sleep(0.01);
         }
     }
@@ -263,7 +263,8 @@ static bool wait_uri(const char *path, pid_t *dpid, int *dst, char *uri,
                      size_t cap)
 {
     double t0 = rf_now();
-    while (!rf_cli_cancel && rf_now() - t0 < 60 && !reaped(dpid, dst)) {
+    while (!rf_cli_cancel && rf_now() - t0 < 60 &&
+           !rf_bench_reaped(dpid, dst)) {
         FILE *f = fopen(path, "r");
         if (f) {
             bool got = fgets(uri, (int)cap, f) != NULL;
@@ -278,9 +279,27 @@ static bool wait_uri(const char *path, pid_t *dpid, int *dst, char *uri,
     return false;
 }
 
+/* File mode (--dest-memory): the destination receives into a file of
+ * the scratch folder, in place when warm; the source sends the image. */
+static void file_mode_argv(const RfBenchConfig *cfg, RfBenchDest d,
+                           const char *dst_spec, const char **dargv, int *dn,
+                           const char **sargv, int *sn, char *src_spec,
+                           size_t cap)
+{
+    /* Named blocks: the file names differ on the two sides. */
+    snprintf(src_spec, cap, "ram0=%s", cfg->image);
+    dargv[(*dn)++] = "--memory";
+    dargv[(*dn)++] = dst_spec;
+    if (d == RF_BENCH_DEST_WARM) {
+        dargv[(*dn)++] = "--reuse-memory";
+    }
+    sargv[(*sn)++] = "--memory";
+    sargv[(*sn)++] = src_spec;
+}
+
 bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
-                      const char *method, unsigned channels, bool tls,
-                      const char *name, RfBenchRun *run)
+                      const char *method, unsigned channels, unsigned dest,
+                      bool tls, const char *name, RfBenchRun *run)
 {
     const RfBenchConfig *cfg = &b->cfg;
     memset(run, 0, sizeof(*run));
@@ -312,12 +331,45 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     }
     /* The link's destination address is a private namespace's, reached
      * only through the bench's own veth pair: plaintext is wanted. */
-    const char *dtail[] = {cfg->exe, "incoming", "--guest", "--listen",
-                           listen, "--uri-file", uri_file, "--kind",
-                           cfg->kind, "--json", "--quiet", "--insecure",
-                           NULL};
+    const char *dtail[] = {cfg->exe, "incoming", "--listen", listen,
+                           "--uri-file", uri_file, "--json", "--quiet",
+                           "--insecure", NULL};
     for (int i = 0; dtail[i]; i++) {
         dargv[n++] = dtail[i];
+    }
+    bool files = cfg->ndests > 0;
+    RfBenchDest d = cfg->dests[dest];
+    char dst_file[PATH_MAX + 32], dst_spec[PATH_MAX + 40],
+        src_spec[PATH_MAX + 8];
+    const char *sargv[48 + RF_BENCH_MAX_PASS];
+    int sn = 0;
+    if (files) {
+        snprintf(dst_file, sizeof(dst_file), "%s/dst-ramflow.img",
+                 cfg->scratch);
+        snprintf(dst_spec, sizeof(dst_spec), "ram0=%s", dst_file);
+        RfError *err = NULL;
+        if (!rf_bench_dest_prepare(cfg, d, dst_file, &err)) {
+            snprintf(run->error, sizeof(run->error), "%s",
+                     rf_error_msg(err));
+            rf_error_free(err);
+            return !rf_cli_cancel;
+        }
+        const char *stail[] = {cfg->exe, "migrate", NULL};
+        for (int i = 0; stail[i]; i++) {
+            sargv[sn++] = stail[i];
+        }
+        file_mode_argv(cfg, d, dst_spec, dargv, &n, sargv, &sn, src_spec,
+                       sizeof(src_spec));
+    } else {
+        const char *gtail[] = {"--guest", "--kind", cfg->kind, NULL};
+        for (int i = 0; gtail[i]; i++) {
+            dargv[n++] = gtail[i];
+        }
+        const char *stail[] = {cfg->exe, "guest", "--memory-size", size,
+                               "--vcpus", vcpus, "--kind", cfg->kind, NULL};
+        for (int i = 0; stail[i]; i++) {
+            sargv[sn++] = stail[i];
+        }
     }
     if (tls) {
         dargv[n++] = "--tls-psk";
@@ -333,7 +385,7 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     bool have_cpu = rf_bench_cpu_jiffies(&busy0, &total0);
     double w0 = rf_now();
     children_cpu_s = 0;
-    pid_t dpid = spawn(b->log, dargv, dst_json, dst_err), spid = -1;
+    pid_t dpid = rf_bench_spawn(b->log, dargv, dst_json, dst_err), spid = -1;
     if (dpid < 0) {
         snprintf(run->error, sizeof(run->error), "cannot start the "
                  "destination: %s", strerror(errno));
@@ -342,30 +394,30 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     char uri[256] = "";
     if (!wait_uri(uri_file, &dpid, &dst, uri, sizeof(uri))) {
         bool cancelled = rf_cli_cancel;
-        stop_child(&dpid, &dst);
+        rf_bench_stop_child(&dpid, &dst);
         snprintf(run->error, sizeof(run->error), "the destination did not "
                  "start listening");
         last_line(dst_err, run->error, sizeof(run->error));
+        if (files) {
+            unlink(dst_file);
+        }
         return !cancelled;
     }
 
-    const char *sargv[48 + RF_BENCH_MAX_PASS];
-    n = 0;
-    const char *stail[] = {cfg->exe, "guest", "--memory-size", size,
-                           "--vcpus", vcpus, "--kind", cfg->kind,
-                           "--multifd-compression", method,
+    n = sn;
+    const char *stail[] = {"--multifd-compression", method,
                            "--multifd-channels", chans, "--verify",
                            "--json", "--quiet", NULL};
     for (int i = 0; stail[i]; i++) {
         sargv[n++] = stail[i];
     }
-    if (!cfg->live) {
+    if (!files && !cfg->live) {
         sargv[n++] = "--idle";
-    } else if (cfg->dirty_rate) {
+    } else if (!files && cfg->dirty_rate) {
         sargv[n++] = "--dirty-rate";
         sargv[n++] = rate;
     }
-    if (cfg->fill) {
+    if (!files && cfg->fill) {
         sargv[n++] = "--fill";
         sargv[n++] = cfg->fill;
     }
@@ -378,17 +430,18 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     }
     sargv[n++] = uri;
     sargv[n] = NULL;
-    spid = spawn(b->log, sargv, src_json, src_err);
+    spid = rf_bench_spawn(b->log, sargv, src_json, src_err);
     if (spid < 0) {
         snprintf(run->error, sizeof(run->error), "cannot start the source: "
                  "%s", strerror(errno));
-        stop_child(&dpid, &dst);
+        rf_bench_stop_child(&dpid, &dst);
         return true;
     }
     double t0 = rf_now(), src_end = 0;
     bool timed_out = false, src_failed = false;
     for (;;) {
-        bool s_done = reaped(&spid, &src), d_done = reaped(&dpid, &dst);
+        bool s_done = rf_bench_reaped(&spid, &src);
+        bool d_done = rf_bench_reaped(&dpid, &dst);
         if ((s_done && d_done) || rf_cli_cancel) {
             break;
         }
@@ -409,8 +462,8 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         rf_sleep(0.02);
     }
     bool cancelled = rf_cli_cancel && (spid > 0 || dpid > 0);
-    stop_child(&spid, &src);
-    stop_child(&dpid, &dst);
+    rf_bench_stop_child(&spid, &src);
+    rf_bench_stop_child(&dpid, &dst);
     /* What else ran meanwhile: all CPUs' busy time minus the two
      * processes' own, over the wall time of the run. */
     double wall = rf_now() - w0;
@@ -432,6 +485,19 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
                  "reported security '%s' and the destination '%s'",
                  tls ? "TLS" : "plaintext", run->security,
                  run->dst_security);
+    }
+    run->cpu_s = (run->send_cpu + run->recv_cpu) / 100 * run->total_time_s;
+    if (files) {
+        /* The report's digests, and the file itself against the image
+         * (outside the timed part). */
+        RfError *err = NULL;
+        if (run->ok && !rf_bench_dest_equal(cfg, dst_file, &err)) {
+            run->verified = false;
+            snprintf(run->error, sizeof(run->error), "%s",
+                     rf_error_msg(err));
+            rf_error_free(err);
+        }
+        unlink(dst_file);
     }
     run->verified = run->ok && run->verified;
     if (!run->ok && !run->error[0]) {

@@ -39,7 +39,7 @@ static void usage(FILE *f)
         "         [--kind auto|kvm|thread] [--out DIR] [--calib-mb N]\n"
         "         [--tcp-seconds S] [--row-timeout S] [--idle-wait S]"
         " [--tls]\n"
-        "         [PARAMS]\n"
+        "         [--dest-memory warm,cold] [--compare qemu] [PARAMS]\n"
         "\n"
         "Migrates the test VM for every link x method x channel count and\n"
         "prints upstream's table (time, throughput, pages/s, send and recv\n"
@@ -59,6 +59,20 @@ static void usage(FILE *f)
         "OUT/tls-psk), plaintext and TLS runs interleaved, and a TLS cost\n"
         "table; defaults then --methods none,zstd,qatzip (--quick: none,zstd)\n"
         "and --channels 4.\n"
+        "--dest-memory warm|cold|warm,cold: file mode, one row per mode: the\n"
+        "source sends a RAM image (the generated mix or --fill) with `ramflow\n"
+        "migrate`, the destination receives with `ramflow incoming --memory`\n"
+        "into an existing, populated file in place (warm, --reuse-memory) or\n"
+        "into a fresh file (cold); files in /dev/shm, or on hugetlbfs where\n"
+        "the host has huge pages; each destination is compared with the\n"
+        "image.\n"
+        "--compare qemu: also migrates the same image with QEMU's multifd\n"
+        "(qemu-system-x86_64, paused, RAM on memory-backend-file; installed\n"
+        "by `make bench-deps`), same method (qatzip: QEMU's zstd), level,\n"
+        "channels and destination mode, each ramflow run followed by QEMU's,\n"
+        "and adds a table with the ratio ramflow time / QEMU time and both\n"
+        "tools' CPU-seconds (loopback only, no --tls; implies --dest-memory\n"
+        "warm,cold unless given).\n"
         "PARAMS: migrate parameters other than multifd-compression and\n"
         "multifd-channels (e.g. --multifd-zstd-level 3), for the migrations\n"
         "and the calibration.\n");
@@ -128,6 +142,49 @@ static bool add_channels(RfBenchConfig *cfg, const char *s)
     }
     cfg->channels[cfg->nchannels++] = (unsigned)v;
     return true;
+}
+
+static bool add_dest(RfBenchConfig *cfg, const char *s)
+{
+    RfBenchDest d;
+    if (!strcmp(s, "warm")) {
+        d = RF_BENCH_DEST_WARM;
+    } else if (!strcmp(s, "cold")) {
+        d = RF_BENCH_DEST_COLD;
+    } else {
+        return false;
+    }
+    for (unsigned i = 0; i < cfg->ndests; i++) {
+        if (cfg->dests[i] == d) {
+            return false;
+        }
+    }
+    cfg->dests[cfg->ndests++] = d;
+    return true;
+}
+
+/* File mode and --compare qemu go with some options only.  @return the
+ * usage exit status, or -1 to go on. */
+static int check_file_mode(RfBenchConfig *cfg)
+{
+    if (cfg->compare_qemu && cfg->ndests == 0) {
+        add_dest(cfg, "warm");
+        add_dest(cfg, "cold");
+    }
+    if (!cfg->ndests) {
+        return -1;
+    }
+    const char *bad = cfg->live ? "--live" : NULL;
+    for (unsigned i = 0; i < cfg->nlinks && cfg->compare_qemu; i++) {
+        bad = cfg->links[i].rate_bps ? "--link with a rate" : bad;
+    }
+    bad = cfg->compare_qemu && cfg->tls ? "--tls" : bad;
+    if (bad) {
+        fprintf(stderr, "ramflow bench: %s does not go with %s\n", bad,
+                cfg->compare_qemu ? "--compare qemu" : "--dest-memory");
+        return RF_EXIT_USAGE;
+    }
+    return -1;
 }
 
 static bool add_link(RfBenchConfig *cfg, const char *s)
@@ -208,7 +265,8 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
 {
     enum { O_QUICK = 1, O_SIZE, O_FILL, O_METHODS, O_CHANNELS, O_LINK,
            O_DELAY, O_REPEAT, O_IDLE, O_LIVE, O_RATE, O_VCPUS, O_KIND,
-           O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_TLS, O_HELP };
+           O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_TLS, O_HELP,
+           O_DEST, O_COMPARE };
     struct option opts[48] = {
         {"quick", no_argument, NULL, O_QUICK},
         {"memory-size", required_argument, NULL, O_SIZE},
@@ -230,8 +288,10 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         {"idle-wait", required_argument, NULL, O_IDLE_WAIT},
         {"tls", no_argument, NULL, O_TLS},
         {"help", no_argument, NULL, O_HELP},
+        {"dest-memory", required_argument, NULL, O_DEST},
+        {"compare", required_argument, NULL, O_COMPARE},
     };
-    rf_cli_add_param_options(opts, 20);
+    rf_cli_add_param_options(opts, 22);
     bool set_size = false;
     RfError *err = NULL;
     int c;
@@ -322,6 +382,14 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
             ok = parse_num(optarg, 0, 3600, &cfg->idle_wait_s);
             break;
         case O_TLS: cfg->tls = true; break;
+        case O_DEST:
+            cfg->ndests = 0;
+            ok = each_item(optarg, "--dest-memory", add_dest, cfg);
+            break;
+        case O_COMPARE:
+            ok = !strcmp(optarg, "qemu");
+            cfg->compare_qemu = ok;
+            break;
         case O_HELP: usage(stdout); return RF_EXIT_OK;
         default: usage(stderr); return RF_EXIT_USAGE;
         }
@@ -346,7 +414,7 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         cfg->idle_wait_s = cfg->quick ? 0 : 60;
     }
     config_finish(cfg, set_size);
-    return -1;
+    return check_file_mode(cfg);
 }
 
 
@@ -487,6 +555,11 @@ int rf_cli_bench(int argc, char **argv)
         return RF_EXIT_FAIL;
     }
     snprintf(b->cfg.exe, sizeof(b->cfg.exe), "/proc/%d/exe", (int)getpid());
+    RfError *err = NULL;
+    if (b->cfg.compare_qemu && !rf_bench_qemu_probe(&b->cfg, &err)) {
+        free(b);
+        return rf_cli_fail("bench", err);
+    }
     if (!prepare_out(b) || (b->cfg.tls && !make_psk(&b->cfg))) {
         if (b->log) {
             fclose(b->log);
@@ -504,6 +577,8 @@ int rf_cli_bench(int argc, char **argv)
         status = status == RF_EXIT_OK ? out : status;
     }
     rf_bench_link_down();
+    rf_bench_qemu_kill_all();
+    rf_bench_image_cleanup();
     fclose(b->log);
     b->log = NULL;
     free(b->rows);

@@ -10,7 +10,15 @@
 #     tls_cost.  Then a TLS failure (the source asks for a PSK user the
 #     bench's key file lacks): exit 1, the TLS row FAILED with the source's
 #     error under Failures, the plaintext row still verified.
-#  3. Where network namespaces work (root, iproute2): one row over an
+#  3. `bench --dest-memory warm,cold` (file mode) on a 16 MiB image: a
+#     "none, warm" and a "none, cold" row, both verified (digests and the
+#     destination's file against the image), results.json says so, and the
+#     scratch folder in /dev/shm is gone afterwards.  `--compare qemu`
+#     without QEMU in PATH: exit 1 and the message naming `make
+#     bench-deps`; with a fake QEMU that fails to start: exit 1 and its
+#     message under Failures; where QEMU is installed, one tiny compared
+#     row.
+#  4. Where network namespaces work (root, iproute2): one row over an
 #     emulated 1gbit link, and an interrupted run (SIGINT) that must exit
 #     130 and leave no namespace, veth or process behind.
 . "$(dirname "$0")/lib.sh"
@@ -94,6 +102,79 @@ awk -F'|' "$TLS_ROW"' && $4 == " FAILED " { n++ } END { exit n != 1 }' \
 expect_in "$T/tlsbad.md" "- unlimited none + TLS 4 ch run 1 failed: source: tls-psk:"
 expect_in "$T/tlsbad.md" "no key for user 'nobody'"
 echo "ok: a failing TLS row shows FAILED and the source's error"
+
+# --- --dest-memory: warm and cold destination files -----------------------
+DEST_ROW='NF == 15 && $3 == " 2 " && $11 == " yes "'
+"$RAMFLOW" bench --quick --methods none --channels 2 --memory-size 16M \
+    --dest-memory warm,cold --tcp-seconds 0 --out "$T/dest" \
+    >"$T/dest.md" 2>"$T/dest.err" &
+BENCH=$!
+PIDS+=("$BENCH")
+wait "$BENCH" || { cat "$T/dest.err" >&2; fail "bench --dest-memory warm,cold failed"; }
+for mode in warm cold; do
+    awk -F'|' "$DEST_ROW"' && $2 == " none, '"$mode"' " { n++ } END { exit n != 1 }' \
+        "$T/dest.md" || { cat "$T/dest.md" >&2; fail "no verified 'none, $mode' row"; }
+done
+expect_in "$T/dest.md" "- file mode (--dest-memory): "
+expect_in "$T/dest.err" "file mode: image /"
+jq -e '
+    .config.dest_memory == ["warm", "cold"] and (.rows | length) == 2 and
+    ([.rows[].dest_memory] == ["warm", "cold"]) and
+    all(.rows[]; .verified == true and .runs[0].verified == true)
+    ' "$T/dest/results.json" >/dev/null ||
+    fail "results.json does not have the warm and cold rows"
+grep -q -- '--reuse-memory' "$T/dest/bench.log" || fail "the warm run did not use --reuse-memory"
+[ ! -e "/dev/shm/ramflow-bench-$BENCH" ] || fail "/dev/shm/ramflow-bench-$BENCH was left behind"
+echo "ok: bench --dest-memory warm,cold: both rows verified, scratch removed"
+
+# --compare qemu without QEMU: a clear message, no results folder.
+PATH=/nonexistent "$RAMFLOW" bench --quick --compare qemu --out "$T/noqemu" \
+    >"$T/noqemu.md" 2>"$T/noqemu.err"
+rc=$?
+[ "$rc" -ne 0 ] || fail "bench --compare qemu without QEMU exited 0"
+expect_in "$T/noqemu.err" "qemu-system-x86_64 is not installed; run \`make bench-deps\`"
+[ ! -e "$T/noqemu" ] || fail "bench --compare qemu without QEMU made a results folder"
+echo "ok: --compare qemu without QEMU: exit $rc, '$(head -n1 "$T/noqemu.err")'"
+
+# A QEMU that fails to start: the row fails with QEMU's own message, the
+# bench exits 1 and leaves nothing behind.
+mkdir -p "$T/fakeqemu"
+printf '%s\n' '#!/bin/sh' \
+    '[ "$1" = --version ] && { echo "QEMU emulator version 99.0 (fake)"; exit 0; }' \
+    'echo "qemu-system-x86_64: fake failure" >&2' 'exit 1' \
+    >"$T/fakeqemu/qemu-system-x86_64"
+chmod +x "$T/fakeqemu/qemu-system-x86_64"
+PATH="$T/fakeqemu:$PATH" "$RAMFLOW" bench --quick --methods none --channels 1 \
+    --memory-size 8M --dest-memory cold --compare qemu --tcp-seconds 0 \
+    --out "$T/fakeq" >"$T/fakeq.md" 2>"$T/fakeq.err" &
+BENCH=$!
+PIDS+=("$BENCH")
+wait "$BENCH"
+rc=$?
+[ "$rc" -eq 1 ] || { cat "$T/fakeq.err" >&2; fail "bench with a failing QEMU exited $rc, expected 1"; }
+expect_in "$T/fakeq.md" "QEMU run 1 failed: QEMU destination exited (status 1): qemu-system-x86_64: fake failure"
+expect_in "$T/fakeq.md" "### ramflow vs QEMU 99.0 (fake) (tcg)"
+[ ! -e "/dev/shm/ramflow-bench-$BENCH" ] || fail "/dev/shm/ramflow-bench-$BENCH was left behind"
+echo "ok: a QEMU that fails to start: exit 1, its message under Failures"
+
+if command -v qemu-system-x86_64 >/dev/null; then
+    "$RAMFLOW" bench --quick --methods none --channels 2 --memory-size 16M \
+        --dest-memory cold --compare qemu --tcp-seconds 0 --out "$T/qemu" \
+        >"$T/qemu.md" 2>"$T/qemu.err" ||
+        { cat "$T/qemu.err" >&2; fail "bench --compare qemu failed"; }
+    expect_in "$T/qemu.md" "### ramflow vs QEMU "
+    awk -F'|' 'NF == 12 && $2 == " none " && $3 == " 2 " && $4 == " cold " &&
+        $11 == " yes " { n++ } END { exit n != 1 }' "$T/qemu.md" ||
+        { cat "$T/qemu.md" >&2; fail "no verified row in the QEMU comparison"; }
+    jq -e '.rows[0].qemu.verified == true and .rows[0].qemu.ratio > 0' \
+        "$T/qemu/results.json" >/dev/null || fail "results.json has no QEMU figures"
+    for p in $(sed -n 's/^+ \[pid \([0-9]*\)\].*/\1/p' "$T/qemu/bench.log"); do
+        kill -0 "$p" 2>/dev/null && fail "process $p was left after --compare qemu"
+    done
+    echo "ok: --compare qemu: $(grep -m1 '^### ramflow vs QEMU' "$T/qemu.md")"
+else
+    echo "ok: skipped the QEMU comparison run (qemu-system-x86_64 is not installed)"
+fi
 
 # --- emulated link and interruption (root and network namespaces) --------
 probe=rfbench-probe-$$
