@@ -477,8 +477,10 @@ RF_API RfRamSink *rf_ram_sink_new(const RfRamSinkOps *ops, void *opaque,
 RF_API void *rf_ram_sink_opaque(const RfRamSink *sink);
 
 /*! RF_FILE_SINK_REUSE : rf_file_sink_new() flag: receive into the existing
- *  regular files in place: never created, truncated or resized, no
- *  pre-fault; each file's size (checked with stat before it is opened for
+ *  regular files in place: never created, truncated or resized, and
+ *  never written but by the migration (their existing pages are mapped
+ *  in the background with MADV_POPULATE_READ, which changes no content
+ *  and dirties nothing); each file's size (checked with stat before it is opened for
  *  writing) and its ":SIZE", if given, must equal its block's size, else
  *  the migration is refused naming the block and both sizes.  After a
  *  failed or cancelled migration the files' contents are undefined (partly

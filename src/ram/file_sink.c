@@ -407,17 +407,19 @@ static bool sink_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
             return false;
         }
     }
-    if (fs->reuse) {
-        return true; /* as they are: not even pre-faulted */
-    }
     RfPrefaultRange ranges[RF_MAX_BLOCKS];
     for (unsigned i = 0; i < n; i++) {
         ranges[i].addr = fs->blk[i].host;
         ranges[i].len = fs->blk[i].size;
     }
-    /* No thread is not fatal: memory just stays cold. */
-    fs->prefault = rf_prefault_start(ranges, n,
-                                     rf_prefault_default_threads(), NULL);
+    /* No thread is not fatal: memory just stays cold.  Reused files keep
+     * their contents: their pages are only mapped, in the background, so
+     * the receive threads do not take a fault per page (a profile of a
+     * warm `none` destination had 32% of its samples in those faults). */
+    fs->prefault = fs->reuse
+        ? rf_prefault_map_start(ranges, n, rf_prefault_default_threads(),
+                                NULL)
+        : rf_prefault_start(ranges, n, rf_prefault_default_threads(), NULL);
     return true;
 }
 

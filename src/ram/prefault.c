@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -40,11 +43,12 @@ struct RfPrefaultJob {
     atomic_bool stop;
     atomic_bool failed;
     _Atomic uint64_t cpu_ns; /* CPU time of the threads that ended */
+    bool map_only;           /* rf_prefault_map_start(): read faults */
     unsigned nthreads;
     pthread_t th[PREFAULT_MAX_THREADS];
 };
 
-/* Set once the kernel says it has no MADV_POPULATE_WRITE. */
+/* Set once the kernel says it has no MADV_POPULATE_WRITE / _READ. */
 static atomic_bool no_populate;
 
 static void touch_pages(uint8_t *p, uint64_t len)
@@ -54,12 +58,22 @@ static void touch_pages(uint8_t *p, uint64_t len)
     }
 }
 
-/* Faults [p, p + len) in for writing.  @return false on a real failure
- * (e.g. the file system behind the mapping is full). */
-static bool populate(uint8_t *p, uint64_t len)
+/* One read per page: a read fault maps the file's page as it is. */
+static void read_pages(const uint8_t *p, uint64_t len)
+{
+    for (uint64_t off = 0; off < len; off += RF_PAGE_SIZE) {
+        (void)__atomic_load_n(p + off, __ATOMIC_RELAXED);
+    }
+}
+
+/* Faults [p, p + len) in, for writing or (map_only) by reading.
+ * @return false on a real failure (e.g. the file system behind the
+ * mapping is full). */
+static bool populate(uint8_t *p, uint64_t len, bool map_only)
 {
     while (!atomic_load(&no_populate)) {
-        if (madvise(p, len, MADV_POPULATE_WRITE) == 0) {
+        if (madvise(p, len, map_only ? MADV_POPULATE_READ
+                                     : MADV_POPULATE_WRITE) == 0) {
             return true;
         }
         if (errno == EINTR || errno == EAGAIN) {
@@ -70,7 +84,11 @@ static bool populate(uint8_t *p, uint64_t len)
         }
         atomic_store(&no_populate, true);
     }
-    touch_pages(p, len);
+    if (map_only) {
+        read_pages(p, len);
+    } else {
+        touch_pages(p, len);
+    }
     return true;
 }
 
@@ -89,7 +107,8 @@ static void prefault_work(RfPrefaultJob *j)
             uint64_t rs = base, re = base + j->ranges[i].len;
             base = re;
             uint64_t s = start > rs ? start : rs, e = end < re ? end : re;
-            if (s < e && !populate(j->ranges[i].addr + (s - rs), e - s)) {
+            if (s < e && !populate(j->ranges[i].addr + (s - rs), e - s,
+                                   j->map_only)) {
                 atomic_store(&j->failed, true);
                 atomic_store(&j->stop, true);
                 return;
@@ -112,8 +131,9 @@ static void *prefault_thread(void *opaque)
     return NULL;
 }
 
-RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
-                                 unsigned threads, RfError **errp)
+static RfPrefaultJob *job_start(const RfPrefaultRange *ranges, unsigned n,
+                                unsigned threads, bool map_only,
+                                RfError **errp)
 {
     RfPrefaultJob *j = calloc(1, sizeof(*j));
     if (!j || !(j->ranges = calloc(n ? n : 1, sizeof(*ranges)))) {
@@ -133,6 +153,7 @@ RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
         j->total += j->ranges[i].len;
     }
     j->n = n;
+    j->map_only = map_only;
     if (threads < 1) {
         threads = 1;
     }
@@ -160,6 +181,19 @@ RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
         return NULL;
     }
     return j;
+}
+
+RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
+                                 unsigned threads, RfError **errp)
+{
+    return job_start(ranges, n, threads, false, errp);
+}
+
+RfPrefaultJob *rf_prefault_map_start(const RfPrefaultRange *ranges,
+                                     unsigned n, unsigned threads,
+                                     RfError **errp)
+{
+    return job_start(ranges, n, threads, true, errp);
 }
 
 bool rf_prefault_finish(RfPrefaultJob *j, bool cancel)

@@ -558,6 +558,50 @@ static void test_prefault(void **state)
     assert_false(rf_prefault_finish(NULL, false));
 }
 
+/* Pages of [p, p + len) this process's page tables map (pagemap bit 63):
+ * unlike mincore, which tells whether a file's page is in the cache. */
+static unsigned mapped_pages(void *p, size_t len)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    assert_true(fd >= 0);
+    unsigned r = 0;
+    for (size_t off = 0; off < len; off += 4096) {
+        uint64_t e = 0;
+        off_t at = (off_t)(((uintptr_t)p + off) / 4096 * 8);
+        assert_int_equal(pread(fd, &e, 8, at), 8);
+        r += (unsigned)(e >> 63);
+    }
+    close(fd);
+    return r;
+}
+
+/* rf_prefault_map_start() (reused destination files): every page of a
+ * file that holds data gets mapped, and no byte changes. */
+static void test_prefault_map_only(void **state)
+{
+    (void)state;
+    size_t len = 8u << 20;
+    int fd = memfd_create("rf-map-only", 0);
+    assert_true(fd >= 0);
+    uint8_t *pat = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        pat[i] = (uint8_t)(i * 2654435761u >> 13);
+    }
+    assert_int_equal(write(fd, pat, len), (ssize_t)len);
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(mapped_pages(p, len), 0);
+    RfPrefaultRange r = { p, len };
+    RfPrefaultJob *j = rf_prefault_map_start(&r, 1, 2, NULL);
+    assert_non_null(j);
+    assert_true(rf_prefault_finish(j, false));
+    assert_int_equal(mapped_pages(p, len), len / 4096);
+    assert_memory_equal(p, pat, len);
+    munmap(p, len);
+    close(fd);
+    free(pat);
+}
+
 static void test_prefault_cancel(void **state)
 {
     (void)state;
@@ -601,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_sink_bad_input),
         cmocka_unit_test(test_prefault),
         cmocka_unit_test(test_prefault_cancel),
+        cmocka_unit_test(test_prefault_map_only),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
 }
