@@ -74,15 +74,19 @@ back_at=$(awk '/^accept 3 /{print $3}' "$PROXY_LOG")
 SUMMARY+=("data channel cut at 8 MB: reconnected $((back_at - cut_at)) ms after the cut (backoff 50 ms), migration $((t1 - t0)) ms, verified")
 
 # --- 2. a cut in a later round ------------------------------------------
-cp "$T/img" "$T/src"
+# Random pages (no zero page), so round 1 is exactly the 12288 pages of
+# 48 MiB (50331648 bytes) plus about 0.1 MB of headers and indexes on the
+# one channel, and 54 MB into it is round 2 or later.  What makes round 2
+# large enough does not depend on the machine's speed: at 100 MB/s round 1
+# lasts 0.5 s or more, in which the writer dirties thousands of pages
+# (4 MB past round 1 needs 1000), and downtime-limit 0 with max-rounds
+# keeps rounds going.
+head -c 48M /dev/urandom >"$T/src"
 start_incoming dst2 --memory "$T/dst2" --json
-# One channel: round 1 is at most 48 MiB of pages plus 0.1 MB of headers
-# and indexes, so 52 MB into it is a later round (the writes dirty tens of
-# MB per round; downtime-limit 0 and max-rounds keep it going).
-start_proxy 1 52000000
+start_proxy 1 54000000
 "$RAMFLOW" migrate --memory "$T/src" --verify --json --downtime-limit 0 \
     --multifd-channels 1 --max-rounds 6 --multifd-reconnect-backoff 20 \
-    --simulate-writes 20000 "$PROXY_URI" \
+    --max-bandwidth 100M --simulate-writes 20000 "$PROXY_URI" \
     >"$T/src2.json" 2>"$T/src2.err" \
     || { cat "$T/src2.err" "$T/dst2.err" "$PROXY_LOG" >&2; fail "2: migrate failed"; }
 wait_exit "$DST_PID" 30 || { cat "$T/dst2.err" >&2; fail "2: incoming failed"; }
