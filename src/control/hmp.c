@@ -14,23 +14,13 @@
 #define MAX_WORDS 8
 
 /* Prints an error reply as QEMU's monitor does ("Error: ..."); @return
- * whether the reply was a success.  HMP parses a capability name itself
- * in QEMU and words that refusal its own way. */
+ * whether the reply was a success. */
 static bool print_reply(FILE *f, json_t *reply)
 {
-    static const char unknown_cap[] = "Parameter 'capability' does not "
-                                      "accept value '";
     json_t *e = json_object_get(reply, "error");
     if (e) {
-        const char *desc = json_string_value(json_object_get(e, "desc"));
-        desc = desc ? desc : "";
-        size_t n = strlen(desc), k = sizeof(unknown_cap) - 1;
-        if (n > k && !strncmp(desc, unknown_cap, k) && desc[n - 1] == '\'') {
-            fprintf(f, "Error: invalid parameter value: %.*s\n",
-                    (int)(n - k - 1), desc + k);
-        } else {
-            fprintf(f, "Error: %s\n", desc);
-        }
+        fprintf(f, "Error: %s\n",
+                json_string_value(json_object_get(e, "desc")));
     }
     return e == NULL;
 }
@@ -266,6 +256,9 @@ char *hmp_execute(QmpMachine *m, const char *line, bool *wait)
         if (!on && strcmp(w[2], "off") && strcmp(w[2], "false")) {
             fprintf(f, "Expected 'on' or 'off'\nTry \"help "
                     "migrate_set_capability\" for more information\n");
+        } else if (!qmp_cap_known(w[1])) {
+            /* QEMU's HMP parses the name itself, with its own words. */
+            fprintf(f, "Error: invalid parameter value: %s\n", w[1]);
         } else {
             done(f, m, "migrate-set-capabilities",
                  json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",

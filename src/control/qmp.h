@@ -126,6 +126,10 @@ json_t *qmp_params_query(QmpMachine *m);
 json_t *qmp_params_set(QmpMachine *m, json_t *args);
 json_t *qmp_caps_query(QmpMachine *m);
 json_t *qmp_caps_set(QmpMachine *m, json_t *args);
+/* Whether `name` is one of QEMU's migration capabilities (those ramflow
+ * has and those it only reports off): what both monitors accept as a
+ * name before looking at its state. */
+bool qmp_cap_known(const char *name);
 
 /* ---- commands (qmp_commands.c) --------------------------------------- */
 

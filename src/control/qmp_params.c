@@ -272,6 +272,13 @@ json_t *qmp_caps_query(QmpMachine *m)
     return qmp_return(a);
 }
 
+bool qmp_cap_known(const char *name)
+{
+    return !strcmp(name, "events") || !strcmp(name, "multifd") ||
+           in_list(rf_params_cap_names(), name) ||
+           in_list(qemu_only_caps, name);
+}
+
 /* Checks one {"capability": NAME, "state": BOOL} element.  @return NULL
  * or the error reply. */
 static json_t *check_cap(json_t *e, size_t i, const char **name, bool *on)
@@ -314,7 +321,7 @@ static json_t *check_cap(json_t *e, size_t i, const char **name, bool *on)
     if (ours) {
         return NULL;
     }
-    if (!in_list(qemu_only_caps, *name)) {
+    if (!qmp_cap_known(*name)) {
         /* Sic: QEMU names the member without its path here. */
         return qmp_error("GenericError", "Parameter 'capability' does not "
                          "accept value '%s'", *name);
