@@ -95,7 +95,7 @@ extern "C" {
  * ====================================================================== */
 
 #define RAMFLOW_VERSION_MAJOR 1
-#define RAMFLOW_VERSION_MINOR 2
+#define RAMFLOW_VERSION_MINOR 3
 #define RAMFLOW_VERSION_PATCH 0
 /*! RAMFLOW_VERSION_NUMBER : MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define RAMFLOW_VERSION_NUMBER                                               \
@@ -560,6 +560,9 @@ typedef struct RfProgress {
     uint64_t wire_bytes;       /* bytes on all channels */
     double elapsed_s;
     double throughput_bps;     /* wire bits/s over the last interval */
+    /* since 1.3: source with multifd-compression 'auto', its current
+     * choice and active channels ("zstd-1 x4"); NULL otherwise */
+    const char *method;
 } RfProgress;
 
 /*! RfCallbacks :
@@ -773,6 +776,11 @@ typedef struct RfReport {
     /* since 1.2 */
     unsigned reconnects;       /* broken data connections replaced
                                 * (multifd-reconnect-attempts) */
+    /* since 1.3 */
+    char auto_summary[160];    /* source, 'auto': share of page data per
+                                * choice and switches ("zstd-1 81%, none
+                                * 19%; 3 switches"), or why it used a fixed
+                                * method; "" otherwise */
 } RfReport;
 
 #define RF_REPORT_INIT {.size = sizeof(RfReport)}
@@ -782,6 +790,19 @@ typedef struct RfReport {
  *  source's report also carries the destination's recv_cpu_pct.
  *  @return false if the migration has not ended or rep->size is 0. */
 RF_API bool rf_migration_report(const RfMigration *m, RfReport *rep);
+
+/*! rf_migration_auto_json() :
+ *  Since 1.3.  Once a source migration with multifd-compression 'auto'
+ *  has ended, writes its decision log as one JSON object (candidates,
+ *  per-round bytes and packets per choice, every decision with its time,
+ *  reason, predicted and measured rate, the predicted and actual time;
+ *  docs/methods.md) into buf, NUL-terminated, cut short if cap is too
+ *  small.  buf may be NULL with cap 0 to learn the size.
+ *  @return the length of the whole text (as snprintf), 0 if there is
+ *  none (not 'auto', not ended, or a destination without per-packet
+ *  methods). */
+RF_API size_t rf_migration_auto_json(const RfMigration *m, char *buf,
+                                     size_t cap);
 
 /*! rf_migration_free() :
  *  Cancels the migration if it still runs, waits for its end, and frees

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "channel/autosel.h"
 #include "channel/transport.h"
 #include "compress/method.h"
 
@@ -65,6 +66,11 @@ typedef struct RfSendGroupConfig {
     RfRejoinFn rejoin;
     void *rejoin_ctx;
     atomic_int *cancel;           /* the migration's; may be NULL */
+    /* 'packet-method' negotiated and the method is 'auto': the channels
+     * take method and level from a selector made from this (method and
+     * level above are then unused) and name them in every packet. */
+    const RfAutoConfig *autocfg;
+    double max_cpu;               /* cores for the process, 0 = no limit */
 } RfSendGroupConfig;
 
 /* Sets up the method on every channel and starts the threads.  Takes
@@ -94,6 +100,8 @@ double rf_send_group_cpu(RfSendGroup *g);
 void rf_send_group_set_bandwidth(RfSendGroup *g, uint64_t bytes_per_s);
 /* The method's describe() of channel 0, or "". */
 const char *rf_send_group_describe(RfSendGroup *g);
+/* The 'auto' selector, or NULL for a fixed method. */
+RfAutoSel *rf_send_group_autosel(RfSendGroup *g);
 /* Stops the threads, cleans the method up, closes the connections. */
 void rf_send_group_free(RfSendGroup *g);
 
@@ -114,6 +122,10 @@ typedef struct RfRecvGroupConfig {
      * failing the group. */
     bool reconnect;
     unsigned reconnect_wait_ms;
+    /* 'packet-method' negotiated: each packet names its method, any of
+     * those built here (method above is only the HELLO's). */
+    bool packet_method;
+    double max_cpu;               /* cores for the process, 0 = no limit */
 } RfRecvGroupConfig;
 
 RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp);
@@ -134,6 +146,12 @@ void rf_recv_group_replace(RfRecvGroup *g, unsigned ch, RfConn *conn);
 uint32_t rf_recv_group_round(RfRecvGroup *g);
 void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out);
 double rf_recv_group_cpu(RfRecvGroup *g);
+/* Fills the channel figures of a STATS message (recv_cpu_ns,
+ * recv_wait_ns, wire_bytes, per-method cost); the caller adds the
+ * process and host figures. */
+void rf_recv_group_peer_stats(RfRecvGroup *g, RfStats *st);
+/* @return the mask of wire methods this build decodes (bit i = id i). */
+uint32_t rf_recv_methods_mask(void);
 const char *rf_recv_group_describe(RfRecvGroup *g);
 void rf_recv_group_free(RfRecvGroup *g);
 

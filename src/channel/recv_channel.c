@@ -35,10 +35,13 @@
 
 #include "channel/channel.h"
 #include "channel/counters.h"
+#include "channel/cpu_budget.h"
 #include "util/clock.h"
 #include "util/failure.h"
 #include "util/zero.h"
 #include "wire/wire.h"
+
+#define RF_RECV_METHODS 8 /* wire method ids a 'packet-method' packet uses */
 
 typedef struct RecvChannel {
     /* fixed after setup */
@@ -62,8 +65,13 @@ typedef struct RecvChannel {
     uint32_t crc_want;         /* what its header says */
     uint32_t crc_left;         /* payload bytes not read yet */
     uint32_t expect_round;
+    /* 'packet-method': a decode state per wire method, made on first use */
+    void *mstate[RF_RECV_METHODS];
     /* counters */
     RfChanCounters count;
+    /* 'packet-method' (STATS): per method the page bytes and the CPU ns
+     * its packets took */
+    _Atomic uint64_t m_raw[RF_RECV_METHODS], m_ns[RF_RECV_METHODS];
     atomic_bool finished; /* read its FINAL sync */
 } RecvChannel;
 
@@ -76,6 +84,9 @@ struct RfRecvGroup {
     RfPacketLimits limits;
     bool reconnect;           /* 'reconnect': wait for a replacement */
     unsigned reconnect_wait_ms;
+    bool packet_method;       /* each packet names its method */
+    double t_start;           /* when the threads started */
+    RfCpuBudget *budget;      /* max-cpu, else NULL */
     unsigned n;
     RecvChannel *ch;
     RfFailure failure;
@@ -215,6 +226,27 @@ static bool read_fn(void *ctx, const struct iovec *iov, int iovcnt,
     return c->crc_left ? true : crc_check(c, errp);
 }
 
+/* 'packet-method': the method the packet names (the header decoder
+ * allowed only those built here) and this channel's state for it, set
+ * up on its first packet. */
+static bool packet_method_state(RecvChannel *c, uint8_t id,
+                                const RfMethodOps **m, void **state,
+                                RfError **errp)
+{
+    *m = id < RF_RECV_METHODS ? rf_method_by_id(id) : NULL;
+    if (!*m) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "packet method %u is not built "
+                     "into this destination", id);
+        return false;
+    }
+    if (!c->mstate[id] && !(*m)->recv_setup(&c->mstate[id], errp)) {
+        rf_error_prefix(errp, "%s setup", (*m)->name);
+        return false;
+    }
+    *state = c->mstate[id];
+    return true;
+}
+
 /*
  * Reads the page indexes and the payload of a page packet, and decodes
  * the payload into the channel's scratch buffer.  Nothing reaches guest
@@ -249,7 +281,13 @@ static bool read_packet(RecvChannel *c, const RfPacketHdr *h, RfError **errp)
         .read = read_fn,
         .read_ctx = c,
     };
-    return g->method->recv(c->method_state, &in, errp);
+    const RfMethodOps *m = g->method;
+    void *state = c->method_state;
+    if (g->packet_method && !packet_method_state(c, h->method, &m, &state,
+                                                 errp)) {
+        return false;
+    }
+    return m->recv(state, &in, errp);
 }
 
 /* Checks the page indexes, then writes the decoded pages and the zero
@@ -278,7 +316,7 @@ static bool apply_packet(RecvChannel *c, const RfPacketHdr *h,
     }
     rf_chan_count_packet(&c->count, h->normal, h->zero, h->payload_size,
                          h->normal && (h->flags & RF_PKT_RAW) &&
-                             g->method->id != RF_METHOD_NONE);
+                             h->method != RF_METHOD_NONE);
     return true;
 }
 
@@ -314,6 +352,7 @@ static int recv_one(RecvChannel *c, RfError **errp)
         !rf_wire_packet_hdr_decode(c->head, &g->limits, &h, errp)) {
         return -1;
     }
+    double cpu0 = g->packet_method ? rf_thread_cpu() : 0;
     if (g->crc) {
         c->crc = rf_wire_crc_begin(c->head);
         c->crc_want = h.crc;
@@ -325,7 +364,18 @@ static int recv_one(RecvChannel *c, RfError **errp)
         return -1;
     }
     if (!sync) {
-        return apply_packet(c, &h, errp) ? 1 : -1;
+        if (!apply_packet(c, &h, errp)) {
+            return -1;
+        }
+        if (g->packet_method && h.method < RF_RECV_METHODS) {
+            atomic_fetch_add_explicit(&c->m_raw[h.method],
+                                      (uint64_t)h.normal * RF_PAGE_SIZE,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(
+                &c->m_ns[h.method], (uint64_t)((rf_thread_cpu() - cpu0) * 1e9),
+                memory_order_relaxed);
+        }
+        return rf_cpu_budget_pace(g->budget, NULL) ? 1 : -1;
     }
     bool final = h.flags & RF_PKT_FINAL;
     if (!sync_barrier(c, h.round, final, errp)) {
@@ -364,6 +414,17 @@ static RfConn *wait_replacement(RecvChannel *c)
     return conn;
 }
 
+/* 'packet-method': frees the per-method states (made again on use). */
+static void free_packet_methods(RecvChannel *c)
+{
+    for (unsigned id = 0; id < RF_RECV_METHODS; id++) {
+        if (c->mstate[id]) {
+            rf_method_by_id((uint8_t)id)->recv_cleanup(c->mstate[id]);
+            c->mstate[id] = NULL;
+        }
+    }
+}
+
 /* The connection broke with `cause`: with 'reconnect', takes the
  * replacement the source opens, starts the method afresh (as the source
  * does) and answers RESUME(c->seq) on it.  Any other error, or no
@@ -387,6 +448,7 @@ static bool rejoin(RecvChannel *c, RfError *cause, RfError **errp)
             return false;
         }
         RfError *err = NULL;
+        free_packet_methods(c);
         g->method->recv_cleanup(c->method_state);
         c->method_state = NULL;
         if (!g->method->recv_setup(&c->method_state, &err)) {
@@ -480,7 +542,15 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
         .block_pages = cfg->block_pages,
         .max_payload = cfg->method->max_payload,
         .crc = cfg->crc32c,
+        .packet_method = cfg->packet_method,
+        .methods_mask = cfg->packet_method ? rf_recv_methods_mask() : 0,
     };
+    for (unsigned id = 0; cfg->packet_method && id < RF_RECV_METHODS; id++) {
+        const RfMethodOps *m = rf_method_by_id((uint8_t)id);
+        g->limits.max_payload_of[id] = m ? m->max_payload : NULL;
+    }
+    g->packet_method = cfg->packet_method;
+    g->budget = rf_cpu_budget_new(cfg->max_cpu);
     g->crc = cfg->crc32c;
     g->reconnect = cfg->reconnect;
     g->reconnect_wait_ms = cfg->reconnect_wait_ms;
@@ -511,6 +581,7 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
             return NULL;
         }
     }
+    g->t_start = rf_now();
     for (unsigned i = 0; i < cfg->n; i++) {
         if (pthread_create(&ch[i].thread, NULL, recv_thread, &ch[i]) != 0) {
             rf_error_set(errp, RF_ERR_GENERIC,
@@ -619,6 +690,47 @@ void rf_recv_group_stats(RfRecvGroup *g, RfChanStats *out)
     pthread_mutex_unlock(&g->lock);
 }
 
+uint32_t rf_recv_methods_mask(void)
+{
+    uint32_t mask = 0;
+    for (unsigned id = 0; id < RF_RECV_METHODS; id++) {
+        if (rf_method_by_id((uint8_t)id)) {
+            mask |= 1u << id;
+        }
+    }
+    return mask;
+}
+
+void rf_recv_group_peer_stats(RfRecvGroup *g, RfStats *st)
+{
+    RfChanStats cs;
+    rf_recv_group_stats(g, &cs);
+    st->wire_bytes = cs.wire_bytes;
+    st->recv_cpu_ns = (uint64_t)(rf_recv_group_cpu(g) * 1e9);
+    st->recv_wait_ns = 0;
+    st->nmethods = 0;
+    uint64_t raw[RF_RECV_METHODS] = {0}, ns[RF_RECV_METHODS] = {0};
+    /* A channel thread that is not on a CPU waits: for data, almost
+     * always (the barrier's waits are short). */
+    double wall = rf_now() - g->t_start;
+    for (unsigned i = 0; i < g->n; i++) {
+        RecvChannel *c = &g->ch[i];
+        double cpu = c->started ? rf_thread_cpu_read(c->thread, &c->cpu) : 0;
+        st->recv_wait_ns += wall > cpu ? (uint64_t)((wall - cpu) * 1e9) : 0;
+        for (unsigned id = 0; id < RF_RECV_METHODS; id++) {
+            raw[id] += atomic_load(&c->m_raw[id]);
+            ns[id] += atomic_load(&c->m_ns[id]);
+        }
+    }
+    for (unsigned id = 0; id < RF_RECV_METHODS; id++) {
+        if (raw[id] && st->nmethods < RF_STATS_MAX_METHODS) {
+            st->methods[st->nmethods++] = (RfStatsMethod){
+                .method = (uint8_t)id, .raw_bytes = raw[id],
+                .decode_ns = ns[id]};
+        }
+    }
+}
+
 const char *rf_recv_group_describe(RfRecvGroup *g)
 {
     if (g->n && g->method->describe) {
@@ -660,10 +772,12 @@ void rf_recv_group_free(RfRecvGroup *g)
         if (c->method_state) {
             g->method->recv_cleanup(c->method_state);
         }
+        free_packet_methods(c);
         free(c->scratch);
         rf_conn_close(c->pending);
         rf_conn_close(c->conn);
     }
+    rf_cpu_budget_free(g->budget);
     rf_failure_destroy(&g->failure);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "channel/channel.h"
+#include "channel/cpu_budget.h"
 #include "channel/resend_log.h"
 #include "util/clock.h"
 #include "channel/counters.h"
@@ -69,6 +70,13 @@ typedef struct SendChannel {
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     RfSendPayload payload;
     struct iovec iov[RF_PACKET_MAX_PAGES + 1];
+    /* 'auto': a send state per candidate, decode states and a buffer for
+     * samples, and the run of packets the choice could not shrink */
+    void *cand_state[RF_AUTO_MAX_CANDS];
+    void *dec_state[RF_AUTO_MAX_CANDS];
+    uint8_t *sample_buf;
+    uint8_t *sample_pages[RF_PACKET_MAX_PAGES];
+    unsigned raw_streak, skip_left;
     /* counters, read by the engine with relaxed atomics */
     RfChanCounters count;
 } SendChannel;
@@ -94,6 +102,10 @@ struct RfSendGroup {
     atomic_int abort;        /* set with stop: ends a rejoin's I/O */
     atomic_bool finishing;   /* the group is being freed: no reconnect */
     atomic_uint acked;       /* last round the destination confirmed */
+    RfAutoSel *sel;          /* 'auto', else NULL */
+    unsigned none_cand;      /* 'auto': the index of none */
+    RfCpuBudget *budget;     /* max-cpu, else NULL */
+    char detail[192];        /* rf_send_group_describe() for 'auto' */
 };
 
 static bool reconnect_on(const RfSendGroup *g)
@@ -161,6 +173,127 @@ static void seal_packet(SendChannel *c, uint32_t nn, size_t head_len)
     rf_wire_packet_set_crc(c->head, rf_wire_crc_end(s));
 }
 
+/* The method, state and level a packet is sent with. */
+typedef struct Use {
+    const RfMethodOps *m;
+    void *state;
+    int level;
+    unsigned cand; /* 'auto': the candidate */
+} Use;
+
+/* A fixed method, or the selector's choice; while the choice failed to
+ * shrink the last packets (incompressible data), the next few go raw at
+ * once rather than spending CPU on compressing them. */
+static Use use_for_packet(SendChannel *c)
+{
+    RfSendGroup *g = c->group;
+    if (!g->sel) {
+        return (Use){g->method, c->method_state, g->level, 0};
+    }
+    unsigned k = rf_autosel_choice(g->sel);
+    if (k != g->none_cand && c->skip_left > 0) {
+        c->skip_left--;
+        k = g->none_cand;
+    }
+    const RfAutoCand *a = &rf_autosel_config(g->sel)->cands[k];
+    return (Use){a->method, c->cand_state[k], a->level, k};
+}
+
+#define RAW_RUN 4   /* packets that did not shrink, in a row... */
+#define RAW_SKIP 8  /* ...send the next this many raw straight away */
+
+static void note_raw_run(SendChannel *c, unsigned cand, bool no_gain)
+{
+    if (cand == c->group->none_cand) {
+        return;
+    }
+    c->raw_streak = no_gain ? c->raw_streak + 1 : 0;
+    if (c->raw_streak >= RAW_RUN) {
+        c->raw_streak = 0;
+        c->skip_left = RAW_SKIP;
+    }
+}
+
+/* Reads a sample's payload back from the iovs it was produced into. */
+typedef struct MemCursor {
+    const struct iovec *iov;
+    int iovcnt, i;
+    size_t off;
+} MemCursor;
+
+static bool mem_read(void *ctx, const struct iovec *iov, int iovcnt,
+                     RfError **errp)
+{
+    MemCursor *m = ctx;
+    for (int k = 0; k < iovcnt; k++) {
+        uint8_t *dst = iov[k].iov_base;
+        size_t want = iov[k].iov_len;
+        while (want) {
+            if (m->i >= m->iovcnt) {
+                rf_error_set(errp, RF_ERR_GENERIC, "sample read past its "
+                             "payload");
+                return false;
+            }
+            size_t have = m->iov[m->i].iov_len - m->off;
+            size_t n = have < want ? have : want;
+            memcpy(dst, (uint8_t *)m->iov[m->i].iov_base + m->off, n);
+            dst += n;
+            want -= n;
+            m->off += n;
+            if (m->off == m->iov[m->i].iov_len) {
+                m->i++;
+                m->off = 0;
+            }
+        }
+    }
+    return true;
+}
+
+/*
+ * 'auto': now and then (within the selector's CPU share) compresses the
+ * packet just sent with another candidate and decodes the result again,
+ * to learn that candidate's ratio and both sides' cost on the data
+ * actually migrating.  Nothing of it is sent; a failure only loses the
+ * sample.
+ */
+static void sample(SendChannel *c, const RfPageList *list)
+{
+    RfSendGroup *g = c->group;
+    int k = rf_autosel_sample_pick(g->sel, c->id);
+    if (k < 0) {
+        return;
+    }
+    const RfMethodOps *m = rf_autosel_config(g->sel)->cands[k].method;
+    RfSendPayload out = {0};
+    RfError *err = NULL;
+    double t0 = rf_thread_cpu();
+    if (!m->send_prepare(c->cand_state[k], list, &out, &err)) {
+        rf_error_free(err);
+        return;
+    }
+    double t1 = rf_thread_cpu();
+    uint64_t dec_ns = 0;
+    if (!out.raw) {
+        if (!c->dec_state[k] && !m->recv_setup(&c->dec_state[k], &err)) {
+            rf_error_free(err);
+            return;
+        }
+        MemCursor cur = {.iov = out.iov, .iovcnt = out.iovcnt};
+        RfRecvPayload in = {.len = out.len, .pages = c->sample_pages,
+                            .npages = list->npages, .read = mem_read,
+                            .read_ctx = &cur};
+        if (!m->recv(c->dec_state[k], &in, &err)) {
+            rf_error_free(err);
+            return;
+        }
+        dec_ns = (uint64_t)((rf_thread_cpu() - t1) * 1e9);
+    }
+    uint32_t raw = list->npages * RF_PAGE_SIZE;
+    rf_autosel_sampled(g->sel, c->id, (unsigned)k, raw,
+                       out.raw ? raw : out.len,
+                       (uint64_t)((t1 - t0) * 1e9), dec_ns);
+}
+
 /* Builds and writes one page packet: zero pages become indexes only. */
 static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
 {
@@ -186,15 +319,19 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     pl->len = 0;
     pl->raw = false;
     pl->borrowed = false;
+    Use u = use_for_packet(c);
+    RfPageList list = {.pages = c->pages, .npages = nn};
+    double t_comp = g->sel ? rf_thread_cpu() : 0;
     if (nn) {
-        RfPageList list = {.pages = c->pages, .npages = nn};
-        if (!g->method->send_prepare(c->method_state, &list, pl, errp)) {
+        if (!u.m->send_prepare(u.state, &list, pl, errp)) {
             return false;
         }
     }
+    double t_comp_end = g->sel ? rf_thread_cpu() : 0;
     RfPacketHdr h = {
         .version = RF_WIRE_VERSION,
-        .method = g->method->id,
+        .method = u.m->id,
+        .level = g->sel ? (uint8_t)u.level : 0,
         .flags = pl->raw ? RF_PKT_RAW : 0,
         .block = j->block,
         .normal = (uint16_t)nn,
@@ -218,19 +355,36 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         rf_error_set(errp, RF_ERR_CANCELLED, "stopped");
         return false;
     }
+    double w_send = g->sel ? rf_now() : 0;
+    double t_send = g->sel ? rf_thread_cpu() : 0;
     if (!rf_conn_sendv(c->conn, c->iov, pl->iovcnt + 1, errp)) {
         return false;
     }
     rf_chan_count_packet(&c->count, nn, nz, pl->len,
-                         pl->raw && g->method->id != RF_METHOD_NONE);
-    return true;
+                         pl->raw && u.m->id != RF_METHOD_NONE);
+    if (g->sel) {
+        double t_end = rf_thread_cpu();
+        note_raw_run(c, u.cand, nn > 0 && pl->raw);
+        rf_autosel_packet(g->sel, c->id, u.cand, nn * RF_PAGE_SIZE, pl->len,
+                          (uint64_t)((t_comp_end - t_comp) * 1e9),
+                          (uint64_t)((t_end - t_send) * 1e9),
+                          (uint64_t)((rf_now() - w_send) * 1e9),
+                          (uint64_t)((t_send - t_comp_end) * 1e9));
+        if (nn) {
+            sample(c, &list);
+        }
+    }
+    return rf_cpu_budget_pace(g->budget, &g->stop);
 }
 
 static bool send_sync(SendChannel *c, const SendJob *j, RfError **errp)
 {
+    if (c->group->sel) {
+        rf_autosel_round_end(c->group->sel, c->id, j->round);
+    }
     RfPacketHdr h = {
         .version = RF_WIRE_VERSION,
-        .method = c->group->method->id,
+        .method = c->group->sel ? RF_METHOD_NONE : c->group->method->id,
         .flags = RF_PKT_SYNC | (j->final ? RF_PKT_FINAL : 0),
         .round = j->round,
         .seq = c->seq++,
@@ -289,6 +443,20 @@ static void swap_conn(SendChannel *c, RfConn *conn)
 static bool reset_method(SendChannel *c, RfError **errp)
 {
     RfSendGroup *g = c->group;
+    if (g->sel) {
+        const RfAutoConfig *cfg = rf_autosel_config(g->sel);
+        for (unsigned k = 0; k < cfg->ncands; k++) {
+            cfg->cands[k].method->send_cleanup(c->cand_state[k]);
+            c->cand_state[k] = NULL;
+            if (!cfg->cands[k].method->send_setup(&c->cand_state[k],
+                                                  cfg->cands[k].level,
+                                                  errp)) {
+                rf_error_prefix(errp, "%s setup", cfg->cands[k].name);
+                return false;
+            }
+        }
+        return true;
+    }
     g->method->send_cleanup(c->method_state);
     c->method_state = NULL;
     if (!g->method->send_setup(&c->method_state, g->level, errp)) {
@@ -492,6 +660,28 @@ static void *send_thread(void *arg)
     return NULL;
 }
 
+/* 'auto': every candidate's send state, and the sample buffer. */
+static bool setup_auto(RfSendGroup *g, SendChannel *c, RfError **errp)
+{
+    const RfAutoConfig *cfg = rf_autosel_config(g->sel);
+    for (unsigned k = 0; k < cfg->ncands; k++) {
+        if (!cfg->cands[k].method->send_setup(&c->cand_state[k],
+                                              cfg->cands[k].level, errp)) {
+            rf_error_prefix(errp, "%s", cfg->cands[k].name);
+            return false;
+        }
+    }
+    c->sample_buf = malloc((size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
+    if (!c->sample_buf) {
+        rf_error_set(errp, RF_ERR_GENERIC, "out of memory for samples");
+        return false;
+    }
+    for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
+        c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
+    }
+    return true;
+}
+
 RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
 {
     RfSendGroup *g = calloc(1, sizeof(*g));
@@ -520,6 +710,30 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
     g->block_hosts = cfg->block_hosts;
     g->n = cfg->n;
     g->ch = ch;
+    g->budget = rf_cpu_budget_new(cfg->max_cpu);
+    if (cfg->autocfg) {
+        RfAutoConfig ac = *cfg->autocfg;
+        ac.channels = cfg->n;
+        ac.max_cpu = cfg->max_cpu;
+        g->none_cand = ac.ncands;
+        for (unsigned k = 0; k < ac.ncands; k++) {
+            if (ac.cands[k].method->id == RF_METHOD_NONE) {
+                g->none_cand = k;
+            }
+        }
+        g->sel = g->none_cand < ac.ncands ? rf_autosel_new(&ac) : NULL;
+        if (!g->sel) {
+            rf_cpu_budget_free(g->budget);
+            free(g);
+            free(ch);
+            for (unsigned i = 0; i < cfg->n; i++) {
+                rf_conn_close(cfg->conns[i]);
+            }
+            rf_error_set(errp, RF_ERR_PARAM, "auto: no usable candidate set "
+                         "(none must be among them)");
+            return NULL;
+        }
+    }
     /* Always there, so max-bandwidth can be set during the migration. */
     g->bw = rf_bwlimit_new(cfg->max_bandwidth);
     rf_failure_init(&g->failure);
@@ -541,8 +755,11 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
             return NULL;
         }
         RfError *err = NULL;
-        if (!g->method->send_setup(&ch[i].method_state, cfg->level, &err)) {
-            rf_error_prefix(&err, "channel %u: %s setup", i, g->method->name);
+        if (!(cfg->autocfg ? setup_auto(g, &ch[i], &err)
+                           : g->method->send_setup(&ch[i].method_state,
+                                                   cfg->level, &err))) {
+            rf_error_prefix(&err, "channel %u: %s setup", i,
+                            cfg->autocfg ? "auto" : g->method->name);
             rf_error_propagate(errp, err);
             rf_send_group_free(g);
             return NULL;
@@ -608,7 +825,13 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {
-    SendChannel *c = wait_idle_locked(g, -1, NULL);
+    /* 'auto' parks the channels beyond the active count: no pages. */
+    bool parked[255] = {false};
+    unsigned active = g->sel ? rf_autosel_active(g->sel) : g->n;
+    for (unsigned i = active; i < g->n; i++) {
+        parked[i] = true;
+    }
+    SendChannel *c = wait_idle_locked(g, -1, active < g->n ? parked : NULL);
     if (!c) {
         return false;
     }
@@ -708,8 +931,30 @@ void rf_send_group_stats(RfSendGroup *g, RfChanStats *out)
     pthread_mutex_unlock(&g->lock);
 }
 
+RfAutoSel *rf_send_group_autosel(RfSendGroup *g)
+{
+    return g->sel;
+}
+
 const char *rf_send_group_describe(RfSendGroup *g)
 {
+    if (g->sel) {
+        /* The candidates, and what a back end says of itself (qatzip:
+         * hardware or software). */
+        const RfAutoConfig *cfg = rf_autosel_config(g->sel);
+        size_t off = (size_t)snprintf(g->detail, sizeof(g->detail),
+                                      "auto:");
+        for (unsigned k = 0; k < cfg->ncands && off < sizeof(g->detail);
+             k++) {
+            const RfMethodOps *m = cfg->cands[k].method;
+            const char *d = m->describe && g->n && g->ch[0].cand_state[k]
+                                ? m->describe(g->ch[0].cand_state[k]) : "";
+            off += (size_t)snprintf(g->detail + off, sizeof(g->detail) - off,
+                                    " %s%s%s%s", cfg->cands[k].name,
+                                    *d ? " (" : "", d, *d ? ")" : "");
+        }
+        return g->detail;
+    }
     if (g->n && g->method->describe) {
         return g->method->describe(g->ch[0].method_state);
     }
@@ -750,12 +995,25 @@ void rf_send_group_free(RfSendGroup *g)
         if (c->method_state) {
             g->method->send_cleanup(c->method_state);
         }
+        for (unsigned k = 0; g->sel && k < rf_autosel_config(g->sel)->ncands;
+             k++) {
+            const RfMethodOps *m = rf_autosel_config(g->sel)->cands[k].method;
+            if (c->cand_state[k]) {
+                m->send_cleanup(c->cand_state[k]);
+            }
+            if (c->dec_state[k]) {
+                m->recv_cleanup(c->dec_state[k]);
+            }
+        }
+        free(c->sample_buf);
         free(c->snap);
         rf_resend_log_free(&c->log);
         rf_conn_close(c->conn);
         pthread_cond_destroy(&c->wake);
     }
     rf_bwlimit_free(g->bw);
+    rf_cpu_budget_free(g->budget);
+    rf_autosel_free(g->sel);
     rf_failure_destroy(&g->failure);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->idle);

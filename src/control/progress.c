@@ -33,8 +33,10 @@ void rf_progress_print(RfMigration *m, const RfProgress *p, void *opaque)
         left = (double)(total_pages - p->sent_pages) / rate;
     }
     fprintf(stderr, "\r  round %u  %5.1f%%  %8.1f Mbit/s  %7.1f MiB sent"
-            "  ~%.1f s left   ", p->round, done, p->throughput_bps / 1e6,
-            (double)p->wire_bytes / (1 << 20), left);
+            "  ~%.1f s left%s%s%s   ", p->round, done,
+            p->throughput_bps / 1e6, (double)p->wire_bytes / (1 << 20), left,
+            p->method ? "  [auto: " : "", p->method ? p->method : "",
+            p->method ? "]" : "");
     fflush(stderr);
     shown = true;
 }

@@ -2,6 +2,7 @@
 #include <jansson.h>
 
 #include "control/cli.h"
+#include "control/run.h"
 
 static double pct(uint64_t part, uint64_t whole)
 {
@@ -14,6 +15,9 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
     fprintf(f, "  method             %s%s%s%s\n", r->method,
             r->method_detail[0] ? " (" : "", r->method_detail,
             r->method_detail[0] ? ")" : "");
+    if (source && r->auto_summary[0]) {
+        fprintf(f, "  auto               %s\n", r->auto_summary);
+    }
     if (source && r->peer_method_detail[0]) {
         fprintf(f, "  destination method %s\n", r->peer_method_detail);
     }
@@ -151,6 +155,13 @@ int rf_report_print_json(FILE *f, const RfReport *r, bool source,
     if (source) {
         json_object_set_new(o, "peer_method_detail",
                             json_string(r->peer_method_detail));
+        json_object_set_new(o, "auto_summary", json_string(r->auto_summary));
+        json_t *a = rf_cli_auto_json() ? json_loads(rf_cli_auto_json(), 0,
+                                                    NULL)
+                                       : NULL;
+        if (a) {
+            json_object_set_new(o, "auto", a);
+        }
     }
     if (error) {
         json_object_set_new(o, "error", json_string(error));

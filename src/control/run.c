@@ -91,6 +91,9 @@ static void warn_insecure(const RfParams *params, const char *uri)
             "memory.  Use --tls-creds or --tls-psk.\n", uri);
 }
 
+/* The last source migration's 'auto' decision log (JSON), or NULL. */
+static char *last_auto_json;
+
 bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
                        RfRamSource *src, RfRamSink *sink, const char *uri,
                        RfReport *rep, RfError **errp)
@@ -116,8 +119,19 @@ bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
         rf_cli_set_migration(NULL);
     }
     rf_migration_report(m, rep);
+    free(last_auto_json);
+    last_auto_json = NULL;
+    size_t n = rf_migration_auto_json(m, NULL, 0);
+    if (n && (last_auto_json = malloc(n + 1))) {
+        rf_migration_auto_json(m, last_auto_json, n + 1);
+    }
     rf_migration_free(m);
     return ok;
+}
+
+const char *rf_cli_auto_json(void)
+{
+    return last_auto_json;
 }
 
 typedef struct MigrateCtx {

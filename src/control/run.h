@@ -39,5 +39,8 @@ int rf_cli_run_incoming(RfCliIncoming *in);
 bool rf_cli_run_handle(RfParams *params, const RfCallbacks *cb,
                        RfRamSource *src, RfRamSink *sink, const char *uri,
                        RfReport *rep, RfError **errp);
+/* The decision log of the last migration rf_cli_run_handle ran, when it
+ * was a source with multifd-compression 'auto' (JSON text), or NULL. */
+const char *rf_cli_auto_json(void);
 
 #endif

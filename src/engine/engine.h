@@ -67,6 +67,9 @@ typedef struct RfMigrateOptions {
      * per round up to 99%) through this hook; 0 when done. */
     bool auto_converge;
     void (*throttle)(unsigned pct, void *opaque);
+    /* 'auto': receives its decision log as a JSON object (malloc'd; the
+     * caller frees the previous one).  May be NULL. */
+    char **auto_json;
     /* A connected main channel to use instead of connecting to the URI
      * (the data channels then connect to its peer); owned by the engine.
      * May be NULL. */
@@ -112,6 +115,7 @@ typedef struct RfIncomingOptions {
     /* Refuse a source announcing more memory than this; 0 = the sink's
      * own limit only. */
     uint64_t max_memory;
+    double max_cpu;              /* cores for the process, 0 = no limit */
     /* Called on the migration thread for each connection dropped before
      * or during the handshake (filter, TLS, bad hello, stray data
      * channel), with its peer and the reason.  May be NULL. */

@@ -46,6 +46,7 @@ struct RfMigration {
     bool started, ended, ok;
     RfError *err;
     RfReport rep;
+    char *auto_json;       /* 'auto': the decision log, once ended */
     double started_at;
 };
 
@@ -206,6 +207,7 @@ static bool run_source(RfMigration *m, RfError **errp)
         .main_conn = m->conn,
         .secure = m->secure,
         .shared = &m->shared,
+        .auto_json = &m->auto_json,
         .opaque = m,
     };
     m->conn = NULL; /* the engine owns it now */
@@ -229,6 +231,7 @@ static bool run_dest(RfMigration *m, RfError **errp)
         .secure = m->secure,
         .insecure = m->params.insecure,
         .max_memory = m->params.max_memory,
+        .max_cpu = m->params.max_cpu_milli / 1000.0,
         .rejected = on_rejected,
         .shared = &m->shared,
         .opaque = m,
@@ -632,6 +635,27 @@ bool rf_migration_report(const RfMigration *mc, RfReport *rep)
     return true;
 }
 
+size_t rf_migration_auto_json(const RfMigration *mc, char *buf, size_t cap)
+{
+    RfMigration *m = (RfMigration *)mc;
+    pthread_mutex_lock(&m->lock);
+    const char *j = m->ended ? m->auto_json : NULL;
+    pthread_mutex_unlock(&m->lock);
+    if (!j) {
+        if (cap) {
+            buf[0] = '\0';
+        }
+        return 0;
+    }
+    size_t n = strlen(j);
+    if (cap) {
+        size_t k = n < cap - 1 ? n : cap - 1;
+        memcpy(buf, j, k);
+        buf[k] = '\0';
+    }
+    return n;
+}
+
 void rf_migration_free(RfMigration *m)
 {
     if (!m) {
@@ -648,6 +672,7 @@ void rf_migration_free(RfMigration *m)
     rf_listener_close(m->listener);
     rf_secure_free(m->secure);
     rf_error_free(m->err);
+    free(m->auto_json);
     free(m->uri);
     pthread_mutex_destroy(&m->shared.lock);
     pthread_cond_destroy(&m->cond);

@@ -24,6 +24,7 @@
 #include "ram/ram.h"
 #include "util/clock.h"
 #include "util/digest.h"
+#include "util/hostcpu.h"
 
 typedef struct Dest {
     const RfIncomingOptions *opts;
@@ -45,6 +46,7 @@ typedef struct Dest {
     double t0, cpu0, thread_cpu0;
     double paused_at;     /* STATE or END arrived: the source is paused */
     uint32_t acked_round; /* last ROUND_ACK sent */
+    double last_stats;    /* when the last STATS went */
     uint8_t *msgbuf;      /* RF_MSG_MAX_PAYLOAD bytes for main messages */
     uint64_t ram_bytes;
     double setup_s, last_tick;
@@ -178,9 +180,16 @@ static bool check_hello(Dest *d, RfError **errp)
     }
     /* Device state needs a VM to load it into. */
     uint64_t supported = RF_CAPS_IMPLEMENTED | RF_CAPS_RECONNECT |
+                         RF_CAPS_PACKET_METHOD |
                          (rf_conn_security(d->main) ? RF_CAPS_TLS : 0);
     if (!d->opts->load_state) {
         supported &= ~RF_CAP(RF_CAP_DEVICE_STATE);
+    }
+    /* A destination told its method takes exactly that one in every
+     * packet; 'auto' (or nothing) takes whatever each packet names. */
+    if (d->opts->expect_method[0] &&
+        strcmp(d->opts->expect_method, "auto") != 0) {
+        supported &= ~RF_CAPS_PACKET_METHOD;
     }
     RfError *local = NULL;
     if (!rf_wire_caps_negotiate(h->caps_supported, h->caps_required,
@@ -217,7 +226,16 @@ static bool check_hello(Dest *d, RfError **errp)
         }
         return false;
     }
-    if (d->opts->expect_method[0] &&
+    /* 'auto' expects packets naming their method, whatever the hello's. */
+    bool expect_auto = strcmp(d->opts->expect_method, "auto") == 0;
+    if (expect_auto && !(d->caps & RF_CAP(RF_CAP_PACKET_METHOD))) {
+        rf_error_set(errp, RF_ERR_MISMATCH,
+                     "multifd-compression mismatch: the destination expects "
+                     "'auto', the source uses '%s' for every packet",
+                     d->method->name);
+        return false;
+    }
+    if (d->opts->expect_method[0] && !expect_auto &&
         strcmp(d->opts->expect_method, d->method->name) != 0) {
         rf_error_set(errp, RF_ERR_MISMATCH,
                      "multifd-compression mismatch: the destination expects "
@@ -385,8 +403,18 @@ static bool handshake(Dest *d, RfError **errp)
         return false;
     }
     d->verify = d->hello->caps_required & RF_CAP(RF_CAP_VERIFY);
-    RfAccept acc = {.caps = d->caps}; /* no extension records */
-    uint8_t out[16];
+    RfAccept acc = {.caps = d->caps};
+    if (d->caps & RF_CAP(RF_CAP_PACKET_METHOD)) {
+        /* The methods this destination decodes, for 'auto' to choose
+         * from. */
+        uint8_t mask[RF_EXT_METHODS_SIZE];
+        uint32_t m = rf_recv_methods_mask();
+        for (unsigned i = 0; i < RF_EXT_METHODS_SIZE; i++) {
+            mask[i] = (uint8_t)(m >> (8 * i));
+        }
+        rf_wire_ext_add(&acc.ext, RF_CAP_PACKET_METHOD, mask, sizeof(mask));
+    }
+    uint8_t out[32];
     size_t n = rf_wire_accept_encode(&acc, out, sizeof(out));
     return rf_msg_send(d->main, RF_MSG_ACCEPT, out, (uint32_t)n, errp);
 }
@@ -550,6 +578,8 @@ static bool accept_channels(Dest *d, RfError **errp)
         .crc32c = d->caps & RF_CAP(RF_CAP_CRC32C),
         .reconnect = d->caps & RF_CAP(RF_CAP_RECONNECT),
         .reconnect_wait_ms = d->timeout_ms,
+        .packet_method = d->caps & RF_CAP(RF_CAP_PACKET_METHOD),
+        .max_cpu = d->opts->max_cpu,
     };
     d->group = rf_recv_group_new(&cfg, errp);
     memset(d->conns, 0, sizeof(d->conns)); /* owned by the group now */
@@ -607,6 +637,31 @@ static bool ack_rounds(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
 }
 
+/* With 'packet-method', about every 250 ms: the STATS message, from
+ * which the source's 'auto' learns this side's CPU and costs. */
+static bool send_stats(Dest *d, RfError **errp)
+{
+    if (!(d->caps & RF_CAP(RF_CAP_PACKET_METHOD)) || !d->group) {
+        return true;
+    }
+    double now = rf_now();
+    if (now - d->last_stats < 0.25) {
+        return true;
+    }
+    d->last_stats = now;
+    RfStats st = {0};
+    rf_recv_group_peer_stats(d->group, &st);
+    st.wall_ns = (uint64_t)((now - d->t0) * 1e9);
+    st.cpu_ns = (uint64_t)((rf_process_cpu() - d->cpu0) * 1e9);
+    rf_host_cpu(&st.host_idle_ns, &st.host_total_ns);
+    st.ncpus = rf_host_ncpus();
+    st.running = rf_host_running();
+    st.max_cpu_milli = (uint32_t)(d->opts->max_cpu * 1000 + 0.5);
+    uint8_t buf[256];
+    size_t n = rf_wire_stats_encode(&st, buf, sizeof(buf));
+    return !n || rf_msg_send(d->main, RF_MSG_STATS, buf, (uint32_t)n, errp);
+}
+
 /* Bytes received so far on every channel, main included. */
 static uint64_t bytes_in(Dest *d)
 {
@@ -643,7 +698,7 @@ static bool run(Dest *d, RfError **errp)
 {
     uint8_t *buf = d->msgbuf;
     for (;;) {
-        if (!ack_rounds(d, errp)) {
+        if (!ack_rounds(d, errp) || !send_stats(d, errp)) {
             return false;
         }
         if (cancelled(d, errp) || rf_recv_group_failed(d->group) ||

@@ -8,7 +8,7 @@ static const char *msg_name(unsigned type)
 {
     static const char *names[] = {"INVALID", "HELLO", "ACCEPT", "ERROR",
                                   "ROUND", "END", "COMPLETE", "STATE",
-                                  "ROUND_ACK"};
+                                  "ROUND_ACK", "STATS"};
     return type <= RF_MSG_MAX ? names[type] : "unknown";
 }
 
@@ -171,7 +171,7 @@ static RfError *peer_error(RfConn *c, const char *peer, int wait_ms)
         uint8_t buf[4200];
         RfError *err = NULL;
         if (rf_msg_recv(c, peer, &h, buf, sizeof(buf), &err)) {
-            if (h.type == RF_MSG_ROUND_ACK) {
+            if (h.type == RF_MSG_ROUND_ACK || h.type == RF_MSG_STATS) {
                 continue;
             }
             return NULL;

@@ -58,6 +58,11 @@ typedef struct Source {
     double setup_s;
     uint64_t precopy_bytes; /* data-channel bytes when the source paused */
     RfRejoin *rejoin;       /* 'reconnect' negotiated: how to reconnect */
+    /* multifd-compression 'auto': `method` is what a destination without
+     * 'packet-method' gets; with it, the selector picks per packet */
+    bool auto_asked, auto_on;
+    RfAutoConfig autocfg;
+    char auto_note[160];
 } Source;
 
 static void set_status(Source *s, RfStatus st)
@@ -136,6 +141,34 @@ static bool conn_setup(Source *s, RfConn *c, RfError **errp)
                                 s->opts->tcp_user_timeout_ms, errp);
 }
 
+/* 'auto' after the ACCEPT: the candidates the destination decodes (its
+ * extension record), or, without 'packet-method', the fixed fallback. */
+static bool auto_setup(Source *s, const RfAccept *acc, RfError **errp)
+{
+    if (!s->auto_asked) {
+        return true;
+    }
+    if (!(acc->caps & RF_CAP(RF_CAP_PACKET_METHOD))) {
+        snprintf(s->auto_note, sizeof(s->auto_note), "the destination "
+                 "cannot decode per-packet methods: fixed %s",
+                 s->method->name);
+        return true;
+    }
+    uint16_t len = 0;
+    const uint8_t *rec = rf_wire_ext_find(&acc->ext, RF_CAP_PACKET_METHOD,
+                                          &len);
+    uint32_t mask = UINT32_C(1) << RF_METHOD_NONE;
+    if (rec && len == RF_EXT_METHODS_SIZE) {
+        mask |= (uint32_t)rec[0] | (uint32_t)rec[1] << 8 |
+                (uint32_t)rec[2] << 16 | (uint32_t)rec[3] << 24;
+    }
+    if (!rf_auto_candidates(s->params, mask, &s->autocfg, errp)) {
+        return false;
+    }
+    s->auto_on = true;
+    return true;
+}
+
 static bool open_main(Source *s, const char *uri, RfError **errp)
 {
     if (s->opts->main_conn) {
@@ -179,7 +212,8 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
     uint64_t rec = s->params->multifd_reconnect_attempts
                        ? RF_CAPS_RECONNECT : 0;
     h->caps_supported = (RF_CAPS_IMPLEMENTED & ~RF_CAP(RF_CAP_CRC32C)) |
-                        crc | rec | (tls ? RF_CAPS_TLS : 0);
+                        crc | rec | (tls ? RF_CAPS_TLS : 0) |
+                        (s->auto_asked ? RF_CAPS_PACKET_METHOD : 0);
     h->caps_required =
         RF_CAPS_SOURCE_NEEDS | crc | (tls ? RF_CAPS_TLS : 0) |
         (s->opts->verify ? RF_CAP(RF_CAP_VERIFY) : 0) |
@@ -214,6 +248,7 @@ static bool open_main(Source *s, const char *uri, RfError **errp)
         rf_error_set(errp, RF_ERR_GENERIC, "cannot encode the hello");
     }
     s->caps = ok ? acc->caps : 0;
+    ok = ok && auto_setup(s, acc, errp);
 out:
     free(acc);
     free(h);
@@ -298,6 +333,8 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
         .reconnect_backoff_ms = s->params->multifd_reconnect_backoff_ms,
         .rejoin = rf_engine_rejoin,
         .rejoin_ctx = s->rejoin,
+        .autocfg = s->auto_on ? &s->autocfg : NULL,
+        .max_cpu = s->params->max_cpu_milli / 1000.0,
         .cancel = s->opts->cancel,
     };
     s->group = rf_send_group_new(&cfg, errp);
@@ -311,8 +348,27 @@ static uint64_t wire_bytes(Source *s)
     return st.wire_bytes + rf_conn_bytes_out(s->main);
 }
 
-/* Called between batches: progress, cancel, and a look at the main
- * channel, where anything before COMPLETE is the destination's ERROR. */
+/* The destination's STATS: only with 'packet-method', for the selector. */
+static bool take_stats(Source *s, const uint8_t *buf, uint32_t len,
+                       RfError **errp)
+{
+    if (!(s->caps & RF_CAP(RF_CAP_PACKET_METHOD))) {
+        rf_error_set(errp, RF_ERR_PROTOCOL, "main channel: STATS from the "
+                     "destination without capability 'packet-method'");
+        return false;
+    }
+    RfStats st;
+    if (!rf_wire_stats_decode(buf, len, &st, errp)) {
+        rf_error_prefix(errp, "main channel");
+        return false;
+    }
+    RfAutoSel *sel = s->group ? rf_send_group_autosel(s->group) : NULL;
+    if (sel) {
+        rf_autosel_peer(sel, &st);
+    }
+    return true;
+}
+
 /* Reads what the destination sent on the main channel, waiting up to
  * wait_ms for the first message: ROUND_ACKs advance acked_round; anything
  * else before COMPLETE is an error (usually its ERROR). */
@@ -325,6 +381,13 @@ static bool read_acks(Source *s, int wait_ms, RfError **errp)
         if (!rf_msg_recv(s->main, "destination", &h, buf, sizeof(buf),
                          errp)) {
             return false;
+        }
+        if (h.type == RF_MSG_STATS) {
+            if (!take_stats(s, buf, h.length, errp)) {
+                return false;
+            }
+            wait_ms = 0;
+            continue;
         }
         if (h.type != RF_MSG_ROUND_ACK) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
@@ -369,6 +432,12 @@ static bool tick(Source *s, RfError **errp)
     }
     read_live(s);
     uint64_t wire = wire_bytes(s);
+    RfAutoSel *sel = rf_send_group_autosel(s->group);
+    char choice[48] = "";
+    if (sel) {
+        rf_autosel_tick(sel, s->round_left * RF_PAGE_SIZE);
+        rf_autosel_describe(sel, choice, sizeof(choice));
+    }
     if (s->opts->progress) {
         RfProgress p = {
             .is_source = true,
@@ -380,6 +449,7 @@ static bool tick(Source *s, RfError **errp)
             .elapsed_s = now - s->t0,
             .throughput_bps = (double)(wire - s->last_tick_wire) * 8 /
                               (now - s->last_tick),
+            .method = sel ? choice : NULL,
         };
         s->opts->progress(&p, s->opts->opaque);
     }
@@ -612,7 +682,7 @@ static bool finish(Source *s, RfReport *rep, double *done_at,
     bool ok = buf && c;
     /* ROUND_ACKs of the last rounds may still come first. */
     RfMsgHdr h = {.type = RF_MSG_ROUND_ACK};
-    while (ok && h.type == RF_MSG_ROUND_ACK) {
+    while (ok && (h.type == RF_MSG_ROUND_ACK || h.type == RF_MSG_STATS)) {
         ok = rf_msg_recv(s->main, "destination", &h, buf, RF_MSG_MAX_PAYLOAD,
                          errp);
     }
@@ -674,6 +744,29 @@ static void explain_failure(Source *s, RfError **errp)
     rf_error_propagate(errp, local);
 }
 
+/* 'auto': the summary line in the report, the whole log for the caller
+ * (rf_migration_auto_json). */
+static void auto_report(Source *s, RfReport *rep, double total_s)
+{
+    RfAutoSel *sel = rf_send_group_autosel(s->group);
+    snprintf(rep->auto_summary, sizeof(rep->auto_summary), "%s",
+             s->auto_note);
+    if (!sel) {
+        return;
+    }
+    rf_autosel_finish(sel, total_s);
+    rf_autosel_summary(sel, rep->auto_summary, sizeof(rep->auto_summary));
+    if (s->opts->auto_json) {
+        size_t n = rf_autosel_json(sel, NULL, 0) + 1;
+        char *j = malloc(n);
+        if (j) {
+            rf_autosel_json(sel, j, n);
+            free(*s->opts->auto_json);
+            *s->opts->auto_json = j;
+        }
+    }
+}
+
 static bool setup(Source *s, const char *uri, RfRamSource *src,
                   const RfParams *params, const RfMigrateOptions *opts,
                   RfError **errp)
@@ -688,7 +781,14 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
     if (!rf_params_check(params, errp)) {
         return false;
     }
-    s->method = rf_method_find(params->multifd_compression);
+    s->auto_asked = strcmp(params->multifd_compression, "auto") == 0;
+    /* 'auto' facing a destination without per-packet methods: zstd
+     * (level multifd-zstd-level) shrinks most memory at little cost. */
+    s->method = s->auto_asked ? rf_method_find("zstd") : NULL;
+    if (!s->method) {
+        s->method = rf_method_find(s->auto_asked ? "none"
+                                                 : params->multifd_compression);
+    }
     if (!rf_ram_source_check(src, errp)) {
         return false;
     }
@@ -800,9 +900,11 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         rep->downtime_ms = (end - paused_at) * 1000;
         rep->ram_bytes = s.ram_bytes;
         rep->channels = params->multifd_channels;
-        snprintf(rep->method, sizeof(rep->method), "%s", s.method->name);
+        snprintf(rep->method, sizeof(rep->method), "%s",
+                 s.auto_on ? "auto" : s.method->name);
         snprintf(rep->method_detail, sizeof(rep->method_detail), "%s",
                  rf_send_group_describe(s.group));
+        auto_report(&s, rep, end - s.t0);
     }
     if (rep->throttle_pct && opts->throttle) {
         opts->throttle(0, opts->opaque);

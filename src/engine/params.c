@@ -15,7 +15,8 @@
 #include "engine/params.h"
 #include "ramflow/ramflow.h"
 
-typedef enum { P_UINT, P_SIZE, P_METHOD, P_STRING, P_BOOL } ParamKind;
+/* P_CORES: a decimal number of cores ("0.5"), kept in 1/1000 core. */
+typedef enum { P_UINT, P_SIZE, P_METHOD, P_STRING, P_BOOL, P_CORES } ParamKind;
 
 typedef struct {
     const char *name;
@@ -58,6 +59,9 @@ static const ParamSpec specs[] = {
     {"insecure", P_BOOL, 0, 1, FIELD(insecure), false},
     {"max-memory", P_SIZE, 0, UINT64_MAX / 2, FIELD(max_memory), false},
     {"crc32c", P_BOOL, 0, 1, FIELD(crc32c), false},
+    {"max-cpu", P_CORES, 0, 1024000, FIELD(max_cpu_milli), false},
+    {"multifd-auto-methods", P_STRING, 0, 0, FIELD(multifd_auto_methods),
+     false},
 };
 
 /* The parameters QEMU lets migrate-set-parameters change while a migration
@@ -96,6 +100,8 @@ void rf_params_init(RfParams *p)
     p->multifd_reconnect_backoff_ms = 200;
     snprintf(p->tls_psk_username, sizeof(p->tls_psk_username), "qemu");
     p->crc32c = true;
+    snprintf(p->multifd_auto_methods, sizeof(p->multifd_auto_methods),
+             "%s", RF_AUTO_METHODS_DEFAULT);
 }
 
 RfParams *rf_params_new(void)
@@ -130,7 +136,8 @@ static const char *const param_names[] = {
     "tcp-user-timeout", "multifd-reconnect-attempts",
     "multifd-reconnect-backoff", "tls-creds", "tls-psk",
     "tls-psk-username", "tls-hostname", "tls-authz", "tls-authz-file",
-    "allow-peer", "insecure", "max-memory", "crc32c", NULL,
+    "allow-peer", "insecure", "max-memory", "crc32c", "max-cpu",
+    "multifd-auto-methods", NULL,
 };
 _Static_assert(sizeof(param_names) / sizeof(param_names[0]) == N_SPECS + 1,
                "param_names lists every spec");
@@ -195,7 +202,7 @@ static void unknown_param(const char *name, RfError **errp)
  * messages, since the fix differs (typo vs rebuild). */
 static bool check_method(const char *value, RfError **errp)
 {
-    if (rf_method_find(value)) {
+    if (rf_method_find(value) || strcmp(value, "auto") == 0) {
         return true;
     }
     char list[256];
@@ -208,7 +215,7 @@ static bool check_method(const char *value, RfError **errp)
     } else {
         rf_error_set(errp, RF_ERR_PARAM,
                      "multifd-compression: unknown method '%s' "
-                     "(available: %s)", value, list);
+                     "(available: %s, auto)", value, list);
     }
     return false;
 }
@@ -285,6 +292,28 @@ static bool parse_number(const char *value, bool size, uint64_t *out)
     return true;
 }
 
+/* A decimal number of cores with up to three decimals ("2", "0.5"),
+ * in 1/1000 core. */
+static bool parse_cores(const char *value, uint64_t *out)
+{
+    if (!value || !*value || *value == '-' || *value == '+') {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !(v >= 0) || v > 1e9) {
+        return false;
+    }
+    double milli = v * 1000.0;
+    if (milli - (double)(uint64_t)(milli + 0.5) > 1e-6 ||
+        (double)(uint64_t)(milli + 0.5) - milli > 1e-6) {
+        return false; /* finer than 1/1000 core */
+    }
+    *out = (uint64_t)(milli + 0.5);
+    return true;
+}
+
 static void store(RfParams *p, const ParamSpec *s, uint64_t v)
 {
     void *f = (char *)p + s->offset;
@@ -313,6 +342,13 @@ static uint64_t load(const RfParams *p, const ParamSpec *s)
 static void range_error(const ParamSpec *s, const char *value,
                         RfError **errp)
 {
+    if (s->kind == P_CORES) {
+        rf_error_set(errp, RF_ERR_PARAM, "%s: invalid value '%s' (allowed: "
+                     "a number of cores from 0 to %" PRIu64 " with at most "
+                     "three decimals, e.g. 0.5; 0 = no limit)", s->name,
+                     value, s->max / 1000);
+        return;
+    }
     rf_error_set(errp, RF_ERR_PARAM,
                  "%s: invalid value '%s' (allowed: %s %" PRIu64 " to %"
                  PRIu64 "%s)", s->name, value,
@@ -352,8 +388,12 @@ bool rf_params_set(RfParams *p, const char *name, const char *value,
         p->explicit_set |= 1u << (s - specs);
         return true;
     }
-    if (!parse_number(value, s->kind == P_SIZE, &v) || v < s->min ||
-        v > s->max) {
+    if (s->kind == P_CORES ? !parse_cores(value, &v)
+                           : !parse_number(value, s->kind == P_SIZE, &v)) {
+        range_error(s, value, errp);
+        return false;
+    }
+    if (v < s->min || v > s->max) {
         range_error(s, value, errp);
         return false;
     }
@@ -385,6 +425,15 @@ bool rf_params_get(const RfParams *p, const char *name, char *buf,
         n = snprintf(buf, cap, "%s",
                      *(const bool *)((const char *)p + s->offset) ? "on"
                                                                   : "off");
+    } else if (s->kind == P_CORES) {
+        uint64_t v = load(p, s);
+        n = v % 1000 ? snprintf(buf, cap, "%" PRIu64 ".%03" PRIu64, v / 1000,
+                                v % 1000)
+                     : snprintf(buf, cap, "%" PRIu64, v / 1000);
+        /* "0.500" -> "0.5" */
+        while (n > 0 && v % 1000 && (size_t)n < cap && buf[n - 1] == '0') {
+            buf[--n] = '\0';
+        }
     } else if (s->is_signed && load(p, s) == UINT64_MAX) {
         n = snprintf(buf, cap, "-1");
     } else {
@@ -481,6 +530,9 @@ bool rf_params_check(const RfParams *p, RfError **errp)
             range_error(s, text, errp);
             return false;
         }
+    }
+    if (!rf_auto_candidates(p, UINT32_MAX, NULL, errp)) {
+        return false;
     }
     if (p->tls_creds[0] && p->tls_psk[0]) {
         rf_error_set(errp, RF_ERR_PARAM, "tls-creds and tls-psk: give one "

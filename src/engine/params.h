@@ -42,6 +42,10 @@ struct RfParams {
     bool insecure;               /* insecure: plaintext off loopback */
     uint64_t max_memory;         /* max-memory, bytes, 0 = the sink's cap */
     bool crc32c;                 /* crc32c: source CRCs packets, def. on */
+    unsigned max_cpu_milli;      /* max-cpu, 1/1000 core, 0 = no limit */
+    /* multifd-auto-methods: what 'auto' chooses from, a comma list of
+     * methods (zstd stands for levels 1-3), default none,zstd,qatzip */
+    char multifd_auto_methods[128];
     bool auto_converge;          /* capability auto-converge */
     bool verify;                 /* capability verify */
     uint32_t explicit_set;       /* bit i: parameter i set by rf_params_set */
@@ -56,6 +60,17 @@ int rf_params_level(const RfParams *p, const char *level_param);
 
 /* Whether parameter `name` was set explicitly by rf_params_set. */
 bool rf_params_is_explicit(const RfParams *p, const char *name);
+
+#define RF_AUTO_METHODS_DEFAULT "none,zstd,qatzip"
+
+/* Checks multifd-auto-methods (every item a method, built unless it is
+ * the default list, where unbuilt ones are left out) and, when cfg is
+ * not NULL, fills its candidates: none first, zstd as levels 1-3, the
+ * others at their level parameter, leaving out those whose bit is not
+ * in dst_mask (the methods the destination decodes). */
+struct RfAutoConfig;
+bool rf_auto_candidates(const RfParams *p, uint32_t dst_mask,
+                        struct RfAutoConfig *cfg, RfError **errp);
 
 /* Whether `name` may change while a migration runs (QEMU's list). */
 bool rf_params_live(const char *name);

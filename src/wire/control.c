@@ -35,7 +35,7 @@ static const char *const msg_names[] = {
     [RF_MSG_ACCEPT] = "ACCEPT",   [RF_MSG_ERROR] = "ERROR",
     [RF_MSG_ROUND] = "ROUND",     [RF_MSG_END] = "END",
     [RF_MSG_COMPLETE] = "COMPLETE", [RF_MSG_STATE] = "STATE",
-    [RF_MSG_ROUND_ACK] = "ROUND_ACK",
+    [RF_MSG_ROUND_ACK] = "ROUND_ACK", [RF_MSG_STATS] = "STATS",
 };
 
 /* ---- text ------------------------------------------------------------ */
@@ -242,6 +242,9 @@ bool rf_wire_msg_hdr_decode(const uint8_t in[RF_MSG_HDR_SIZE],
     case RF_MSG_COMPLETE:
         min = COMPLETE_FIXED, max = COMPLETE_MAX;
         break;
+    case RF_MSG_STATS:
+        min = 69, max = 69 + 17 * RF_STATS_MAX_METHODS;
+        break;
     case RF_MSG_STATE:
         break; /* opaque to the protocol, up to RF_MSG_MAX_PAYLOAD */
     case RF_MSG_INVALID:
@@ -326,11 +329,16 @@ static bool ext_decode(Cursor *c, uint64_t offered, const char *caps_field,
                          name ? "')" : "", caps_field);
             return false;
         }
-        if ((RF_CAPS_IMPLEMENTED | RF_CAPS_TLS) & RF_CAP(bit)) {
+        /* Only ACCEPT's 'packet-method' record carries data. */
+        bool with_data = bit == RF_CAP_PACKET_METHOD &&
+                         strcmp(c->msg, "ACCEPT") == 0;
+        if (!with_data && ((RF_CAPS_IMPLEMENTED | RF_CAPS_TLS |
+                            RF_CAPS_RECONNECT | RF_CAPS_PACKET_METHOD) &
+                           RF_CAP(bit))) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
                          "%s extension for capability '%s' (bit %u): this "
-                         "capability carries no extension data", c->msg,
-                         name, bit);
+                         "capability carries no extension data in a %s",
+                         c->msg, name, bit, c->msg);
             return false;
         }
         if (len - off - EXT_REC_HDR < rlen) {
@@ -338,6 +346,13 @@ static bool ext_decode(Cursor *c, uint64_t offered, const char *caps_field,
                          "%s extension for capability bit %u: field "
                          "'length' %zu bytes, only %zu left", c->msg, bit,
                          rlen, len - off - EXT_REC_HDR);
+            return false;
+        }
+        if (with_data && rlen != RF_EXT_METHODS_SIZE) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "%s extension for capability 'packet-method': "
+                         "field 'length' %zu bytes, must be %u", c->msg,
+                         rlen, RF_EXT_METHODS_SIZE);
             return false;
         }
         prev = (int)bit;
@@ -516,6 +531,34 @@ bool rf_wire_hello_decode(const uint8_t *in, size_t len, RfHello *out,
     return ext_decode(&c, out->caps_supported, "caps_supported", &out->ext,
                       errp) &&
            expect_end(&c, errp);
+}
+
+bool rf_wire_ext_add(RfWireExt *e, unsigned bit, const void *data,
+                     uint16_t len)
+{
+    if (bit > 63 || (size_t)e->len + EXT_REC_HDR + len > RF_WIRE_EXT_MAX) {
+        return false;
+    }
+    uint8_t *p = e->bytes + e->len;
+    p[0] = (uint8_t)bit;
+    put_u16(p + 1, len);
+    memcpy(p + EXT_REC_HDR, data, len);
+    e->len = (uint16_t)(e->len + EXT_REC_HDR + len);
+    return true;
+}
+
+const uint8_t *rf_wire_ext_find(const RfWireExt *e, unsigned bit,
+                                uint16_t *len)
+{
+    for (size_t off = 0; off + EXT_REC_HDR <= e->len;) {
+        uint16_t rlen = get_u16(e->bytes + off + 1);
+        if (e->bytes[off] == bit) {
+            *len = rlen;
+            return e->bytes + off + EXT_REC_HDR;
+        }
+        off += EXT_REC_HDR + rlen;
+    }
+    return NULL;
 }
 
 /* ---- ACCEPT ----------------------------------------------------------- */

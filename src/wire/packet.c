@@ -28,7 +28,7 @@ enum {
     PKT_OFF_ROUND = 20,
     PKT_OFF_SEQ = 24,
     PKT_OFF_CRC = RF_PKT_CRC_OFFSET,
-    PKT_OFF_RESERVED = 36,
+    PKT_OFF_RESERVED = 36, /* byte 36: level with 'packet-method' */
 };
 
 void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
@@ -45,7 +45,7 @@ void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
     put_u32(out + PKT_OFF_ROUND, h->round);
     put_u64(out + PKT_OFF_SEQ, h->seq);
     put_u32(out + PKT_OFF_CRC, h->crc);
-    put_u32(out + PKT_OFF_RESERVED, 0);
+    put_u32(out + PKT_OFF_RESERVED, h->level);
 }
 
 /* Checks the page counts and payload size of a packet that carries pages
@@ -113,8 +113,11 @@ static bool check_page_packet(const RfPacketHdr *h, const RfPacketLimits *lim,
     }
     if (h->normal > 0) {
         /* Without a method bound, nothing may be larger than raw pages. */
-        size_t max = lim->max_payload ? lim->max_payload(h->normal)
-                                      : (size_t)h->normal * RF_PAGE_SIZE;
+        size_t (*bound)(uint32_t) = lim->packet_method
+                                        ? lim->max_payload_of[h->method]
+                                        : lim->max_payload;
+        size_t max = bound ? bound(h->normal)
+                           : (size_t)h->normal * RF_PAGE_SIZE;
         if (h->payload_size > max) {
             rf_error_set(errp, RF_ERR_PROTOCOL,
                          "packet field 'payload_size': %u bytes for %u "
@@ -158,7 +161,17 @@ bool rf_wire_packet_hdr_decode(const uint8_t in[RF_PKT_HDR_SIZE],
                      RF_WIRE_VERSION);
         return false;
     }
-    if (h.method != lim->method) {
+    if (lim->packet_method) {
+        if (h.method >= 32 || !(lim->methods_mask & (1u << h.method))) {
+            rf_error_set(errp, RF_ERR_PROTOCOL,
+                         "packet field 'method': %u, not one of the methods "
+                         "this destination decodes (mask 0x%x)", h.method,
+                         lim->methods_mask);
+            return false;
+        }
+        h.level = (uint8_t)reserved;
+        reserved &= ~UINT32_C(0xff);
+    } else if (h.method != lim->method) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
                      "packet field 'method': %u, the session negotiated "
                      "method %u", h.method, lim->method);
@@ -185,7 +198,9 @@ bool rf_wire_packet_hdr_decode(const uint8_t in[RF_PKT_HDR_SIZE],
     }
     if (reserved != 0) {
         rf_error_set(errp, RF_ERR_PROTOCOL,
-                     "packet field 'reserved': 0x%08x, must be 0", reserved);
+                     "packet field 'reserved': 0x%08x, must be 0%s",
+                     reserved, lim->packet_method
+                                    ? " (but its low byte, the level)" : "");
         return false;
     }
     if (h.crc != 0 && !lim->crc) {

@@ -29,8 +29,7 @@
  * answers ACCEPT with the negotiated set, source-supported AND
  * destination-supported, or refuses (ERROR kind MISMATCH) naming what is
  * missing.  A feature may be used only when its bit is negotiated.  Bits
- * are never reused: bits 7 and 9 are allocated to features not
- * implemented yet, and a peer ignores bits it does not know unless they
+ * are never reused, and a peer ignores bits it does not know unless they
  * are required.
  */
 typedef enum {
@@ -41,9 +40,8 @@ typedef enum {
     RF_CAP_ZERO_PAGES = 4,    /* packets with zero-page indexes */
     RF_CAP_FINAL_SYNC = 5,    /* SYNC packets with the FINAL flag */
     RF_CAP_CRC32C = 6,        /* CRC32C of each packet */
-    RF_CAP_TLS_BINDING = 8,   /* channels bound to the TLS session */
-    /* Allocated, not implemented by this build (later issues). */
     RF_CAP_PACKET_METHOD = 7, /* method chosen per packet ('auto') */
+    RF_CAP_TLS_BINDING = 8,   /* channels bound to the TLS session */
     RF_CAP_RECONNECT = 9,     /* a broken data channel may reconnect */
 } RfCapBit;
 
@@ -59,6 +57,13 @@ typedef enum {
 /* Implemented too, but offered by a source only while its parameter
  * multifd-reconnect-attempts is above 0; a destination supports it. */
 #define RF_CAPS_RECONNECT RF_CAP(RF_CAP_RECONNECT)
+
+/* Implemented too, but offered by a source only when its method is
+ * 'auto'; a destination supports it and names in its ACCEPT's extension
+ * record for the bit (RF_EXT_METHODS_SIZE bytes: u32 mask, bit i = wire
+ * method i) the methods it decodes. */
+#define RF_CAPS_PACKET_METHOD RF_CAP(RF_CAP_PACKET_METHOD)
+#define RF_EXT_METHODS_SIZE 4u
 
 /* Implemented too, but offered only over TLS (there is no session to bind
  * to without it). */
@@ -119,7 +124,9 @@ typedef enum {
     RF_MSG_COMPLETE = 6, /* dst -> src: everything applied; stats, digests */
     RF_MSG_STATE = 7,    /* src -> dst: device (vCPU) state, opaque bytes */
     RF_MSG_ROUND_ACK = 8, /* dst -> src: every channel passed SYNC(round) */
-    RF_MSG_MAX = 8,
+    RF_MSG_STATS = 9,     /* dst -> src, with 'packet-method': what its
+                           * channels and CPUs did (for 'auto') */
+    RF_MSG_MAX = 9,
 } RfMsgType;
 
 typedef struct RfMsgHdr {
@@ -142,6 +149,15 @@ typedef struct RfWireExt {
     uint16_t len;                   /* bytes of records, <= RF_WIRE_EXT_MAX */
     uint8_t bytes[RF_WIRE_EXT_MAX];
 } RfWireExt;
+
+/* Appends a record for capability `bit` (above every bit already there)
+ * with len bytes of data.  @return false if it does not fit. */
+bool rf_wire_ext_add(RfWireExt *e, unsigned bit, const void *data,
+                     uint16_t len);
+/* @return the data of the record for `bit` and its length in *len, or
+ * NULL if there is none.  The records were checked when decoded. */
+const uint8_t *rf_wire_ext_find(const RfWireExt *e, unsigned bit,
+                                uint16_t *len);
 
 typedef struct RfHello {
     uint16_t version;        /* RF_WIRE_VERSION */
@@ -174,6 +190,30 @@ typedef struct RfComplete {
     uint8_t digests[RF_MAX_BLOCKS][16]; /* XXH3-128 of each block */
 } RfComplete;
 
+/* The destination's STATS (docs/protocol.md 4.11): cumulative figures
+ * since its data channels opened, sent about every 250 ms. */
+#define RF_STATS_MAX_METHODS 8u
+typedef struct RfStatsMethod {
+    uint8_t method;      /* wire method id */
+    uint64_t raw_bytes;  /* normal page bytes decoded from its packets */
+    uint64_t decode_ns;  /* channel-thread CPU spent decoding them */
+} RfStatsMethod;
+typedef struct RfStats {
+    uint64_t wall_ns;        /* since the data channels opened */
+    uint64_t cpu_ns;         /* the destination process's CPU */
+    uint64_t host_idle_ns;   /* its host's idle CPU time, all CPUs (0 if */
+    uint64_t host_total_ns;  /* unknown) and all CPU time, from boot */
+    uint32_t ncpus;          /* online CPUs */
+    uint32_t max_cpu_milli;  /* its CPU budget in 1/1000 core, 0 = none */
+    uint32_t running;        /* runnable threads on its host (procs_running),
+                              * 0 if unknown */
+    uint64_t recv_cpu_ns;    /* CPU of its channel threads */
+    uint64_t recv_wait_ns;   /* time its channel threads waited for data */
+    uint64_t wire_bytes;     /* read on its data channels */
+    uint8_t nmethods;        /* <= RF_STATS_MAX_METHODS */
+    RfStatsMethod methods[RF_STATS_MAX_METHODS];
+} RfStats;
+
 /* Frame header: encode into 12 bytes / decode and check magic, type,
  * length. */
 void rf_wire_msg_hdr_encode(uint8_t out[RF_MSG_HDR_SIZE], uint16_t type,
@@ -192,6 +232,7 @@ size_t rf_wire_end_encode(uint32_t final_round, bool verify, uint8_t *out,
                           size_t cap);
 size_t rf_wire_complete_encode(const RfComplete *c, uint8_t *out,
                                size_t cap);
+size_t rf_wire_stats_encode(const RfStats *st, uint8_t *out, size_t cap);
 
 /* Payload decoders: check every field (versions, sizes, counts, name
  * termination and uniqueness, no trailing bytes).  The HELLO decoder
@@ -219,6 +260,9 @@ bool rf_wire_end_decode(const uint8_t *in, size_t len,
                         uint32_t *final_round, bool *verify, RfError **errp);
 bool rf_wire_complete_decode(const uint8_t *in, size_t len, RfComplete *out,
                              RfError **errp);
+/* Checks nmethods, method ids below 32 and each listed once. */
+bool rf_wire_stats_decode(const uint8_t *in, size_t len, RfStats *out,
+                          RfError **errp);
 
 /* ---- data channels ---------------------------------------------------- */
 
@@ -279,11 +323,18 @@ typedef struct RfPacketHdr {
     uint32_t round;
     uint64_t seq;          /* per-channel packet number from 0 */
     uint32_t crc;          /* CRC32C with 'crc32c' negotiated, else 0 */
+    uint8_t level;         /* with 'packet-method': the method's level
+                            * (informational), else 0 */
 } RfPacketHdr;
 
 /* What a receiving channel negotiated: used to check each header. */
 typedef struct RfPacketLimits {
-    uint8_t method;
+    uint8_t method;               /* without 'packet-method' */
+    /* 'packet-method' negotiated: any method of this mask (bit i = wire
+     * method i) may come, bounded by max_payload_of[method]. */
+    bool packet_method;
+    uint32_t methods_mask;
+    size_t (*max_payload_of[32])(uint32_t npages);
     uint32_t nblocks;
     const uint64_t *block_pages;  /* pages in each block */
     size_t (*max_payload)(uint32_t npages); /* method's bound */
@@ -292,7 +343,9 @@ typedef struct RfPacketLimits {
 
 void rf_wire_packet_hdr_encode(const RfPacketHdr *h,
                                uint8_t out[RF_PKT_HDR_SIZE]);
-/* Decodes and checks magic, version, method, flags, reserved 0, crc 0
+/* Decodes and checks magic, version, method (the session's, or one of
+ * the mask with 'packet-method'), flags, reserved 0 (level may be set
+ * with 'packet-method'), crc 0
  * unless lim->crc, block id, page counts (<= RF_PACKET_MAX_PAGES, none
  * in a SYNC), payload size (0 in a SYNC, exactly normal * RF_PAGE_SIZE
  * when RAW, <= max_payload otherwise).  The crc itself is checked by the

@@ -1,0 +1,672 @@
+/*
+ * ramflow - the 'auto' selector: measurements in, decisions out.
+ *
+ * Counters are cumulative relaxed atomics written by one channel thread
+ * each; rf_autosel_tick (the engine thread) takes differences over the
+ * window since its last decision, turns them into the model's inputs
+ * (costs smoothed over windows, so one odd window does not flip the
+ * choice), decides and logs the decision when it changes.
+ *
+ * The link: a window in which the source's channels spent most of their
+ * sending time blocked and the destination's channels most of their time
+ * waiting for data was limited by neither CPU: its wire rate is the
+ * link's.  A link seen limiting stays known until a window carries more
+ * than it; to find out whether it became faster while a compressor keeps
+ * the wire below it, the selector now and then probes (one window with
+ * the candidate that would win on a fast link), at growing intervals.
+ */
+#include "channel/autosel.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/hostcpu.h"
+
+#define C RF_AUTO_MAX_CANDS
+#define DECIDE_EVERY_S 0.5
+#define FIRST_WINDOW_S 0.25
+#define HYSTERESIS 0.10
+#define BLOCKED 0.3        /* a side is waiting on the link above this */
+#define PROBE_FIRST_S 4.0
+#define PROBE_MAX_S 32.0
+#define MAX_DECISIONS 256
+
+typedef struct AutoChan {
+    _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
+    _Atomic uint64_t send_cpu_ns, send_wall_ns, other_ns;
+    _Atomic uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
+    /* the channel thread's own */
+    uint64_t work_ns, sample_ns;
+    unsigned next_sample;
+    uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
+} AutoChan;
+
+/* Sums over channels, for window differences. */
+typedef struct Totals {
+    uint64_t raw[C], wire[C], comp_ns[C];
+    uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
+    uint64_t send_cpu_ns, send_wall_ns, other_ns;
+} Totals;
+
+typedef struct Decision {
+    double t;
+    unsigned cand, channels;
+    double pred_Bps, actual_Bps;
+    char reason[160];
+} Decision;
+
+typedef struct RoundRow {
+    uint32_t round;
+    uint64_t raw[C], packets[C];
+} RoundRow;
+
+struct RfAutoSel {
+    RfAutoConfig cfg;
+    unsigned none_idx;
+    AutoChan *ch;
+    atomic_uint choice, active;
+    double t0;
+    /* engine thread only */
+    double last_t, last_cpu;
+    uint64_t last_idle, last_total;
+    Totals last;
+    RfAutoCost cost[C];
+    double dec_ns[C];           /* sampled decode cost at the source */
+    double dst_method_ns[32];   /* destination's measured, per method */
+    double src_wire_ns, src_page_ns;
+    double link_Bps;
+    double probe_every, last_probe;
+    bool probing;
+    unsigned probe_from;
+    RfStats peer, peer_prev;
+    bool have_peer;
+    double dst_cores;
+    Decision dec[MAX_DECISIONS];
+    unsigned ndec, switches;
+    double predicted_s, actual_s;
+    /* channel threads, under lock */
+    pthread_mutex_t lock;
+    RoundRow *rounds;
+    unsigned nrounds, rounds_cap;
+};
+
+static void log_decision(RfAutoSel *s, double now, unsigned cand,
+                         double pred, const char *reason);
+
+RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
+{
+    RfAutoSel *s = calloc(1, sizeof(*s));
+    if (!s || cfg->ncands == 0 || cfg->ncands > C || cfg->channels == 0 ||
+        !(s->ch = calloc(cfg->channels, sizeof(*s->ch)))) {
+        free(s);
+        return NULL;
+    }
+    s->cfg = *cfg;
+    s->none_idx = cfg->ncands;
+    for (unsigned i = 0; i < cfg->ncands; i++) {
+        if (cfg->cands[i].method->id == RF_METHOD_NONE) {
+            s->none_idx = i;
+        }
+    }
+    unsigned active = cfg->channels;
+    if (cfg->max_cpu > 0) {
+        double k = ceil(cfg->max_cpu);
+        active = k < 1 ? 1 : k < active ? (unsigned)k : active;
+    }
+    /* none until the first window is measured (a quarter second): it
+     * costs nothing where the link is fast, little where it is slow, and
+     * the samples of that window already price the compressors. */
+    atomic_init(&s->choice, s->none_idx < cfg->ncands ? s->none_idx : 0);
+    atomic_init(&s->active, active);
+    pthread_mutex_init(&s->lock, NULL);
+    s->t0 = s->last_t = rf_now();
+    s->last_cpu = rf_process_cpu();
+    rf_host_cpu(&s->last_idle, &s->last_total);
+    s->probe_every = PROBE_FIRST_S;
+    s->predicted_s = -1;
+    if (s->none_idx < cfg->ncands) {
+        s->cost[s->none_idx] = (RfAutoCost){.known = false, .ratio = 1.0};
+    }
+    log_decision(s, s->t0, rf_autosel_choice(s), 0, "start: none until "
+                 "the first quarter second is measured");
+    return s;
+}
+
+void rf_autosel_free(RfAutoSel *s)
+{
+    if (s) {
+        pthread_mutex_destroy(&s->lock);
+        free(s->rounds);
+        free(s->ch);
+        free(s);
+    }
+}
+
+const RfAutoConfig *rf_autosel_config(const RfAutoSel *s)
+{
+    return &s->cfg;
+}
+
+unsigned rf_autosel_choice(RfAutoSel *s)
+{
+    return atomic_load_explicit(&s->choice, memory_order_relaxed);
+}
+
+unsigned rf_autosel_active(RfAutoSel *s)
+{
+    return atomic_load_explicit(&s->active, memory_order_relaxed);
+}
+
+static void add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
+                       uint32_t raw, uint32_t wire, uint64_t comp_ns,
+                       uint64_t send_cpu_ns, uint64_t send_wall_ns,
+                       uint64_t other_ns)
+{
+    AutoChan *a = &s->ch[ch];
+    add(&a->raw[cand], raw);
+    add(&a->wire[cand], wire);
+    add(&a->comp_ns[cand], comp_ns);
+    add(&a->packets[cand], 1);
+    add(&a->send_cpu_ns, send_cpu_ns);
+    add(&a->send_wall_ns, send_wall_ns);
+    add(&a->other_ns, other_ns);
+    a->work_ns += comp_ns + send_cpu_ns + other_ns;
+}
+
+int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch)
+{
+    AutoChan *a = &s->ch[ch];
+    double share = rf_now() - s->t0 < 1.0 ? 0.10 : 0.03;
+    if ((double)a->sample_ns > share * (double)a->work_ns) {
+        return -1;
+    }
+    unsigned cur = rf_autosel_choice(s);
+    for (unsigned k = 0; k < s->cfg.ncands; k++) {
+        unsigned c = (a->next_sample + k) % s->cfg.ncands;
+        if (c != cur && c != s->none_idx) {
+            a->next_sample = c + 1;
+            return (int)c;
+        }
+    }
+    return -1;
+}
+
+void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
+                        uint32_t raw, uint32_t wire, uint64_t comp_ns,
+                        uint64_t dec_ns)
+{
+    AutoChan *a = &s->ch[ch];
+    add(&a->s_raw[cand], raw);
+    add(&a->s_wire[cand], wire);
+    add(&a->s_comp[cand], comp_ns);
+    add(&a->s_dec[cand], dec_ns);
+    a->sample_ns += comp_ns + dec_ns;
+}
+
+/* The table row of `round`, appended if new; lock held. */
+static RoundRow *round_row(RfAutoSel *s, uint32_t round)
+{
+    for (unsigned i = s->nrounds; i-- > 0;) {
+        if (s->rounds[i].round == round) {
+            return &s->rounds[i];
+        }
+    }
+    if (s->nrounds == s->rounds_cap) {
+        unsigned cap = s->rounds_cap ? 2 * s->rounds_cap : 16;
+        RoundRow *r = realloc(s->rounds, cap * sizeof(*r));
+        if (!r) {
+            return NULL;
+        }
+        s->rounds = r;
+        s->rounds_cap = cap;
+    }
+    RoundRow *r = &s->rounds[s->nrounds++];
+    memset(r, 0, sizeof(*r));
+    r->round = round;
+    return r;
+}
+
+void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round)
+{
+    AutoChan *a = &s->ch[ch];
+    pthread_mutex_lock(&s->lock);
+    RoundRow *r = round_row(s, round);
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        uint64_t raw = atomic_load(&a->raw[c]);
+        uint64_t pk = atomic_load(&a->packets[c]);
+        if (r) {
+            r->raw[c] += raw - a->round_raw[c];
+            r->packets[c] += pk - a->round_pk[c];
+        }
+        a->round_raw[c] = raw;
+        a->round_pk[c] = pk;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void rf_autosel_peer(RfAutoSel *s, const RfStats *st)
+{
+    s->peer = *st;
+    s->have_peer = true;
+}
+
+static void totals(RfAutoSel *s, Totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (unsigned i = 0; i < s->cfg.channels; i++) {
+        AutoChan *a = &s->ch[i];
+        for (unsigned c = 0; c < s->cfg.ncands; c++) {
+            t->raw[c] += atomic_load(&a->raw[c]);
+            t->wire[c] += atomic_load(&a->wire[c]);
+            t->comp_ns[c] += atomic_load(&a->comp_ns[c]);
+            t->s_raw[c] += atomic_load(&a->s_raw[c]);
+            t->s_wire[c] += atomic_load(&a->s_wire[c]);
+            t->s_comp[c] += atomic_load(&a->s_comp[c]);
+            t->s_dec[c] += atomic_load(&a->s_dec[c]);
+        }
+        t->send_cpu_ns += atomic_load(&a->send_cpu_ns);
+        t->send_wall_ns += atomic_load(&a->send_wall_ns);
+        t->other_ns += atomic_load(&a->other_ns);
+    }
+}
+
+/* Moves an estimate halfway to a new measurement (the first one is
+ * taken as it is). */
+static double smooth(double old, double now)
+{
+    return old > 0 ? 0.5 * old + 0.5 * now : now;
+}
+
+#define MIN_BYTES (256.0 * 1024)
+
+/* The costs each candidate showed in this window: what it was used for,
+ * else its samples. */
+static void update_costs(RfAutoSel *s, const Totals *d)
+{
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        RfAutoCost *k = &s->cost[c];
+        double raw = (double)d->raw[c], sraw = (double)d->s_raw[c];
+        if (c == s->none_idx) {
+            k->ratio = 1.0;
+            k->comp_ns = 0;
+            continue;
+        }
+        if (raw >= MIN_BYTES) {
+            k->ratio = smooth(k->ratio, (double)d->wire[c] / raw);
+            k->comp_ns = smooth(k->comp_ns, (double)d->comp_ns[c] / raw);
+            k->known = true;
+        } else if (sraw >= MIN_BYTES / 2) {
+            k->ratio = smooth(k->ratio, (double)d->s_wire[c] / sraw);
+            k->comp_ns = smooth(k->comp_ns, (double)d->s_comp[c] / sraw);
+            k->known = true;
+        }
+        if (sraw >= MIN_BYTES / 2) {
+            s->dec_ns[c] = smooth(s->dec_ns[c], (double)d->s_dec[c] / sraw);
+        }
+    }
+    uint64_t raw = 0, wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        raw += d->raw[c];
+        wire += d->wire[c];
+    }
+    if (wire >= MIN_BYTES) {
+        s->src_wire_ns = smooth(s->src_wire_ns,
+                                (double)d->send_cpu_ns / (double)wire);
+    }
+    if (raw >= MIN_BYTES) {
+        s->src_page_ns = smooth(s->src_page_ns,
+                                (double)d->other_ns / (double)raw);
+    }
+    if (s->none_idx < s->cfg.ncands && s->src_wire_ns > 0) {
+        s->cost[s->none_idx].known = true;
+    }
+}
+
+/* The destination's figures over the window: its cores and per-method
+ * cost.  @return the share of time its channels waited for data, 0 when
+ * unknown (no report yet: the link is then not taken as the limit). */
+static double update_peer(RfAutoSel *s)
+{
+    if (!s->have_peer) {
+        s->dst_cores = s->dst_cores > 0 ? s->dst_cores : rf_host_ncpus();
+        return 0;
+    }
+    /* The first report is compared with the destination's start (all
+     * zero), so its first quarter second already counts. */
+    const RfStats *a = &s->peer_prev, *b = &s->peer;
+    double wall = (double)(b->wall_ns - a->wall_ns);
+    if (wall < 5e7) {
+        return 0; /* no new report in this window */
+    }
+    double own = (double)(b->cpu_ns - a->cpu_ns) / wall;
+    double idle = 0;
+    if (b->host_total_ns > a->host_total_ns) {
+        double share = (double)(b->host_idle_ns - a->host_idle_ns) /
+                       (double)(b->host_total_ns - a->host_total_ns);
+        idle = share * (b->ncpus ? b->ncpus : 1);
+    }
+    double cores = rf_host_cores_available(own, idle, s->cfg.channels,
+                                           b->running,
+                                           b->ncpus ? b->ncpus : 1);
+    if (b->max_cpu_milli && cores > b->max_cpu_milli / 1000.0) {
+        cores = b->max_cpu_milli / 1000.0;
+    }
+    s->dst_cores = smooth(s->dst_cores, cores);
+    for (unsigned i = 0; i < b->nmethods; i++) {
+        const RfStatsMethod *m = &b->methods[i];
+        uint64_t raw0 = 0, ns0 = 0;
+        for (unsigned j = 0; j < a->nmethods; j++) {
+            if (a->methods[j].method == m->method) {
+                raw0 = a->methods[j].raw_bytes;
+                ns0 = a->methods[j].decode_ns;
+            }
+        }
+        double raw = (double)(m->raw_bytes - raw0);
+        if (m->method < 32 && raw >= MIN_BYTES) {
+            s->dst_method_ns[m->method] = smooth(
+                s->dst_method_ns[m->method],
+                (double)(m->decode_ns - ns0) / raw);
+        }
+    }
+    double n = s->cfg.channels;
+    double wait = (double)(b->recv_wait_ns - a->recv_wait_ns) / (wall * n);
+    s->peer_prev = s->peer;
+    return wait;
+}
+
+/* Destination cost per raw byte of each candidate: measured for its
+ * method where the destination decoded some, else estimated from the
+ * source's sample decode plus what `none` costs there per wire byte. */
+static void fill_dst_costs(RfAutoSel *s)
+{
+    double none_ns = s->dst_method_ns[RF_METHOD_NONE];
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        uint8_t id = s->cfg.cands[c].method->id;
+        double ns = s->dst_method_ns[id];
+        if (!(ns > 0)) {
+            ns = s->dec_ns[c] + s->cost[c].ratio * (none_ns > 0 ? none_ns
+                                                                : 0.3);
+        }
+        s->cost[c].dst_ns = ns;
+    }
+}
+
+static void log_decision(RfAutoSel *s, double now, unsigned cand,
+                         double pred, const char *reason)
+{
+    if (s->ndec > 1) {
+        Decision *prev = &s->dec[s->ndec - 1];
+        if (prev->cand == cand && prev->channels == rf_autosel_active(s)) {
+            return;
+        }
+    }
+    if (s->ndec == MAX_DECISIONS) {
+        return;
+    }
+    Decision *d = &s->dec[s->ndec++];
+    d->t = now - s->t0;
+    d->cand = cand;
+    d->channels = rf_autosel_active(s);
+    d->pred_Bps = pred;
+    d->actual_Bps = -1;
+    snprintf(d->reason, sizeof(d->reason), "%s", reason);
+}
+
+/* The actual rate of the decision in force: raw bytes over the window. */
+static void note_actual(RfAutoSel *s, double raw_Bps)
+{
+    if (s->ndec > 0) {
+        Decision *d = &s->dec[s->ndec - 1];
+        d->actual_Bps = d->actual_Bps < 0 ? raw_Bps
+                                          : smooth(d->actual_Bps, raw_Bps);
+    }
+}
+
+void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
+{
+    double now = rf_now();
+    double wall = now - s->last_t;
+    if (wall < (s->ndec > 1 ? DECIDE_EVERY_S : FIRST_WINDOW_S)) {
+        return;
+    }
+    Totals t, d;
+    totals(s, &t);
+    uint64_t *a = (uint64_t *)&t, *b = (uint64_t *)&s->last,
+             *o = (uint64_t *)&d;
+    for (size_t i = 0; i < sizeof(Totals) / sizeof(uint64_t); i++) {
+        o[i] = a[i] - b[i];
+    }
+    double cpu = rf_process_cpu();
+    uint64_t idle = 0, total = 0;
+    bool host = rf_host_cpu(&idle, &total);
+    unsigned ncpus = rf_host_ncpus();
+    double own = (cpu - s->last_cpu) / wall;
+    double idle_cores = host && total > s->last_total
+        ? (double)(idle - s->last_idle) / (double)(total - s->last_total) *
+              ncpus
+        : ncpus - own;
+    s->last = t;
+    s->last_t = now;
+    s->last_cpu = cpu;
+    s->last_idle = idle;
+    s->last_total = total;
+
+    uint64_t raw = 0, wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        raw += d.raw[c];
+        wire += d.wire[c];
+    }
+    if (raw == 0 && d.s_raw[0] == 0) {
+        return; /* nothing was sent: nothing learnt */
+    }
+    note_actual(s, raw / wall);
+    update_costs(s, &d);
+    double dst_wait = update_peer(s);
+    fill_dst_costs(s);
+
+    unsigned active = rf_autosel_active(s);
+    double src_block = d.send_wall_ns > d.send_cpu_ns
+        ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
+        : 0;
+    double wire_Bps = wire / wall;
+    if (src_block > BLOCKED && dst_wait > BLOCKED) {
+        s->link_Bps = wire_Bps;
+    } else if (s->link_Bps > 0 && wire_Bps > 1.1 * s->link_Bps) {
+        s->link_Bps = 0; /* the link carries more than it did */
+    }
+
+    double src_cores = rf_host_cores_available(own, host ? idle_cores : -1,
+                                               active, rf_host_running(),
+                                               ncpus);
+    if (s->cfg.max_cpu > 0 && src_cores > s->cfg.max_cpu) {
+        src_cores = s->cfg.max_cpu;
+    }
+    RfAutoInputs in = {
+        .ncands = s->cfg.ncands,
+        .src_wire_ns = s->src_wire_ns,
+        .src_page_ns = s->src_page_ns,
+        .src_cores = src_cores,
+        .dst_cores = s->dst_cores,
+        .channels = active,
+        .dst_channels = s->cfg.channels,
+        .link_Bps = s->link_Bps,
+    };
+    memcpy(in.cost, s->cost, sizeof(in.cost));
+
+    unsigned cur = rf_autosel_choice(s);
+    if (s->probing) {
+        s->probing = false;
+        cur = s->probe_from;
+        if (s->link_Bps > 0) {
+            s->probe_every = 2 * s->probe_every < PROBE_MAX_S
+                                 ? 2 * s->probe_every : PROBE_MAX_S;
+        }
+    }
+    double rates[C];
+    unsigned next = rf_auto_decide(&in, cur, HYSTERESIS, rates);
+    RfAutoBound bound;
+    double pred = rf_auto_predict(&in, next, &bound);
+    char reason[160];
+    /* The runner-up, so the log says what the choice won against. */
+    unsigned second = next;
+    for (unsigned c = 0; c < in.ncands; c++) {
+        if (c != next && (second == next || rates[c] > rates[second])) {
+            second = c;
+        }
+    }
+    snprintf(reason, sizeof(reason),
+             "%s bound: %.0f MB/s predicted, %s %.0f MB/s; link %s%.0f MB/s, "
+             "cores src %.1f dst %.1f", rf_auto_bound_name(bound), pred / 1e6,
+             second != next ? s->cfg.cands[second].name : "-",
+             second != next ? rates[second] / 1e6 : 0,
+             s->link_Bps > 0 ? "" : ">", (s->link_Bps > 0 ? s->link_Bps
+                                                          : wire_Bps) / 1e6,
+             src_cores, s->dst_cores);
+
+    if (s->link_Bps > 0 && now - s->last_probe >= s->probe_every) {
+        RfAutoInputs fast = in;
+        fast.link_Bps = 0;
+        unsigned p = rf_auto_decide(&fast, next, HYSTERESIS, NULL);
+        double prate = rf_auto_predict(&fast, p, NULL);
+        if (p != next && prate > 1.2 * pred) {
+            s->probing = true;
+            s->probe_from = next;
+            s->last_probe = now;
+            snprintf(reason, sizeof(reason),
+                     "probe: would %s do %.0f MB/s if the link carried more "
+                     "than %.0f MB/s?", s->cfg.cands[p].name, prate / 1e6,
+                     s->link_Bps / 1e6);
+            next = p;
+            pred = prate;
+        }
+    }
+    if (next != s->dec[s->ndec - 1].cand || s->ndec == 1) {
+        if (next != s->dec[s->ndec - 1].cand) {
+            s->switches++;
+        }
+        log_decision(s, now, next, pred, reason);
+    }
+    if (s->predicted_s < 0 && pred > 0 && !s->probing) {
+        s->predicted_s = (now - s->t0) + (double)remaining_raw / pred;
+    }
+    atomic_store(&s->choice, next);
+}
+
+void rf_autosel_finish(RfAutoSel *s, double total_s)
+{
+    /* The last decision's rate over what is left of its window. */
+    Totals t;
+    totals(s, &t);
+    uint64_t raw = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        raw += t.raw[c] - s->last.raw[c];
+    }
+    double wall = rf_now() - s->last_t;
+    if (raw && wall > 0.01) {
+        note_actual(s, (double)raw / wall);
+    }
+    s->actual_s = total_s;
+}
+
+void rf_autosel_describe(RfAutoSel *s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s x%u", s->cfg.cands[rf_autosel_choice(s)].name,
+             rf_autosel_active(s));
+}
+
+void rf_autosel_summary(RfAutoSel *s, char *buf, size_t cap)
+{
+    Totals t;
+    totals(s, &t);
+    uint64_t sum = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        sum += t.raw[c];
+    }
+    size_t off = 0;
+    buf[0] = '\0';
+    for (unsigned c = 0; c < s->cfg.ncands && off < cap; c++) {
+        if (t.raw[c] == 0) {
+            continue;
+        }
+        off += (size_t)snprintf(buf + off, cap - off, "%s%s %.0f%%",
+                                off ? ", " : "", s->cfg.cands[c].name,
+                                100.0 * (double)t.raw[c] / (double)sum);
+    }
+    if (off < cap) {
+        snprintf(buf + off, cap - off, "%s%u switch%s", off ? "; " : "",
+                 s->switches, s->switches == 1 ? "" : "es");
+    }
+}
+
+/* snprintf that keeps counting past the end of buf. */
+static size_t put(char *buf, size_t cap, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t put(char *buf, size_t cap, size_t off, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(off < cap ? buf + off : NULL, off < cap ? cap - off : 0,
+                      fmt, ap);
+    va_end(ap);
+    return off + (n > 0 ? (size_t)n : 0);
+}
+
+static size_t put_per_cand(RfAutoSel *s, char *buf, size_t cap, size_t off,
+                           const char *key, const uint64_t *v)
+{
+    off = put(buf, cap, off, "\"%s\": {", key);
+    bool first = true;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        if (v[c]) {
+            off = put(buf, cap, off, "%s\"%s\": %llu", first ? "" : ", ",
+                      s->cfg.cands[c].name, (unsigned long long)v[c]);
+            first = false;
+        }
+    }
+    return put(buf, cap, off, "}");
+}
+
+size_t rf_autosel_json(RfAutoSel *s, char *buf, size_t cap)
+{
+    size_t off = put(buf, cap, 0, "{\"candidates\": [");
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        off = put(buf, cap, off, "%s\"%s\"", c ? ", " : "",
+                  s->cfg.cands[c].name);
+    }
+    off = put(buf, cap, off, "], \"max_cpu\": %.3f, \"rounds\": [",
+              s->cfg.max_cpu);
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->nrounds; i++) {
+        off = put(buf, cap, off, "%s{\"round\": %u, ", i ? ", " : "",
+                  s->rounds[i].round);
+        off = put_per_cand(s, buf, cap, off, "bytes", s->rounds[i].raw);
+        off = put(buf, cap, off, ", ");
+        off = put_per_cand(s, buf, cap, off, "packets", s->rounds[i].packets);
+        off = put(buf, cap, off, "}");
+    }
+    pthread_mutex_unlock(&s->lock);
+    off = put(buf, cap, off, "], \"decisions\": [");
+    for (unsigned i = 0; i < s->ndec; i++) {
+        const Decision *d = &s->dec[i];
+        off = put(buf, cap, off,
+                  "%s{\"t\": %.3f, \"choice\": \"%s\", \"channels\": %u, "
+                  "\"predicted_MBps\": %.1f, \"actual_MBps\": %.1f, "
+                  "\"reason\": \"%s\"}", i ? ", " : "", d->t,
+                  s->cfg.cands[d->cand].name, d->channels, d->pred_Bps / 1e6,
+                  d->actual_Bps >= 0 ? d->actual_Bps / 1e6 : -1.0, d->reason);
+    }
+    return put(buf, cap, off,
+               "], \"switches\": %u, \"predicted_s\": %.3f, "
+               "\"actual_s\": %.3f}", s->switches, s->predicted_s,
+               s->actual_s);
+}

@@ -1,0 +1,140 @@
+/*
+ * ramflow - 'auto': the source chooses method, level and how many
+ * channels carry data, while it migrates (docs/methods.md, "auto").
+ *
+ * Two parts.  The model (autosel_model.c) is pure: from what the last
+ * window measured it predicts, for each candidate, the rate at which
+ * page data would move (raw bytes/s), bounded by the source's CPU, the
+ * destination's CPU and the link, and picks the fastest with hysteresis.
+ * The selector (autosel.c) feeds it: each sending channel counts, per
+ * packet, what it compressed with which candidate and what sending cost
+ * (CPU and time blocked); now and then a channel also compresses a
+ * packet it has just sent with another candidate and decodes the result
+ * (a sample, never sent), within a small share of its CPU; the
+ * destination's STATS bring its CPU, its decode cost and the time its
+ * channels waited for data.  The engine calls rf_autosel_tick every
+ * 250 ms; the channels read the current choice with one atomic load.
+ */
+#ifndef RF_CHANNEL_AUTOSEL_H
+#define RF_CHANNEL_AUTOSEL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compress/method.h"
+#include "wire/wire.h"
+
+#define RF_AUTO_MAX_CANDS 8
+
+typedef struct RfAutoCand {
+    const RfMethodOps *method;
+    int level;     /* the method's level (0 for none) */
+    char name[24]; /* "none", "zstd-1", "qatzip-1" */
+} RfAutoCand;
+
+typedef struct RfAutoConfig {
+    RfAutoCand cands[RF_AUTO_MAX_CANDS];
+    unsigned ncands;    /* 1..RF_AUTO_MAX_CANDS; "none" among them */
+    unsigned channels;  /* connected data channels */
+    double max_cpu;     /* the source's budget in cores, 0 = none */
+} RfAutoConfig;
+
+/* ---- the model (autosel_model.c) -------------------------------------- */
+
+/* What is known of one candidate; costs in CPU nanoseconds per byte of
+ * normal (non-zero) page data. */
+typedef struct RfAutoCost {
+    bool known;
+    double ratio;      /* wire bytes / raw bytes, <= 1 (raw fallback) */
+    double comp_ns;    /* source: compressing */
+    double dst_ns;     /* destination: reading and decoding, per raw byte */
+} RfAutoCost;
+
+typedef struct RfAutoInputs {
+    unsigned ncands;
+    RfAutoCost cost[RF_AUTO_MAX_CANDS];
+    double src_wire_ns;   /* source CPU per wire byte sent */
+    double src_page_ns;   /* source CPU per raw byte besides compressing
+                           * and sending (zero test, packet building) */
+    double src_cores;     /* cores the source may use */
+    double dst_cores;     /* cores the destination may use */
+    unsigned channels;    /* channels that may carry data */
+    unsigned dst_channels;
+    double link_Bps;      /* wire bytes/s the link carries; 0 = unknown
+                           * (not seen limiting) */
+} RfAutoInputs;
+
+typedef enum {
+    RF_AUTO_BOUND_NONE = 0,
+    RF_AUTO_BOUND_SOURCE, /* source CPU */
+    RF_AUTO_BOUND_DEST,   /* destination CPU */
+    RF_AUTO_BOUND_LINK,
+} RfAutoBound;
+
+/* @return the predicted raw bytes/s of candidate c (0 if its costs are
+ * unknown) and, in *bound (may be NULL), what limits it. */
+double rf_auto_predict(const RfAutoInputs *in, unsigned c,
+                       RfAutoBound *bound);
+/* @return the candidate to use next: the fastest predicted, unless the
+ * current one (cur) is predicted within `hysteresis` (0.1 = 10%) of it,
+ * in which case cur stays.  rates (may be NULL) receives every
+ * prediction. */
+unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
+                        double hysteresis, double *rates);
+/* @return "source CPU", "destination CPU", "link" or "unknown". */
+const char *rf_auto_bound_name(RfAutoBound b);
+
+/* ---- the selector (autosel.c) ----------------------------------------- */
+
+typedef struct RfAutoSel RfAutoSel;
+
+RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg);
+void rf_autosel_free(RfAutoSel *s);
+const RfAutoConfig *rf_autosel_config(const RfAutoSel *s);
+
+/* The candidate the channels use now (index into the config). */
+unsigned rf_autosel_choice(RfAutoSel *s);
+/* How many channels carry data now (1..channels); the others idle. */
+unsigned rf_autosel_active(RfAutoSel *s);
+
+/* A channel's accounting of one page packet it sent with candidate
+ * cand: normal-page bytes, payload bytes, CPU ns compressing, CPU ns
+ * sending, wall ns sending, and its other CPU ns. */
+void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
+                       uint32_t raw, uint32_t wire, uint64_t comp_ns,
+                       uint64_t send_cpu_ns, uint64_t send_wall_ns,
+                       uint64_t other_ns);
+/* @return a candidate channel ch should sample on the packet it just
+ * sent, or -1: at most about 3% of its CPU goes to samples (10% in the
+ * first second, to learn fast), candidates in turn. */
+int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch);
+/* The result of a sample: raw bytes in, payload bytes out, CPU ns to
+ * compress and to decode it again. */
+void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
+                        uint32_t raw, uint32_t wire, uint64_t comp_ns,
+                        uint64_t dec_ns);
+/* Channel ch wrote its SYNC for `round`: what it sent since its last
+ * SYNC belongs to that round (the report's per-round table). */
+void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);
+/* The destination's latest STATS (cumulative figures). */
+void rf_autosel_peer(RfAutoSel *s, const RfStats *st);
+/* Measures the window since the last decision and decides again (every
+ * 0.5 s at most).  remaining_raw: normal-page bytes still to send in
+ * this round (for the prediction of the end). */
+void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw);
+/* The migration ended after total_s seconds: kept for the report's
+ * prediction-against-outcome line. */
+void rf_autosel_finish(RfAutoSel *s, double total_s);
+
+/* "zstd-1 x4" (the current choice and active channels). */
+void rf_autosel_describe(RfAutoSel *s, char *buf, size_t cap);
+/* One line: share of page data per candidate and the number of
+ * switches, e.g. "zstd-1 81%, none 19%; 3 switches". */
+void rf_autosel_summary(RfAutoSel *s, char *buf, size_t cap);
+/* The JSON object of docs/methods.md (candidates, rounds, decisions,
+ * predicted_s, actual_s).  @return the length it needs, as snprintf. */
+size_t rf_autosel_json(RfAutoSel *s, char *buf, size_t cap);
+
+#endif

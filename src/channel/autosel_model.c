@@ -1,0 +1,83 @@
+/*
+ * ramflow - the 'auto' model: predicted rate of each candidate.
+ *
+ * A candidate moves page data at the lowest of three rates:
+ *   source CPU   min(channels, src_cores) cores / (page + compress +
+ *                ratio * send) ns per raw byte: one thread per channel,
+ *                so no more cores than channels
+ *   destination  min(dst_channels, dst_cores) / dst_ns per raw byte
+ *   link         link_Bps / ratio, when the link was seen limiting
+ * Everything is in raw (page) bytes per second, so candidates that
+ * shrink the data differently compare directly.
+ */
+#include "channel/autosel.h"
+
+#include <math.h>
+
+static double min_d(double a, double b)
+{
+    return a < b ? a : b;
+}
+
+double rf_auto_predict(const RfAutoInputs *in, unsigned c,
+                       RfAutoBound *bound)
+{
+    if (bound) {
+        *bound = RF_AUTO_BOUND_NONE;
+    }
+    if (c >= in->ncands || !in->cost[c].known) {
+        return 0;
+    }
+    const RfAutoCost *k = &in->cost[c];
+    double src_ns = in->src_page_ns + k->comp_ns + k->ratio * in->src_wire_ns;
+    double src_cores = min_d(in->channels, in->src_cores);
+    double dst_cores = min_d(in->dst_channels ? in->dst_channels
+                                              : in->channels,
+                             in->dst_cores);
+    double src = src_ns > 0 ? src_cores / src_ns * 1e9 : INFINITY;
+    double dst = k->dst_ns > 0 && dst_cores > 0
+                     ? dst_cores / k->dst_ns * 1e9 : INFINITY;
+    double link = in->link_Bps > 0 && k->ratio > 0 ? in->link_Bps / k->ratio
+                                                   : INFINITY;
+    double r = min_d(src, min_d(dst, link));
+    if (bound) {
+        *bound = r == link ? RF_AUTO_BOUND_LINK
+                 : r == dst ? RF_AUTO_BOUND_DEST : RF_AUTO_BOUND_SOURCE;
+    }
+    return isfinite(r) ? r : 1e12;
+}
+
+unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
+                        double hysteresis, double *rates)
+{
+    unsigned best = cur;
+    double best_rate = -1, cur_rate = 0;
+    for (unsigned c = 0; c < in->ncands; c++) {
+        double r = rf_auto_predict(in, c, NULL);
+        if (rates) {
+            rates[c] = r;
+        }
+        if (c == cur) {
+            cur_rate = r;
+        }
+        if (r > best_rate) {
+            best_rate = r;
+            best = c;
+        }
+    }
+    if (cur < in->ncands && in->cost[cur].known &&
+        cur_rate * (1 + hysteresis) >= best_rate) {
+        return cur;
+    }
+    return best_rate > 0 ? best : cur;
+}
+
+const char *rf_auto_bound_name(RfAutoBound b)
+{
+    switch (b) {
+    case RF_AUTO_BOUND_SOURCE: return "source CPU";
+    case RF_AUTO_BOUND_DEST: return "destination CPU";
+    case RF_AUTO_BOUND_LINK: return "link";
+    default: return "unknown";
+    }
+}
