@@ -47,29 +47,47 @@ double rf_auto_predict(const RfAutoInputs *in, unsigned c,
     return isfinite(r) ? r : 1e12;
 }
 
+/* Source CPU per raw byte: among candidates that move data equally
+ * fast, the cheaper one is better (it leaves the CPU to the guest). */
+static double src_cost(const RfAutoInputs *in, unsigned c)
+{
+    return in->cost[c].comp_ns + in->cost[c].ratio * in->src_wire_ns;
+}
+
+#define TIE 0.02 /* rates this close count as equal */
+
 unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
                         double hysteresis, double *rates)
 {
-    unsigned best = cur;
-    double best_rate = -1, cur_rate = 0;
+    double r[RF_AUTO_MAX_CANDS] = {0};
+    double top = 0;
     for (unsigned c = 0; c < in->ncands; c++) {
-        double r = rf_auto_predict(in, c, NULL);
+        r[c] = rf_auto_predict(in, c, NULL);
+        top = r[c] > top ? r[c] : top;
         if (rates) {
-            rates[c] = r;
+            rates[c] = r[c];
         }
-        if (c == cur) {
-            cur_rate = r;
-        }
-        if (r > best_rate) {
-            best_rate = r;
+    }
+    if (top <= 0) {
+        return cur;
+    }
+    unsigned best = cur;
+    for (unsigned c = 0; c < in->ncands; c++) {
+        if (r[c] >= top * (1 - TIE) &&
+            (best == cur || r[best] < top * (1 - TIE) ||
+             src_cost(in, c) < src_cost(in, best))) {
             best = c;
         }
     }
-    if (cur < in->ncands && in->cost[cur].known &&
-        cur_rate * (1 + hysteresis) >= best_rate) {
+    /* The current choice stays while it is within the hysteresis of the
+     * best, unless the best is also cheaper. */
+    bool cur_ok = cur < in->ncands && in->cost[cur].known;
+    /* best is (within TIE) the fastest: cheaper too, it wins anyway */
+    bool dominated = src_cost(in, best) < src_cost(in, cur);
+    if (cur_ok && r[cur] * (1 + hysteresis) >= r[best] && !dominated) {
         return cur;
     }
-    return best_rate > 0 ? best : cur;
+    return best;
 }
 
 const char *rf_auto_bound_name(RfAutoBound b)

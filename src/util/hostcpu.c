@@ -55,7 +55,7 @@ double rf_host_cores_available(double own, double idle_cores,
         cores = ncpus;
     }
     double busy = threads < ncpus ? threads : ncpus;
-    double fair = running > ncpus ? busy * ncpus / running : busy;
+    double fair = running > ncpus ? busy * ncpus / running : 0;
     if (cores < fair) {
         cores = fair;
     }

@@ -183,8 +183,9 @@ static void test_names_from_threads(void **state)
         np++;
     }
     /* with "timeout", tcp-keepalive, tcp-user-timeout, the two
-     * multifd-reconnect ones, security's 9 and "crc32c" */
-    assert_int_equal(np, 23);
+     * multifd-reconnect ones, security's 9, "crc32c", "max-cpu" and
+     * "multifd-auto-methods" */
+    assert_int_equal(np, 25);
     for (int i = 0; i < NAME_THREADS; i++) {
         assert_true(runs[i].unknown_named_all);
         assert_ptr_equal(runs[i].methods, m);

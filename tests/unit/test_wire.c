@@ -187,10 +187,10 @@ static void test_msg_hdr_bad(void **state)
 
     rf_wire_msg_hdr_encode(b, RF_MSG_INVALID, 0);
     check_fail(rf_wire_msg_hdr_decode(b, &h, &err), &err, RF_ERR_PROTOCOL,
-               "frame field 'type': 0", "1..8");
+               "frame field 'type': 0", "1..9");
     rf_wire_msg_hdr_encode(b, RF_MSG_MAX + 1, 0);
     check_fail(rf_wire_msg_hdr_decode(b, &h, &err), &err, RF_ERR_PROTOCOL,
-               "frame field 'type': 9");
+               "frame field 'type': 10");
 
     rf_wire_msg_hdr_encode(b, RF_MSG_ACCEPT, 0);
     b[6] = 1;
@@ -464,8 +464,8 @@ static void test_hello_ext(void **state)
 
     /* Records of several unknown bits, one empty, are skipped and kept. */
     sample_hello(&h);
-    h.caps_supported |= RF_CAP(7) | RF_CAP(63);
-    const uint8_t recs[] = {7, 0, 0, 40, 1, 0, 'x', 63, 2, 0, 0xff, 0x00};
+    h.caps_supported |= RF_CAP(11) | RF_CAP(40) | RF_CAP(63);
+    const uint8_t recs[] = {11, 0, 0, 40, 1, 0, 'x', 63, 2, 0, 0xff, 0x00};
     h.ext.len = sizeof(recs);
     memcpy(h.ext.bytes, recs, sizeof(recs));
     size_t n = rf_wire_hello_encode(&h, buf, sizeof(buf));

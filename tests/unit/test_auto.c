@@ -1,0 +1,266 @@
+/*
+ * ramflow - unit tests of 'auto': the model's choices, the STATS message,
+ * packet headers naming their method and level, the ACCEPT's method
+ * record, and the host-cores estimate.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "channel/autosel.h"
+#include "util/hostcpu.h"
+#include "wire/wire.h"
+
+/* Candidates 0 none, 1 zstd-1 (ratio 0.35, 2.5 ns/B), 2 zstd-3 (0.30,
+ * 6 ns/B): costs of the order measured on this project's machine. */
+static RfAutoInputs inputs(double link_Bps, double src_cores)
+{
+    RfAutoInputs in = {
+        .ncands = 3,
+        .src_wire_ns = 0.25,
+        .src_page_ns = 0.05,
+        .src_cores = src_cores,
+        .dst_cores = 2,
+        .channels = 4,
+        .dst_channels = 4,
+        .link_Bps = link_Bps,
+    };
+    in.cost[0] = (RfAutoCost){true, 1.0, 0, 0.4};
+    in.cost[1] = (RfAutoCost){true, 0.35, 2.5, 0.8};
+    in.cost[2] = (RfAutoCost){true, 0.30, 6.0, 0.8};
+    return in;
+}
+
+static void test_slow_link_compresses(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(12.5e6, 2); /* 100 Mbit/s */
+    RfAutoBound b;
+    double none = rf_auto_predict(&in, 0, &b);
+    assert_int_equal(b, RF_AUTO_BOUND_LINK);
+    assert_true(none > 12.4e6 && none < 12.6e6);
+    /* On a link this slow the best ratio wins, even at 6 ns/B. */
+    assert_int_equal(rf_auto_decide(&in, 0, 0.1, NULL), 2);
+    in.link_Bps = 117e6; /* 1 Gbit/s: zstd-3's CPU caps it below zstd-1 */
+    double rates[3];
+    assert_int_equal(rf_auto_decide(&in, 0, 0.1, rates), 1);
+    assert_true(rates[1] > rates[2] && rates[2] > rates[0]);
+}
+
+static void test_fast_link_sends_raw(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(0, 2); /* link never seen limiting */
+    RfAutoBound b;
+    rf_auto_predict(&in, 1, &b);
+    assert_int_equal(b, RF_AUTO_BOUND_SOURCE);
+    assert_int_equal(rf_auto_decide(&in, 1, 0.1, NULL), 0);
+}
+
+static void test_incompressible_goes_raw(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(12.5e6, 2);
+    in.cost[1].ratio = in.cost[2].ratio = 1.0; /* nothing shrinks */
+    /* Every candidate moves 12.5 MB/s: the one that costs least CPU
+     * wins, and hysteresis does not keep a costlier one. */
+    assert_int_equal(rf_auto_decide(&in, 1, 0.1, NULL), 0);
+}
+
+static void test_destination_bound(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(0, 2);
+    in.dst_cores = 0.25;
+    in.cost[0].dst_ns = 4.0; /* a slow receive copy ... */
+    in.cost[1].dst_ns = in.cost[2].dst_ns = 1.0; /* ... that compressed
+                                                   * data avoids */
+    RfAutoBound b;
+    rf_auto_predict(&in, 0, &b);
+    assert_int_equal(b, RF_AUTO_BOUND_DEST);
+    /* zstd-1 and zstd-3 tie at the destination: the cheaper one */
+    assert_int_equal(rf_auto_decide(&in, 0, 0.1, NULL), 1);
+}
+
+static void test_hysteresis_and_unknown(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(117e6, 2);
+    double r[3];
+    rf_auto_decide(&in, 0, 0, r);
+    /* zstd-3 within 10% of zstd-1? make it so, then it stays. */
+    in.cost[2].comp_ns = 2.6;
+    rf_auto_decide(&in, 2, 0, r);
+    assert_true(r[2] * 1.1 >= r[1]);
+    assert_int_equal(rf_auto_decide(&in, 2, 0.1, NULL), 2);
+    /* A candidate with unknown costs is never chosen. */
+    in.cost[1].known = in.cost[2].known = false;
+    assert_int_equal(rf_auto_decide(&in, 1, 0.1, NULL), 0);
+    assert_true(rf_auto_predict(&in, 1, NULL) == 0);
+}
+
+static void test_budget_limits_source(void **state)
+{
+    (void)state;
+    RfAutoInputs a = inputs(0, 2), b = inputs(0, 0.5);
+    assert_true(rf_auto_predict(&b, 1, NULL) <
+                rf_auto_predict(&a, 1, NULL) / 3.9);
+    /* One channel can use one core at most. */
+    a.channels = 1;
+    a.src_cores = 2;
+    RfAutoInputs c = a;
+    c.src_cores = 1;
+    assert_true(rf_auto_predict(&a, 1, NULL) == rf_auto_predict(&c, 1, NULL));
+}
+
+static void test_stats_roundtrip_and_bad(void **state)
+{
+    (void)state;
+    RfStats st = {
+        .wall_ns = 1, .cpu_ns = 2, .host_idle_ns = 3, .host_total_ns = 4,
+        .ncpus = 5, .max_cpu_milli = 500, .running = 7, .recv_cpu_ns = 8,
+        .recv_wait_ns = 9, .wire_bytes = 10, .nmethods = 2,
+        .methods = {{0, 11, 12}, {2, 13, 14}},
+    }, d;
+    uint8_t buf[256];
+    size_t n = rf_wire_stats_encode(&st, buf, sizeof(buf));
+    assert_int_equal(n, 69 + 2 * 17);
+    RfError *err = NULL;
+    assert_true(rf_wire_stats_decode(buf, n, &d, &err));
+    assert_int_equal(d.running, 7);
+    assert_int_equal(d.max_cpu_milli, 500);
+    assert_int_equal(d.methods[1].method, 2);
+    assert_int_equal(d.methods[1].decode_ns, 14);
+    /* short, a length that disagrees with nmethods, a method twice */
+    assert_false(rf_wire_stats_decode(buf, 60, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "at least 69"));
+    rf_error_free(err);
+    err = NULL;
+    assert_false(rf_wire_stats_decode(buf, n - 1, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "nmethods"));
+    rf_error_free(err);
+    err = NULL;
+    buf[69 + 17] = 0;
+    assert_false(rf_wire_stats_decode(buf, n, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "listed twice"));
+    rf_error_free(err);
+    err = NULL;
+    st.nmethods = RF_STATS_MAX_METHODS + 1;
+    assert_int_equal(rf_wire_stats_encode(&st, buf, sizeof(buf)), 0);
+    /* the frame header bounds it */
+    uint8_t hdr[RF_MSG_HDR_SIZE];
+    RfMsgHdr h;
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_STATS, 68);
+    assert_false(rf_wire_msg_hdr_decode(hdr, &h, &err));
+    rf_error_free(err);
+    err = NULL;
+    rf_wire_msg_hdr_encode(hdr, RF_MSG_STATS, 69 + 17);
+    assert_true(rf_wire_msg_hdr_decode(hdr, &h, &err));
+}
+
+static size_t bound_none(uint32_t npages)
+{
+    return (size_t)npages * RF_PAGE_SIZE;
+}
+
+static void test_packet_method_header(void **state)
+{
+    (void)state;
+    uint64_t pages[1] = {1000};
+    RfPacketLimits lim = {
+        .method = RF_METHOD_ZSTD, .nblocks = 1, .block_pages = pages,
+        .packet_method = true,
+        .methods_mask = (1u << RF_METHOD_NONE) | (1u << RF_METHOD_ZSTD),
+    };
+    lim.max_payload_of[RF_METHOD_NONE] = bound_none;
+    lim.max_payload_of[RF_METHOD_ZSTD] = bound_none;
+    RfPacketHdr h = {.version = RF_WIRE_VERSION, .method = RF_METHOD_ZSTD,
+                     .level = 3, .normal = 2, .payload_size = 100,
+                     .round = 1}, d;
+    uint8_t b[RF_PKT_HDR_SIZE];
+    rf_wire_packet_hdr_encode(&h, b);
+    RfError *err = NULL;
+    assert_true(rf_wire_packet_hdr_decode(b, &lim, &d, &err));
+    assert_int_equal(d.level, 3);
+    assert_int_equal(d.method, RF_METHOD_ZSTD);
+    /* a method outside the mask */
+    h.method = RF_METHOD_ZLIB;
+    rf_wire_packet_hdr_encode(&h, b);
+    assert_false(rf_wire_packet_hdr_decode(b, &lim, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "not one of the methods"));
+    rf_error_free(err);
+    err = NULL;
+    /* the reserved bytes past the level stay 0 */
+    h.method = RF_METHOD_NONE;
+    rf_wire_packet_hdr_encode(&h, b);
+    b[37] = 1;
+    assert_false(rf_wire_packet_hdr_decode(b, &lim, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "'reserved'"));
+    rf_error_free(err);
+    err = NULL;
+    /* without 'packet-method' a level is a reserved byte */
+    lim.packet_method = false;
+    lim.method = RF_METHOD_NONE;
+    b[37] = 0;
+    assert_false(rf_wire_packet_hdr_decode(b, &lim, &d, &err));
+    rf_error_free(err);
+}
+
+static void test_accept_methods_record(void **state)
+{
+    (void)state;
+    RfAccept a = {.caps = RF_CAPS_IMPLEMENTED | RF_CAPS_PACKET_METHOD}, d;
+    const uint8_t mask[4] = {0x0d, 0, 0, 0};
+    assert_true(rf_wire_ext_add(&a.ext, RF_CAP_PACKET_METHOD, mask, 4));
+    uint8_t buf[64];
+    size_t n = rf_wire_accept_encode(&a, buf, sizeof(buf));
+    RfError *err = NULL;
+    assert_true(rf_wire_accept_decode(buf, n, &d, &err));
+    uint16_t len = 0;
+    const uint8_t *p = rf_wire_ext_find(&d.ext, RF_CAP_PACKET_METHOD, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 4);
+    assert_int_equal(p[0], 0x0d);
+    assert_null(rf_wire_ext_find(&d.ext, 40, &len));
+    /* a record of the wrong length */
+    RfAccept bad = {.caps = a.caps};
+    rf_wire_ext_add(&bad.ext, RF_CAP_PACKET_METHOD, mask, 3);
+    n = rf_wire_accept_encode(&bad, buf, sizeof(buf));
+    assert_false(rf_wire_accept_decode(buf, n, &d, &err));
+    assert_non_null(strstr(rf_error_msg(err), "must be 4"));
+    rf_error_free(err);
+}
+
+static void test_cores_available(void **state)
+{
+    (void)state;
+    /* idle host: own + idle */
+    assert_true(rf_host_cores_available(0.5, 1.0, 4, 1, 2) == 1.5);
+    /* busy host (8 runnable threads on 2 CPUs): a fair share, not 0 */
+    double c = rf_host_cores_available(0.1, 0.0, 4, 8, 2);
+    assert_true(c > 0.49 && c < 0.51);
+    /* never more than the CPUs, unknown idle = all */
+    assert_true(rf_host_cores_available(1.0, 5.0, 4, 1, 2) == 2);
+    assert_true(rf_host_cores_available(0.0, -1, 4, 0, 2) == 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slow_link_compresses),
+        cmocka_unit_test(test_fast_link_sends_raw),
+        cmocka_unit_test(test_incompressible_goes_raw),
+        cmocka_unit_test(test_destination_bound),
+        cmocka_unit_test(test_hysteresis_and_unknown),
+        cmocka_unit_test(test_budget_limits_source),
+        cmocka_unit_test(test_stats_roundtrip_and_bad),
+        cmocka_unit_test(test_packet_method_header),
+        cmocka_unit_test(test_accept_methods_record),
+        cmocka_unit_test(test_cores_available),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
