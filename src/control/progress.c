@@ -1,4 +1,5 @@
 /* ramflow - a one-line progress display on a terminal. */
+#include <string.h>
 #include <unistd.h>
 
 #include "control/cli.h"
@@ -9,6 +10,15 @@ void rf_progress_print(RfMigration *m, const RfProgress *p, void *opaque)
 {
     (void)m;
     (void)opaque;
+    /* 'auto' changed its choice: a line of its own, on a terminal or in a
+     * log, so the decisions can be followed (and waited for) live. */
+    static char last_method[64];
+    if (p->method && strcmp(p->method, last_method) != 0) {
+        snprintf(last_method, sizeof(last_method), "%s", p->method);
+        fprintf(stderr, "%sramflow: auto: %s at %.1f s\n", shown ? "\n" : "",
+                p->method, p->elapsed_s);
+        fflush(stderr);
+    }
     if (!isatty(STDERR_FILENO)) {
         return;
     }
