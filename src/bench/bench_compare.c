@@ -166,18 +166,20 @@ void rf_bench_print_compare(FILE *f, RfBench *const *secs, unsigned nsecs)
         fprintf(f, "| (no cell where every method has a result) | – | – "
                 "|\n");
     }
-    fprintf(f, "\nGrid: %u cell%s summed%s; auto %s every fixed method's "
-            "total.  Cells with both auto and a fixed method: %u within "
-            "5%%, %u within 10%%, %u MISS (target: all within 5%%, none "
-            "above 1.10).\n\n", t.counted, t.counted == 1 ? "" : "s",
-            t.skipped ? " (cells where a method has no result left out of "
-                        "every total)" : "",
-            t.auto_beats_all ? "BEATS" : "does NOT beat",
-            t.within5, t.within10, t.miss);
-    if (t.skipped) {
-        fprintf(f, "%u cell%s left out of the totals.\n\n", t.skipped,
-                t.skipped == 1 ? "" : "s");
+    if (t.counted) {
+        fprintf(f, "\nGrid totals over %u cell%s%s: auto %s every fixed "
+                "method's total.", t.counted, t.counted == 1 ? "" : "s",
+                t.skipped ? " (cells where a method has no result are left "
+                            "out of every total)" : "",
+                t.auto_beats_all ? "BEATS" : "does NOT beat");
+    } else {
+        fprintf(f, "\nNo grid totals: no cell where every method has a "
+                "result.");
     }
+    fprintf(f, "  Cells with auto and a fixed method: %u within 5%%, %u "
+            "within 10%%, %u MISS (target: every cell within 5%%, none above "
+            "1.10); %u cell%s left out of the totals.\n\n", t.within5,
+            t.within10, t.miss, t.skipped, t.skipped == 1 ? "" : "s");
     fprintf(f, "Cell: one link x data x guest x channel count; times are "
             "the medians of the cell's runs (total time, handshake to "
             "completion); best fixed: the fixed method with the lowest "

@@ -205,9 +205,10 @@ static int cmp_name(const void *a, const void *b)
 static bool unpack_member(const char *xz, const char *out, FILE *log,
                           RfError **errp)
 {
-    char tmp[PATH_MAX + 8], err[PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", out);
-    snprintf(err, sizeof(err), "%s.err", out);
+    char tmp[PATH_MAX + 24], err[PATH_MAX + 24];
+    /* Per process: two benches may fill the shared cache at once. */
+    snprintf(tmp, sizeof(tmp), "%s.tmp%d", out, (int)getpid());
+    snprintf(err, sizeof(err), "%s.err%d", out, (int)getpid());
     const char *argv[] = {"xz", "-dc", xz, NULL};
     pid_t pid = rf_bench_spawn(log, argv, tmp, err);
     int st = 0;

@@ -143,18 +143,25 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-/* Copies the last non-empty line of a file (an error message). */
+/* Copies the last non-empty line of a file (an error message), or the
+ * last one before a usage text (a refused option: "incoming:
+ * unrecognized option '--max-cpu'", then the usage). */
 static void last_line(const char *path, char *buf, size_t cap)
 {
     FILE *f = fopen(path, "r");
     char line[512];
+    bool any = false;
     if (!f) {
         return;
     }
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = '\0';
+        if (any && !strncmp(line, "usage: ", 7)) {
+            break;
+        }
         if (line[0]) {
             copy_str(buf, cap, line);
+            any = true;
         }
     }
     fclose(f);
