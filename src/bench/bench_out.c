@@ -50,12 +50,19 @@ static void print_header(FILE *f, const RfBench *b)
             "%.2f at start, %.2f at the end\n", m->cpu, b->calib.cores,
             m->mem_gib, m->kernel, m->os, m->load1, m->load1_end);
     fprintf(f, "- guest: %s\n", m->guest[0] ? m->guest : "(not started)");
+    char guest[96];
+    if (c->live && c->dirty_rate) {
+        snprintf(guest, sizeof(guest), "writing (live guest, %llu pages/s)",
+                 (unsigned long long)c->dirty_rate);
+    } else {
+        snprintf(guest, sizeof(guest), "%s", c->live
+                 ? "writing (live guest, flat out)"
+                 : "idle (halted), as upstream's table");
+    }
     fprintf(f, "- RAM: %.0f MiB filled with %s; %u vCPU%s %s\n",
             (double)c->mem_size / 1048576,
             c->fill ? c->fill : "the generated mix (seed 1)", c->vcpus,
-            c->vcpus == 1 ? "" : "s",
-            c->live ? "writing (live guest)" : "idle (halted), as "
-                                               "upstream's table");
+            c->vcpus == 1 ? "" : "s", guest);
     fprintf(f, "- every run: a fresh destination and source process; "
             "--verify (digests) and the destination's memory pattern "
             "check; runs per row: %u%s\n", c->repeat,
