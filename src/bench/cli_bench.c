@@ -85,7 +85,7 @@ static void usage(FILE *f)
         "--guest idle,live: one section per guest mode (instead of --idle or\n"
         "--live).  Several sections: results per section in OUT/NN-DATA-GUEST/\n"
         "and the whole grid in OUT/results.md and results.json; defaults\n"
-        "then --memory-size 256M and, for the live guest, --dirty-rate 1000\n"
+        "then --memory-size 192M and, for the live guest, --dirty-rate 1000\n"
         "(pages/s: a guest writing flat out never converges at 100 Mbit/s).\n"
         "With auto among --methods: a table of auto against the best fixed\n"
         "method of every cell (link x data x guest x channels, chosen after\n"
@@ -378,7 +378,7 @@ static int check_dims(RfBenchConfig *cfg, RfBenchDims *dims, bool set_size,
     unsigned nsec = (dims->ndata ? dims->ndata : 1) *
                     (dims->nguests ? dims->nguests : 1);
     if (nsec > 1 && !set_size && !cfg->quick) {
-        cfg->mem_size = 256ull << 20;
+        cfg->mem_size = 192ull << 20;
     }
     /* A guest writing every page flat out never converges on a 100 Mbit/s
      * link (64 MiB: 31 rounds, 174 s): the grid's live guest writes 1000
