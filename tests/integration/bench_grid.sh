@@ -122,7 +122,7 @@ if [ "$rc" -eq 0 ]; then
 else
     # The destination starts first and refuses it with its own message.
     expect_in "$T/cpu.md" "unrecognized option '--max-cpu'"
-    echo "ok: --max-cpu 1.5: passed on to both sides; this engine refuses it (exit $rc)"
+    echo "ok: --max-cpu 1.5: passed to the destination, which refuses it on this engine (exit $rc)"
 fi
 
 # --- 4. --data silesia -------------------------------------------------------

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include "bench/bench_grid.h"
+#include "ramflow/ramflow.h"
+#include "tools/imagegen.h"
+#include <stdlib.h>
 
 static void test_parse_data(void **state)
 {
@@ -231,6 +234,61 @@ static void test_window_cores(void **state)
     assert_true(c > 0.749 && c < 0.751);
 }
 
+static bool page_zero(const uint8_t *p)
+{
+    for (unsigned i = 0; i < RF_PAGE_SIZE; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --data random and zero: the images (src/tools/imagegen_kinds.c). */
+static void test_images(void **state)
+{
+    (void)state;
+    const uint64_t size = 4u << 20; /* 1024 pages */
+    uint8_t *a = malloc(size), *b = malloc(size), *mix = malloc(size);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(mix);
+    /* Random: no zero page, the same for the same seed, not for
+     * another. */
+    assert_true(rf_image_generate_random(a, size, 1, NULL));
+    assert_true(rf_image_generate_random(b, size, 1, NULL));
+    assert_memory_equal(a, b, size);
+    for (uint64_t p = 0; p < size / RF_PAGE_SIZE; p++) {
+        assert_false(page_zero(a + p * RF_PAGE_SIZE));
+    }
+    assert_true(rf_image_generate_random(b, size, 2, NULL));
+    assert_memory_not_equal(a, b, RF_PAGE_SIZE);
+    /* Zero-heavy: pages 0-63 of every 80 zero, pages 64-79 the mix's. */
+    assert_true(rf_image_generate_zero_heavy(a, size, 1, 2, NULL));
+    assert_true(rf_image_generate(mix, size, 1, 1, NULL));
+    unsigned zero = 0, n = (unsigned)(size / RF_PAGE_SIZE);
+    for (unsigned p = 0; p < n; p++) {
+        const uint8_t *pg = a + (size_t)p * RF_PAGE_SIZE;
+        if (p % RF_IMAGE_ZERO_GROUP < RF_IMAGE_ZERO_RUN) {
+            assert_true(page_zero(pg));
+        } else {
+            assert_memory_equal(pg, mix + (size_t)p * RF_PAGE_SIZE,
+                                RF_PAGE_SIZE);
+        }
+        zero += page_zero(pg);
+    }
+    assert_true(zero >= n * 8 / 10); /* 80% and the mix's own */
+    assert_true(zero < n);
+    /* A size that is not whole pages is refused. */
+    RfError *err = NULL;
+    assert_false(rf_image_generate_random(a, 100, 1, &err));
+    assert_non_null(err);
+    rf_error_free(err);
+    free(a);
+    free(b);
+    free(mix);
+}
+
 static json_t *load(const char *text)
 {
     json_error_t e;
@@ -341,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_totals),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_window_cores),
+        cmocka_unit_test(test_images),
         cmocka_unit_test(test_auto_parse),
         cmocka_unit_test(test_auto_parse_defensive),
     };
