@@ -89,7 +89,7 @@ static void cell_label(const Cell *x, char *buf, size_t cap)
     const RfBenchConfig *c = &x->b->cfg;
     char sec[96];
     rf_bench_section_name(x->b, sec, sizeof(sec));
-    char *comma = strchr(sec, ',');
+    char *comma = strrchr(sec, ',');
     *comma = '\0';
     snprintf(buf, cap, "| %s | %s | %s | %u%s%s", c->links[x->link].name,
              sec, comma + 2, c->channels[x->ch], c->ndests ? ", " : "",
@@ -289,7 +289,7 @@ void rf_bench_print_budget(FILE *f, RfBench *const *secs, unsigned nsecs)
         const RfBench *b = secs[s];
         char sec[96];
         rf_bench_section_name(b, sec, sizeof(sec));
-        char *comma = strchr(sec, ',');
+        char *comma = strrchr(sec, ',');
         *comma = '\0';
         for (unsigned i = 0; i < b->nrows && b->rows; i++) {
             const RfBenchRow *r = &b->rows[i];
