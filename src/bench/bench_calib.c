@@ -231,6 +231,13 @@ bool rf_bench_calibrate_codecs(RfBench *b, RfError **errp)
     double normal = 1.0 - cal->zero_fraction;
     for (unsigned m = 0; m < cfg->nmethods && !rf_cli_cancel; m++) {
         RfBenchCodec *c = &cal->codec[m];
+        if (!strcmp(cfg->methods[m], RF_BENCH_AUTO_NAME)) {
+            /* No one codec to measure: the engine picks per window. */
+            c->level = -1;
+            snprintf(c->error, sizeof(c->error), "not calibrated: the "
+                     "engine chooses method and level per window");
+            continue;
+        }
         const RfMethodOps *ops = rf_method_find(cfg->methods[m]);
         c->level = ops->level_param ? rf_params_level(&cfg->params,
                                                       ops->level_param)

@@ -14,6 +14,13 @@
  *   bench_qmp.c    a minimal QMP client (unix socket, jansson)
  *   bench_out.c    output: markdown tables, JSON
  *   bench_chart.c  output: the gnuplot chart
+ *   bench_sections.c the grid: one matrix per data x guest section
+ *   bench_data.c   --data: the fill of each data kind (Silesia, random,
+ *                  zero-heavy images)
+ *   bench_compare.c auto against the best fixed method of every cell,
+ *                  and the CPU budget table
+ *   bench_proc.c   the source's CPU from /proc (--max-cpu)
+ *   bench_grid.c, bench_auto_json.c  the grid's pure logic (bench_grid.h)
  *
  * Every figure is in decimal units: MB = 10^6 bytes, Mbit = 10^6 bits.
  */
@@ -26,6 +33,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "bench/bench_grid.h"
 #include "engine/params.h"
 #include "ramflow/ramflow.h"
 
@@ -55,6 +63,13 @@ typedef struct RfBenchConfig {
     char exe[PATH_MAX];          /* this ramflow binary */
     uint64_t mem_size;
     const char *fill;            /* file or folder; NULL = generated mix */
+    const char *data_name;       /* this section's --data item ("zero") */
+    double max_cpu;              /* --max-cpu CORES for both sides; 0 = not
+                                    given (not passed) */
+    char max_cpu_arg[32];        /* as given */
+    bool reuse_calib;            /* calib already holds this data's codec
+                                    and links' TCP figures (the other guest
+                                    mode of the same data) */
     char methods[RF_BENCH_MAX_METHODS][RF_METHOD_NAME_MAX + 1];
     unsigned nmethods;
     unsigned channels[RF_BENCH_MAX_CHANNELS];
@@ -113,6 +128,10 @@ typedef struct RfBenchRun {
     char dst_security[64];       /* ("none", "TLS 1.3 PSK, user-space TLS") */
     double cpu_s;                /* CPU-seconds of both sides during the
                                     migration */
+    double src_cores;            /* the source process over the migration,
+                                    from /proc (bench_proc.c); -1 unknown */
+    double src_cpu_s, src_wall_s; /* what src_cores divides */
+    RfBenchAutoSum autosum;      /* the report's "auto" object */
 } RfBenchRun;
 
 /* Median, min and max of one figure over a row's successful runs. */
@@ -135,6 +154,9 @@ typedef struct RfBenchRow {
     double bound_touch_MBps;     /* the lower of link and touch_bound */
     double efficiency_touch;     /* ram_MBps / bound_touch_MBps */
     RfBenchStat cpu_s;           /* CPU-seconds, both sides */
+    RfBenchStat src_cores;       /* the source process, from /proc */
+    unsigned nsrc_cores;         /* runs with a /proc figure */
+    RfBenchAutoSum autosum;      /* auto's decisions over the row's runs */
     /* --compare qemu: QEMU's runs of the same row, interleaved. */
     RfBenchRun qruns[RF_BENCH_MAX_REPEAT];
     unsigned nqruns, nqok;
@@ -189,6 +211,9 @@ typedef struct RfBench {
     RfBenchRow *rows;
     unsigned nrows;
     FILE *log;                   /* out_dir/bench.log */
+    char prefix[64];             /* progress lines: "[section 2/8 zero,
+                                    idle]", "" for a single section */
+    bool shared_log;             /* log belongs to the grid, not closed */
 } RfBench;
 
 /* Destination modes per row position: 1 in test-VM mode. */
@@ -327,6 +352,21 @@ struct json_t *rf_qmp_call(RfQmp *q, const char *cmd, struct json_t *args,
                            RfError **errp);
 void rf_qmp_close(RfQmp *q);
 
+/* --- the source's CPU (bench_proc.c) --------------------------------- */
+
+/* Cumulative CPU-seconds of a process sampled over time. */
+typedef struct RfBenchTrace {
+    double *t, *cpu;
+    size_t n, cap;
+} RfBenchTrace;
+
+/* utime + stime of /proc/PID/stat in seconds.  @return false if the
+ * process is gone or the file unreadable. */
+bool rf_bench_proc_cpu_s(pid_t pid, double *cpu_s);
+/* Appends a sample (dropped if memory runs out). */
+void rf_bench_trace_add(RfBenchTrace *tr, double t, double cpu_s);
+void rf_bench_trace_free(RfBenchTrace *tr);
+
 /* Spawn helpers shared by bench_run.c and bench_qemu.c. */
 pid_t rf_bench_spawn(FILE *log, const char *const *argv, const char *out,
                      const char *err);
@@ -348,9 +388,54 @@ int rf_bench_run_matrix(RfBench *b);
 /* Busy and total jiffies of all CPUs from /proc/stat. */
 bool rf_bench_cpu_jiffies(uint64_t *busy, uint64_t *total);
 
+/* --- the grid (bench_sections.c, bench_data.c, bench_compare.c) ------- */
+
+/* The data x guest dimensions of one `ramflow bench` command: one
+ * section (a whole link x method x channels matrix) per pair, data
+ * outer. */
+typedef struct RfBenchDims {
+    RfBenchData data[RF_BENCH_MAX_DATA];
+    unsigned ndata;              /* 0: --fill or the generated mix */
+    bool live[2];                /* --guest idle,live */
+    unsigned nguests;            /* 0: --idle / --live as given */
+} RfBenchDims;
+
+/* Runs every section of the grid on top of b (options parsed, results
+ * folder, log and signals ready): the data fills, each section's matrix
+ * and outputs (in b's folder for a single section, else in one
+ * sub-folder per section, with results.md and results.json on top), and
+ * the auto comparison and CPU budget tables.
+ * @return as rf_bench_run_matrix, or the output's failure. */
+int rf_bench_run_sections(RfBench *b, RfBenchDims *dims);
+
+/* Makes the fill of one data item (sets d->path; see bench_data.c).
+ * @return false with an error naming what is missing. */
+bool rf_bench_data_prepare(RfBenchData *d, uint64_t mem_size, FILE *log,
+                           RfError **errp);
+/* Removes the images this bench made; safe to call twice. */
+void rf_bench_data_cleanup(void);
+/* One line saying what the item's pages are. */
+const char *rf_bench_data_describe(const RfBenchData *d, char *buf,
+                                   size_t cap);
+
+/* The index of "auto" among the methods, or -1. */
+int rf_bench_auto_index(const RfBenchConfig *c);
+/* Section label: "zero, idle". */
+const char *rf_bench_section_name(const RfBench *b, char *buf, size_t cap);
+/* The auto comparison (when auto is a method) and the CPU budget table
+ * (with --max-cpu) over the sections secs[0..n), which share methods,
+ * links and channels. */
+void rf_bench_print_compare(FILE *f, RfBench *const *secs, unsigned n);
+void rf_bench_print_budget(FILE *f, RfBench *const *secs, unsigned n);
+/* The same as JSON (NULL when the section does not apply). */
+struct json_t *rf_bench_compare_json(RfBench *const *secs, unsigned n);
+struct json_t *rf_bench_budget_json(RfBench *const *secs, unsigned n);
+
 /* --- output (bench_out.c, bench_chart.c) ----------------------------- */
 
 void rf_bench_print_markdown(FILE *f, const RfBench *b);
+/* The whole of results.json as an object (new reference). */
+struct json_t *rf_bench_json(const RfBench *b);
 /* Writes out_dir/results.json.  @return false with an error. */
 bool rf_bench_write_json(const RfBench *b, const char *path,
                          RfError **errp);

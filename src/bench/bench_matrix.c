@@ -126,6 +126,27 @@ static RfBenchStat stat_of(const RfBenchRun *runs, unsigned nruns,
 #define QSTAT(row, f) stat_of((row)->qruns, (row)->nqruns, \
                               offsetof(RfBenchRun, f))
 
+/* The source's cores from /proc (runs that have the figure) and auto's
+ * decision data, over the row's completed runs. */
+static void row_finish_source(RfBenchRow *row)
+{
+    RfBenchRun tmp[RF_BENCH_MAX_REPEAT];
+    unsigned n = 0;
+    memset(&row->autosum, 0, sizeof(row->autosum));
+    for (unsigned i = 0; i < row->nruns; i++) {
+        const RfBenchRun *r = &row->runs[i];
+        if (r->ok) {
+            rf_bench_auto_merge(&row->autosum, &r->autosum);
+        }
+        if (r->ok && r->src_cores >= 0) {
+            tmp[n] = *r;
+            tmp[n++].ok = true;
+        }
+    }
+    row->nsrc_cores = n;
+    row->src_cores = stat_of(tmp, n, offsetof(RfBenchRun, src_cores));
+}
+
 /* QEMU's runs of a row: their median time and CPU-seconds. */
 static void row_finish_qemu(RfBenchRow *row)
 {
@@ -151,6 +172,7 @@ static void row_finish(RfBench *b, RfBenchRow *row)
     row->downtime = STAT(row, downtime_ms);
     row->ratio = STAT(row, ratio);
     row->cpu_s = STAT(row, cpu_s);
+    row_finish_source(row);
     row->verified = row->nruns > 0 && row->nok == row->nruns;
     for (unsigned i = 0; i < row->nruns; i++) {
         row->verified &= row->runs[i].verified;
@@ -241,8 +263,9 @@ static void say_calibration(RfBench *b)
     for (unsigned m = 0; m < b->cfg.nmethods; m++) {
         const RfBenchCodec *k = &c->codec[m];
         if (!k->ok) {
-            say(b, "  %s: calibration failed: %s", b->cfg.methods[m],
-                k->error);
+            say(b, "  %s: %s%s", b->cfg.methods[m],
+                strcmp(b->cfg.methods[m], RF_BENCH_AUTO_NAME)
+                    ? "calibration failed: " : "", k->error);
             continue;
         }
         if (k->cpu_bound_MBps <= 0) {
@@ -342,15 +365,25 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
     }
     ++*done;
     unsigned total = b->nrows * cfg->repeat;
+    char budget[96] = "";
+    if (run->ok && cfg->max_cpu > 0 && run->src_cores >= 0) {
+        snprintf(budget, sizeof(budget), ", source %.2f cores, budget %s: "
+                 "%s", run->src_cores, cfg->max_cpu_arg,
+                 rf_bench_budget_verdict(run->src_cores, cfg->max_cpu));
+    } else if (run->ok && cfg->max_cpu > 0) {
+        snprintf(budget, sizeof(budget), ", source cores unknown");
+    }
     if (run->ok) {
-        say(b, "[%u/%u] %s %s %u ch run %u: %.2f s, %.0f Mbit/s, downtime "
-            "%.1f ms, %s%s%s", *done, total, link, label, row->channels,
+        say(b, "[%u/%u] %s%s%s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
+            "downtime %.1f ms, %s%s%s%s", *done, total, b->prefix,
+            b->prefix[0] ? " " : "", link, label, row->channels,
             r + 1, run->total_time_s, run->throughput_mbps,
             run->downtime_ms, run->verified ? "verified" : "NOT verified",
-            row->tls ? ", " : "", row->tls ? run->security : "");
+            row->tls ? ", " : "", row->tls ? run->security : "", budget);
     } else {
-        say(b, "[%u/%u] %s %s %u ch run %u: FAILED: %s", *done, total, link,
-            label, row->channels, r + 1, run->error);
+        say(b, "[%u/%u] %s%s%s %s %u ch run %u: FAILED: %s", *done, total,
+            b->prefix, b->prefix[0] ? " " : "", link, label, row->channels,
+            r + 1, run->error);
     }
     return !cfg->compare_qemu || run_qemu_once(b, row, name, r);
 }
@@ -378,7 +411,7 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
         ? "destination in network namespace behind a shaped veth pair"
         : "loopback");
     for (unsigned c = 0; c < cfg->nchannels && cfg->blast_s > 0 &&
-         !rf_cli_cancel; c++) {
+         !cfg->reuse_calib && !rf_cli_cancel; c++) {
         double mbps = 0;
         if (rf_bench_tcp_blast(&path, cfg->channels[c], cfg->blast_s,
                                &mbps, &err)) {
@@ -469,7 +502,9 @@ int rf_bench_run_matrix(RfBench *b)
             b->machine.ulps[0] ? b->machine.ulps : "none");
     }
     RfError *err = NULL;
-    if (!rf_bench_calibrate_codecs(b, &err)) {
+    if (cfg->reuse_calib) {
+        say(b, "calibration: the same data's, from the previous section");
+    } else if (!rf_bench_calibrate_codecs(b, &err)) {
         say(b, "calibration failed: %s", rf_error_msg(err));
         rf_error_free(err);
         return RF_EXIT_FAIL;

@@ -50,12 +50,19 @@ static void print_header(FILE *f, const RfBench *b)
             "%.2f at start, %.2f at the end\n", m->cpu, b->calib.cores,
             m->mem_gib, m->kernel, m->os, m->load1, m->load1_end);
     fprintf(f, "- guest: %s\n", m->guest[0] ? m->guest : "(not started)");
+    char guest[96];
+    if (c->live && c->dirty_rate) {
+        snprintf(guest, sizeof(guest), "writing (live guest, %llu pages/s)",
+                 (unsigned long long)c->dirty_rate);
+    } else {
+        snprintf(guest, sizeof(guest), "%s", c->live
+                 ? "writing (live guest, flat out)"
+                 : "idle (halted), as upstream's table");
+    }
     fprintf(f, "- RAM: %.0f MiB filled with %s; %u vCPU%s %s\n",
             (double)c->mem_size / 1048576,
             c->fill ? c->fill : "the generated mix (seed 1)", c->vcpus,
-            c->vcpus == 1 ? "" : "s",
-            c->live ? "writing (live guest)" : "idle (halted), as "
-                                               "upstream's table");
+            c->vcpus == 1 ? "" : "s", guest);
     fprintf(f, "- every run: a fresh destination and source process; "
             "--verify (digests) and the destination's memory pattern "
             "check; runs per row: %u%s\n", c->repeat,
@@ -123,6 +130,11 @@ static void print_calibration(FILE *f, const RfBench *b)
         char lvl[16] = "–";
         if (c->level >= 0) {
             snprintf(lvl, sizeof(lvl), "%d", c->level);
+        }
+        if (!c->ok && !strcmp(b->cfg.methods[m], RF_BENCH_AUTO_NAME)) {
+            fprintf(f, "| %s | – | – | – | – | – | – | %s |\n",
+                    b->cfg.methods[m], c->error);
+            continue;
         }
         if (!c->ok) {
             fprintf(f, "| %s | %s | failed: %s | | | | | |\n",
@@ -512,6 +524,8 @@ static json_t *run_json(const RfBenchRun *r)
         "zero_pages", (json_int_t)r->zero_pages, "rounds", (int)r->rounds);
     if (o) {
         json_object_set_new(o, "cpu_s", json_real(r->cpu_s));
+        json_object_set_new(o, "source_cores", r->src_cores >= 0
+                                ? json_real(r->src_cores) : json_null());
         json_object_set_new(o, "security", json_string(r->security));
         json_object_set_new(o, "dest_security",
                             json_string(r->dst_security));
@@ -642,6 +656,14 @@ static json_t *config_json(const RfBench *b)
         "dirty_rate", (json_int_t)c->dirty_rate, "vcpus", (int)c->vcpus,
         "kind", c->kind, "delay_ms", c->delay_ms, "quick", c->quick,
         "params", params, "tls", c->tls);
+    if (o) {
+        json_object_set_new(o, "data", c->data_name
+                                ? json_string(c->data_name)
+                                : json_string(c->fill ? c->fill
+                                                      : "generated"));
+        json_object_set_new(o, "max_cpu", c->max_cpu > 0
+                                ? json_real(c->max_cpu) : json_null());
+    }
     if (o && c->ndests) {
         json_t *d = json_array();
         for (unsigned i = 0; i < c->ndests; i++) {
@@ -705,8 +727,7 @@ static json_t *tls_cost_json(const RfBench *b)
     return a;
 }
 
-bool rf_bench_write_json(const RfBench *b, const char *path,
-                         RfError **errp)
+json_t *rf_bench_json(const RfBench *b)
 {
     const RfBenchMachine *m = &b->machine;
     json_t *rows = json_array();
@@ -721,10 +742,29 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
         "load1", m->load1, "load1_end", m->load1_end, "root", m->root,
         "kvm", m->kvm, "link_note", m->link_note, "tcp_available_ulp", m->ulps, "kernel_tls_ulp",
         m->ktls_ulp);
-    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "machine", machine,
-                          "config", config_json(b), "calibration",
-                          calib_json(b), "rows", rows, "tls_cost",
-                          tls_cost_json(b));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o}", "machine", machine,
+                     "config", config_json(b), "calibration",
+                     calib_json(b), "rows", rows, "tls_cost",
+                     tls_cost_json(b));
+}
+
+bool rf_bench_write_json(const RfBench *b, const char *path,
+                         RfError **errp)
+{
+    json_t *o = rf_bench_json(b);
+    RfBench *self = (RfBench *)b;
+    json_t *cmp = rf_bench_compare_json(&self, 1);
+    json_t *budget = rf_bench_budget_json(&self, 1);
+    if (o && cmp) {
+        json_object_set_new(o, "auto_comparison", cmp);
+        cmp = NULL;
+    }
+    if (o && budget) {
+        json_object_set_new(o, "cpu_budget", budget);
+        budget = NULL;
+    }
+    json_decref(cmp);
+    json_decref(budget);
     if (!o || json_dump_file(o, path, JSON_INDENT(2)) != 0) {
         rf_error_set(errp, RF_ERR_IO, "cannot write %s", path);
         json_decref(o);

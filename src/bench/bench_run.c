@@ -143,18 +143,25 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-/* Copies the last non-empty line of a file (an error message). */
+/* Copies the last non-empty line of a file (an error message), or the
+ * last one before a usage text (a refused option: "incoming:
+ * unrecognized option '--max-cpu'", then the usage). */
 static void last_line(const char *path, char *buf, size_t cap)
 {
     FILE *f = fopen(path, "r");
     char line[512];
+    bool any = false;
     if (!f) {
         return;
     }
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = '\0';
+        if (any && !strncmp(line, "usage: ", 7)) {
+            break;
+        }
         if (line[0]) {
             copy_str(buf, cap, line);
+            any = true;
         }
     }
     fclose(f);
@@ -242,6 +249,7 @@ static void parse_reports(RfBenchRun *run, const char *src_json,
         run->dest_warm = jtrue(s, "dest_memory_warm");
         run->verified = jtrue(s, "verified");
         jstr(s, "security", run->security, sizeof(run->security));
+        rf_bench_auto_parse(s, &run->autosum);
         json_t *e = json_object_get(s, "error");
         if (json_is_string(e)) {
             snprintf(run->error, sizeof(run->error), "source: %s",
@@ -277,6 +285,62 @@ static bool wait_uri(const char *path, pid_t *dpid, int *dst, char *uri,
         rf_sleep(0.02);
     }
     return false;
+}
+
+/* The source's CPU trace (bench_proc.c) and the two moments that bound
+ * its migration: its "ramflow: source:" line (guest started; file mode:
+ * its start) and its report. */
+typedef struct SrcWatch {
+    RfBenchTrace trace;
+    double line_t, report_t;     /* -1 until seen */
+} SrcWatch;
+
+static bool file_nonempty(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+/* One sample while the source runs (every 20 ms). */
+static void src_watch(SrcWatch *w, pid_t spid, const char *src_err,
+                      const char *src_json)
+{
+    double cpu;
+    if (spid <= 0 || !rf_bench_proc_cpu_s(spid, &cpu)) {
+        return;
+    }
+    double now = rf_now();
+    rf_bench_trace_add(&w->trace, now, cpu);
+    if (w->line_t < 0) {
+        char line[8];
+        if (find_line(src_err, "ramflow: source: ", line, sizeof(line))) {
+            w->line_t = now;
+        }
+    }
+    if (w->report_t < 0 && file_nonempty(src_json)) {
+        w->report_t = now;
+    }
+}
+
+/* The source's cores over the last total_time_s before its report, from
+ * the trace; -1 when unknown (no report, a failed run). */
+static void src_watch_finish(SrcWatch *w, RfBenchRun *run)
+{
+    run->src_cores = -1;
+    if (w->report_t > 0 && run->total_time_s > 0 && w->line_t >= 0) {
+        double from = w->report_t - run->total_time_s;
+        from = from < w->line_t ? w->line_t : from;
+        double wall = 0;
+        double cores = rf_bench_window_cores(w->trace.t, w->trace.cpu,
+                                             w->trace.n, from, w->report_t,
+                                             &wall);
+        if (cores >= 0) {
+            run->src_cores = cores;
+            run->src_wall_s = wall;
+            run->src_cpu_s = cores * wall;
+        }
+    }
+    rf_bench_trace_free(&w->trace);
 }
 
 /* File mode (--dest-memory): the destination receives into a file of
@@ -379,6 +443,11 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
          * the bench's own veth pair. */
         dargv[n++] = "--insecure";
     }
+    /* Only when given: a ramflow without the option refuses it. */
+    if (cfg->max_cpu > 0) {
+        dargv[n++] = "--max-cpu";
+        dargv[n++] = cfg->max_cpu_arg;
+    }
     dargv[n] = NULL;
     int dst = 0, src = 0;
     uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
@@ -425,6 +494,10 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
         sargv[n++] = "--tls-psk";
         sargv[n++] = cfg->psk_dir;
     }
+    if (cfg->max_cpu > 0) {
+        sargv[n++] = "--max-cpu";
+        sargv[n++] = cfg->max_cpu_arg;
+    }
     for (unsigned i = 0; i < cfg->npass; i++) {
         sargv[n++] = cfg->pass[i];
     }
@@ -439,7 +512,9 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
     }
     double t0 = rf_now(), src_end = 0;
     bool timed_out = false, src_failed = false;
+    SrcWatch watch = {.line_t = files ? t0 : -1, .report_t = -1};
     for (;;) {
+        src_watch(&watch, spid, src_err, src_json);
         bool s_done = rf_bench_reaped(&spid, &src);
         bool d_done = rf_bench_reaped(&dpid, &dst);
         if ((s_done && d_done) || rf_cli_cancel) {
@@ -487,6 +562,7 @@ bool rf_bench_run_one(RfBench *b, const RfBenchPath *path,
                  run->dst_security);
     }
     run->cpu_s = (run->send_cpu + run->recv_cpu) / 100 * run->total_time_s;
+    src_watch_finish(&watch, run);
     if (files) {
         /* The report's digests, and the file itself against the image
          * (outside the timed part). */

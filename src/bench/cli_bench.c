@@ -36,6 +36,7 @@ static void usage(FILE *f)
         " [--delay MS]\n"
         "         [--repeat N] [--idle | --live [--dirty-rate N]]"
         " [--vcpus N]\n"
+        "         [--data LIST] [--guest idle,live] [--max-cpu CORES]\n"
         "         [--kind auto|kvm|thread] [--out DIR] [--calib-mb N]\n"
         "         [--tcp-seconds S] [--row-timeout S] [--idle-wait S]"
         " [--tls]\n"
@@ -73,6 +74,25 @@ static void usage(FILE *f)
         "and adds a table with the ratio ramflow time / QEMU time and both\n"
         "tools' CPU-seconds (loopback only, no --tls; implies --dest-memory\n"
         "warm,cold unless given).\n"
+        "--data LIST: one section (a whole link x method x channels matrix)\n"
+        "per item: generated (the generated mix, seed 1, as without --fill),\n"
+        "random (incompressible pages: splitmix64 output), zero (zero-heavy:\n"
+        "of every 80 pages the first 64 zero, the last 16 the generated mix;\n"
+        "about 84%% zero pages in all), silesia (the Silesia corpus members,\n"
+        "repeated: *.xz of $SILESIA_DIR, else ../shared/corpus/silesia beside\n"
+        "the current folder or the source tree, decompressed once with xz\n"
+        "into /dev/shm/ramflow-silesia), or a file or folder (as --fill).\n"
+        "--guest idle,live: one section per guest mode (instead of --idle or\n"
+        "--live).  Several sections: results per section in OUT/NN-DATA-GUEST/\n"
+        "and the whole grid in OUT/results.md and results.json; defaults\n"
+        "then --memory-size 192M and, for the live guest, --dirty-rate 1000\n"
+        "(pages/s: a guest writing flat out never converges at 100 Mbit/s).\n"
+        "With auto among --methods: a table of auto against the best fixed\n"
+        "method of every cell (link x data x guest x channels, chosen after\n"
+        "the fact), verdicts (within 5%%, within 10%%, MISS) and grid totals.\n"
+        "--max-cpu CORES: passed to both sides' ramflow processes (only when\n"
+        "given); the source process's CPU is measured from /proc and a table\n"
+        "says whether it stayed within the budget.\n"
         "PARAMS: migrate parameters other than multifd-compression and\n"
         "multifd-channels (e.g. --multifd-zstd-level 3), for the migrations\n"
         "and the calibration.\n");
@@ -122,7 +142,15 @@ static bool add_method(RfBenchConfig *cfg, const char *s)
     if (cfg->nmethods == RF_BENCH_MAX_METHODS) {
         return false;
     }
-    if (!rf_method_find(s)) {
+    for (unsigned i = 0; i < cfg->nmethods; i++) {
+        if (!strcmp(cfg->methods[i], s)) {
+            fprintf(stderr, "ramflow bench: method '%s' listed twice\n", s);
+            return false;
+        }
+    }
+    /* auto is a choice of the engine, not a codec of the registry: the
+     * source process says so if this ramflow lacks it. */
+    if (strcmp(s, RF_BENCH_AUTO_NAME) != 0 && !rf_method_find(s)) {
         fprintf(stderr, "ramflow bench: method '%s' is %s\n", s,
                 rf_method_known(s) ? "not built into this ramflow"
                                    : "unknown");
@@ -175,6 +203,8 @@ static int check_file_mode(RfBenchConfig *cfg)
         return -1;
     }
     const char *bad = cfg->live ? "--live" : NULL;
+    bad = cfg->compare_qemu && rf_bench_auto_index(cfg) >= 0
+              ? "--methods auto" : bad;
     for (unsigned i = 0; i < cfg->nlinks && cfg->compare_qemu; i++) {
         bad = cfg->links[i].rate_bps ? "--link with a rate" : bad;
     }
@@ -260,14 +290,114 @@ static void config_finish(RfBenchConfig *cfg, bool set_size)
     }
 }
 
+/* One --data item (a path must be readable: said here, at once). */
+static bool add_data(RfBenchDims *dims, const char *s)
+{
+    if (dims->ndata == RF_BENCH_MAX_DATA) {
+        fprintf(stderr, "ramflow bench: --data: at most %d items\n",
+                RF_BENCH_MAX_DATA);
+        return false;
+    }
+    RfBenchData *d = &dims->data[dims->ndata];
+    if (!rf_bench_parse_data(s, d)) {
+        return false;
+    }
+    if (d->kind == RF_BENCH_DATA_PATH && access(s, R_OK) != 0) {
+        fprintf(stderr, "ramflow bench: --data: '%s' is none of generated, "
+                "random, zero, silesia, and not a readable file or folder "
+                "(%s)\n", s, strerror(errno));
+        return false;
+    }
+    for (unsigned i = 0; i < dims->ndata; i++) {
+        if (!strcmp(dims->data[i].name, d->name)) {
+            fprintf(stderr, "ramflow bench: --data: '%s' listed twice\n",
+                    d->name);
+            return false;
+        }
+    }
+    dims->ndata++;
+    return true;
+}
+
+static bool add_guest(RfBenchDims *dims, const char *s)
+{
+    bool live;
+    if (!rf_bench_parse_guest(s, &live) || dims->nguests == 2 ||
+        (dims->nguests == 1 && dims->live[0] == live)) {
+        return false;
+    }
+    dims->live[dims->nguests++] = live;
+    return true;
+}
+
+/* Splits a comma list of --data or --guest.  @return false on the first
+ * bad item (message printed). */
+static bool each_dim(const char *list, const char *opt,
+                     bool (*item)(RfBenchDims *, const char *),
+                     RfBenchDims *dims)
+{
+    char buf[2048];
+    if (snprintf(buf, sizeof(buf), "%s", list) >= (int)sizeof(buf)) {
+        fprintf(stderr, "ramflow bench: %s: list too long\n", opt);
+        return false;
+    }
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (!item(dims, t)) {
+            fprintf(stderr, "ramflow bench: %s: invalid item '%s'\n", opt,
+                    t);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The dimensions go with some options only; several sections get a
+ * smaller default size.  @return the usage exit status, or -1. */
+static int check_dims(RfBenchConfig *cfg, RfBenchDims *dims, bool set_size,
+                      bool idle_live, bool set_rate)
+{
+    if (dims->ndata && cfg->fill) {
+        fprintf(stderr, "ramflow bench: --fill and --data: give the path as "
+                "an item of --data\n");
+        return RF_EXIT_USAGE;
+    }
+    if (dims->nguests && idle_live) {
+        fprintf(stderr, "ramflow bench: --guest and --idle/--live: use one "
+                "of them\n");
+        return RF_EXIT_USAGE;
+    }
+    bool live = cfg->live || (dims->nguests && (dims->live[0] ||
+                              (dims->nguests > 1 && dims->live[1])));
+    if (cfg->ndests && live) {
+        fprintf(stderr, "ramflow bench: a live guest does not go with "
+                "--dest-memory (file mode)\n");
+        return RF_EXIT_USAGE;
+    }
+    unsigned nsec = (dims->ndata ? dims->ndata : 1) *
+                    (dims->nguests ? dims->nguests : 1);
+    if (nsec > 1 && !set_size && !cfg->quick) {
+        cfg->mem_size = 192ull << 20;
+    }
+    /* A guest writing every page flat out never converges on a 100 Mbit/s
+     * link (64 MiB: 31 rounds, 174 s): the grid's live guest writes 1000
+     * pages/s (4 MB/s, a third of 100 Mbit/s) unless told otherwise. */
+    if (nsec > 1 && live && !set_rate) {
+        cfg->dirty_rate = 1000;
+    }
+    return -1;
+}
+
 /* Parses the options.  @return -1 to go on, or the exit status. */
-static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
+static int parse_options(RfBenchConfig *cfg, RfBenchDims *dims, int argc,
+                         char **argv)
 {
     enum { O_QUICK = 1, O_SIZE, O_FILL, O_METHODS, O_CHANNELS, O_LINK,
            O_DELAY, O_REPEAT, O_IDLE, O_LIVE, O_RATE, O_VCPUS, O_KIND,
            O_OUT, O_CALIB, O_TCP, O_TIMEOUT, O_IDLE_WAIT, O_TLS, O_HELP,
-           O_DEST, O_COMPARE };
-    struct option opts[48] = {
+           O_DEST, O_COMPARE, O_DATA, O_GUEST, O_MAX_CPU };
+    struct option opts[64] = {
         {"quick", no_argument, NULL, O_QUICK},
         {"memory-size", required_argument, NULL, O_SIZE},
         {"fill", required_argument, NULL, O_FILL},
@@ -290,9 +420,12 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {"dest-memory", required_argument, NULL, O_DEST},
         {"compare", required_argument, NULL, O_COMPARE},
+        {"data", required_argument, NULL, O_DATA},
+        {"guest", required_argument, NULL, O_GUEST},
+        {"max-cpu", required_argument, NULL, O_MAX_CPU},
     };
-    rf_cli_add_param_options(opts, 22);
-    bool set_size = false;
+    rf_cli_add_param_options(opts, O_MAX_CPU);
+    bool set_size = false, idle_live = false, set_rate = false;
     RfError *err = NULL;
     int c;
     double v = 0;
@@ -352,10 +485,21 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
             ok = parse_num(optarg, 1, RF_BENCH_MAX_REPEAT, &v);
             cfg->repeat = (unsigned)v;
             break;
-        case O_IDLE: cfg->live = false; break;
-        case O_LIVE: cfg->live = true; break;
+        case O_IDLE: cfg->live = false; idle_live = true; break;
+        case O_LIVE: cfg->live = true; idle_live = true; break;
+        case O_DATA: ok = each_dim(optarg, "--data", add_data, dims); break;
+        case O_GUEST:
+            ok = each_dim(optarg, "--guest", add_guest, dims);
+            break;
+        case O_MAX_CPU:
+            ok = rf_bench_parse_cores(optarg, &cfg->max_cpu) &&
+                 strlen(optarg) < sizeof(cfg->max_cpu_arg);
+            snprintf(cfg->max_cpu_arg, sizeof(cfg->max_cpu_arg), "%s",
+                     optarg);
+            break;
         case O_RATE:
             ok = rf_cli_parse_size(optarg, &cfg->dirty_rate);
+            set_rate = true;
             break;
         case O_VCPUS:
             ok = parse_num(optarg, 1, 64, &v);
@@ -414,7 +558,9 @@ static int parse_options(RfBenchConfig *cfg, int argc, char **argv)
         cfg->idle_wait_s = cfg->quick ? 0 : 60;
     }
     config_finish(cfg, set_size);
-    return check_file_mode(cfg);
+    int st = check_file_mode(cfg);
+    return st >= 0 ? st : check_dims(cfg, dims, set_size, idle_live,
+                                     set_rate);
 }
 
 
@@ -498,38 +644,6 @@ static bool make_psk(RfBenchConfig *cfg)
     return ok;
 }
 
-/* results.md (also on stdout), results.json and chart.svg. */
-static int write_outputs(RfBench *b)
-{
-    char path[PATH_MAX + 32];
-    int status = RF_EXIT_OK;
-    snprintf(path, sizeof(path), "%s/results.md", b->cfg.out_dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        rf_bench_print_markdown(f, b);
-        fclose(f);
-    } else {
-        fprintf(stderr, "ramflow bench: %s: %s\n", path, strerror(errno));
-        status = RF_EXIT_FAIL;
-    }
-    rf_bench_print_markdown(stdout, b);
-    fflush(stdout);
-    snprintf(path, sizeof(path), "%s/results.json", b->cfg.out_dir);
-    RfError *err = NULL;
-    if (!rf_bench_write_json(b, path, &err)) {
-        rf_cli_fail("bench", err);
-        status = RF_EXIT_FAIL;
-    }
-    char why[256] = "";
-    if (!rf_bench_write_chart(b, why, sizeof(why))) {
-        fprintf(stderr, "ramflow bench: no chart: %s\n", why);
-    }
-    fprintf(stderr, "ramflow bench: results in %s (results.md, "
-            "results.json%s, bench.log, raw/)\n", b->cfg.out_dir,
-            why[0] ? "" : ", chart.svg");
-    return status;
-}
-
 int rf_cli_bench(int argc, char **argv)
 {
     RfBench *b = calloc(1, sizeof(*b));
@@ -538,7 +652,9 @@ int rf_cli_bench(int argc, char **argv)
         return RF_EXIT_FAIL;
     }
     config_defaults(&b->cfg);
-    int status = parse_options(&b->cfg, argc, argv);
+    RfBenchDims dims;
+    memset(&dims, 0, sizeof(dims));
+    int status = parse_options(&b->cfg, &dims, argc, argv);
     if (status >= 0) {
         free(b);
         return status;
@@ -571,11 +687,7 @@ int rf_cli_bench(int argc, char **argv)
             self, b->cfg.exe);
     install_signals();
     rf_bench_link_init(b->log);
-    status = rf_bench_run_matrix(b);
-    if (b->rows) {
-        int out = write_outputs(b);
-        status = status == RF_EXIT_OK ? out : status;
-    }
+    status = rf_bench_run_sections(b, &dims);
     rf_bench_link_down();
     rf_bench_qemu_kill_all();
     rf_bench_image_cleanup();

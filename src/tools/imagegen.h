@@ -43,4 +43,27 @@ bool rf_image_fill_from_files(uint8_t *dst, uint64_t size,
 bool rf_image_fill_from_path(uint8_t *dst, uint64_t size, const char *path,
                              RfError **errp);
 
+/* The zero-heavy image: of every RF_IMAGE_ZERO_GROUP pages, the first
+ * RF_IMAGE_ZERO_RUN are zero pages (80%), the rest the generated mix's
+ * pages at the same place (themselves about 20% zero). */
+#define RF_IMAGE_ZERO_GROUP 80u
+#define RF_IMAGE_ZERO_RUN 64u
+
+/*! rf_image_generate_random() :
+ *  Fills `size` bytes at dst (a multiple of 4096) with pseudo-random bytes
+ *  (splitmix64 of seed and offset): incompressible pages.
+ *  @return true, or false with an RF_ERR_PARAM error for a bad size. */
+bool rf_image_generate_random(uint8_t *dst, uint64_t size, uint64_t seed,
+                              RfError **errp);
+
+/*! rf_image_generate_zero_heavy() :
+ *  The generated mix of rf_image_generate(dst, size, seed, threads) with
+ *  the first RF_IMAGE_ZERO_RUN pages of every RF_IMAGE_ZERO_GROUP zeroed:
+ *  80% zero pages in runs of 256 KiB, plus the mix's own zero pages in
+ *  the rest (about 84% in all).
+ *  @return true, or false with an RF_ERR_PARAM error for a bad size. */
+bool rf_image_generate_zero_heavy(uint8_t *dst, uint64_t size,
+                                  uint64_t seed, unsigned threads,
+                                  RfError **errp);
+
 #endif /* RF_TOOLS_IMAGEGEN_H */
