@@ -28,8 +28,8 @@
 #include "util/hostcpu.h"
 
 #define C RF_AUTO_MAX_CANDS
-#define DECIDE_EVERY_S 0.5
-#define FIRST_WINDOW_S 0.25
+#define DECIDE_EVERY_S 0.25
+#define FIRST_WINDOW_S 0.1
 #define HYSTERESIS 0.10
 #define BLOCKED 0.3        /* a side is waiting on the link above this */
 #define PROBE_FIRST_S 4.0
@@ -118,7 +118,7 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
         double k = ceil(cfg->max_cpu);
         active = k < 1 ? 1 : k < active ? (unsigned)k : active;
     }
-    /* none until the first window is measured (a quarter second): it
+    /* none until the first window is measured (a tenth of a second): it
      * costs nothing where the link is fast, little where it is slow, and
      * the samples of that window already price the compressors. */
     atomic_init(&s->choice, s->none_idx < cfg->ncands ? s->none_idx : 0);
@@ -133,7 +133,7 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
         s->cost[s->none_idx] = (RfAutoCost){.known = false, .ratio = 1.0};
     }
     log_decision(s, s->t0, rf_autosel_choice(s), 0, "start: none until "
-                 "the first quarter second is measured");
+                 "the first tenth of a second is measured");
     return s;
 }
 
@@ -186,8 +186,11 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
 int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
-    double share = rf_now() - s->t0 < 1.0 ? 0.10 : 0.03;
-    if ((double)a->sample_ns > share * (double)a->work_ns) {
+    double age = rf_now() - s->t0;
+    double share = age < 1.0 ? 0.10 : 0.03;
+    /* A share of its work, plus 2% of a core in time: a channel that
+     * mostly waits on a slow link still learns its candidates. */
+    if ((double)a->sample_ns > share * (double)a->work_ns + 0.02 * age * 1e9) {
         return -1;
     }
     unsigned cur = rf_autosel_choice(s);
@@ -342,7 +345,7 @@ static double update_peer(RfAutoSel *s)
         return 0;
     }
     /* The first report is compared with the destination's start (all
-     * zero), so its first quarter second already counts. */
+     * zero), so its first tenth of a second already counts. */
     const RfStats *a = &s->peer_prev, *b = &s->peer;
     double wall = (double)(b->wall_ns - a->wall_ns);
     if (wall < 5e7) {

@@ -12,8 +12,8 @@
  * packet it has just sent with another candidate and decodes the result
  * (a sample, never sent), within a small share of its CPU; the
  * destination's STATS bring its CPU, its decode cost and the time its
- * channels waited for data.  The engine calls rf_autosel_tick every
- * 250 ms; the channels read the current choice with one atomic load.
+ * channels waited for data.  The engine calls rf_autosel_tick between
+ * batches; the channels read the current choice with one atomic load.
  */
 #ifndef RF_CHANNEL_AUTOSEL_H
 #define RF_CHANNEL_AUTOSEL_H
@@ -107,8 +107,9 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
                        uint64_t send_cpu_ns, uint64_t send_wall_ns,
                        uint64_t other_ns);
 /* @return a candidate channel ch should sample on the packet it just
- * sent, or -1: at most about 3% of its CPU goes to samples (10% in the
- * first second, to learn fast), candidates in turn. */
+ * sent, or -1: about 3% of its CPU goes to samples (10% in the first
+ * second, to learn fast), plus 2% of a core in time, candidates in
+ * turn. */
 int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch);
 /* The result of a sample: raw bytes in, payload bytes out, CPU ns to
  * compress and to decode it again. */
@@ -121,7 +122,7 @@ void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);
 /* The destination's latest STATS (cumulative figures). */
 void rf_autosel_peer(RfAutoSel *s, const RfStats *st);
 /* Measures the window since the last decision and decides again (every
- * 0.5 s at most).  remaining_raw: normal-page bytes still to send in
+ * 0.25 s at most, the first after 0.1 s).  remaining_raw: normal-page bytes still to send in
  * this round (for the prediction of the end). */
 void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw);
 /* The migration ended after total_s seconds: kept for the report's

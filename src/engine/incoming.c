@@ -637,7 +637,7 @@ static bool ack_rounds(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
 }
 
-/* With 'packet-method', about every 250 ms: the STATS message, from
+/* With 'packet-method', about every 100 ms: the STATS message, from
  * which the source's 'auto' learns this side's CPU and costs. */
 static bool send_stats(Dest *d, RfError **errp)
 {
@@ -645,7 +645,7 @@ static bool send_stats(Dest *d, RfError **errp)
         return true;
     }
     double now = rf_now();
-    if (now - d->last_stats < 0.25) {
+    if (now - d->last_stats < 0.1) {
         return true;
     }
     d->last_stats = now;

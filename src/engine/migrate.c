@@ -44,7 +44,7 @@ typedef struct Source {
     uint8_t session[16];
     uint64_t caps; /* capabilities negotiated in ACCEPT (RF_CAP() bits) */
     /* progress of the migration thread */
-    double t0, cpu0, thread_cpu0, last_tick;
+    double t0, cpu0, thread_cpu0, last_tick, last_auto;
     uint64_t last_tick_wire;
     uint64_t sent_pages, round_left;
     unsigned round;
@@ -424,6 +424,16 @@ static bool tick(Source *s, RfError **errp)
         return false;
     }
     double now = rf_now();
+    RfAutoSel *sel = rf_send_group_autosel(s->group);
+    if (sel && now - s->last_auto >= 0.05) {
+        /* 'auto' decides on windows shorter than the progress interval
+         * (its own clock), with the destination's latest STATS. */
+        s->last_auto = now;
+        if (!read_acks(s, 0, errp)) {
+            return false;
+        }
+        rf_autosel_tick(sel, s->round_left * RF_PAGE_SIZE);
+    }
     if (now - s->last_tick < 0.25) {
         return true;
     }
@@ -432,10 +442,8 @@ static bool tick(Source *s, RfError **errp)
     }
     read_live(s);
     uint64_t wire = wire_bytes(s);
-    RfAutoSel *sel = rf_send_group_autosel(s->group);
     char choice[48] = "";
     if (sel) {
-        rf_autosel_tick(sel, s->round_left * RF_PAGE_SIZE);
         rf_autosel_describe(sel, choice, sizeof(choice));
     }
     if (s->opts->progress) {
