@@ -19,8 +19,10 @@ typedef enum { T_INT, T_BOOL, T_STRING } ParamType;
  * on/off, a string otherwise. */
 static ParamType param_type(const char *name)
 {
+    /* max-cpu is decimal ("0.5"): a string, as QEMU passes sizes it
+     * does not know. */
     if (!strcmp(name, "multifd-compression") || !strncmp(name, "tls-", 4) ||
-        !strcmp(name, "allow-peer")) {
+        !strcmp(name, "allow-peer") || !strcmp(name, "max-cpu")) {
         return T_STRING;
     }
     RfParams *d = rf_params_new();
