@@ -42,7 +42,7 @@ typedef struct AutoChan {
     _Atomic uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
     /* the channel thread's own */
     uint64_t work_ns, sample_ns;
-    unsigned next_sample;
+    unsigned nsamples[C];
     uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
 } AutoChan;
 
@@ -193,15 +193,20 @@ int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch)
     if ((double)a->sample_ns > share * (double)a->work_ns + 0.02 * age * 1e9) {
         return -1;
     }
+    /* The candidate this channel has sampled least, in list order on a
+     * tie (cheap ones first), so every one is priced early. */
     unsigned cur = rf_autosel_choice(s);
-    for (unsigned k = 0; k < s->cfg.ncands; k++) {
-        unsigned c = (a->next_sample + k) % s->cfg.ncands;
-        if (c != cur && c != s->none_idx) {
-            a->next_sample = c + 1;
-            return (int)c;
+    int pick = -1;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        if (c != cur && c != s->none_idx &&
+            (pick < 0 || a->nsamples[c] < a->nsamples[pick])) {
+            pick = (int)c;
         }
     }
-    return -1;
+    if (pick >= 0) {
+        a->nsamples[pick]++;
+    }
+    return pick;
 }
 
 void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,

@@ -249,6 +249,43 @@ static bool mem_read(void *ctx, const struct iovec *iov, int iovcnt,
     return true;
 }
 
+/* Compresses the pages with candidate k's state and decodes the result
+ * again (into the sample buffer), timing both with the thread's CPU
+ * clock.  Nothing of it is sent.  @return false if either failed. */
+static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
+                          uint32_t *wire, uint64_t *comp_ns,
+                          uint64_t *dec_ns)
+{
+    const RfMethodOps *m = rf_autosel_config(c->group->sel)->cands[k].method;
+    RfSendPayload out = {0};
+    RfError *err = NULL;
+    if (!c->dec_state[k] && !m->recv_setup(&c->dec_state[k], &err)) {
+        rf_error_free(err);
+        return false;
+    }
+    double t0 = rf_thread_cpu();
+    if (!m->send_prepare(c->cand_state[k], list, &out, &err)) {
+        rf_error_free(err);
+        return false;
+    }
+    double t1 = rf_thread_cpu();
+    *dec_ns = 0;
+    if (!out.raw) {
+        MemCursor cur = {.iov = out.iov, .iovcnt = out.iovcnt};
+        RfRecvPayload in = {.len = out.len, .pages = c->sample_pages,
+                            .npages = list->npages, .read = mem_read,
+                            .read_ctx = &cur};
+        if (!m->recv(c->dec_state[k], &in, &err)) {
+            rf_error_free(err);
+            return false;
+        }
+        *dec_ns = (uint64_t)((rf_thread_cpu() - t1) * 1e9);
+    }
+    *wire = out.raw ? list->npages * RF_PAGE_SIZE : out.len;
+    *comp_ns = (uint64_t)((t1 - t0) * 1e9);
+    return true;
+}
+
 /*
  * 'auto': now and then (within the selector's CPU share) compresses the
  * packet just sent with another candidate and decodes the result again,
@@ -260,38 +297,14 @@ static void sample(SendChannel *c, const RfPageList *list)
 {
     RfSendGroup *g = c->group;
     int k = rf_autosel_sample_pick(g->sel, c->id);
-    if (k < 0) {
-        return;
+    uint32_t wire;
+    uint64_t comp_ns, dec_ns;
+    if (k >= 0 && try_candidate(c, (unsigned)k, list, &wire, &comp_ns,
+                                &dec_ns)) {
+        rf_autosel_sampled(g->sel, c->id, (unsigned)k,
+                           list->npages * RF_PAGE_SIZE, wire, comp_ns,
+                           dec_ns);
     }
-    const RfMethodOps *m = rf_autosel_config(g->sel)->cands[k].method;
-    RfSendPayload out = {0};
-    RfError *err = NULL;
-    double t0 = rf_thread_cpu();
-    if (!m->send_prepare(c->cand_state[k], list, &out, &err)) {
-        rf_error_free(err);
-        return;
-    }
-    double t1 = rf_thread_cpu();
-    uint64_t dec_ns = 0;
-    if (!out.raw) {
-        if (!c->dec_state[k] && !m->recv_setup(&c->dec_state[k], &err)) {
-            rf_error_free(err);
-            return;
-        }
-        MemCursor cur = {.iov = out.iov, .iovcnt = out.iovcnt};
-        RfRecvPayload in = {.len = out.len, .pages = c->sample_pages,
-                            .npages = list->npages, .read = mem_read,
-                            .read_ctx = &cur};
-        if (!m->recv(c->dec_state[k], &in, &err)) {
-            rf_error_free(err);
-            return;
-        }
-        dec_ns = (uint64_t)((rf_thread_cpu() - t1) * 1e9);
-    }
-    uint32_t raw = list->npages * RF_PAGE_SIZE;
-    rf_autosel_sampled(g->sel, c->id, (unsigned)k, raw,
-                       out.raw ? raw : out.len,
-                       (uint64_t)((t1 - t0) * 1e9), dec_ns);
 }
 
 /* Builds and writes one page packet: zero pages become indexes only. */
@@ -660,6 +673,31 @@ static void *send_thread(void *arg)
     return NULL;
 }
 
+/* Runs every candidate once on a few pages of text-like bytes: a
+ * codec's first call pays for allocating and filling its tables, which
+ * must not be taken for its cost per byte in the first samples. */
+static void warm_up(SendChannel *c)
+{
+    enum { PAGES = 16 };
+    static const char words[] = "migration page channel round sync zero ";
+    uint8_t *src = c->sample_buf + (size_t)(RF_PACKET_MAX_PAGES - PAGES) *
+                                       RF_PAGE_SIZE;
+    uint8_t *pages[PAGES];
+    for (size_t i = 0; i < (size_t)PAGES * RF_PAGE_SIZE; i++) {
+        src[i] = (uint8_t)words[(i * 7 + i / 97) % (sizeof(words) - 1)];
+    }
+    for (unsigned i = 0; i < PAGES; i++) {
+        pages[i] = src + (size_t)i * RF_PAGE_SIZE;
+    }
+    RfPageList list = {.pages = pages, .npages = PAGES};
+    const RfAutoConfig *cfg = rf_autosel_config(c->group->sel);
+    for (unsigned k = 0; k < cfg->ncands; k++) {
+        uint32_t wire;
+        uint64_t comp_ns, dec_ns;
+        try_candidate(c, k, &list, &wire, &comp_ns, &dec_ns);
+    }
+}
+
 /* 'auto': every candidate's send state, and the sample buffer. */
 static bool setup_auto(RfSendGroup *g, SendChannel *c, RfError **errp)
 {
@@ -679,6 +717,7 @@ static bool setup_auto(RfSendGroup *g, SendChannel *c, RfError **errp)
     for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
         c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
     }
+    warm_up(c);
     return true;
 }
 

@@ -46,6 +46,7 @@ bool rf_auto_candidates(const RfParams *p, uint32_t dst_mask,
          * need it, and every destination decodes it. */
         add_cand(cfg, rf_method_find("none"), 0, dst_mask | 1u);
     }
+    const RfMethodOps *zstd = NULL;
     char *save = NULL;
     for (char *item = strtok_r(list, ",", &save); item;
          item = strtok_r(NULL, ",", &save)) {
@@ -61,14 +62,18 @@ bool rf_auto_candidates(const RfParams *p, uint32_t dst_mask,
             return false;
         }
         if (strcmp(m->name, "zstd") == 0) {
-            for (int level = 1; level <= 3; level++) {
-                add_cand(cfg, m, level, dst_mask);
-            }
+            zstd = m;
+            add_cand(cfg, m, 1, dst_mask); /* 2 and 3 come last */
         } else {
             add_cand(cfg, m, m->level_param
                                  ? rf_params_level(p, m->level_param) : 0,
                      dst_mask);
         }
+    }
+    /* The slower levels after every method's cheapest: the selector
+     * samples candidates in this order. */
+    for (int level = 2; zstd && level <= 3; level++) {
+        add_cand(cfg, zstd, level, dst_mask);
     }
     return true;
 }
