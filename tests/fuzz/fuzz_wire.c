@@ -420,6 +420,12 @@ static void fuzz_stream(const uint8_t *d, size_t n)
         case RF_MSG_COMPLETE:
             ok = rf_wire_complete_decode(d, h.length, &comp, NULL);
             break;
+        case RF_MSG_STATS: {
+            RfStats st;
+            ok = rf_wire_stats_decode(d, h.length, &st, NULL);
+            CHECK(!ok || st.nmethods <= RF_STATS_MAX_METHODS);
+            break;
+        }
         default:
             CHECK(h.type == RF_MSG_STATE); /* opaque bytes */
             break;
