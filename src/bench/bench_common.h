@@ -269,6 +269,10 @@ typedef struct RfBenchPath {
 
 /* Deletes namespaces left by bench runs that no longer exist (their pid
  * is part of the name), and registers the exit/signal cleanup. */
+/* A progress line on stderr ("ramflow bench: ..."), also kept in
+ * bench.log (bench_matrix.c). */
+void rf_bench_say(RfBench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void rf_bench_link_init(FILE *log);
 /* @return NULL if links can be emulated here (root, `ip` and `tc`), or
  * the reason why not. */

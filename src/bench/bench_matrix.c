@@ -218,10 +218,7 @@ static void row_finish(RfBench *b, RfBenchRow *row)
 
 /* --- the matrix ------------------------------------------------------- */
 
-/* A progress line on stderr, also kept in bench.log. */
-static void say(RfBench *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(RfBench *b, const char *fmt, ...)
+void rf_bench_say(RfBench *b, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -248,7 +245,7 @@ static void links_fallback(RfBench *b)
         return;
     }
     snprintf(b->machine.link_note, sizeof(b->machine.link_note), "%s", why);
-    say(b, "%s", why);
+    rf_bench_say(b, "%s", why);
     rf_bench_parse_link("unlimited", &cfg->links[0]);
     cfg->nlinks = 1;
 }
@@ -256,24 +253,24 @@ static void links_fallback(RfBench *b)
 static void say_calibration(RfBench *b)
 {
     const RfBenchCalib *c = &b->calib;
-    say(b, "calibration: %.0f MiB sample, %.1f%% zero pages, %u cores, "
+    rf_bench_say(b, "calibration: %.0f MiB sample, %.1f%% zero pages, %u cores, "
         "memcpy %.0f MB/s, first touch %.0f MB/s",
         (double)c->sample_bytes / 1048576, 100 * c->zero_fraction,
         c->cores, c->memcpy_MBps, c->touch_MBps);
     for (unsigned m = 0; m < b->cfg.nmethods; m++) {
         const RfBenchCodec *k = &c->codec[m];
         if (!k->ok) {
-            say(b, "  %s: %s%s", b->cfg.methods[m],
+            rf_bench_say(b, "  %s: %s%s", b->cfg.methods[m],
                 strcmp(b->cfg.methods[m], RF_BENCH_AUTO_NAME)
                     ? "calibration failed: " : "", k->error);
             continue;
         }
         if (k->cpu_bound_MBps <= 0) {
-            say(b, "  %s: %s; with first touch %.0f MB/s of RAM",
+            rf_bench_say(b, "  %s: %s; with first touch %.0f MB/s of RAM",
                 b->cfg.methods[m], k->detail, k->touch_bound_MBps);
             continue;
         }
-        say(b, "  %s level %d: ratio %.2f, compress %.0f MB/s, decompress "
+        rf_bench_say(b, "  %s level %d: ratio %.2f, compress %.0f MB/s, decompress "
             "%.0f MB/s, CPU bound %.0f MB/s of RAM (%.0f with first "
             "touch)", b->cfg.methods[m], k->level, k->ratio, k->comp_MBps,
             k->decomp_MBps, k->cpu_bound_MBps, k->touch_bound_MBps);
@@ -301,7 +298,7 @@ static void wait_idle(RfBench *b)
             return;
         }
         if (rf_now() - t0 > b->cfg.idle_wait_s) {
-            say(b, "machine still busy (%.0f%% of one core) after %.0f s: "
+            rf_bench_say(b, "machine still busy (%.0f%% of one core) after %.0f s: "
                 "measuring anyway", pct, b->cfg.idle_wait_s);
             return;
         }
@@ -324,13 +321,13 @@ static bool run_qemu_once(RfBench *b, RfBenchRow *row, const char *name,
     row->nqruns++;
     row->nqok += run->ok;
     if (run->ok) {
-        say(b, "    QEMU %s %u ch %s run %u: %.2f s, %.2f CPU-s, %s",
+        rf_bench_say(b, "    QEMU %s %u ch %s run %u: %.2f s, %.2f CPU-s, %s",
             rf_bench_qemu_method(m), row->channels,
             rf_bench_dest_name(cfg->dests[row->dest]), r + 1,
             run->total_time_s, run->cpu_s,
             run->verified ? "verified" : "NOT verified");
     } else {
-        say(b, "    QEMU %s %u ch %s run %u: FAILED: %s",
+        rf_bench_say(b, "    QEMU %s %u ch %s run %u: FAILED: %s",
             rf_bench_qemu_method(m), row->channels,
             rf_bench_dest_name(cfg->dests[row->dest]), r + 1, run->error);
     }
@@ -374,14 +371,14 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
         snprintf(budget, sizeof(budget), ", source cores unknown");
     }
     if (run->ok) {
-        say(b, "[%u/%u] %s%s%s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
+        rf_bench_say(b, "[%u/%u] %s%s%s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
             "downtime %.1f ms, %s%s%s%s", *done, total, b->prefix,
             b->prefix[0] ? " " : "", link, label, row->channels,
             r + 1, run->total_time_s, run->throughput_mbps,
             run->downtime_ms, run->verified ? "verified" : "NOT verified",
             row->tls ? ", " : "", row->tls ? run->security : "", budget);
     } else {
-        say(b, "[%u/%u] %s%s%s %s %u ch run %u: FAILED: %s", *done, total,
+        rf_bench_say(b, "[%u/%u] %s%s%s %s %u ch run %u: FAILED: %s", *done, total,
             b->prefix, b->prefix[0] ? " " : "", link, label, row->channels,
             r + 1, run->error);
     }
@@ -398,7 +395,7 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
     unsigned per_link = rf_bench_per_link(cfg);
     RfBenchRow *rows = b->rows + l * per_link;
     if (!rf_bench_link_up(link, cfg->delay_ms, &path, &err)) {
-        say(b, "link %s: %s", link->name, rf_error_msg(err));
+        rf_bench_say(b, "link %s: %s", link->name, rf_error_msg(err));
         for (unsigned i = 0; i < per_link; i++) {
             rows[i].nruns = 1;
             snprintf(rows[i].runs[0].error, sizeof(rows[i].runs[0].error),
@@ -407,7 +404,7 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
         rf_error_free(err);
         return !rf_cli_cancel;
     }
-    say(b, "link %s: %s", link->name, path.netns[0]
+    rf_bench_say(b, "link %s: %s", link->name, path.netns[0]
         ? "destination in network namespace behind a shaped veth pair"
         : "loopback");
     for (unsigned c = 0; c < cfg->nchannels && cfg->blast_s > 0 &&
@@ -416,10 +413,10 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
         if (rf_bench_tcp_blast(&path, cfg->channels[c], cfg->blast_s,
                                &mbps, &err)) {
             b->calib.tcp_mbps[l][c] = mbps;
-            say(b, "link %s: raw TCP, %u stream%s: %.0f Mbit/s", link->name,
+            rf_bench_say(b, "link %s: raw TCP, %u stream%s: %.0f Mbit/s", link->name,
                 cfg->channels[c], cfg->channels[c] == 1 ? "" : "s", mbps);
         } else {
-            say(b, "link %s: raw TCP failed: %s", link->name,
+            rf_bench_say(b, "link %s: raw TCP failed: %s", link->name,
                 rf_error_msg(err));
             rf_error_free(err);
             err = NULL;
@@ -450,7 +447,7 @@ int rf_bench_run_matrix(RfBench *b)
     b->nrows = cfg->nlinks * per_link;
     b->rows = calloc(b->nrows, sizeof(*b->rows));
     if (!b->rows) {
-        say(b, "out of memory");
+        rf_bench_say(b, "out of memory");
         return RF_EXIT_FAIL;
     }
     for (unsigned l = 0; l < cfg->nlinks; l++) {
@@ -471,7 +468,7 @@ int rf_bench_run_matrix(RfBench *b)
             }
         }
     }
-    say(b, "%u rows (%u link%s x %u methods x %u channel counts%s%s), %u "
+    rf_bench_say(b, "%u rows (%u link%s x %u methods x %u channel counts%s%s), %u "
         "run%s each, %.0f MiB guest, results in %s", b->nrows, cfg->nlinks,
         cfg->nlinks == 1 ? "" : "s", cfg->nmethods, cfg->nchannels,
         cfg->ndests > 1 ? " x warm and cold destination" : "",
@@ -480,32 +477,32 @@ int rf_bench_run_matrix(RfBench *b)
         (double)cfg->mem_size / 1048576, cfg->out_dir);
     if (cfg->ndests) {
         RfError *ierr = NULL;
-        say(b, "file mode: writing the %.0f MiB RAM image",
+        rf_bench_say(b, "file mode: writing the %.0f MiB RAM image",
             (double)cfg->mem_size / 1048576);
         if (!rf_bench_image_make(cfg, &ierr)) {
-            say(b, "the RAM image: %s", rf_error_msg(ierr));
+            rf_bench_say(b, "the RAM image: %s", rf_error_msg(ierr));
             rf_error_free(ierr);
             return RF_EXIT_FAIL;
         }
-        say(b, "file mode: image %s; %s", cfg->image, cfg->huge_note);
+        rf_bench_say(b, "file mode: image %s; %s", cfg->image, cfg->huge_note);
     }
     if (cfg->compare_qemu) {
-        say(b, "--compare qemu: QEMU %s (%s), accel %s%s; each ramflow run "
+        rf_bench_say(b, "--compare qemu: QEMU %s (%s), accel %s%s; each ramflow run "
             "followed by QEMU's of the same row", cfg->qemu_version,
             cfg->qemu_exe, cfg->qemu_accel,
             strcmp(cfg->qemu_accel, "tcg") == 0 ? " (no /dev/kvm)" : "");
     }
     if (cfg->tls) {
-        say(b, "TLS: PSK in %s; kernel TLS %s (tcp_available_ulp: %s)",
+        rf_bench_say(b, "TLS: PSK in %s; kernel TLS %s (tcp_available_ulp: %s)",
             cfg->psk_dir, b->machine.ktls_ulp ? "offered by the kernel"
                                               : "not offered by the kernel",
             b->machine.ulps[0] ? b->machine.ulps : "none");
     }
     RfError *err = NULL;
     if (cfg->reuse_calib) {
-        say(b, "calibration: the same data's, from the previous section");
+        rf_bench_say(b, "calibration: the same data's, from the previous section");
     } else if (!rf_bench_calibrate_codecs(b, &err)) {
-        say(b, "calibration failed: %s", rf_error_msg(err));
+        rf_bench_say(b, "calibration failed: %s", rf_error_msg(err));
         rf_error_free(err);
         return RF_EXIT_FAIL;
     }
@@ -522,7 +519,7 @@ int rf_bench_run_matrix(RfBench *b)
     }
     b->machine.load1_end = load_average();
     if (rf_cli_cancel) {
-        say(b, "interrupted: partial results written");
+        rf_bench_say(b, "interrupted: partial results written");
         return 130;
     }
     for (unsigned i = 0; i < b->nrows; i++) {

@@ -25,22 +25,6 @@
 #include "bench/bench_common.h"
 #include "control/cli.h"
 
-static void say(RfBench *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(RfBench *b, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "ramflow bench: %s\n", line);
-    if (b->log) {
-        fprintf(b->log, "## %s\n", line);
-        fflush(b->log);
-    }
-}
-
 /* A section's own files: its tables, its auto comparison and budget. */
 static void section_markdown(FILE *f, RfBench *b)
 {
@@ -62,7 +46,7 @@ static int write_section(RfBench *b, bool to_stdout)
         section_markdown(f, b);
         fclose(f);
     } else {
-        say(b, "%s: %s", path, strerror(errno));
+        rf_bench_say(b, "%s: %s", path, strerror(errno));
         status = RF_EXIT_FAIL;
     }
     if (to_stdout) {
@@ -72,16 +56,16 @@ static int write_section(RfBench *b, bool to_stdout)
     snprintf(path, sizeof(path), "%s/results.json", b->cfg.out_dir);
     RfError *err = NULL;
     if (!rf_bench_write_json(b, path, &err)) {
-        say(b, "%s", rf_error_msg(err));
+        rf_bench_say(b, "%s", rf_error_msg(err));
         rf_error_free(err);
         status = RF_EXIT_FAIL;
     }
     char why[256] = "";
     if (!rf_bench_write_chart(b, why, sizeof(why))) {
-        say(b, "no chart: %s", why);
+        rf_bench_say(b, "no chart: %s", why);
     }
     if (to_stdout) {
-        say(b, "results in %s (results.md, results.json%s, bench.log, "
+        rf_bench_say(b, "results in %s (results.md, results.json%s, bench.log, "
             "raw/)", b->cfg.out_dir, why[0] ? "" : ", chart.svg");
     }
     return status;
@@ -97,7 +81,7 @@ static int write_grid(RfBench *top, RfBench *const *secs, unsigned n,
     FILE *f = fopen(path, "w");
     FILE *outs[2] = {f, stdout};
     if (!f) {
-        say(top, "%s: %s", path, strerror(errno));
+        rf_bench_say(top, "%s: %s", path, strerror(errno));
         status = RF_EXIT_FAIL;
     }
     for (int o = 0; o < 2; o++) {
@@ -141,11 +125,11 @@ static int write_grid(RfBench *top, RfBench *const *secs, unsigned n,
     }
     snprintf(path, sizeof(path), "%s/results.json", top->cfg.out_dir);
     if (!o || json_dump_file(o, path, JSON_INDENT(2)) != 0) {
-        say(top, "cannot write %s", path);
+        rf_bench_say(top, "cannot write %s", path);
         status = RF_EXIT_FAIL;
     }
     json_decref(o);
-    say(top, "grid results in %s (results.md, results.json, bench.log; "
+    rf_bench_say(top, "grid results in %s (results.md, results.json, bench.log; "
         "one folder per section)", top->cfg.out_dir);
     return status;
 }
@@ -172,12 +156,12 @@ static bool prepare_data(RfBench *b, RfBenchDims *dims)
         RfError *err = NULL;
         if (!rf_bench_data_prepare(&dims->data[i], b->cfg.mem_size, b->log,
                                    &err)) {
-            say(b, "%s", rf_error_msg(err));
+            rf_bench_say(b, "%s", rf_error_msg(err));
             rf_error_free(err);
             return false;
         }
         char desc[PATH_MAX + 160];
-        say(b, "data %s: %s", dims->data[i].name,
+        rf_bench_say(b, "data %s: %s", dims->data[i].name,
             rf_bench_data_describe(&dims->data[i], desc, sizeof(desc)));
     }
     return !rf_cli_cancel;
@@ -200,13 +184,13 @@ static int run_grid(RfBench *b, RfBenchDims *dims)
     int status = RF_EXIT_OK;
     unsigned ran = 0;
     if (!secs || !dirs || !dir_names) {
-        say(b, "out of memory");
+        rf_bench_say(b, "out of memory");
         free(secs);
         free(dirs);
         free(dir_names);
         return RF_EXIT_FAIL;
     }
-    say(b, "grid: %u data x %u guest mode%s = %u sections of %u rows "
+    rf_bench_say(b, "grid: %u data x %u guest mode%s = %u sections of %u rows "
         "each", dims->ndata, dims->nguests, dims->nguests == 1 ? "" : "s",
         n, rf_bench_per_link(&b->cfg) * b->cfg.nlinks);
     for (unsigned k = 0; k < n && !rf_cli_cancel; k++) {
@@ -232,7 +216,7 @@ static int run_grid(RfBench *b, RfBenchDims *dims)
                         (int)sizeof(raw);
         if (!fits || (mkdir(sub, 0755) < 0 && errno != EEXIST) ||
             (mkdir(raw, 0755) < 0 && errno != EEXIST)) {
-            say(b, "%s: %s", sub, fits ? strerror(errno) : "path too long");
+            rf_bench_say(b, "%s: %s", sub, fits ? strerror(errno) : "path too long");
             status = RF_EXIT_FAIL;
             break;
         }
@@ -243,7 +227,7 @@ static int run_grid(RfBench *b, RfBenchDims *dims)
             sec->calib = secs[k - 1]->calib;
             sec->cfg.reuse_calib = true;
         }
-        say(b, "section %u/%u: data %s, guest %s, in %s", k + 1, n,
+        rf_bench_say(b, "section %u/%u: data %s, guest %s, in %s", k + 1, n,
             d->name, live ? "live" : "idle", sub);
         int st = rf_bench_run_matrix(sec);
         if (sec->rows) {

@@ -214,41 +214,6 @@ static void note_raw_run(SendChannel *c, unsigned cand, bool no_gain)
     }
 }
 
-/* Reads a sample's payload back from the iovs it was produced into. */
-typedef struct MemCursor {
-    const struct iovec *iov;
-    int iovcnt, i;
-    size_t off;
-} MemCursor;
-
-static bool mem_read(void *ctx, const struct iovec *iov, int iovcnt,
-                     RfError **errp)
-{
-    MemCursor *m = ctx;
-    for (int k = 0; k < iovcnt; k++) {
-        uint8_t *dst = iov[k].iov_base;
-        size_t want = iov[k].iov_len;
-        while (want) {
-            if (m->i >= m->iovcnt) {
-                rf_error_set(errp, RF_ERR_GENERIC, "sample read past its "
-                             "payload");
-                return false;
-            }
-            size_t have = m->iov[m->i].iov_len - m->off;
-            size_t n = have < want ? have : want;
-            memcpy(dst, (uint8_t *)m->iov[m->i].iov_base + m->off, n);
-            dst += n;
-            want -= n;
-            m->off += n;
-            if (m->off == m->iov[m->i].iov_len) {
-                m->i++;
-                m->off = 0;
-            }
-        }
-    }
-    return true;
-}
-
 /* Compresses the pages with candidate k's state and decodes the result
  * again (into the sample buffer), timing both with the thread's CPU
  * clock.  Nothing of it is sent.  @return false if either failed. */
@@ -271,9 +236,10 @@ static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
     double t1 = rf_thread_cpu();
     *dec_ns = 0;
     if (!out.raw) {
-        MemCursor cur = {.iov = out.iov, .iovcnt = out.iovcnt};
+        /* A compressed payload is one buffer (rf_payload_buffer). */
+        RfBufReader cur = {.p = out.iov[0].iov_base, .left = out.len};
         RfRecvPayload in = {.len = out.len, .pages = c->sample_pages,
-                            .npages = list->npages, .read = mem_read,
+                            .npages = list->npages, .read = rf_buf_read,
                             .read_ctx = &cur};
         if (!m->recv(c->dec_state[k], &in, &err)) {
             rf_error_free(err);
@@ -865,10 +831,10 @@ bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {
     /* 'auto' parks the channels beyond the active count: no pages. */
-    bool parked[255] = {false};
     unsigned active = g->sel ? rf_autosel_active(g->sel) : g->n;
-    for (unsigned i = active; i < g->n; i++) {
-        parked[i] = true;
+    bool parked[255];
+    for (unsigned i = 0; active < g->n && i < g->n; i++) {
+        parked[i] = i >= active;
     }
     SendChannel *c = wait_idle_locked(g, -1, active < g->n ? parked : NULL);
     if (!c) {

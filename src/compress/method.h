@@ -134,4 +134,14 @@ void rf_payload_raw_buffer(const uint8_t *buf, uint32_t npages,
 void rf_payload_buffer(const uint8_t *buf, uint32_t len,
                        RfSendPayload *out);
 
+/* An RfReadFn over a payload already in memory (a method's own output,
+ * a stored packet): reads consume the buffer in order and fail once it
+ * runs out. */
+typedef struct RfBufReader {
+    const uint8_t *p;
+    size_t left;
+} RfBufReader;
+bool rf_buf_read(void *reader, const struct iovec *iov, int iovcnt,
+                 RfError **errp);
+
 #endif /* RF_COMPRESS_METHOD_H */

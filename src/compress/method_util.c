@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "ramflow/error.h"
+
 bool rf_pages_contiguous(const RfPageList *pl)
 {
     for (uint32_t i = 1; i < pl->npages; i++) {
@@ -64,4 +66,20 @@ void rf_payload_buffer(const uint8_t *buf, uint32_t len, RfSendPayload *out)
     out->len = len;
     out->raw = false;
     out->borrowed = false;
+}
+
+bool rf_buf_read(void *reader, const struct iovec *iov, int iovcnt,
+                 RfError **errp)
+{
+    RfBufReader *r = reader;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > r->left) {
+            rf_error_set(errp, RF_ERR_PROTOCOL, "payload overrun");
+            return false;
+        }
+        memcpy(iov[i].iov_base, r->p, iov[i].iov_len);
+        r->p += iov[i].iov_len;
+        r->left -= iov[i].iov_len;
+    }
+    return true;
 }

@@ -25,6 +25,7 @@
 #include "util/clock.h"
 #include "util/digest.h"
 #include "util/hostcpu.h"
+#include "wire/bytes.h"
 
 typedef struct Dest {
     const RfIncomingOptions *opts;
@@ -408,10 +409,7 @@ static bool handshake(Dest *d, RfError **errp)
         /* The methods this destination decodes, for 'auto' to choose
          * from. */
         uint8_t mask[RF_EXT_METHODS_SIZE];
-        uint32_t m = rf_recv_methods_mask();
-        for (unsigned i = 0; i < RF_EXT_METHODS_SIZE; i++) {
-            mask[i] = (uint8_t)(m >> (8 * i));
-        }
+        put_u32(mask, rf_recv_methods_mask());
         rf_wire_ext_add(&acc.ext, RF_CAP_PACKET_METHOD, mask, sizeof(mask));
     }
     uint8_t out[32];

@@ -26,6 +26,7 @@
 #include "util/bitmap.h"
 #include "util/clock.h"
 #include "util/digest.h"
+#include "wire/bytes.h"
 
 typedef struct Source {
     /* fixed after setup */
@@ -159,8 +160,7 @@ static bool auto_setup(Source *s, const RfAccept *acc, RfError **errp)
                                           &len);
     uint32_t mask = UINT32_C(1) << RF_METHOD_NONE;
     if (rec && len == RF_EXT_METHODS_SIZE) {
-        mask |= (uint32_t)rec[0] | (uint32_t)rec[1] << 8 |
-                (uint32_t)rec[2] << 16 | (uint32_t)rec[3] << 24;
+        mask |= get_u32(rec);
     }
     if (!rf_auto_candidates(s->params, mask, &s->autocfg, errp)) {
         return false;

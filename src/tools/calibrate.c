@@ -24,27 +24,6 @@ typedef struct Calib {
     clockid_t clock;
 } Calib;
 
-typedef struct ArenaReader {
-    const uint8_t *p;
-    size_t left;
-} ArenaReader;
-
-static bool arena_read(void *ctx, const struct iovec *iov, int iovcnt,
-                       RfError **errp)
-{
-    ArenaReader *r = ctx;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > r->left) {
-            rf_error_set(errp, RF_ERR_PROTOCOL, "payload overrun");
-            return false;
-        }
-        memcpy(iov[i].iov_base, r->p, iov[i].iov_len);
-        r->p += iov[i].iov_len;
-        r->left -= iov[i].iov_len;
-    }
-    return true;
-}
-
 static double clock_s(clockid_t id)
 {
     struct timespec t;
@@ -102,14 +81,14 @@ static bool decompress_all(Calib *b, const RfMethodOps *ops, void *st,
         Packet *p = &b->pk[i];
         uint8_t *pages[RF_PACKET_MAX_PAGES];
         page_list(b->out + p->off, p->npages, pages);
-        ArenaReader r = {.p = b->arena + p->aoff, .left = p->plen};
+        RfBufReader r = {.p = b->arena + p->aoff, .left = p->plen};
         RfRecvPayload rp = {.len = p->plen, .pages = pages,
-                            .npages = p->npages, .read = arena_read,
+                            .npages = p->npages, .read = rf_buf_read,
                             .read_ctx = &r};
         struct iovec iov = {.iov_base = b->out + p->off,
                             .iov_len = p->plen};
         double t0 = clock_s(b->clock);
-        bool ok = p->raw ? arena_read(&r, &iov, 1, errp)
+        bool ok = p->raw ? rf_buf_read(&r, &iov, 1, errp)
                          : ops->recv(st, &rp, errp);
         *secs += clock_s(b->clock) - t0;
         if (!ok) {
