@@ -29,7 +29,7 @@
 
 #define C RF_AUTO_MAX_CANDS
 #define DECIDE_EVERY_S 0.25
-#define FIRST_WINDOW_S 0.1
+#define FIRST_WINDOW_S 0.05
 #define HYSTERESIS 0.10
 #define BLOCKED 0.3        /* a side is waiting on the link above this */
 #define PROBE_FIRST_S 4.0
@@ -42,7 +42,6 @@ typedef struct AutoChan {
     _Atomic uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
     /* the channel thread's own */
     uint64_t work_ns, sample_ns;
-    unsigned nsamples[C];
     uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
 } AutoChan;
 
@@ -77,6 +76,8 @@ struct RfAutoSel {
     Totals last;
     RfAutoCost cost[C];
     double dec_ns[C];           /* sampled decode cost at the source */
+    double sw_ratio[C], sw_comp[C]; /* from sweeps: all on the same data */
+    double act_ratio[C], act_comp[C]; /* from the packets each carried */
     double dst_method_ns[32];   /* destination's measured, per method */
     double src_wire_ns, src_page_ns;
     double link_Bps;
@@ -84,8 +85,8 @@ struct RfAutoSel {
     bool probing;
     unsigned probe_from;
     RfStats peer, peer_prev;
-    bool have_peer;
-    double dst_cores;
+    bool have_base, have_peer;
+    double dst_cores, dst_idle;
     Decision dec[MAX_DECISIONS];
     unsigned ndec, switches;
     double predicted_s, actual_s;
@@ -118,7 +119,7 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
         double k = ceil(cfg->max_cpu);
         active = k < 1 ? 1 : k < active ? (unsigned)k : active;
     }
-    /* none until the first window is measured (a tenth of a second): it
+    /* none until the first window is measured (50 ms): it
      * costs nothing where the link is fast, little where it is slow, and
      * the samples of that window already price the compressors. */
     atomic_init(&s->choice, s->none_idx < cfg->ncands ? s->none_idx : 0);
@@ -132,8 +133,9 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
     if (s->none_idx < cfg->ncands) {
         s->cost[s->none_idx] = (RfAutoCost){.known = false, .ratio = 1.0};
     }
+    s->last_probe = s->t0;
     log_decision(s, s->t0, rf_autosel_choice(s), 0, "start: none until "
-                 "the first tenth of a second is measured");
+                 "the first 50 ms are measured");
     return s;
 }
 
@@ -183,30 +185,15 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
     a->work_ns += comp_ns + send_cpu_ns + other_ns;
 }
 
-int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch)
+bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
     double age = rf_now() - s->t0;
     double share = age < 1.0 ? 0.10 : 0.03;
     /* A share of its work, plus 2% of a core in time: a channel that
      * mostly waits on a slow link still learns its candidates. */
-    if ((double)a->sample_ns > share * (double)a->work_ns + 0.02 * age * 1e9) {
-        return -1;
-    }
-    /* The candidate this channel has sampled least, in list order on a
-     * tie (cheap ones first), so every one is priced early. */
-    unsigned cur = rf_autosel_choice(s);
-    int pick = -1;
-    for (unsigned c = 0; c < s->cfg.ncands; c++) {
-        if (c != cur && c != s->none_idx &&
-            (pick < 0 || a->nsamples[c] < a->nsamples[pick])) {
-            pick = (int)c;
-        }
-    }
-    if (pick >= 0) {
-        a->nsamples[pick]++;
-    }
-    return pick;
+    return (double)a->sample_ns <=
+           share * (double)a->work_ns + 0.02 * age * 1e9;
 }
 
 void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
@@ -264,6 +251,13 @@ void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round)
 
 void rf_autosel_peer(RfAutoSel *s, const RfStats *st)
 {
+    /* The first report is the baseline: its figures are counted from
+     * before the data flowed (the host's since boot). */
+    if (!s->have_base) {
+        s->peer_prev = *st;
+        s->have_base = true;
+        return;
+    }
     s->peer = *st;
     s->have_peer = true;
 }
@@ -296,30 +290,59 @@ static double smooth(double old, double now)
 }
 
 #define MIN_BYTES (256.0 * 1024)
+#define SWEEP_MIN (64.0 * 1024)
 
-/* The costs each candidate showed in this window: what it was used for,
- * else its samples. */
+static double clamp(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The costs each candidate showed in this window.  The one that carried
+ * the packets is priced by them; the others by the sweeps, where every
+ * candidate compressed the same pages, scaled by how far the sweeps were
+ * off for the one that carried the packets (sweeps see a few pages of a
+ * packet, warm in the cache).  Candidates priced by samples of different
+ * packets would be compared on different data: on a mixed image one
+ * level's samples may all fall on text and another's on binaries. */
 static void update_costs(RfAutoSel *s, const Totals *d)
 {
+    double corr_r = 1, corr_c = 1;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        double raw = (double)d->raw[c], sraw = (double)d->s_raw[c];
+        if (c == s->none_idx) {
+            continue;
+        }
+        if (sraw >= SWEEP_MIN) {
+            s->sw_ratio[c] = smooth(s->sw_ratio[c],
+                                    (double)d->s_wire[c] / sraw);
+            s->sw_comp[c] = smooth(s->sw_comp[c],
+                                   (double)d->s_comp[c] / sraw);
+            s->dec_ns[c] = smooth(s->dec_ns[c], (double)d->s_dec[c] / sraw);
+        }
+        if (raw >= MIN_BYTES) {
+            s->act_ratio[c] = smooth(s->act_ratio[c],
+                                     (double)d->wire[c] / raw);
+            s->act_comp[c] = smooth(s->act_comp[c],
+                                    (double)d->comp_ns[c] / raw);
+            if (s->sw_ratio[c] > 0 && s->sw_comp[c] > 0) {
+                corr_r = clamp(s->act_ratio[c] / s->sw_ratio[c], 0.5, 2);
+                corr_c = clamp(s->act_comp[c] / s->sw_comp[c], 0.5, 2);
+            }
+        }
+    }
     for (unsigned c = 0; c < s->cfg.ncands; c++) {
         RfAutoCost *k = &s->cost[c];
-        double raw = (double)d->raw[c], sraw = (double)d->s_raw[c];
         if (c == s->none_idx) {
             k->ratio = 1.0;
             k->comp_ns = 0;
-            continue;
-        }
-        if (raw >= MIN_BYTES) {
-            k->ratio = smooth(k->ratio, (double)d->wire[c] / raw);
-            k->comp_ns = smooth(k->comp_ns, (double)d->comp_ns[c] / raw);
+        } else if ((double)d->raw[c] >= MIN_BYTES) {
+            k->ratio = s->act_ratio[c];
+            k->comp_ns = s->act_comp[c];
             k->known = true;
-        } else if (sraw >= MIN_BYTES / 2) {
-            k->ratio = smooth(k->ratio, (double)d->s_wire[c] / sraw);
-            k->comp_ns = smooth(k->comp_ns, (double)d->s_comp[c] / sraw);
+        } else if (s->sw_ratio[c] > 0) {
+            k->ratio = clamp(s->sw_ratio[c] * corr_r, 0, 1);
+            k->comp_ns = s->sw_comp[c] * corr_c;
             k->known = true;
-        }
-        if (sraw >= MIN_BYTES / 2) {
-            s->dec_ns[c] = smooth(s->dec_ns[c], (double)d->s_dec[c] / sraw);
         }
     }
     uint64_t raw = 0, wire = 0;
@@ -349,8 +372,6 @@ static double update_peer(RfAutoSel *s)
         s->dst_cores = s->dst_cores > 0 ? s->dst_cores : rf_host_ncpus();
         return 0;
     }
-    /* The first report is compared with the destination's start (all
-     * zero), so its first tenth of a second already counts. */
     const RfStats *a = &s->peer_prev, *b = &s->peer;
     double wall = (double)(b->wall_ns - a->wall_ns);
     if (wall < 5e7) {
@@ -363,6 +384,7 @@ static double update_peer(RfAutoSel *s)
                        (double)(b->host_total_ns - a->host_total_ns);
         idle = share * (b->ncpus ? b->ncpus : 1);
     }
+    s->dst_idle = idle;
     double cores = rf_host_cores_available(own, idle, s->cfg.channels,
                                            b->running,
                                            b->ncpus ? b->ncpus : 1);
@@ -444,7 +466,17 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
 {
     double now = rf_now();
     double wall = now - s->last_t;
-    if (wall < (s->ndec > 1 ? DECIDE_EVERY_S : FIRST_WINDOW_S)) {
+    /* Short windows while little is known (a short migration is over
+     * before a few quarter-second windows have passed), longer ones
+     * later, for steadier figures. */
+    double window = (now - s->t0) / 4;
+    window = window < FIRST_WINDOW_S ? FIRST_WINDOW_S
+             : window > DECIDE_EVERY_S ? DECIDE_EVERY_S : window;
+    if (wall < window ||
+        (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S)) {
+        /* the first decision waits (up to 0.1 s) for the destination's
+         * second STATS: without it the link cannot be told from the
+         * destination's CPU */
         return;
     }
     Totals t, d;
@@ -487,8 +519,16 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
     double wire_Bps = wire / wall;
-    if (src_block > BLOCKED && dst_wait > BLOCKED) {
+    /* The destination keeps up when its channels wait for data or its
+     * host has a core's third idle (its threads then were not short of
+     * CPU). */
+    bool dst_keeps_up = dst_wait > BLOCKED ||
+                        (s->have_peer && s->dst_idle > 0.3);
+    if (src_block > BLOCKED && dst_keeps_up) {
         s->link_Bps = wire_Bps;
+    } else if (src_block > BLOCKED && s->have_peer && dst_wait < 0.1) {
+        s->link_Bps = 0; /* the destination's CPU holds it back, not the
+                          * link (as far as can be seen) */
     } else if (s->link_Bps > 0 && wire_Bps > 1.1 * s->link_Bps) {
         s->link_Bps = 0; /* the link carries more than it did */
     }

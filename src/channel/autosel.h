@@ -9,8 +9,9 @@
  * The selector (autosel.c) feeds it: each sending channel counts, per
  * packet, what it compressed with which candidate and what sending cost
  * (CPU and time blocked); now and then a channel also compresses a
- * packet it has just sent with another candidate and decodes the result
- * (a sample, never sent), within a small share of its CPU; the
+ * few pages of a packet it has just sent with every candidate and
+ * decodes the results (a sweep, never sent), within a small share of its
+ * CPU, so that candidates are compared on the same data; the
  * destination's STATS bring its CPU, its decode cost and the time its
  * channels waited for data.  The engine calls rf_autosel_tick between
  * batches; the channels read the current choice with one atomic load.
@@ -106,13 +107,14 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
                        uint32_t raw, uint32_t wire, uint64_t comp_ns,
                        uint64_t send_cpu_ns, uint64_t send_wall_ns,
                        uint64_t other_ns);
-/* @return a candidate channel ch should sample on the packet it just
- * sent, or -1: about 3% of its CPU goes to samples (10% in the first
- * second, to learn fast), plus 2% of a core in time, candidates in
- * turn. */
-int rf_autosel_sample_pick(RfAutoSel *s, unsigned ch);
-/* The result of a sample: raw bytes in, payload bytes out, CPU ns to
- * compress and to decode it again. */
+/* @return true if channel ch should sweep the packet it just sent:
+ * compress a few of its pages with every candidate but none and decode
+ * them again, so that all candidates are priced on the same data.
+ * About 3% of its CPU goes to sweeps (10% in the first second, to learn
+ * fast), plus 2% of a core in time. */
+bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch);
+/* The result of one candidate in a sweep: raw bytes in, payload bytes
+ * out, CPU ns to compress and to decode it again. */
 void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
                         uint32_t raw, uint32_t wire, uint64_t comp_ns,
                         uint64_t dec_ns);
@@ -122,7 +124,7 @@ void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);
 /* The destination's latest STATS (cumulative figures). */
 void rf_autosel_peer(RfAutoSel *s, const RfStats *st);
 /* Measures the window since the last decision and decides again (every
- * 0.25 s at most, the first after 0.1 s).  remaining_raw: normal-page bytes still to send in
+ * 0.25 s at most, the first after 0.05 s).  remaining_raw: normal-page bytes still to send in
  * this round (for the prediction of the end). */
 void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw);
 /* The migration ended after total_s seconds: kept for the report's

@@ -75,6 +75,7 @@ typedef struct SendChannel {
     void *cand_state[RF_AUTO_MAX_CANDS];
     void *dec_state[RF_AUTO_MAX_CANDS];
     uint8_t *sample_buf;
+    unsigned sweeps;
     uint8_t *sample_pages[RF_PACKET_MAX_PAGES];
     unsigned raw_streak, skip_left;
     /* counters, read by the engine with relaxed atomics */
@@ -252,24 +253,40 @@ static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
     return true;
 }
 
+#define SWEEP_PAGES 64 /* 256 KiB: ratios close to a whole packet's */
+
 /*
- * 'auto': now and then (within the selector's CPU share) compresses the
- * packet just sent with another candidate and decodes the result again,
- * to learn that candidate's ratio and both sides' cost on the data
- * actually migrating.  Nothing of it is sent; a failure only loses the
- * sample.
+ * 'auto': now and then (within the selector's CPU share) compresses a few
+ * pages of the packet just sent with every candidate but none and
+ * decodes the results again, to learn the candidates' ratios and both
+ * sides' costs on the data actually migrating, all on the same pages.
+ * Nothing of it is sent; a failure only loses that candidate's result.
  */
-static void sample(SendChannel *c, const RfPageList *list)
+static void sweep(SendChannel *c, const RfPageList *list)
 {
     RfSendGroup *g = c->group;
-    int k = rf_autosel_sample_pick(g->sel, c->id);
-    uint32_t wire;
-    uint64_t comp_ns, dec_ns;
-    if (k >= 0 && try_candidate(c, (unsigned)k, list, &wire, &comp_ns,
-                                &dec_ns)) {
-        rf_autosel_sampled(g->sel, c->id, (unsigned)k,
-                           list->npages * RF_PAGE_SIZE, wire, comp_ns,
-                           dec_ns);
+    if (!rf_autosel_sweep_due(g->sel, c->id)) {
+        return;
+    }
+    RfPageList part = {.pages = list->pages,
+                       .npages = list->npages < SWEEP_PAGES ? list->npages
+                                                            : SWEEP_PAGES};
+    const RfAutoConfig *cfg = rf_autosel_config(g->sel);
+    /* The first candidate of a sweep reads the pages from further out in
+     * the cache: each sweep starts with the next one, so none is always
+     * first.  The channel's first sweep only warms up (its codecs' output
+     * buffers are touched for the first time): it is not counted. */
+    unsigned first = c->sweeps++ % cfg->ncands;
+    for (unsigned i = 0; i < cfg->ncands; i++) {
+        unsigned k = (first + i) % cfg->ncands;
+        uint32_t wire;
+        uint64_t comp_ns, dec_ns;
+        if (k != g->none_cand &&
+            try_candidate(c, k, &part, &wire, &comp_ns, &dec_ns) &&
+            c->sweeps > 1) {
+            rf_autosel_sampled(g->sel, c->id, k, part.npages * RF_PAGE_SIZE,
+                               wire, comp_ns, dec_ns);
+        }
     }
 }
 
@@ -350,7 +367,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
                           (uint64_t)((rf_now() - w_send) * 1e9),
                           (uint64_t)((t_send - t_comp_end) * 1e9));
         if (nn) {
-            sample(c, &list);
+            sweep(c, &list);
         }
     }
     return rf_cpu_budget_pace(g->budget, &g->stop);
@@ -680,6 +697,9 @@ static bool setup_auto(RfSendGroup *g, SendChannel *c, RfError **errp)
         rf_error_set(errp, RF_ERR_GENERIC, "out of memory for samples");
         return false;
     }
+    /* Touched now, so that the first decodes into it do not pay for
+     * faulting it in. */
+    memset(c->sample_buf, 0, (size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
     for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
         c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
     }

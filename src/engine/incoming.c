@@ -635,15 +635,17 @@ static bool ack_rounds(Dest *d, RfError **errp)
     return rf_msg_send(d->main, RF_MSG_ROUND_ACK, buf, (uint32_t)n, errp);
 }
 
-/* With 'packet-method', about every 100 ms: the STATS message, from
- * which the source's 'auto' learns this side's CPU and costs. */
+/* With 'packet-method', every 50 ms in the first second and every 100 ms
+ * after it: the STATS message, from which the source's 'auto' learns
+ * this side's CPU and costs (the first one is its baseline, so 'auto'
+ * can decide on the second, 50 ms into the data). */
 static bool send_stats(Dest *d, RfError **errp)
 {
     if (!(d->caps & RF_CAP(RF_CAP_PACKET_METHOD)) || !d->group) {
         return true;
     }
     double now = rf_now();
-    if (now - d->last_stats < 0.1) {
+    if (now - d->last_stats < (now - d->t0 < 1.0 ? 0.05 : 0.1)) {
         return true;
     }
     d->last_stats = now;
