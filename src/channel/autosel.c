@@ -86,6 +86,9 @@ struct RfAutoSel {
     unsigned probe_from;
     RfStats peer, peer_prev;
     bool have_base, have_peer;
+    bool link_provisional; /* link_Bps guessed without the peer */
+    bool same_host;        /* the destination shares this host's CPUs */
+    double dst_own;        /* destination process cores, last window */
     double dst_cores, dst_idle;
     Decision dec[MAX_DECISIONS];
     unsigned ndec, switches;
@@ -253,6 +256,17 @@ void rf_autosel_peer(RfAutoSel *s, const RfStats *st)
 {
     /* The first report is the baseline: its figures are counted from
      * before the data flowed (the host's since boot). */
+    /* The same kernel's counters: the destination runs on this host (a
+     * loopback or namespace link), and the two sides share its CPUs.
+     * Another host's CPU time since boot is off by its uptime. */
+    uint64_t idle = 0, total = 0;
+    if (rf_host_cpu(&idle, &total) && st->host_total_ns &&
+        st->ncpus == rf_host_ncpus()) {
+        double diff = fabs((double)total - (double)st->host_total_ns);
+        s->same_host = diff < 0.5e9 * st->ncpus;
+    } else {
+        s->same_host = false;
+    }
     if (!s->have_base) {
         s->peer_prev = *st;
         s->have_base = true;
@@ -385,6 +399,7 @@ static double update_peer(RfAutoSel *s)
         idle = share * (b->ncpus ? b->ncpus : 1);
     }
     s->dst_idle = idle;
+    s->dst_own = own;
     double cores = rf_host_cores_available(own, idle, s->cfg.channels,
                                            b->running,
                                            b->ncpus ? b->ncpus : 1);
@@ -518,18 +533,41 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double src_block = d.send_wall_ns > d.send_cpu_ns
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
-    double wire_Bps = wire / wall;
+    double wire_Bps = wire / wall, link_seen = wire_Bps;
+    /* What a young migration's window shows of the link is inflated by
+     * the socket buffers filling (4 MiB and more per channel, a tenth of
+     * a second of a 1 Gbit/s link); the rate since the start is not. */
+    if (now - s->t0 < 1.0) {
+        uint64_t wire_all = 0;
+        for (unsigned c = 0; c < s->cfg.ncands; c++) {
+            wire_all += t.wire[c];
+        }
+        double since_start = wire_all / (now - s->t0);
+        link_seen = since_start < wire_Bps ? since_start : wire_Bps;
+    }
     /* The destination keeps up when its channels wait for data or its
      * host has a core's third idle (its threads then were not short of
      * CPU). */
     bool dst_keeps_up = dst_wait > BLOCKED ||
                         (s->have_peer && s->dst_idle > 0.3);
+    bool provisional = s->link_provisional;
+    s->link_provisional = false;
     if (src_block > BLOCKED && dst_keeps_up) {
-        s->link_Bps = wire_Bps;
+        s->link_Bps = link_seen;
+    } else if (src_block > BLOCKED && !s->have_peer) {
+        /* No destination figures yet (the first decision): a blocked
+         * source is taken as link-bound for one window, so that a slow
+         * link gets a compressor now rather than a window later; the
+         * next window, with the destination's figures, confirms it or
+         * forgets it. */
+        s->link_Bps = link_seen;
+        s->link_provisional = true;
+    } else if (provisional) {
+        s->link_Bps = 0;
     } else if (src_block > BLOCKED && s->have_peer && dst_wait < 0.1) {
         s->link_Bps = 0; /* the destination's CPU holds it back, not the
                           * link (as far as can be seen) */
-    } else if (s->link_Bps > 0 && wire_Bps > 1.1 * s->link_Bps) {
+    } else if (s->link_Bps > 0 && link_seen > 1.1 * s->link_Bps) {
         s->link_Bps = 0; /* the link carries more than it did */
     }
 
@@ -549,6 +587,19 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         .dst_channels = s->cfg.channels,
         .link_Bps = s->link_Bps,
     };
+    if (s->same_host && s->have_peer) {
+        /* Both processes and the idle time, each core counted once. */
+        double shared = own + s->dst_own + (host ? idle_cores : 0);
+        in.shared_cores = shared < ncpus ? shared : ncpus;
+        /* Either side may take what the other leaves: each side's own
+         * bound is the whole share (within its budget), the shared
+         * bound splits it by what each candidate costs each side. */
+        double src_max = s->cfg.max_cpu > 0 ? s->cfg.max_cpu : INFINITY;
+        double dst_max = s->peer.max_cpu_milli
+                             ? s->peer.max_cpu_milli / 1000.0 : INFINITY;
+        in.src_cores = fmax(in.src_cores, fmin(in.shared_cores, src_max));
+        in.dst_cores = fmax(in.dst_cores, fmin(in.shared_cores, dst_max));
+    }
     memcpy(in.cost, s->cost, sizeof(in.cost));
 
     unsigned cur = rf_autosel_choice(s);
@@ -574,12 +625,14 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     }
     snprintf(reason, sizeof(reason),
              "%s bound: %.0f MB/s predicted, %s %.0f MB/s; link %s%.0f MB/s, "
-             "cores src %.1f dst %.1f", rf_auto_bound_name(bound), pred / 1e6,
+             "cores src %.1f dst %.1f%s", rf_auto_bound_name(bound),
+             pred / 1e6,
              second != next ? s->cfg.cands[second].name : "-",
              second != next ? rates[second] / 1e6 : 0,
              s->link_Bps > 0 ? "" : ">", (s->link_Bps > 0 ? s->link_Bps
                                                           : wire_Bps) / 1e6,
-             src_cores, s->dst_cores);
+             src_cores, s->dst_cores,
+             in.shared_cores > 0 ? " (one host)" : "");
 
     if (s->link_Bps > 0 && now - s->last_probe >= s->probe_every) {
         RfAutoInputs fast = in;

@@ -65,6 +65,8 @@ typedef struct RfAutoInputs {
     unsigned dst_channels;
     double link_Bps;      /* wire bytes/s the link carries; 0 = unknown
                            * (not seen limiting) */
+    double shared_cores;  /* > 0: both sides share one host's CPUs, this
+                           * many for the two together */
 } RfAutoInputs;
 
 typedef enum {
@@ -72,6 +74,7 @@ typedef enum {
     RF_AUTO_BOUND_SOURCE, /* source CPU */
     RF_AUTO_BOUND_DEST,   /* destination CPU */
     RF_AUTO_BOUND_LINK,
+    RF_AUTO_BOUND_HOST,   /* both sides' CPU on one host */
 } RfAutoBound;
 
 /* @return the predicted raw bytes/s of candidate c (0 if its costs are

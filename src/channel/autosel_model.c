@@ -7,6 +7,8 @@
  *                so no more cores than channels
  *   destination  min(dst_channels, dst_cores) / dst_ns per raw byte
  *   link         link_Bps / ratio, when the link was seen limiting
+ *   shared host  shared_cores / (source ns + destination ns) per raw
+ *                byte, when both sides run on the same host's CPUs
  * Everything is in raw (page) bytes per second, so candidates that
  * shrink the data differently compare directly.
  */
@@ -39,9 +41,13 @@ double rf_auto_predict(const RfAutoInputs *in, unsigned c,
                      ? dst_cores / k->dst_ns * 1e9 : INFINITY;
     double link = in->link_Bps > 0 && k->ratio > 0 ? in->link_Bps / k->ratio
                                                    : INFINITY;
-    double r = min_d(src, min_d(dst, link));
+    double host = in->shared_cores > 0 && src_ns + k->dst_ns > 0
+                      ? in->shared_cores / (src_ns + k->dst_ns) * 1e9
+                      : INFINITY;
+    double r = min_d(min_d(src, host), min_d(dst, link));
     if (bound) {
         *bound = r == link ? RF_AUTO_BOUND_LINK
+                 : r == host ? RF_AUTO_BOUND_HOST
                  : r == dst ? RF_AUTO_BOUND_DEST : RF_AUTO_BOUND_SOURCE;
     }
     return isfinite(r) ? r : 1e12;
@@ -96,6 +102,7 @@ const char *rf_auto_bound_name(RfAutoBound b)
     case RF_AUTO_BOUND_SOURCE: return "source CPU";
     case RF_AUTO_BOUND_DEST: return "destination CPU";
     case RF_AUTO_BOUND_LINK: return "link";
+    case RF_AUTO_BOUND_HOST: return "shared host CPU";
     default: return "unknown";
     }
 }

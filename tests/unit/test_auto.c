@@ -86,6 +86,35 @@ static void test_destination_bound(void **state)
     assert_int_equal(rf_auto_decide(&in, 0, 0.1, NULL), 1);
 }
 
+static void test_shared_host(void **state)
+{
+    (void)state;
+    /* Two compressors that cost the source the same, on separate hosts
+     * with a core each: the source bounds both, a tie. */
+    RfAutoInputs in = inputs(0, 1);
+    in.dst_cores = 1;
+    in.cost[0].known = false; /* compressors only */
+    in.cost[1] = (RfAutoCost){true, 0.35, 3.5, 2.0};
+    in.cost[2] = (RfAutoCost){true, 0.35, 3.5, 1.0};
+    double r[3];
+    rf_auto_decide(&in, 1, 0, r);
+    assert_true(r[1] == r[2]);
+    /* The same two sharing one host's 2 cores: the one that leaves the
+     * destination more CPU (for the source to take) is faster, and the
+     * shared bound holds both. */
+    in.shared_cores = 2;
+    in.src_cores = in.dst_cores = 2; /* each side may take them all */
+    RfAutoBound b;
+    double one = rf_auto_predict(&in, 1, &b);
+    assert_int_equal(b, RF_AUTO_BOUND_HOST);
+    assert_true(one > 2 / (0.05 + 3.5 + 0.35 * 0.25 + 2.0) * 1e9 * 0.999 &&
+                one < 2 / (0.05 + 3.5 + 0.35 * 0.25 + 2.0) * 1e9 * 1.001);
+    assert_int_equal(rf_auto_decide(&in, 1, 0.02, r), 2);
+    assert_true(r[2] > 1.1 * r[1]);
+    assert_string_equal(rf_auto_bound_name(RF_AUTO_BOUND_HOST),
+                        "shared host CPU");
+}
+
 static void test_hysteresis_and_unknown(void **state)
 {
     (void)state;
@@ -255,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_fast_link_sends_raw),
         cmocka_unit_test(test_incompressible_goes_raw),
         cmocka_unit_test(test_destination_bound),
+        cmocka_unit_test(test_shared_host),
         cmocka_unit_test(test_hysteresis_and_unknown),
         cmocka_unit_test(test_budget_limits_source),
         cmocka_unit_test(test_stats_roundtrip_and_bad),
