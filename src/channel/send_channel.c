@@ -273,8 +273,8 @@ static void sweep(SendChannel *c, const RfPageList *list)
                                                             : SWEEP_PAGES};
     const RfAutoConfig *cfg = rf_autosel_config(g->sel);
     /* The first candidate of a sweep reads the pages from further out in
-     * the cache: each sweep starts with the next one, so none is always
-     * first.  The channel's first sweep only warms up (its codecs' output
+     * the cache: each sweep starts with the next one, so that no
+     * candidate is always first.  The channel's first sweep only warms up (its codecs' output
      * buffers are touched for the first time): it is not counted. */
     unsigned first = c->sweeps++ % cfg->ncands;
     for (unsigned i = 0; i < cfg->ncands; i++) {
