@@ -35,10 +35,18 @@
 #define PROBE_FIRST_S 4.0
 #define PROBE_MAX_S 32.0
 #define MAX_DECISIONS 256
+#define LEAD_SETTLED_PCT 150 /* fewer sweeps above this lead */
+#define SWEEP_QUEUE (1u << 20) /* a socket queue that starts sweeps */
+#define SWEEP_CHANNELS_YOUNG 1 /* channels sweeping in the first second */
+/* Share of a window's writes still queued in the sockets at its end
+ * above which the source counts as held back by the path (as if its
+ * writes blocked). */
+#define AHEAD_BLOCKED 0.2
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
     _Atomic uint64_t send_cpu_ns, send_wall_ns, other_ns;
+    _Atomic uint64_t queued; /* unacknowledged in its socket, last seen */
     _Atomic uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
     /* the channel thread's own */
     uint64_t work_ns, sample_ns;
@@ -50,6 +58,7 @@ typedef struct Totals {
     uint64_t raw[C], wire[C], comp_ns[C];
     uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
     uint64_t send_cpu_ns, send_wall_ns, other_ns;
+    uint64_t queued; /* a level, not a count: its difference may be < 0 */
 } Totals;
 
 typedef struct Decision {
@@ -69,6 +78,10 @@ struct RfAutoSel {
     unsigned none_idx;
     AutoChan *ch;
     atomic_uint choice, active;
+    /* the choice's predicted rate over the runner-up's, in percent; 0
+     * while some candidate is unpriced */
+    atomic_uint lead_pct;
+    atomic_bool link_limited; /* a window saw the link limit */
     double t0;
     /* engine thread only */
     double last_t, last_cpu;
@@ -192,11 +205,42 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
     double age = rf_now() - s->t0;
-    double share = age < 1.0 ? 0.10 : 0.03;
-    /* A share of its work, plus 2% of a core in time: a channel that
+    /* A compressor beats none only where the path holds the writes back.
+     * Until this channel's socket queues a megabyte or a window saw the
+     * link limit, a young migration does not price them: on a fast link
+     * the sweeps cost a fifth of a 0.2 s migration's time, and on a slow
+     * one the queue is there after the first few packets.  In that first
+     * second only the first channel sweeps (the lowest stay active when
+     * others are parked): each channel's first sweep only warms its
+     * codecs up (cold allocations: with two channels sweeping, a 10
+     * Gbit/s migration of 0.2 s still lost 40%), and the pages of one
+     * channel are like the others'. */
+    if (age < 1.0 &&
+        ((atomic_load_explicit(&a->queued, memory_order_relaxed) <
+              SWEEP_QUEUE &&
+          !atomic_load_explicit(&s->link_limited, memory_order_relaxed)) ||
+         ch >= SWEEP_CHANNELS_YOUNG)) {
+        return false;
+    }
+    double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
+    /* A choice that leads by half again needs no finer prices: the
+     * sweeps only watch for the data changing (on a fast link, where
+     * none leads every compressor, they were a fifth of a short
+     * migration's time). */
+    if (atomic_load_explicit(&s->lead_pct, memory_order_relaxed) >=
+        LEAD_SETTLED_PCT) {
+        share = 0.01;
+        per_s = 0.002;
+    }
+    /* A share of its work, plus some of a core in time: a channel that
      * mostly waits on a slow link still learns its candidates. */
     return (double)a->sample_ns <=
-           share * (double)a->work_ns + 0.02 * age * 1e9;
+           share * (double)a->work_ns + per_s * age * 1e9;
+}
+
+void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes)
+{
+    atomic_store_explicit(&s->ch[ch].queued, bytes, memory_order_relaxed);
 }
 
 void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
@@ -293,6 +337,7 @@ static void totals(RfAutoSel *s, Totals *t)
         t->send_cpu_ns += atomic_load(&a->send_cpu_ns);
         t->send_wall_ns += atomic_load(&a->send_wall_ns);
         t->other_ns += atomic_load(&a->other_ns);
+        t->queued += atomic_load(&a->queued);
     }
 }
 
@@ -487,11 +532,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double window = (now - s->t0) / 4;
     window = window < FIRST_WINDOW_S ? FIRST_WINDOW_S
              : window > DECIDE_EVERY_S ? DECIDE_EVERY_S : window;
-    if (wall < window ||
-        (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S)) {
-        /* the first decision waits (up to 0.1 s) for the destination's
-         * second STATS: without it the link cannot be told from the
-         * destination's CPU */
+    if (wall < window) {
         return;
     }
     Totals t, d;
@@ -500,6 +541,23 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
              *o = (uint64_t *)&d;
     for (size_t i = 0; i < sizeof(Totals) / sizeof(uint64_t); i++) {
         o[i] = a[i] - b[i];
+    }
+    uint64_t raw = 0, wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        raw += d.raw[c];
+        wire += d.wire[c];
+    }
+    /* What the sockets took of the window's writes and did not pass on:
+     * the share still queued says the path (link or destination) takes
+     * less than the source writes, long before the writes block. */
+    double grew = (double)(int64_t)d.queued;
+    double ahead = wire ? grew / (double)wire : 0;
+    if (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S) {
+        /* the first decision waits (up to 0.1 s) for the destination's
+         * second STATS: without it the link cannot be told from the
+         * destination's CPU (a destination still setting up holds the
+         * writes in the sockets as a slow link does) */
+        return;
     }
     double cpu = rf_process_cpu();
     uint64_t idle = 0, total = 0;
@@ -516,11 +574,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     s->last_idle = idle;
     s->last_total = total;
 
-    uint64_t raw = 0, wire = 0;
-    for (unsigned c = 0; c < s->cfg.ncands; c++) {
-        raw += d.raw[c];
-        wire += d.wire[c];
-    }
     if (raw == 0 && d.s_raw[0] == 0) {
         return; /* nothing was sent: nothing learnt */
     }
@@ -533,10 +586,15 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double src_block = d.send_wall_ns > d.send_cpu_ns
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
+    /* the writes will block once the sockets are full */
+    bool held = src_block > BLOCKED || ahead > AHEAD_BLOCKED;
     double wire_Bps = wire / wall, link_seen = wire_Bps;
     /* What a young migration's window shows of the link is inflated by
      * the socket buffers filling (4 MiB and more per channel, a tenth of
-     * a second of a 1 Gbit/s link); the rate since the start is not. */
+     * a second of a 1 Gbit/s link); the rate since the start is not.
+     * (What the sockets passed on, writes less queue growth, is no
+     * better: TCP's slow start keeps it far below a fast link's rate in
+     * the first tenth of a second.) */
     if (now - s->t0 < 1.0) {
         uint64_t wire_all = 0;
         for (unsigned c = 0; c < s->cfg.ncands; c++) {
@@ -552,7 +610,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
                         (s->have_peer && s->dst_idle > 0.3);
     bool provisional = s->link_provisional;
     s->link_provisional = false;
-    if (src_block > BLOCKED && dst_keeps_up) {
+    if (held && dst_keeps_up) {
         s->link_Bps = link_seen;
     } else if (src_block > BLOCKED && !s->have_peer) {
         /* No destination figures yet (the first decision): a blocked
@@ -565,12 +623,18 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     } else if (provisional) {
         s->link_Bps = 0;
     } else if (src_block > BLOCKED && s->have_peer && dst_wait < 0.1) {
-        s->link_Bps = 0; /* the destination's CPU holds it back, not the
-                          * link (as far as can be seen) */
+        /* The destination's CPU holds it back, not the link (as far as
+         * can be seen).  Blocked writes only: a socket queue grows for
+         * either reason, and counting it here forgot a 1 Gbit/s link
+         * while a compressor kept a shared host's destination busy. */
+        s->link_Bps = 0;
     } else if (s->link_Bps > 0 && link_seen > 1.1 * s->link_Bps) {
         s->link_Bps = 0; /* the link carries more than it did */
     }
 
+    if (s->link_Bps > 0) {
+        atomic_store_explicit(&s->link_limited, true, memory_order_relaxed);
+    }
     double src_cores = rf_host_cores_available(own, host ? idle_cores : -1,
                                                active, rf_host_running(),
                                                ncpus);
@@ -623,6 +687,16 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
             second = c;
         }
     }
+    bool all_known = true;
+    for (unsigned c = 0; c < in.ncands; c++) {
+        all_known = all_known && in.cost[c].known;
+    }
+    atomic_store_explicit(&s->lead_pct,
+                          all_known && second != next && rates[second] > 0
+                              ? (unsigned)fmin(1e4, 100 * rates[next] /
+                                                        rates[second])
+                              : 0,
+                          memory_order_relaxed);
     snprintf(reason, sizeof(reason),
              "%s bound: %.0f MB/s predicted, %s %.0f MB/s; link %s%.0f MB/s, "
              "cores src %.1f dst %.1f%s", rf_auto_bound_name(bound),

@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -445,6 +447,19 @@ bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
     int ut = user_timeout_ms > INT_MAX ? INT_MAX : (int)user_timeout_ms;
     return !ut || set_opt(sc, IPPROTO_TCP, TCP_USER_TIMEOUT,
                           "TCP_USER_TIMEOUT", ut, errp);
+}
+
+long long rf_conn_unsent(RfConn *c)
+{
+    while (c && c->ops->inner) {
+        c = c->ops->inner(c);
+    }
+    int fd = rf_sock_conn_fd(c, NULL);
+    int n = 0;
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0 || n < 0) {
+        return -1;
+    }
+    return n;
 }
 
 /* --- listener ------------------------------------------------------------ */

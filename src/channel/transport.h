@@ -160,6 +160,11 @@ static inline bool rf_conn_cancelled(const RfConn *c)
 bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
                           unsigned user_timeout_ms, RfError **errp);
 
+/* Bytes written to c's socket (through any TLS layer) that the peer has
+ * not acknowledged yet (SIOCOUTQ): what a sender's writes ran ahead of
+ * the path.  @return -1 if c is not a socket or the kernel cannot tell. */
+long long rf_conn_unsent(RfConn *c);
+
 typedef struct RfListenerOps {
     /* Waits up to timeout_ms (0 = no limit) for one connection and checks
      * *cancel (if non-NULL) at least every 100 ms.  @return the accepted

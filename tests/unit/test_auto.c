@@ -264,6 +264,30 @@ static void test_accept_methods_record(void **state)
     rf_error_free(err);
 }
 
+/* Before a window saw the link limit, a young migration sweeps only on
+ * its first channel and only once that channel's socket holds a
+ * megabyte unacknowledged: on a fast link the sweeps were the whole of
+ * auto's loss against none. */
+static void test_sweeps_wait_for_a_queue(void **state)
+{
+    (void)state;
+    RfAutoConfig cfg = {.ncands = 2, .channels = 4};
+    cfg.cands[0] = (RfAutoCand){rf_method_find("none"), 0, "none"};
+    cfg.cands[1] = (RfAutoCand){rf_method_find("zstd"), 1, "zstd-1"};
+    assert_non_null(cfg.cands[0].method);
+    assert_non_null(cfg.cands[1].method);
+    RfAutoSel *s = rf_autosel_new(&cfg);
+    assert_non_null(s);
+    assert_false(rf_autosel_sweep_due(s, 0));
+    rf_autosel_queued(s, 0, 512 * 1024);
+    assert_false(rf_autosel_sweep_due(s, 0));
+    rf_autosel_queued(s, 0, 2 * 1024 * 1024);
+    assert_true(rf_autosel_sweep_due(s, 0));
+    rf_autosel_queued(s, 1, 2 * 1024 * 1024);
+    assert_false(rf_autosel_sweep_due(s, 1));
+    rf_autosel_free(s);
+}
+
 static void test_cores_available(void **state)
 {
     (void)state;
@@ -290,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_stats_roundtrip_and_bad),
         cmocka_unit_test(test_packet_method_header),
         cmocka_unit_test(test_accept_methods_record),
+        cmocka_unit_test(test_sweeps_wait_for_a_queue),
         cmocka_unit_test(test_cores_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
