@@ -36,7 +36,7 @@
 #define PROBE_MAX_S 32.0
 #define MAX_DECISIONS 256
 #define LEAD_SETTLED_PCT 150 /* fewer sweeps above this lead */
-#define SWEEP_QUEUE (1u << 20) /* a socket queue that starts sweeps */
+#define SWEEP_QUEUE (256u << 10) /* a socket queue that starts sweeps */
 #define SWEEP_CHANNELS_YOUNG 1 /* channels sweeping in the first second */
 /* Share of a window's writes still queued in the sockets at its end
  * above which the source counts as held back by the path (as if its
@@ -206,10 +206,12 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
     AutoChan *a = &s->ch[ch];
     double age = rf_now() - s->t0;
     /* A compressor beats none only where the path holds the writes back.
-     * Until this channel's socket queues a megabyte or a window saw the
-     * link limit, a young migration does not price them: on a fast link
-     * the sweeps cost a fifth of a 0.2 s migration's time, and on a slow
-     * one the queue is there after the first few packets.  In that first
+     * Until this channel's socket queues 256 KiB (half a full packet) or
+     * a window saw the link limit, a young migration does not price
+     * them: on a fast link the sweeps cost a fifth of a 0.2 s migration's
+     * time, and on a slow one the queue is there after the first few
+     * packets (a megabyte came too late on a zero-heavy image, whose
+     * packets are small on the wire).  In that first
      * second only the first channel sweeps (the lowest stay active when
      * others are parked): each channel's first sweep only warms its
      * codecs up (cold allocations: with two channels sweeping, a 10

@@ -116,7 +116,7 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
  * About 3% of its CPU goes to sweeps (10% in the first second, to learn
  * fast), plus 2% of a core in time; 1% plus 0.2% once the choice leads
  * the runner-up by half again.  In the first second only channel 0
- * sweeps, and only once its socket holds a megabyte unacknowledged
+ * sweeps, and only once its socket holds 256 KiB unacknowledged
  * (rf_autosel_queued) or a window saw the link limit. */
 bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch);
 /* The result of one candidate in a sweep: raw bytes in, payload bytes

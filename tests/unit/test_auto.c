@@ -265,8 +265,8 @@ static void test_accept_methods_record(void **state)
 }
 
 /* Before a window saw the link limit, a young migration sweeps only on
- * its first channel and only once that channel's socket holds a
- * megabyte unacknowledged: on a fast link the sweeps were the whole of
+ * its first channel and only once that channel's socket holds 256 KiB
+ * unacknowledged: on a fast link the sweeps were the whole of
  * auto's loss against none. */
 static void test_sweeps_wait_for_a_queue(void **state)
 {
@@ -279,11 +279,11 @@ static void test_sweeps_wait_for_a_queue(void **state)
     RfAutoSel *s = rf_autosel_new(&cfg);
     assert_non_null(s);
     assert_false(rf_autosel_sweep_due(s, 0));
-    rf_autosel_queued(s, 0, 512 * 1024);
+    rf_autosel_queued(s, 0, 128 * 1024);
     assert_false(rf_autosel_sweep_due(s, 0));
-    rf_autosel_queued(s, 0, 2 * 1024 * 1024);
+    rf_autosel_queued(s, 0, 512 * 1024);
     assert_true(rf_autosel_sweep_due(s, 0));
-    rf_autosel_queued(s, 1, 2 * 1024 * 1024);
+    rf_autosel_queued(s, 1, 512 * 1024);
     assert_false(rf_autosel_sweep_due(s, 1));
     rf_autosel_free(s);
 }
