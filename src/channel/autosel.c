@@ -211,12 +211,12 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
      * them: on a fast link the sweeps cost a fifth of a 0.2 s migration's
      * time, and on a slow one the queue is there after the first few
      * packets (a megabyte came too late on a zero-heavy image, whose
-     * packets are small on the wire).  In that first
-     * second only the first channel sweeps (the lowest stay active when
-     * others are parked): each channel's first sweep only warms its
-     * codecs up (cold allocations: with two channels sweeping, a 10
-     * Gbit/s migration of 0.2 s still lost 40%), and the pages of one
-     * channel are like the others'. */
+     * packets are small on the wire).  In that first second only the
+     * first channel sweeps (the lowest stay active when others are
+     * parked): each channel's first sweep only warms its codecs up (cold
+     * allocations: with two channels sweeping, a 10 Gbit/s migration of
+     * 0.2 s still lost 40%), and the pages of one channel are like the
+     * others'. */
     if (age < 1.0 &&
         ((atomic_load_explicit(&a->queued, memory_order_relaxed) <
               SWEEP_QUEUE &&
