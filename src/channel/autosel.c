@@ -38,10 +38,6 @@
 #define LEAD_SETTLED_PCT 150 /* fewer sweeps above this lead */
 #define SWEEP_QUEUE (256u << 10) /* a socket queue that starts sweeps */
 #define SWEEP_CHANNELS_YOUNG 1 /* channels sweeping in the first second */
-/* Share of a window's writes still queued in the sockets at its end
- * above which the source counts as held back by the path (as if its
- * writes blocked). */
-#define AHEAD_BLOCKED 0.2
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
@@ -58,7 +54,6 @@ typedef struct Totals {
     uint64_t raw[C], wire[C], comp_ns[C];
     uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
     uint64_t send_cpu_ns, send_wall_ns, other_ns;
-    uint64_t queued; /* a level, not a count: its difference may be < 0 */
 } Totals;
 
 typedef struct Decision {
@@ -339,7 +334,6 @@ static void totals(RfAutoSel *s, Totals *t)
         t->send_cpu_ns += atomic_load(&a->send_cpu_ns);
         t->send_wall_ns += atomic_load(&a->send_wall_ns);
         t->other_ns += atomic_load(&a->other_ns);
-        t->queued += atomic_load(&a->queued);
     }
 }
 
@@ -549,11 +543,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         raw += d.raw[c];
         wire += d.wire[c];
     }
-    /* What the sockets took of the window's writes and did not pass on:
-     * the share still queued says the path (link or destination) takes
-     * less than the source writes, long before the writes block. */
-    double grew = (double)(int64_t)d.queued;
-    double ahead = wire ? grew / (double)wire : 0;
     if (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S) {
         /* the first decision waits (up to 0.1 s) for the destination's
          * second STATS: without it the link cannot be told from the
@@ -588,8 +577,11 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double src_block = d.send_wall_ns > d.send_cpu_ns
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
-    /* the writes will block once the sockets are full */
-    bool held = src_block > BLOCKED || ahead > AHEAD_BLOCKED;
+    /* (A growing socket queue is no sign of a held source here: the
+     * level read after a send includes that send's bytes in flight, so
+     * with a few packets a window it swings by a packet per channel;
+     * taken as one, it chose zlib on an unlimited link under TSan.) */
+    bool held = src_block > BLOCKED;
     double wire_Bps = wire / wall, link_seen = wire_Bps;
     /* What a young migration's window shows of the link is inflated by
      * the socket buffers filling (4 MiB and more per channel, a tenth of
@@ -625,11 +617,8 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     } else if (provisional) {
         s->link_Bps = 0;
     } else if (src_block > BLOCKED && s->have_peer && dst_wait < 0.1) {
-        /* The destination's CPU holds it back, not the link (as far as
-         * can be seen).  Blocked writes only: a socket queue grows for
-         * either reason, and counting it here forgot a 1 Gbit/s link
-         * while a compressor kept a shared host's destination busy. */
-        s->link_Bps = 0;
+        s->link_Bps = 0; /* the destination's CPU holds it back, not the
+                          * link (as far as can be seen) */
     } else if (s->link_Bps > 0 && link_seen > 1.1 * s->link_Bps) {
         s->link_Bps = 0; /* the link carries more than it did */
     }

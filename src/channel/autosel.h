@@ -126,8 +126,8 @@ void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
                         uint64_t dec_ns);
 /* Channel ch's socket holds `bytes` written but not yet acknowledged by
  * the peer (rf_conn_unsent, after each packet): how far its writes ran
- * ahead of the path.  Its growth shows a slow link within the first
- * window, before the socket buffers are full and the writes block. */
+ * ahead of the path.  In the first second it starts the sweeps
+ * (rf_autosel_sweep_due): a queue says a compressor could help. */
 void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
 /* Channel ch wrote its SYNC for `round`: what it sent since its last
  * SYNC belongs to that round (the report's per-round table). */
