@@ -196,6 +196,19 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
     a->work_ns += comp_ns + send_cpu_ns + other_ns;
 }
 
+/* True while channel ch's sweeps wait for its socket queue: in the
+ * first second, on the sweeping channel, until a window saw the link. */
+static bool waits_for_queue(RfAutoSel *s, unsigned ch, double age)
+{
+    return age < 1.0 && ch < SWEEP_CHANNELS_YOUNG &&
+           !atomic_load_explicit(&s->link_limited, memory_order_relaxed);
+}
+
+bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch)
+{
+    return waits_for_queue(s, ch, rf_now() - s->t0);
+}
+
 bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
@@ -212,11 +225,10 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
      * allocations: with two channels sweeping, a 10 Gbit/s migration of
      * 0.2 s still lost 40%), and the pages of one channel are like the
      * others'. */
-    if (age < 1.0 &&
-        ((atomic_load_explicit(&a->queued, memory_order_relaxed) <
-              SWEEP_QUEUE &&
-          !atomic_load_explicit(&s->link_limited, memory_order_relaxed)) ||
-         ch >= SWEEP_CHANNELS_YOUNG)) {
+    if ((age < 1.0 && ch >= SWEEP_CHANNELS_YOUNG) ||
+        (waits_for_queue(s, ch, age) &&
+         atomic_load_explicit(&a->queued, memory_order_relaxed) <
+             SWEEP_QUEUE)) {
         return false;
     }
     double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
@@ -528,7 +540,11 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double window = (now - s->t0) / 4;
     window = window < FIRST_WINDOW_S ? FIRST_WINDOW_S
              : window > DECIDE_EVERY_S ? DECIDE_EVERY_S : window;
-    if (wall < window) {
+    if (wall < window ||
+        (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S)) {
+        /* the first decision waits (up to 0.1 s) for the destination's
+         * second STATS: without it the link cannot be told from the
+         * destination's CPU */
         return;
     }
     Totals t, d;
@@ -537,18 +553,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
              *o = (uint64_t *)&d;
     for (size_t i = 0; i < sizeof(Totals) / sizeof(uint64_t); i++) {
         o[i] = a[i] - b[i];
-    }
-    uint64_t raw = 0, wire = 0;
-    for (unsigned c = 0; c < s->cfg.ncands; c++) {
-        raw += d.raw[c];
-        wire += d.wire[c];
-    }
-    if (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S) {
-        /* the first decision waits (up to 0.1 s) for the destination's
-         * second STATS: without it the link cannot be told from the
-         * destination's CPU (a destination still setting up holds the
-         * writes in the sockets as a slow link does) */
-        return;
     }
     double cpu = rf_process_cpu();
     uint64_t idle = 0, total = 0;
@@ -565,6 +569,11 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     s->last_idle = idle;
     s->last_total = total;
 
+    uint64_t raw = 0, wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        raw += d.raw[c];
+        wire += d.wire[c];
+    }
     if (raw == 0 && d.s_raw[0] == 0) {
         return; /* nothing was sent: nothing learnt */
     }
@@ -577,18 +586,10 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     double src_block = d.send_wall_ns > d.send_cpu_ns
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
-    /* (A growing socket queue is no sign of a held source here: the
-     * level read after a send includes that send's bytes in flight, so
-     * with a few packets a window it swings by a packet per channel;
-     * taken as one, it chose zlib on an unlimited link under TSan.) */
-    bool held = src_block > BLOCKED;
     double wire_Bps = wire / wall, link_seen = wire_Bps;
     /* What a young migration's window shows of the link is inflated by
      * the socket buffers filling (4 MiB and more per channel, a tenth of
-     * a second of a 1 Gbit/s link); the rate since the start is not.
-     * (What the sockets passed on, writes less queue growth, is no
-     * better: TCP's slow start keeps it far below a fast link's rate in
-     * the first tenth of a second.) */
+     * a second of a 1 Gbit/s link); the rate since the start is not. */
     if (now - s->t0 < 1.0) {
         uint64_t wire_all = 0;
         for (unsigned c = 0; c < s->cfg.ncands; c++) {
@@ -604,7 +605,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
                         (s->have_peer && s->dst_idle > 0.3);
     bool provisional = s->link_provisional;
     s->link_provisional = false;
-    if (held && dst_keeps_up) {
+    if (src_block > BLOCKED && dst_keeps_up) {
         s->link_Bps = link_seen;
     } else if (src_block > BLOCKED && !s->have_peer) {
         /* No destination figures yet (the first decision): a blocked

@@ -125,10 +125,15 @@ void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
                         uint32_t raw, uint32_t wire, uint64_t comp_ns,
                         uint64_t dec_ns);
 /* Channel ch's socket holds `bytes` written but not yet acknowledged by
- * the peer (rf_conn_unsent, after each packet): how far its writes ran
+ * the peer (rf_conn_unsent, after a packet, while
+ * rf_autosel_queue_wanted): how far its writes ran
  * ahead of the path.  In the first second it starts the sweeps
  * (rf_autosel_sweep_due): a queue says a compressor could help. */
 void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
+/* @return true while channel ch's queue level can still start its sweeps
+ * (the first second, channel 0, no link limit seen yet): only then is it
+ * worth a syscall after a packet. */
+bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
 /* Channel ch wrote its SYNC for `round`: what it sent since its last
  * SYNC belongs to that round (the report's per-round table). */
 void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);

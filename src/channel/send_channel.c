@@ -360,9 +360,11 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
                          pl->raw && u.m->id != RF_METHOD_NONE);
     if (g->sel) {
         double t_end = rf_thread_cpu();
-        long long unsent = rf_conn_unsent(c->conn);
-        if (unsent >= 0) {
-            rf_autosel_queued(g->sel, c->id, (uint64_t)unsent);
+        if (rf_autosel_queue_wanted(g->sel, c->id)) {
+            long long unsent = rf_conn_unsent(c->conn);
+            if (unsent >= 0) {
+                rf_autosel_queued(g->sel, c->id, (uint64_t)unsent);
+            }
         }
         note_raw_run(c, u.cand, nn > 0 && pl->raw);
         rf_autosel_packet(g->sel, c->id, u.cand, nn * RF_PAGE_SIZE, pl->len,
