@@ -151,7 +151,11 @@ static void writer_resume(void *opaque)
 int rf_cli_run_migrate(RfCliMigrate *m)
 {
     RfError *err = NULL;
-    RfRamSource *src = rf_file_source_open(m->specs, m->nspecs, &err);
+    /* Only the simulated writer writes the files: without it they are
+     * mapped read-only (see RF_FILE_SOURCE_READ_ONLY). */
+    RfRamSource *src = rf_file_source_new(
+        m->specs, m->nspecs,
+        m->simulate_writes ? 0 : RF_FILE_SOURCE_READ_ONLY, &err);
     if (!src) {
         return rf_cli_fail(NULL, err);
     }

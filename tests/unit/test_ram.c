@@ -92,6 +92,61 @@ static void test_source_one_file(void **state)
     unlink(path);
 }
 
+/* @return the permissions ("r--s", "rw-s") of the mapping holding addr,
+ * from /proc/self/maps. */
+static void mapping_perms(const void *addr, char perms[5])
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[512];
+    perms[0] = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3
+            && (uintptr_t)addr >= lo && (uintptr_t)addr < hi) {
+            memcpy(perms, p, 5);
+            break;
+        }
+    }
+    fclose(f);
+    assert_int_not_equal(perms[0], 0);
+}
+
+/* RF_FILE_SOURCE_READ_ONLY maps a file this process could write without
+ * write permission (a migration cannot change the source); without the
+ * flag the same file is mapped writable; unknown flags are refused. */
+static void test_source_read_only(void **state)
+{
+    (void)state;
+    char *path = make_file("ro.ram", 8 * 4096, 7);
+    const char *specs[] = { path };
+    RfError *err = NULL;
+    char perms[5];
+    uint8_t *host;
+    RfRamSource *s = rf_file_source_new(specs, 1, RF_FILE_SOURCE_READ_ONLY,
+                                        &err);
+    assert_non_null(s);
+    assert_true(rf_ram_source_block(s, 0, NULL, NULL, &host));
+    assert_int_equal(host[4096 + 9], (uint8_t)(4096 + 9 + 7));
+    mapping_perms(host, perms);
+    assert_string_equal(perms, "r--s");
+    rf_ram_source_free(s);
+
+    s = rf_file_source_new(specs, 1, 0, &err);
+    assert_non_null(s);
+    assert_true(rf_ram_source_block(s, 0, NULL, NULL, &host));
+    mapping_perms(host, perms);
+    assert_string_equal(perms, "rw-s");
+    rf_ram_source_free(s);
+
+    assert_null(rf_file_source_new(specs, 1, 0x80, &err));
+    assert_non_null(err);
+    assert_non_null(strstr(rf_error_msg(err), "unknown file source flags"));
+    rf_error_free(err);
+    unlink(path);
+}
+
 static void test_source_several_named(void **state)
 {
     (void)state;
@@ -635,6 +690,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_source_one_file),
+        cmocka_unit_test(test_source_read_only),
         cmocka_unit_test(test_source_several_named),
         cmocka_unit_test(test_source_bad_files),
         cmocka_unit_test(test_source_names),
