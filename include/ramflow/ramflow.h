@@ -484,6 +484,21 @@ typedef struct RfRamSinkOps {
     void (*finish)(RfRamSink *s, bool ok);
     /* Frees what the sink holds (not the RfRamSink itself); may be NULL. */
     void (*free)(RfRamSink *s);
+    /* Optional (may be NULL, or return -1): a file descriptor whose bytes
+     * [*offset, *offset + block size) are block i's memory, the very pages
+     * host() maps (the file a file sink made, a VMM's memfd).  The engine
+     * then writes received pages with pwrite(2) on it, and reads what it
+     * must check with pread(2), instead of going through the mapping:
+     * where the host shadows page tables (a nested guest) the first write
+     * to each page of a mapping costs a fault, eight times the copy on
+     * this project's machine (docs/benchmarks.md).  Called after prepare;
+     * the fd must stay open until free. */
+    int (*fd)(RfRamSink *s, unsigned i, uint64_t *offset);
+    /* Optional (may be NULL): @return true if every byte of block i read
+     * zero when prepare() returned (a fresh file, fresh anonymous
+     * memory).  A zero page the migration has not yet written is then
+     * neither read nor written. */
+    bool (*zeroed)(RfRamSink *s, unsigned i);
 } RfRamSinkOps;
 
 /*! rf_ram_sink_new() :
@@ -499,10 +514,9 @@ RF_API void *rf_ram_sink_opaque(const RfRamSink *sink);
 
 /*! RF_FILE_SINK_REUSE : rf_file_sink_new() flag: receive into the existing
  *  regular files in place: never created, truncated or resized, and
- *  never written but by the migration (their existing pages are mapped
- *  in the background with MADV_POPULATE_READ, which changes no content
- *  and dirties nothing); each file's size (checked with stat before it is opened for
- *  writing) and its ":SIZE", if given, must equal its block's size, else
+ *  never written but by the migration (which writes them with pwrite(2),
+ *  like a created file; nothing is pre-faulted or dirtied besides); each
+ *  file's size (checked with stat before it is opened for writing) and its ":SIZE", if given, must equal its block's size, else
  *  the migration is refused naming the block and both sizes.  After a
  *  failed or cancelled migration the files' contents are undefined (partly
  *  old, partly new). */
@@ -520,9 +534,9 @@ RF_API void *rf_ram_sink_opaque(const RfRamSink *sink);
  *  file, and that each file system has room for its blocks less a reserve
  *  (1/64 of it, at most 64 MiB).  By default each block is then received
  *  into a new file beside PATH (".NAME.ramflow-XXXXXX", with PATH's mode,
- *  else 0600), pre-faulted in the background, and renamed over PATH when
- *  the migration completes; a failed or cancelled migration removes it and
- *  leaves PATH as it was (or absent).  With RF_FILE_SINK_REUSE, see above.
+ *  else 0600), written with pwrite(2) (not through its mapping), and
+ *  renamed over PATH when the migration completes; a failed or cancelled
+ *  migration removes it and leaves PATH as it was (or absent).  With RF_FILE_SINK_REUSE, see above.
  *  @return the sink, or NULL with an error naming the bad spec. */
 RF_API RfRamSink *rf_file_sink_new(const char *const *specs, unsigned n,
                                    unsigned flags, RfError **errp);
@@ -784,7 +798,8 @@ typedef struct RfReport {
     double process_cpu_pct;    /* this side: the whole process */
     bool verified;             /* verify ran and every digest matched */
     bool converged;            /* final round started within downtime */
-    bool dest_memory_warm;     /* destination RAM was pre-faulted */
+    bool dest_memory_warm;     /* destination RAM was resident first
+                                * (pre-faulted or reused) */
     double dirty_pages_rate;   /* pages/s dirtied, measured at the last sync */
     double expected_downtime_ms; /* estimate when the final round began */
     double dest_downtime_ms;   /* destination: STATE/END received to done */

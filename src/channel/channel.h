@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "channel/autosel.h"
+#include "channel/page_store.h"
 #include "channel/transport.h"
 #include "compress/method.h"
 
@@ -115,7 +116,7 @@ typedef struct RfRecvGroupConfig {
     const RfMethodOps *method;
     unsigned nblocks;
     const uint64_t *block_pages;
-    uint8_t *const *block_hosts;  /* destination memory of each block */
+    const RfStoreBlock *blocks;   /* destination memory of each block */
     bool crc32c;                  /* 'crc32c' negotiated: check each CRC */
     /* 'reconnect' negotiated: a channel whose connection breaks waits up
      * to reconnect_wait_ms for rf_recv_group_replace() instead of

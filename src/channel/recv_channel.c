@@ -8,7 +8,8 @@
  * the CRC of the whole packet is checked as its last byte arrives, before
  * a method decodes anything.  Then the indexes (each inside the block,
  * none twice; seq and round were checked with the header), and only then
- * are the pages copied from scratch into guest memory: a packet rejected
+ * are the pages written from scratch into guest memory (page_store.c:
+ * through the mapping or the sink's file descriptor): a packet rejected
  * for any reason (bad CRC, a payload that does not decode to exactly its
  * pages, a bad index, a connection that breaks mid-payload) leaves no
  * byte in guest pages, and writes go only to pages inside the block.
@@ -36,6 +37,7 @@
 #include "channel/channel.h"
 #include "channel/counters.h"
 #include "channel/cpu_budget.h"
+#include "channel/page_store.h"
 #include "util/clock.h"
 #include "util/failure.h"
 #include "util/zero.h"
@@ -80,7 +82,7 @@ struct RfRecvGroup {
     bool crc; /* 'crc32c' negotiated: every packet's CRC is checked */
     unsigned nblocks;
     const uint64_t *block_pages;
-    uint8_t *const *block_hosts;
+    RfPageStore *store;       /* the blocks' memory */
     RfPacketLimits limits;
     bool reconnect;           /* 'reconnect': wait for a replacement */
     unsigned reconnect_wait_ms;
@@ -301,18 +303,11 @@ static bool apply_packet(RecvChannel *c, const RfPacketHdr *h,
                                    errp)) {
         return false;
     }
-    uint8_t *host = g->block_hosts[h->block];
-    for (uint32_t i = 0; i < h->normal; i++) {
-        memcpy(host + (uint64_t)c->idx[i] * RF_PAGE_SIZE,
-               c->scratch + (size_t)i * RF_PAGE_SIZE, RF_PAGE_SIZE);
-    }
-    /* Fresh destination memory is already zero: test before writing so
-     * a zero page costs a read, not a write fault. */
-    for (uint32_t i = h->normal; i < total; i++) {
-        uint8_t *p = host + (uint64_t)c->idx[i] * RF_PAGE_SIZE;
-        if (!rf_page_is_zero(p)) {
-            memset(p, 0, RF_PAGE_SIZE);
-        }
+    if (!rf_page_store_write(g->store, h->block, c->idx, h->normal,
+                             c->scratch, errp) ||
+        !rf_page_store_zero(g->store, h->block, c->idx + h->normal, h->zero,
+                            errp)) {
+        return false;
     }
     rf_chan_count_packet(&c->count, h->normal, h->zero, h->payload_size,
                          h->normal && (h->flags & RF_PKT_RAW) &&
@@ -535,7 +530,7 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
     g->method = cfg->method;
     g->nblocks = cfg->nblocks;
     g->block_pages = cfg->block_pages;
-    g->block_hosts = cfg->block_hosts;
+    g->store = rf_page_store_new(cfg->blocks, cfg->nblocks, errp);
     g->limits = (RfPacketLimits){
         .method = cfg->method->id,
         .nblocks = cfg->nblocks,
@@ -564,6 +559,10 @@ RfRecvGroup *rf_recv_group_new(const RfRecvGroupConfig *cfg, RfError **errp)
         ch[i].id = i;
         ch[i].conn = cfg->conns[i];
         ch[i].expect_round = 1;
+    }
+    if (!g->store) {
+        rf_recv_group_free(g);
+        return NULL;
     }
     for (unsigned i = 0; i < cfg->n; i++) {
         if (!scratch_setup(&ch[i])) {
@@ -790,6 +789,7 @@ void rf_recv_group_free(RfRecvGroup *g)
         rf_conn_close(c->conn);
     }
     rf_cpu_budget_free(g->budget);
+    rf_page_store_free(g->store);
     rf_failure_destroy(&g->failure);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);

@@ -84,8 +84,10 @@ void rf_report_print_text(FILE *f, const RfReport *r, bool source)
     }
     fprintf(f, "  destination RAM    %s\n",
             r->dest_memory_warm
-                ? "pre-faulted (from the handshake on, ahead of the writes)"
-                : "not pre-faulted (first touch during the transfer)");
+                ? "resident first (pre-faulted from the handshake on, or "
+                  "existing memory reused)"
+                : "fresh, not pre-faulted (first touch during the "
+                  "transfer)");
     if (source) {
         fprintf(f, "  verify             %s\n",
                 r->verified ? "passed: every block's XXH3-128 digest matches"

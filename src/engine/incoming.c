@@ -40,6 +40,7 @@ typedef struct Dest {
     RfConn *conns[255];
     uint64_t block_pages[RF_MAX_BLOCKS];
     uint8_t *hosts[RF_MAX_BLOCKS];
+    RfStoreBlock store[RF_MAX_BLOCKS]; /* how the receivers write them */
     bool prepared;
     bool warm;
     uint32_t final_round;
@@ -283,6 +284,12 @@ static bool prepare_memory(Dest *d, RfError **errp)
                          : "custom", d->hello->blocks[i].name);
             return false;
         }
+        RfStoreBlock *sb = &d->store[i];
+        sb->name = d->hello->blocks[i].name;
+        sb->host = d->hosts[i];
+        sb->pages = d->block_pages[i];
+        sb->fd = rf_ram_sink_fd(d->sink, i, &sb->fd_offset);
+        sb->zeroed = rf_ram_sink_zeroed(d->sink, i);
     }
     return true;
 }
@@ -572,7 +579,7 @@ static bool accept_channels(Dest *d, RfError **errp)
         .method = d->method,
         .nblocks = d->hello->nblocks,
         .block_pages = d->block_pages,
-        .block_hosts = d->hosts,
+        .blocks = d->store,
         .crc32c = d->caps & RF_CAP(RF_CAP_CRC32C),
         .reconnect = d->caps & RF_CAP(RF_CAP_RECONNECT),
         .reconnect_wait_ms = d->timeout_ms,

@@ -30,17 +30,6 @@ typedef struct RfPrefaultJob RfPrefaultJob;
 RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
                                  unsigned threads, RfError **errp);
 
-/* As rf_prefault_start(), but the threads only map the pages that exist
- * (MADV_POPULATE_READ, or one read per page on kernels before 5.14):
- * contents are not changed and nothing is marked dirty, so memory that
- * already holds data (a reused file) keeps it and a disk-backed file
- * writes back only what the migration writes.  On tmpfs a hole becomes
- * a page.  Why: receiving into existing memory otherwise takes one page
- * fault per 4 KiB on the receive threads. */
-RfPrefaultJob *rf_prefault_map_start(const RfPrefaultRange *ranges,
-                                     unsigned n, unsigned threads,
-                                     RfError **errp);
-
 /* Joins the threads (asking them to stop early if `cancel`) and frees the
  * job.  @return true if every byte was pre-faulted. */
 bool rf_prefault_finish(RfPrefaultJob *job, bool cancel);
@@ -49,7 +38,5 @@ bool rf_prefault_finish(RfPrefaultJob *job, bool cancel);
  * threads used (summed as each one ended; 0 for a NULL job). */
 bool rf_prefault_finish_cpu(RfPrefaultJob *job, bool cancel, double *cpu_s);
 
-/* Threads to pre-fault with: the online CPUs, capped at 4. */
-unsigned rf_prefault_default_threads(void);
 
 #endif /* RF_RAM_FILE_RAM_H */

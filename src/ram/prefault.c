@@ -22,9 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -48,12 +45,11 @@ struct RfPrefaultJob {
     atomic_bool stop;
     atomic_bool failed;
     _Atomic uint64_t cpu_ns; /* CPU time of the threads that ended */
-    bool map_only;           /* rf_prefault_map_start(): read faults */
     unsigned nthreads;
     pthread_t th[PREFAULT_MAX_THREADS];
 };
 
-/* Set once the kernel says it has no MADV_POPULATE_WRITE / _READ. */
+/* Set once the kernel says it has no MADV_POPULATE_WRITE. */
 static atomic_bool no_populate;
 
 static void touch_pages(uint8_t *p, uint64_t len)
@@ -63,22 +59,13 @@ static void touch_pages(uint8_t *p, uint64_t len)
     }
 }
 
-/* One read per page: a read fault maps the file's page as it is. */
-static void read_pages(const uint8_t *p, uint64_t len)
-{
-    for (uint64_t off = 0; off < len; off += RF_PAGE_SIZE) {
-        (void)__atomic_load_n(p + off, __ATOMIC_RELAXED);
-    }
-}
-
-/* Faults [p, p + len) in, for writing or (map_only) by reading.
+/* Faults [p, p + len) in for writing.
  * @return false on a real failure (e.g. the file system behind the
  * mapping is full). */
-static bool populate(uint8_t *p, uint64_t len, bool map_only)
+static bool populate(uint8_t *p, uint64_t len)
 {
     while (!atomic_load(&no_populate)) {
-        if (madvise(p, len, map_only ? MADV_POPULATE_READ
-                                     : MADV_POPULATE_WRITE) == 0) {
+        if (madvise(p, len, MADV_POPULATE_WRITE) == 0) {
             return true;
         }
         if (errno == EINTR || errno == EAGAIN) {
@@ -89,11 +76,7 @@ static bool populate(uint8_t *p, uint64_t len, bool map_only)
         }
         atomic_store(&no_populate, true);
     }
-    if (map_only) {
-        read_pages(p, len);
-    } else {
-        touch_pages(p, len);
-    }
+    touch_pages(p, len);
     return true;
 }
 
@@ -112,8 +95,7 @@ static void prefault_work(RfPrefaultJob *j)
             uint64_t rs = base, re = base + j->ranges[i].len;
             base = re;
             uint64_t s = start > rs ? start : rs, e = end < re ? end : re;
-            if (s < e && !populate(j->ranges[i].addr + (s - rs), e - s,
-                                   j->map_only)) {
+            if (s < e && !populate(j->ranges[i].addr + (s - rs), e - s)) {
                 atomic_store(&j->failed, true);
                 atomic_store(&j->stop, true);
                 return;
@@ -136,9 +118,8 @@ static void *prefault_thread(void *opaque)
     return NULL;
 }
 
-static RfPrefaultJob *job_start(const RfPrefaultRange *ranges, unsigned n,
-                                unsigned threads, bool map_only,
-                                RfError **errp)
+RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
+                                 unsigned threads, RfError **errp)
 {
     RfPrefaultJob *j = calloc(1, sizeof(*j));
     if (!j || !(j->ranges = calloc(n ? n : 1, sizeof(*ranges)))) {
@@ -158,7 +139,6 @@ static RfPrefaultJob *job_start(const RfPrefaultRange *ranges, unsigned n,
         j->total += j->ranges[i].len;
     }
     j->n = n;
-    j->map_only = map_only;
     if (threads < 1) {
         threads = 1;
     }
@@ -188,19 +168,6 @@ static RfPrefaultJob *job_start(const RfPrefaultRange *ranges, unsigned n,
     return j;
 }
 
-RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
-                                 unsigned threads, RfError **errp)
-{
-    return job_start(ranges, n, threads, false, errp);
-}
-
-RfPrefaultJob *rf_prefault_map_start(const RfPrefaultRange *ranges,
-                                     unsigned n, unsigned threads,
-                                     RfError **errp)
-{
-    return job_start(ranges, n, threads, true, errp);
-}
-
 bool rf_prefault_finish(RfPrefaultJob *j, bool cancel)
 {
     return rf_prefault_finish_cpu(j, cancel, NULL);
@@ -228,12 +195,6 @@ bool rf_prefault_finish_cpu(RfPrefaultJob *j, bool cancel, double *cpu_s)
     free(j->ranges);
     free(j);
     return ok;
-}
-
-unsigned rf_prefault_default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
 }
 
 void rf_ram_prefault(uint8_t *addr, uint64_t len, unsigned threads)

@@ -891,48 +891,170 @@ static void test_file_sink_absurd_layout(void **state)
     assert_string_equal(after, listing);
 }
 
-/* ---- pre-fault CPU time ------------------------------------------------- */
+/* ---- a sink written through its file descriptor ----------------------- */
 
-/* A file sink of 64 MiB fresh memory pre-faults it in threads: their CPU
- * time is summed into prefault_cpu_s. */
-static void test_prefault_cpu(void **state)
+#define FD_PAGES 64u
+#define FD_SKIP 3u /* pages of the memfd before the block (fd offset) */
+
+/* Block memory is a memfd from page FD_SKIP on; host() gives a read-only
+ * mapping of it, so a single write through the mapping kills the test:
+ * every page must arrive with pwrite on the fd. */
+typedef struct FdSink {
+    int fd;
+    uint8_t *ro;
+    bool zeroed;
+    unsigned fd_calls;
+} FdSink;
+
+typedef struct FdRounds {
+    RfRamSource *src;
+    uint8_t *mem;
+} FdRounds;
+
+static bool fds_prepare(RfRamSink *s, const RfRamBlock *layout, unsigned n,
+                        RfError **errp)
+{
+    (void)s;
+    if (n != 1 || layout[0].size != FD_PAGES * PAGE) {
+        rf_error_set(errp, RF_ERR_MISMATCH, "fd sink: one block of %u "
+                     "pages wanted", FD_PAGES);
+        return false;
+    }
+    return true;
+}
+
+static uint8_t *fds_host(RfRamSink *s, unsigned i)
+{
+    return i == 0 ? ((FdSink *)rf_ram_sink_opaque(s))->ro : NULL;
+}
+
+static int fds_fd(RfRamSink *s, unsigned i, uint64_t *offset)
+{
+    FdSink *f = rf_ram_sink_opaque(s);
+    f->fd_calls++;
+    *offset = FD_SKIP * PAGE;
+    return i == 0 ? f->fd : -1;
+}
+
+static bool fds_zeroed(RfRamSink *s, unsigned i)
+{
+    return i == 0 && ((FdSink *)rf_ram_sink_opaque(s))->zeroed;
+}
+
+/* A custom sink over f (its fd, read-only mapping and zeroed flag). */
+static RfRamSink *fd_sink_new(FdSink *f)
+{
+    RfRamSinkOps ops = {.size = sizeof(ops), .name = "fd",
+                        .prepare = fds_prepare, .host = fds_host,
+                        .fd = fds_fd, .zeroed = fds_zeroed};
+    RfRamSink *sink = rf_ram_sink_new(&ops, f, NULL);
+    assert_non_null(sink);
+    return sink;
+}
+
+/* Round 2: page 5 (data in round 1) becomes zero, page 10 (zero in round
+ * 1) gets data: a zero page after a write must still be written. */
+static void fd_round_start(unsigned round, void *opaque)
+{
+    FdRounds *fr = opaque;
+    if (round != 2) {
+        return;
+    }
+    memset(fr->mem + 5 * PAGE, 0, PAGE);
+    memset(fr->mem + 10 * PAGE, 0x33, PAGE);
+    rf_ram_source_mark_dirty(fr->src, 0, 5 * PAGE, PAGE);
+    rf_ram_source_mark_dirty(fr->src, 0, 10 * PAGE, PAGE);
+}
+
+/* Migrates into a memfd through its fd, the memfd fresh (zeroed: zero
+ * pages need no work until written) or full of old bytes (zero pages are
+ * read back and cleared): the block ends equal to the source, the pages
+ * before it are untouched, and nothing wrote through the mapping. */
+static void test_sink_writes_through_fd(void **state)
 {
     (void)state;
-    size_t size = 64u << 20;
-    struct statvfs sv;
-    assert_int_equal(statvfs(shmdir, &sv), 0);
-    if ((uint64_t)sv.f_bavail * sv.f_frsize < 2 * size) {
-        printf("not enough room in %s, test skipped\n", shmdir);
-        skip();
+    for (int zeroed = 0; zeroed < 2; zeroed++) {
+        size_t size = FD_PAGES * PAGE, whole = size + FD_SKIP * PAGE;
+        int fd = memfd_create("rf-fd-sink", 0);
+        assert_true(fd >= 0);
+        uint8_t *old = malloc(whole);
+        memset(old, 0xEE, FD_SKIP * PAGE);
+        memset(old + FD_SKIP * PAGE, zeroed ? 0 : 0x5A, size);
+        assert_int_equal(write(fd, old, whole), (ssize_t)whole);
+        FdSink f = {.fd = fd, .zeroed = zeroed};
+        f.ro = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, FD_SKIP * PAGE);
+        assert_true(f.ro != MAP_FAILED);
+        RfRamSink *sink = fd_sink_new(&f);
+
+        uint8_t *a = guarded_map(size);
+        fill(a, FD_PAGES, 11); /* every 5th page zero: page 10 too */
+        memset(a + 5 * PAGE, 0x44, PAGE);
+        RfRegion sreg = {"ram", a, size};
+        FdRounds fr = {.src = region_source(&sreg, 1), .mem = a};
+        RfParams *p = rf_params_new();
+        assert_true(rf_params_set(p, "downtime-limit", "0", NULL));
+        assert_true(rf_params_set(p, "max-rounds", "2", NULL));
+        assert_true(rf_params_set(p, "multifd-channels", "2", NULL));
+        RfMigrateOptions mo = {.round_start = fd_round_start,
+                               .opaque = &fr};
+        Run r;
+        run_migration(fr.src, sink, p, &mo, &r);
+        run_expect_ok(&r);
+        assert_true(r.rep.rounds >= 2);
+        assert_true(f.fd_calls > 0);
+        assert_int_equal(a[5 * PAGE], 0);
+        assert_int_equal(a[10 * PAGE], 0x33);
+        uint8_t *got = malloc(whole);
+        assert_int_equal(pread(fd, got, whole, 0), (ssize_t)whole);
+        assert_mem_equal(got, old, FD_SKIP * PAGE, "pages before the block");
+        assert_mem_equal(got + FD_SKIP * PAGE, a, size, "the block");
+        free(got);
+        run_free(&r);
+        rf_params_free(p);
+        rf_ram_sink_free(sink);
+        rf_ram_source_free(fr.src);
+        guarded_unmap(a, size);
+        munmap(f.ro, size);
+        free(old);
+        close(fd);
     }
-    uint8_t *a = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(a != MAP_FAILED);
-    for (size_t off = 0; off < size; off += 1u << 20) {
-        a[off] = (uint8_t)(off >> 20 | 1); /* mostly zero pages: cheap */
-    }
-    char path[128];
-    snprintf(path, sizeof(path), "%s/fresh", shmdir);
-    const char *specs[1] = {path};
-    RfRamSink *sink = rf_file_sink_new(specs, 1, 0, NULL);
-    assert_non_null(sink);
-    assert_true(sink->prefault_cpu_s == 0);
+}
+
+/* An fd the kernel refuses writes on (read-only): the migration fails at
+ * once, on both sides, with the destination naming the failed write and
+ * the reason (no reconnect wait: the file, not the link, failed). */
+static void test_sink_fd_write_fails(void **state)
+{
+    (void)state;
+    size_t size = FD_PAGES * PAGE, whole = size + FD_SKIP * PAGE;
+    int wfd = memfd_create("rf-fd-sink-ro", 0);
+    assert_true(wfd >= 0);
+    assert_int_equal(ftruncate(wfd, (off_t)whole), 0);
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", wfd);
+    FdSink f = {.fd = open(self, O_RDONLY), .zeroed = true};
+    assert_true(f.fd >= 0);
+    f.ro = mmap(NULL, size, PROT_READ, MAP_SHARED, f.fd, FD_SKIP * PAGE);
+    assert_true(f.ro != MAP_FAILED);
+    RfRamSink *sink = fd_sink_new(&f);
+    uint8_t *a = guarded_map(size);
+    fill(a, FD_PAGES, 4);
     RfRegion sreg = {"ram", a, size};
     RfRamSource *src = region_source(&sreg, 1);
     Run r;
     run_migration(src, sink, NULL, NULL, &r);
-    run_expect_ok(&r);
-    printf("  pre-fault CPU %.4f s, destination %.3f s\n",
-           sink->prefault_cpu_s, r.d.rep.total_time_s);
-    assert_true(r.d.rep.dest_memory_warm);
-    assert_true(sink->prefault_cpu_s > 0);
-    /* At most 4 threads, each busy at most from prepare to the end. */
-    assert_true(sink->prefault_cpu_s < 4 * (r.d.rep.total_time_s + 1));
+    assert_false(r.ok);
+    assert_false(r.d.ok);
+    printf("  destination: %s\n", rf_error_msg(r.d.err));
+    assert_non_null(strstr(rf_error_msg(r.d.err), "destination's file"));
+    assert_non_null(strstr(rf_error_msg(r.d.err), strerror(EBADF)));
     run_free(&r);
     rf_ram_sink_free(sink);
-    unlink(path);
     rf_ram_source_free(src);
-    munmap(a, size);
+    guarded_unmap(a, size);
+    munmap(f.ro, size);
+    close(f.fd);
+    close(wfd);
 }
 
 /* ---- custom source with a dirty-log provider ---------------------------- */
@@ -1479,7 +1601,8 @@ int main(void)
         cmocka_unit_test(test_file_sink_non_regular_refused),
         cmocka_unit_test(test_file_sink_expected_size),
         cmocka_unit_test(test_file_sink_absurd_layout),
-        cmocka_unit_test(test_prefault_cpu),
+        cmocka_unit_test(test_sink_writes_through_fd),
+        cmocka_unit_test(test_sink_fd_write_fails),
         cmocka_unit_test(test_custom_source_dirty_log),
         cmocka_unit_test(test_custom_sink),
         cmocka_unit_test(test_new_refuses),
