@@ -332,6 +332,16 @@ typedef struct RfRamSourceOps {
     void (*free)(RfRamSource *s);
     /* One line saying how writes are tracked; may be NULL. */
     const char *(*describe)(RfRamSource *s);
+    /* Optional (may be NULL, or return -1): a file descriptor whose bytes
+     * [*offset, *offset + block size) are block i's memory, the very pages
+     * block() maps (a memory file, a VMM's memfd).  The channels then read
+     * the pages they send with pread(2) instead of through the mapping:
+     * where the host shadows page tables (a nested guest) the first read
+     * of each page of a mapping costs a fault (docs/benchmarks.md).  A
+     * page a guest writes during the read may arrive torn, as through the
+     * mapping: dirty tracking sends it again.  The fd must stay open
+     * until free. */
+    int (*fd)(RfRamSource *s, unsigned i, uint64_t *offset);
 } RfRamSourceOps;
 
 /*! rf_ram_source_new() :
@@ -354,8 +364,9 @@ RF_API void *rf_ram_source_opaque(const RfRamSource *src);
  *  dirty-log provider (rf_ram_source_set_dirty_log()).
  *  Files are mapped for reading and writing (so the caller may write
  *  guest memory through rf_ram_source_block()'s pointer), or read-only
- *  when this process may not write them.  Same as rf_file_source_new()
- *  with flags 0.
+ *  when this process may not write them; the channels read the pages
+ *  they send from the files with pread(2) (RfRamSourceOps.fd).  Same as
+ *  rf_file_source_new() with flags 0.
  *  @return the source, or NULL with an error naming the file. */
 RF_API RfRamSource *rf_file_source_open(const char *const *specs, unsigned n,
                                         RfError **errp);

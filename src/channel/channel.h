@@ -49,6 +49,13 @@ typedef RfConn *(*RfRejoinFn)(void *ctx, unsigned ch, uint32_t gen,
                               atomic_int *cancel, uint64_t *next_seq,
                               RfError **errp);
 
+/* A source block as a file the channels may read with pread. */
+typedef struct RfSourceFile {
+    const char *name; /* the block's, for messages */
+    int fd;           /* -1: read through block_hosts only */
+    uint64_t offset;  /* where the block starts in fd */
+} RfSourceFile;
+
 typedef struct RfSendGroupConfig {
     RfConn **conns;               /* n connected data channels (owned) */
     unsigned n;
@@ -56,6 +63,7 @@ typedef struct RfSendGroupConfig {
     int level;
     uint64_t max_bandwidth;       /* bytes/s over all channels, 0 = none */
     uint8_t *const *block_hosts;  /* source memory of each block */
+    const RfSourceFile *block_files; /* the same as files, or NULL */
     bool crc32c;                  /* 'crc32c' negotiated: CRC each packet */
     /* 'reconnect' negotiated and attempts > 0: a channel whose connection
      * breaks (an I/O error) reconnects through rejoin, up to attempts

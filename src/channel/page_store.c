@@ -17,13 +17,12 @@
  */
 #include "channel/page_store.h"
 
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ramflow/ramflow.h"
+#include "util/page_io.h"
 #include "util/zero.h"
 
 /* Zero pages checked with one pread: small enough for a stack buffer. */
@@ -92,38 +91,21 @@ static bool was_written(StoreBlock *b, uint32_t page)
                                  memory_order_relaxed) >> (page % 64)) & 1;
 }
 
-/* pwrite (or pread) of the whole range, resumed after a short transfer
- * or EINTR; a read that reaches the end of the file reads zeros, as the
- * mapping would show them.  Failures are RF_ERR_GENERIC, not RF_ERR_IO:
- * a receiving channel takes RF_ERR_IO for a broken connection and waits
- * for a reconnect, which cannot help a full file system. */
-static bool file_io(StoreBlock *b, uint8_t *buf, uint32_t page,
-                    uint32_t npages, bool write, RfError **errp)
+/* rf_page_io on block b, failures named.  They are RF_ERR_GENERIC, not
+ * RF_ERR_IO: a receiving channel takes RF_ERR_IO for a broken connection
+ * and waits for a reconnect, which cannot help a full file system. */
+static bool block_io(StoreBlock *b, const uint32_t *idx, uint32_t n,
+                     uint8_t *buf, bool write, RfError **errp)
 {
-    size_t len = (size_t)npages * RF_PAGE_SIZE;
-    off_t off = (off_t)(b->d.fd_offset + (uint64_t)page * RF_PAGE_SIZE);
-    while (len) {
-        ssize_t n = write ? pwrite(b->d.fd, buf, len, off)
-                          : pread(b->d.fd, buf, len, off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n == 0 && !write) {
-            memset(buf, 0, len);
-            return true;
-        }
-        if (n <= 0) {
-            rf_error_set(errp, RF_ERR_GENERIC, "block '%s': %s %u pages "
-                         "at page %u of the destination's file: %s",
-                         b->d.name, write ? "writing" : "reading", npages,
-                         page, n < 0 ? strerror(errno) : "nothing written");
-            return false;
-        }
-        buf += n;
-        len -= (size_t)n;
-        off += n;
+    RfPageIoFail f;
+    if (rf_page_io(b->d.fd, b->d.fd_offset, idx, n, buf, write, &f)) {
+        return true;
     }
-    return true;
+    rf_error_set(errp, RF_ERR_GENERIC, "block '%s': %s %u pages at page %u "
+                 "of the destination's file: %s", b->d.name,
+                 write ? "writing" : "reading", f.npages, f.page,
+                 strerror(f.err));
+    return false;
 }
 
 bool rf_page_store_write(RfPageStore *st, unsigned bi, const uint32_t *idx,
@@ -140,35 +122,23 @@ bool rf_page_store_write(RfPageStore *st, unsigned bi, const uint32_t *idx,
         }
         return true;
     }
-    /* One pwrite per run of consecutive pages. */
-    for (uint32_t i = 0; i < n;) {
-        uint32_t run = 1;
-        while (i + run < n && idx[i + run] == idx[i] + run) {
-            run++;
-        }
-        /* pwrite does not write to its buffer: the cast only lets one
-         * helper serve both directions. */
-        if (!file_io(b, (uint8_t *)src + (size_t)i * RF_PAGE_SIZE, idx[i],
-                     run, true, errp)) {
-            return false;
-        }
-        i += run;
-    }
-    return true;
+    /* pwrite does not write to its buffer: the cast only lets one helper
+     * serve both directions. */
+    return block_io(b, idx, n, (uint8_t *)src, true, errp);
 }
 
-/* Checks run pages from page on through the file, and writes zeros over
+/* Checks the n pages idx[0..n) through the file, and writes zeros over
  * those that are not zero. */
-static bool zero_run_fd(StoreBlock *b, uint32_t page, uint32_t run,
+static bool zero_run_fd(StoreBlock *b, const uint32_t *idx, uint32_t n,
                         RfError **errp)
 {
     uint8_t buf[ZERO_CHECK_PAGES * RF_PAGE_SIZE];
-    if (!file_io(b, buf, page, run, false, errp)) {
+    if (!block_io(b, idx, n, buf, false, errp)) {
         return false;
     }
-    for (uint32_t k = 0; k < run; k++) {
+    for (uint32_t k = 0; k < n; k++) {
         if (!rf_page_is_zero(buf + (size_t)k * RF_PAGE_SIZE) &&
-            !file_io(b, (uint8_t *)zero_page, page + k, 1, true, errp)) {
+            !block_io(b, &idx[k], 1, (uint8_t *)zero_page, true, errp)) {
             return false;
         }
     }
@@ -200,7 +170,7 @@ bool rf_page_store_zero(RfPageStore *st, unsigned bi, const uint32_t *idx,
                !(b->written && !was_written(b, idx[i + run]))) {
             run++;
         }
-        if (!zero_run_fd(b, idx[i], run, errp)) {
+        if (!zero_run_fd(b, &idx[i], run, errp)) {
             return false;
         }
         i += run;

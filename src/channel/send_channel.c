@@ -28,6 +28,7 @@
 #include "util/clock.h"
 #include "channel/counters.h"
 #include "util/failure.h"
+#include "util/page_io.h"
 #include "util/zero.h"
 #include "wire/wire.h"
 
@@ -68,6 +69,7 @@ typedef struct SendChannel {
     uint8_t *pages[RF_PACKET_MAX_PAGES];
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
+    uint8_t *rbuf; /* block_files: the packet's pages as read */
     RfSendPayload payload;
     struct iovec iov[RF_PACKET_MAX_PAGES + 1];
     /* 'auto': a send state per candidate, decode states and a buffer for
@@ -87,6 +89,7 @@ struct RfSendGroup {
     int level;
     bool crc; /* 'crc32c' negotiated: every packet carries its CRC */
     uint8_t *const *block_hosts;
+    const RfSourceFile *block_files; /* or NULL */
     unsigned n;
     SendChannel *ch;
     RfBwLimit *bw;
@@ -290,22 +293,56 @@ static void sweep(SendChannel *c, const RfPageList *list)
     }
 }
 
-/* Builds and writes one page packet: zero pages become indexes only. */
+/* The job's pages from the block's file into rbuf (page i at slot i).
+ * Failures are RF_ERR_GENERIC: RF_ERR_IO would mean a broken connection
+ * and start a reconnect, which cannot help a file that cannot be read. */
+static bool read_pages(SendChannel *c, const RfSourceFile *f,
+                       const SendJob *j, RfError **errp)
+{
+    RfPageIoFail fail;
+    if (rf_page_io(f->fd, f->offset, j->idx, j->n, c->rbuf, false, &fail)) {
+        return true;
+    }
+    rf_error_set(errp, RF_ERR_GENERIC, "block '%s': reading %u pages at "
+                 "page %u of the source's file: %s", f->name, fail.npages,
+                 fail.page, strerror(fail.err));
+    return false;
+}
+
+/*
+ * Builds and writes one page packet: zero pages become indexes only.
+ * Where the block is a file, its pages are read with pread into the
+ * channel's own buffer (RfRamSourceOps.fd), the normal ones moved
+ * together there, so a method compresses them in place without a gather
+ * and a raw payload needs no snapshot for its CRC.
+ */
 static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
 {
     RfSendGroup *g = c->group;
     uint8_t *host = g->block_hosts[j->block];
+    const RfSourceFile *f = g->block_files ? &g->block_files[j->block]
+                                           : NULL;
+    bool from_file = f && f->fd >= 0;
     uint32_t nn = 0, nz = 0;
     uint32_t *zero_idx = c->normal_idx + RF_PACKET_MAX_PAGES;
 
+    if (from_file && !read_pages(c, f, j, errp)) {
+        return false;
+    }
     for (uint32_t i = 0; i < j->n; i++) {
-        uint8_t *p = host + (uint64_t)j->idx[i] * RF_PAGE_SIZE;
+        uint8_t *p = from_file ? c->rbuf + (size_t)i * RF_PAGE_SIZE
+                               : host + (uint64_t)j->idx[i] * RF_PAGE_SIZE;
         if (rf_page_is_zero(p)) {
             zero_idx[nz++] = j->idx[i];
-        } else {
-            c->pages[nn] = p;
-            c->normal_idx[nn++] = j->idx[i];
+            continue;
         }
+        if (from_file && nn != i) {
+            /* Slot nn held a zero page or one already moved down. */
+            memcpy(c->rbuf + (size_t)nn * RF_PAGE_SIZE, p, RF_PAGE_SIZE);
+            p = c->rbuf + (size_t)nn * RF_PAGE_SIZE;
+        }
+        c->pages[nn] = p;
+        c->normal_idx[nn++] = j->idx[i];
     }
     /* Normal indexes then zero indexes, contiguous in normal_idx. */
     memmove(c->normal_idx + nn, zero_idx, nz * sizeof(uint32_t));
@@ -322,6 +359,8 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         if (!u.m->send_prepare(u.state, &list, pl, errp)) {
             return false;
         }
+        /* rbuf does not change under the CRC as guest memory may. */
+        pl->borrowed = pl->borrowed && !from_file;
     }
     double t_comp_end = g->sel ? rf_thread_cpu() : 0;
     RfPacketHdr h = {
@@ -739,6 +778,7 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
     atomic_init(&g->finishing, false);
     atomic_init(&g->acked, 0);
     g->block_hosts = cfg->block_hosts;
+    g->block_files = cfg->block_files;
     g->n = cfg->n;
     g->ch = ch;
     g->budget = rf_cpu_budget_new(cfg->max_cpu);
@@ -778,10 +818,13 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
         pthread_cond_init(&ch[i].wake, NULL);
     }
     for (unsigned i = 0; i < cfg->n; i++) {
-        if (g->crc && !(ch[i].snap = malloc((size_t)RF_PACKET_MAX_PAGES *
-                                            RF_PAGE_SIZE))) {
+        if ((g->crc && !(ch[i].snap = malloc((size_t)RF_PACKET_MAX_PAGES *
+                                             RF_PAGE_SIZE))) ||
+            (g->block_files && !(ch[i].rbuf = malloc(
+                                     (size_t)RF_PACKET_MAX_PAGES *
+                                     RF_PAGE_SIZE)))) {
             rf_error_set(errp, RF_ERR_GENERIC,
-                         "channel %u: out of memory for its CRC buffer", i);
+                         "channel %u: out of memory for its page buffers", i);
             rf_send_group_free(g);
             return NULL;
         }
@@ -1038,6 +1081,7 @@ void rf_send_group_free(RfSendGroup *g)
         }
         free(c->sample_buf);
         free(c->snap);
+        free(c->rbuf);
         rf_resend_log_free(&c->log);
         rf_conn_close(c->conn);
         pthread_cond_destroy(&c->wake);

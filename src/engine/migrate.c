@@ -38,6 +38,8 @@ typedef struct Source {
     unsigned nblocks;
     const RfRamBlock *blocks[RF_MAX_BLOCKS];
     uint8_t *hosts[RF_MAX_BLOCKS];
+    RfSourceFile files[RF_MAX_BLOCKS]; /* where the channels may pread */
+    bool any_file;                     /* some block has a file */
     uint64_t *bitmaps[RF_MAX_BLOCKS];
     uint64_t ram_bytes;
     RfConn *main;
@@ -327,6 +329,7 @@ static bool open_channels(Source *s, const char *uri, RfError **errp)
         .level = rf_params_level(s->params, s->method->level_param),
         .max_bandwidth = s->params->max_bandwidth,
         .block_hosts = s->hosts,
+        .block_files = s->any_file ? s->files : NULL,
         .crc32c = s->caps & RF_CAP(RF_CAP_CRC32C),
         .reconnect_attempts = s->rejoin ? s->params->multifd_reconnect_attempts
                                         : 0,
@@ -804,6 +807,9 @@ static bool setup(Source *s, const char *uri, RfRamSource *src,
     for (unsigned b = 0; b < s->nblocks; b++) {
         s->blocks[b] = src->ops->block(src, b);
         s->hosts[b] = s->blocks[b]->host;
+        s->files[b].name = s->blocks[b]->name;
+        s->files[b].fd = rf_ram_source_fd(src, b, &s->files[b].offset);
+        s->any_file |= s->files[b].fd >= 0;
         s->ram_bytes += s->blocks[b]->size;
         uint64_t words = rf_bitmap_words(s->blocks[b]->size / RF_PAGE_SIZE);
         s->bitmaps[b] = calloc(words ? words : 1, sizeof(uint64_t));

@@ -58,6 +58,8 @@ bool rf_ram_source_check(RfRamSource *src, RfError **errp);
 
 /* The engine's way to a sink's optional ops (NULL-safe). */
 bool rf_ram_sink_wait_ready(RfRamSink *s);
+/* Source block i's fd and its offset there, or -1 (RfRamSourceOps.fd). */
+int rf_ram_source_fd(RfRamSource *s, unsigned i, uint64_t *offset);
 /* Block i's fd and its offset there, or -1 (see RfRamSinkOps.fd). */
 int rf_ram_sink_fd(RfRamSink *s, unsigned i, uint64_t *offset);
 /* @return true if block i was all zero after prepare (RfRamSinkOps). */

@@ -343,6 +343,13 @@ bool rf_ram_sink_wait_ready(RfRamSink *s)
     return s->ops->wait_ready ? s->ops->wait_ready(s) : false;
 }
 
+int rf_ram_source_fd(RfRamSource *s, unsigned i, uint64_t *offset)
+{
+    *offset = 0;
+    int fd = s->ops->fd ? s->ops->fd(s, i, offset) : -1;
+    return fd >= 0 ? fd : -1;
+}
+
 int rf_ram_sink_fd(RfRamSink *s, unsigned i, uint64_t *offset)
 {
     *offset = 0;

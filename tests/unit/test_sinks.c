@@ -1057,6 +1057,104 @@ static void test_sink_fd_write_fails(void **state)
     close(wfd);
 }
 
+/* ---- a source read through its file descriptor ------------------------ */
+
+/* One block: a memfd from page FD_SKIP on, mapped for block(); fd() gives
+ * the memfd, or (bad_fd) a descriptor that cannot be read. */
+typedef struct FdSrc {
+    RfRamBlock blk;
+    int fd;
+    unsigned fd_calls;
+} FdSrc;
+
+static unsigned fsrc_count(RfRamSource *s)
+{
+    (void)s;
+    return 1;
+}
+
+static const RfRamBlock *fsrc_block(RfRamSource *s, unsigned i)
+{
+    return i == 0 ? &((FdSrc *)rf_ram_source_opaque(s))->blk : NULL;
+}
+
+static bool fsrc_sync(RfRamSource *s, unsigned block, uint64_t *bitmap,
+                      RfError **errp)
+{
+    (void)s;
+    (void)block;
+    (void)bitmap;
+    (void)errp;
+    return true; /* nothing is written after round 1 */
+}
+
+static int fsrc_fd(RfRamSource *s, unsigned i, uint64_t *offset)
+{
+    FdSrc *f = rf_ram_source_opaque(s);
+    f->fd_calls++;
+    *offset = FD_SKIP * PAGE;
+    return i == 0 ? f->fd : -1;
+}
+
+/* The channels read a source that gives a file descriptor with pread at
+ * its offset: the destination ends equal to the block (and to the mapping
+ * the verify digests read); a descriptor that cannot be read fails the
+ * migration with a message naming the source's file. */
+static void test_source_reads_through_fd(void **state)
+{
+    (void)state;
+    size_t size = FD_PAGES * PAGE, whole = size + FD_SKIP * PAGE;
+    int mfd = memfd_create("rf-fd-src", 0);
+    assert_true(mfd >= 0);
+    uint8_t *img = malloc(whole);
+    memset(img, 0xEE, FD_SKIP * PAGE); /* never part of the block */
+    fill(img + FD_SKIP * PAGE, FD_PAGES, 21);
+    assert_int_equal(write(mfd, img, whole), (ssize_t)whole);
+    uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, mfd,
+                        FD_SKIP * PAGE);
+    assert_true(map != MAP_FAILED);
+    RfRamSourceOps ops = {.size = sizeof(ops), .name = "fd",
+                          .block_count = fsrc_count, .block = fsrc_block,
+                          .dirty_sync = fsrc_sync, .fd = fsrc_fd};
+    for (int bad = 0; bad < 2; bad++) {
+        FdSrc f = {.blk = {.name = "ram", .size = size, .host = map},
+                   .fd = mfd};
+        char self[64];
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", mfd);
+        if (bad) {
+            f.fd = open(self, O_WRONLY);
+            assert_true(f.fd >= 0);
+        }
+        RfRamSource *src = rf_ram_source_new(&ops, &f, NULL);
+        assert_non_null(src);
+        uint8_t *dst = guarded_map(size);
+        memset(dst, 0xa5, size);
+        RfRegion dreg = {"ram", dst, size};
+        RfRamSink *sink = rf_region_sink_new(&dreg, 1, NULL);
+        assert_non_null(sink);
+        Run r;
+        run_migration(src, sink, NULL, NULL, &r);
+        assert_true(f.fd_calls > 0);
+        if (!bad) {
+            run_expect_ok(&r);
+            assert_mem_equal(dst, img + FD_SKIP * PAGE, size, "block");
+        } else {
+            assert_false(r.ok);
+            printf("  source: %s\n", rf_error_msg(r.err));
+            assert_non_null(strstr(rf_error_msg(r.err), "source's file"));
+            assert_non_null(strstr(rf_error_msg(r.err), strerror(EBADF)));
+            close(f.fd);
+        }
+        run_free(&r);
+        rf_ram_sink_free(sink);
+        rf_ram_source_free(src);
+        guarded_unmap(dst, size);
+    }
+    munmap(map, size);
+    close(mfd);
+    free(img);
+}
+
 /* ---- custom source with a dirty-log provider ---------------------------- */
 
 #define CS_A_PAGES 300u
@@ -1603,6 +1701,7 @@ int main(void)
         cmocka_unit_test(test_file_sink_absurd_layout),
         cmocka_unit_test(test_sink_writes_through_fd),
         cmocka_unit_test(test_sink_fd_write_fails),
+        cmocka_unit_test(test_source_reads_through_fd),
         cmocka_unit_test(test_custom_source_dirty_log),
         cmocka_unit_test(test_custom_sink),
         cmocka_unit_test(test_new_refuses),
