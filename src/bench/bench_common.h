@@ -14,6 +14,7 @@
  *   bench_qmp.c    a minimal QMP client (unix socket, jansson)
  *   bench_out.c    output: markdown tables, JSON
  *   bench_chart.c  output: the gnuplot chart
+ *   bench_chart_qemu.c  output: the --compare qemu chart
  *   bench_sections.c the grid: one matrix per data x guest section
  *   bench_data.c   --data: the fill of each data kind (Silesia, random,
  *                  zero-heavy images)
@@ -446,5 +447,8 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
 /* Writes chart.dat, chart.gp and runs gnuplot to make chart.svg.
  * @return false (and says why in *why) when no chart was made. */
 bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap);
+/* --compare qemu (bench_chart_qemu.c): chart-qemu.svg, ramflow's and
+ * QEMU's time and CPU-seconds per row.  @return false as above. */
+bool rf_bench_write_qemu_chart(const RfBench *b, char *why, size_t cap);
 
 #endif /* RF_BENCH_COMMON_H */

@@ -64,9 +64,16 @@ static int write_section(RfBench *b, bool to_stdout)
     if (!rf_bench_write_chart(b, why, sizeof(why))) {
         rf_bench_say(b, "no chart: %s", why);
     }
+    char qwhy[256] = "";
+    bool qchart = !why[0] && b->cfg.compare_qemu &&
+                  rf_bench_write_qemu_chart(b, qwhy, sizeof(qwhy));
+    if (qwhy[0]) {
+        rf_bench_say(b, "no QEMU chart: %s", qwhy);
+    }
     if (to_stdout) {
-        rf_bench_say(b, "results in %s (results.md, results.json%s, bench.log, "
-            "raw/)", b->cfg.out_dir, why[0] ? "" : ", chart.svg");
+        rf_bench_say(b, "results in %s (results.md, results.json%s%s, "
+            "bench.log, raw/)", b->cfg.out_dir, why[0] ? "" : ", chart.svg",
+            qchart ? ", chart-qemu.svg" : "");
     }
     return status;
 }

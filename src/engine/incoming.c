@@ -784,6 +784,14 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
      * come after, and their time is reported so the source can leave it
      * out of the downtime. */
     double end = rf_now();
+    /* CPU up to the same moment: the digests are outside the time the
+     * report's CPU% is taken over. */
+    RfCpuFigures cpu = {
+        .migration_s = rf_thread_cpu() - d->thread_cpu0,
+        .channels_s = rf_recv_group_cpu(d->group),
+        .prefault_s = d->sink->prefault_cpu_s,
+        .process_s = rf_process_cpu() - d->cpu0,
+    };
     if (d->verify) {
         c->ndigests = d->hello->nblocks;
         for (unsigned b = 0; b < d->hello->nblocks; b++) {
@@ -797,12 +805,6 @@ static bool complete(Dest *d, RfReport *rep, RfError **errp)
     rf_recv_group_stats(d->group, &st);
     rf_stats_fill_report(rep, &st, rf_conn_bytes_in(d->main) + rf_conn_bytes_out(d->main),
                          end - d->t0);
-    RfCpuFigures cpu = {
-        .migration_s = rf_thread_cpu() - d->thread_cpu0,
-        .channels_s = rf_recv_group_cpu(d->group),
-        .prefault_s = d->sink->prefault_cpu_s,
-        .process_s = rf_process_cpu() - d->cpu0,
-    };
     rep->recv_cpu_pct = rf_stats_fill_cpu(rep, end - d->t0, &cpu);
     rep->rounds = d->final_round;
     rep->ram_bytes = 0;

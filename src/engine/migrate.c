@@ -678,10 +678,22 @@ static bool run_rounds(Source *s, RfReport *rep, double *paused_at,
     }
 }
 
+/* The CPU this process and its threads used since the migration began. */
+static RfCpuFigures cpu_since_start(const Source *s)
+{
+    return (RfCpuFigures){
+        .migration_s = rf_thread_cpu() - s->thread_cpu0,
+        .channels_s = rf_send_group_cpu(s->group),
+        .process_s = rf_process_cpu() - s->cpu0,
+    };
+}
+
 /* After END: waits for COMPLETE, compares digests.  Sets *done_at to the
- * moment the destination had everything (digest time excluded). */
+ * moment the destination had everything (digest time excluded) and *cpu
+ * to the CPU used until COMPLETE arrived: the digests below are outside
+ * the time the report's CPU% is taken over, so their CPU is too. */
 static bool finish(Source *s, RfReport *rep, double *done_at,
-                   RfError **errp)
+                   RfCpuFigures *cpu, RfError **errp)
 {
     uint8_t mine[RF_MAX_BLOCKS][16];
     if (!rf_send_group_flush(s->group)) {
@@ -707,6 +719,7 @@ static bool finish(Source *s, RfReport *rep, double *done_at,
     ok = ok && rf_wire_complete_decode(buf, len, c, errp);
     if (ok) {
         *done_at = rf_now() - c->digest_us / 1e6;
+        *cpu = cpu_since_start(s);
         rep->recv_cpu_pct = c->recv_cpu_pct;
         rep->dest_memory_warm = c->prefault_warm;
         snprintf(rep->peer_method_detail, sizeof(rep->peer_method_detail),
@@ -874,8 +887,9 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         set_status(&s, RF_STATUS_ACTIVE);
     }
     double end = 0;
+    RfCpuFigures cpu = {0};
     ok = ok && run_rounds(&s, rep, &paused_at, &err) &&
-         finish(&s, rep, &end, &err);
+         finish(&s, rep, &end, &cpu, &err);
 
     if (!ok) {
         explain_failure(&s, &err);
@@ -903,11 +917,6 @@ bool rf_migrate(const char *uri, RfRamSource *src, const RfParams *params,
         rf_send_group_stats(s.group, &st);
         rf_stats_fill_report(rep, &st, rf_conn_bytes_out(s.main) + rf_conn_bytes_in(s.main),
                              end - s.t0);
-        RfCpuFigures cpu = {
-            .migration_s = rf_thread_cpu() - s.thread_cpu0,
-            .channels_s = rf_send_group_cpu(s.group),
-            .process_s = rf_process_cpu() - s.cpu0,
-        };
         rep->send_cpu_pct = rf_stats_fill_cpu(rep, end - s.t0, &cpu);
         rep->setup_time_s = setup_done - s.t0;
         rep->precopy_bytes = s.precopy_bytes;

@@ -95,6 +95,15 @@ static void src_free(RfRamSource *s)
     (void)s; /* owned by the guest: rf_guest_free releases it */
 }
 
+/* Guest RAM is a memfd: the channels read it with pread, as they would a
+ * VMM's (RfRamSourceOps.fd). */
+static int src_fd(RfRamSource *s, unsigned i, uint64_t *offset)
+{
+    RfGuest *g = src_guest(s);
+    *offset = 0;
+    return i == 0 && g->mem.host ? g->mem.fd : -1;
+}
+
 const RfRamSourceOps guest_source_ops = {
     .name = "guest",
     .block_count = src_block_count,
@@ -105,6 +114,7 @@ const RfRamSourceOps guest_source_ops = {
     .mark_dirty = src_mark_dirty,
     .free = src_free,
     .describe = src_describe,
+    .fd = src_fd,
 };
 
 /* ---- the RAM sink --------------------------------------------------- */
@@ -231,6 +241,23 @@ static uint8_t *sink_host(RfRamSink *s, unsigned i)
     return i == 0 ? g->mem.host : NULL;
 }
 
+/* The receivers write the new memfd with pwrite (RfRamSinkOps.fd); it
+ * was created for this migration and nothing writes it before the
+ * migration's pages (the KVM boot pages are written at start, after
+ * it), so it starts all zero.  The pre-fault thread above still runs:
+ * it is for the guest, which runs on this memory afterwards. */
+static int sink_fd(RfRamSink *s, unsigned i, uint64_t *offset)
+{
+    RfGuest *g = ((GuestSink *)s)->g;
+    *offset = 0;
+    return i == 0 && g->mem.host ? g->mem.fd : -1;
+}
+
+static bool sink_zeroed(RfRamSink *s, unsigned i)
+{
+    return i == 0 && ((GuestSink *)s)->g->mem.host;
+}
+
 bool guest_sink_wait_ready(RfRamSink *s)
 {
     RfGuest *g = ((GuestSink *)s)->g;
@@ -267,4 +294,6 @@ const RfRamSinkOps guest_sink_ops = {
     .wait_ready = guest_sink_wait_ready,
     .finish = sink_finish,
     .free = sink_free,
+    .fd = sink_fd,
+    .zeroed = sink_zeroed,
 };

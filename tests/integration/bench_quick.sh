@@ -170,6 +170,11 @@ if command -v qemu-system-x86_64 >/dev/null; then
         { cat "$T/qemu.md" >&2; fail "no verified row in the QEMU comparison"; }
     jq -e '.rows[0].qemu.verified == true and .rows[0].qemu.ratio > 0' \
         "$T/qemu/results.json" >/dev/null || fail "results.json has no QEMU figures"
+    if command -v gnuplot >/dev/null; then
+        [ -s "$T/qemu/chart-qemu.svg" ] || fail "--compare qemu drew no chart-qemu.svg"
+        grep -qE '^"none 2ch cold" [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' \
+            "$T/qemu/chart-qemu.dat" || fail "chart-qemu.dat has no row 'none 2ch cold'"
+    fi
     for p in $(sed -n 's/^+ \[pid \([0-9]*\)\].*/\1/p' "$T/qemu/bench.log"); do
         kill -0 "$p" 2>/dev/null && fail "process $p was left after --compare qemu"
     done
