@@ -192,6 +192,12 @@ bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap)
             plot_panel(f, b, l, dat, what, title);
         }
     }
+    return rf_bench_gnuplot_run(b, f, gp, svg, why, cap);
+}
+
+bool rf_bench_gnuplot_run(const RfBench *b, FILE *f, const char *gp,
+                          const char *svg, char *why, size_t cap)
+{
     fprintf(f, "unset multiplot\n");
     if (fclose(f) != 0) {
         snprintf(why, cap, "cannot write %s", gp);

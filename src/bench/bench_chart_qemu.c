@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bench/bench_common.h"
 
@@ -90,15 +89,5 @@ bool rf_bench_write_qemu_chart(const RfBench *b, char *why, size_t cap)
                 "'#2ca02c', '' using %d title 'QEMU' lc rgb '#7f7f7f'\n",
                 dat, 2 + 2 * what, 3 + 2 * what);
     }
-    fprintf(f, "unset multiplot\n");
-    if (fclose(f) != 0) {
-        snprintf(why, cap, "cannot write %s", gp);
-        return false;
-    }
-    const char *argv[] = {"gnuplot", gp, NULL};
-    if (rf_bench_cmd(b->log, argv) != 0 || access(svg, R_OK) != 0) {
-        snprintf(why, cap, "gnuplot failed (see bench.log)");
-        return false;
-    }
-    return true;
+    return rf_bench_gnuplot_run(b, f, gp, svg, why, cap);
 }

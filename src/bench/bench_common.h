@@ -447,6 +447,10 @@ bool rf_bench_write_json(const RfBench *b, const char *path,
 /* Writes chart.dat, chart.gp and runs gnuplot to make chart.svg.
  * @return false (and says why in *why) when no chart was made. */
 bool rf_bench_write_chart(const RfBench *b, char *why, size_t cap);
+/* Ends the multiplot script f (at gp), closes it and runs gnuplot on it,
+ * which must write svg.  @return false, saying why in *why, if not. */
+bool rf_bench_gnuplot_run(const RfBench *b, FILE *f, const char *gp,
+                          const char *svg, char *why, size_t cap);
 /* --compare qemu (bench_chart_qemu.c): chart-qemu.svg, ramflow's and
  * QEMU's time and CPU-seconds per row.  @return false as above. */
 bool rf_bench_write_qemu_chart(const RfBench *b, char *why, size_t cap);
