@@ -170,6 +170,11 @@ bool rf_msg_recv(RfConn *c, const char *peer, RfMsgHdr *hdr, uint8_t *buf,
  * usually explains the failure better than a reset connection.
  * @return that error ("<peer> reported: ..."), or NULL. */
 RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms);
+/* After a failure: if *err is unset or only says that our own I/O failed
+ * (the peer closed while we sent a progress message), the peer's ERROR
+ * message, when one is waiting or comes within wait_ms, replaces it. */
+void rf_msg_explain_failure(RfConn *c, const char *peer, int wait_ms,
+                            RfError **err);
 /* The binding a data channel sends after its hello (RF_CAP_TLS_BINDING):
  * the TLS exporter of the main channel `main` for session and channel. */
 bool rf_chan_binding(RfConn *main, const uint8_t session[16],

@@ -900,11 +900,8 @@ bool rf_incoming(const char *uri, RfRamSink *sink,
             rf_recv_group_take_error(d.group, &local);
         }
         bool cancel = d.opts->cancel && atomic_load(d.opts->cancel);
-        if (!err) {
-            rf_error_propagate(&err, rf_msg_peer_error(d.main, "source",
-                                                       local && !cancel
-                                                           ? 1000 : 0));
-        }
+        rf_msg_explain_failure(d.main, "source", local && !cancel ? 1000 : 0,
+                               &err);
         rf_error_propagate(&err, local);
         /* A cancel may surface first as a channel's "cancelled while
          * receiving": the operator asked for it, say so plainly. */

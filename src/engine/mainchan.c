@@ -163,6 +163,21 @@ RfError *rf_msg_peer_error(RfConn *c, const char *peer, int wait_ms)
     return err;
 }
 
+void rf_msg_explain_failure(RfConn *c, const char *peer, int wait_ms,
+                            RfError **err)
+{
+    if (*err && rf_error_kind(*err) != RF_ERR_IO) {
+        return;
+    }
+    /* An I/O error of ours: the reason, if the peer sent one, is already
+     * queued before its close, so no wait for it. */
+    RfError *reason = rf_msg_peer_error(c, peer, *err ? 0 : wait_ms);
+    if (reason) {
+        rf_error_free(*err);
+        *err = reason;
+    }
+}
+
 static RfError *peer_error(RfConn *c, const char *peer, int wait_ms)
 {
     /* Progress messages (ROUND_ACK) may come first: skip a few. */

@@ -762,9 +762,8 @@ static void explain_failure(Source *s, RfError **errp)
     }
     /* After a cancel the operator wants out: no wait for its reason. */
     bool cancel = s->opts->cancel && atomic_load(s->opts->cancel);
-    rf_error_propagate(errp, rf_msg_peer_error(s->main, "destination",
-                                               local && !cancel ? 2000
-                                                                : 0));
+    rf_msg_explain_failure(s->main, "destination",
+                           local && !cancel ? 2000 : 0, errp);
     rf_error_propagate(errp, local);
 }
 

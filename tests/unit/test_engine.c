@@ -1599,6 +1599,9 @@ static void test_cancel_keeps_source(void **state)
     assert_false(ok);
     assert_int_equal(rf_error_kind(err), RF_ERR_CANCELLED);
     assert_false(f->dok);
+    if (!strstr(rf_error_msg(f->derr), "cancelled")) {
+        print_error("destination said: %s\n", rf_error_msg(f->derr));
+    }
     assert_non_null(strstr(rf_error_msg(f->derr), "cancelled"));
     assert_memory_equal(copy, f->src_map, PAGES * RF_PAGE_SIZE);
     free(copy);
@@ -1778,5 +1781,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_keeps_source, setup,
                                         teardown),
     };
+    /* RF_TEST_FILTER=name runs one test, e.g. in a loop to chase a race. */
+    if (getenv("RF_TEST_FILTER")) {
+        cmocka_set_test_filter(getenv("RF_TEST_FILTER"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
