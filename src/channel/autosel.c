@@ -38,6 +38,7 @@
 #define LEAD_SETTLED_PCT 150 /* fewer sweeps above this lead */
 #define SWEEP_QUEUE (256u << 10) /* a socket queue that starts sweeps */
 #define SWEEP_CHANNELS_YOUNG 1 /* channels sweeping in the first second */
+#define START_QUEUE (512u << 10) /* socket queue per channel until decided */
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
@@ -77,6 +78,7 @@ struct RfAutoSel {
      * while some candidate is unpriced */
     atomic_uint lead_pct;
     atomic_bool link_limited; /* a window saw the link limit */
+    atomic_bool decided;      /* the first decision was made */
     double t0;
     /* engine thread only */
     double last_t, last_cpu;
@@ -204,6 +206,17 @@ static bool waits_for_queue(RfAutoSel *s, unsigned ch, double age)
            !atomic_load_explicit(&s->link_limited, memory_order_relaxed);
 }
 
+bool rf_autosel_starting(RfAutoSel *s)
+{
+    return !atomic_load_explicit(&s->decided, memory_order_relaxed) &&
+           rf_now() - s->t0 < 1.0;
+}
+
+uint64_t rf_autosel_start_queue(void)
+{
+    return START_QUEUE;
+}
+
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch)
 {
     return waits_for_queue(s, ch, rf_now() - s->t0);
@@ -230,6 +243,15 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
          atomic_load_explicit(&a->queued, memory_order_relaxed) <
              SWEEP_QUEUE)) {
         return false;
+    }
+    /* The first counted sweep comes at once: the first decision needs
+     * every candidate priced (its first sweep only warmed up). */
+    uint64_t priced = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        priced += atomic_load_explicit(&a->s_raw[c], memory_order_relaxed);
+    }
+    if (priced == 0) {
+        return true;
     }
     double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
     /* A choice that leads by half again needs no finer prices: the
@@ -682,6 +704,10 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     bool all_known = true;
     for (unsigned c = 0; c < in.ncands; c++) {
         all_known = all_known && in.cost[c].known;
+    }
+    /* A decision with every candidate priced ends the start's pacing. */
+    if (all_known) {
+        atomic_store_explicit(&s->decided, true, memory_order_relaxed);
     }
     atomic_store_explicit(&s->lead_pct,
                           all_known && second != next && rates[second] > 0

@@ -185,22 +185,41 @@ typedef struct Use {
     unsigned cand; /* 'auto': the candidate */
 } Use;
 
+/* 'auto': candidate k's send state on this channel, set up on its first
+ * use: a migration that never leaves none (a fast link) pays for no
+ * compressor's contexts. */
+static bool cand_ready(SendChannel *c, unsigned k, RfError **errp)
+{
+    const RfAutoCand *a = &rf_autosel_config(c->group->sel)->cands[k];
+    if (!c->cand_state[k] &&
+        !a->method->send_setup(&c->cand_state[k], a->level, errp)) {
+        rf_error_prefix(errp, "%s setup", a->name);
+        return false;
+    }
+    return true;
+}
+
 /* A fixed method, or the selector's choice; while the choice failed to
  * shrink the last packets (incompressible data), the next few go raw at
  * once rather than spending CPU on compressing them. */
-static Use use_for_packet(SendChannel *c)
+static bool use_for_packet(SendChannel *c, Use *u, RfError **errp)
 {
     RfSendGroup *g = c->group;
     if (!g->sel) {
-        return (Use){g->method, c->method_state, g->level, 0};
+        *u = (Use){g->method, c->method_state, g->level, 0};
+        return true;
     }
     unsigned k = rf_autosel_choice(g->sel);
     if (k != g->none_cand && c->skip_left > 0) {
         c->skip_left--;
         k = g->none_cand;
     }
+    if (!cand_ready(c, k, errp)) {
+        return false;
+    }
     const RfAutoCand *a = &rf_autosel_config(g->sel)->cands[k];
-    return (Use){a->method, c->cand_state[k], a->level, k};
+    *u = (Use){a->method, c->cand_state[k], a->level, k};
+    return true;
 }
 
 #define RAW_RUN 4   /* packets that did not shrink, in a row... */
@@ -256,6 +275,62 @@ static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
     return true;
 }
 
+/* Runs every candidate once on a few pages of text-like bytes: a
+ * codec's first call pays for allocating and filling its tables, which
+ * must not be taken for its cost per byte in the first samples. */
+static void warm_up(SendChannel *c)
+{
+    enum { PAGES = 16 };
+    static const char words[] = "migration page channel round sync zero ";
+    uint8_t *src = c->sample_buf + (size_t)(RF_PACKET_MAX_PAGES - PAGES) *
+                                       RF_PAGE_SIZE;
+    uint8_t *pages[PAGES];
+    for (size_t i = 0; i < (size_t)PAGES * RF_PAGE_SIZE; i++) {
+        src[i] = (uint8_t)words[(i * 7 + i / 97) % (sizeof(words) - 1)];
+    }
+    for (unsigned i = 0; i < PAGES; i++) {
+        pages[i] = src + (size_t)i * RF_PAGE_SIZE;
+    }
+    RfPageList list = {.pages = pages, .npages = PAGES};
+    const RfAutoConfig *cfg = rf_autosel_config(c->group->sel);
+    for (unsigned k = 0; k < cfg->ncands; k++) {
+        uint32_t wire;
+        uint64_t comp_ns, dec_ns;
+        try_candidate(c, k, &list, &wire, &comp_ns, &dec_ns);
+    }
+}
+
+/* 'auto': the sample buffer and every candidate's states, on the
+ * channel's first sweep, so that a migration that never sweeps (a fast
+ * link) pays for none of it.  @return false if something could not be set
+ * up: the sweep is skipped, as one that failed would be. */
+static bool sampling_ready(SendChannel *c)
+{
+    if (c->sample_buf) {
+        return true;
+    }
+    const RfAutoConfig *cfg = rf_autosel_config(c->group->sel);
+    for (unsigned k = 0; k < cfg->ncands; k++) {
+        RfError *err = NULL;
+        if (!cand_ready(c, k, &err)) {
+            rf_error_free(err);
+            return false;
+        }
+    }
+    c->sample_buf = malloc((size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
+    if (!c->sample_buf) {
+        return false;
+    }
+    /* Touched now, so that the first decodes into it do not pay for
+     * faulting it in. */
+    memset(c->sample_buf, 0, (size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
+    for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
+        c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
+    }
+    warm_up(c);
+    return true;
+}
+
 #define SWEEP_PAGES 64 /* 256 KiB: ratios close to a whole packet's */
 
 /*
@@ -268,7 +343,7 @@ static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
 static void sweep(SendChannel *c, const RfPageList *list)
 {
     RfSendGroup *g = c->group;
-    if (!rf_autosel_sweep_due(g->sel, c->id)) {
+    if (!rf_autosel_sweep_due(g->sel, c->id) || !sampling_ready(c)) {
         return;
     }
     RfPageList part = {.pages = list->pages,
@@ -316,6 +391,31 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
  * together there, so a method compresses them in place without a gather
  * and a raw payload needs no snapshot for its CRC.
  */
+#define START_POLL_US 200
+
+/* 'auto', until its first decision: waits while this channel's socket
+ * holds more than rf_autosel_start_queue() unacknowledged, so that the
+ * pages queued before the link is known (sent raw) stay few; the first
+ * decision may then compress what follows.  @return the ns waited,
+ * counted as time blocked in sending. */
+static uint64_t start_pace(SendChannel *c)
+{
+    RfSendGroup *g = c->group;
+    if (!g->sel || !rf_autosel_starting(g->sel)) {
+        return 0;
+    }
+    double t0 = rf_now();
+    long long q;
+    while ((q = rf_conn_unsent(c->conn)) >= 0 &&
+           (uint64_t)q > rf_autosel_start_queue() &&
+           rf_autosel_starting(g->sel) && !giving_up(g)) {
+        rf_autosel_queued(g->sel, c->id, (uint64_t)q);
+        struct timespec ts = {0, START_POLL_US * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return (uint64_t)((rf_now() - t0) * 1e9);
+}
+
 static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
 {
     RfSendGroup *g = c->group;
@@ -325,6 +425,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     bool from_file = f && f->fd >= 0;
     uint32_t nn = 0, nz = 0;
     uint32_t *zero_idx = c->normal_idx + RF_PACKET_MAX_PAGES;
+    uint64_t paced_ns = start_pace(c);
 
     if (from_file && !read_pages(c, f, j, errp)) {
         return false;
@@ -352,7 +453,10 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     pl->len = 0;
     pl->raw = false;
     pl->borrowed = false;
-    Use u = use_for_packet(c);
+    Use u;
+    if (!use_for_packet(c, &u, errp)) {
+        return false;
+    }
     RfPageList list = {.pages = c->pages, .npages = nn};
     double t_comp = g->sel ? rf_thread_cpu() : 0;
     if (nn) {
@@ -409,7 +513,8 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         rf_autosel_packet(g->sel, c->id, u.cand, nn * RF_PAGE_SIZE, pl->len,
                           (uint64_t)((t_comp_end - t_comp) * 1e9),
                           (uint64_t)((t_end - t_send) * 1e9),
-                          (uint64_t)((rf_now() - w_send) * 1e9),
+                          (uint64_t)((rf_now() - w_send) * 1e9) +
+                              paced_ns,
                           (uint64_t)((t_send - t_comp_end) * 1e9));
         if (nn) {
             sweep(c, &list);
@@ -486,14 +591,11 @@ static bool reset_method(SendChannel *c, RfError **errp)
     RfSendGroup *g = c->group;
     if (g->sel) {
         const RfAutoConfig *cfg = rf_autosel_config(g->sel);
+        /* Set up again on their next use (cand_ready). */
         for (unsigned k = 0; k < cfg->ncands; k++) {
-            cfg->cands[k].method->send_cleanup(c->cand_state[k]);
-            c->cand_state[k] = NULL;
-            if (!cfg->cands[k].method->send_setup(&c->cand_state[k],
-                                                  cfg->cands[k].level,
-                                                  errp)) {
-                rf_error_prefix(errp, "%s setup", cfg->cands[k].name);
-                return false;
+            if (c->cand_state[k]) {
+                cfg->cands[k].method->send_cleanup(c->cand_state[k]);
+                c->cand_state[k] = NULL;
             }
         }
         return true;
@@ -701,57 +803,6 @@ static void *send_thread(void *arg)
     return NULL;
 }
 
-/* Runs every candidate once on a few pages of text-like bytes: a
- * codec's first call pays for allocating and filling its tables, which
- * must not be taken for its cost per byte in the first samples. */
-static void warm_up(SendChannel *c)
-{
-    enum { PAGES = 16 };
-    static const char words[] = "migration page channel round sync zero ";
-    uint8_t *src = c->sample_buf + (size_t)(RF_PACKET_MAX_PAGES - PAGES) *
-                                       RF_PAGE_SIZE;
-    uint8_t *pages[PAGES];
-    for (size_t i = 0; i < (size_t)PAGES * RF_PAGE_SIZE; i++) {
-        src[i] = (uint8_t)words[(i * 7 + i / 97) % (sizeof(words) - 1)];
-    }
-    for (unsigned i = 0; i < PAGES; i++) {
-        pages[i] = src + (size_t)i * RF_PAGE_SIZE;
-    }
-    RfPageList list = {.pages = pages, .npages = PAGES};
-    const RfAutoConfig *cfg = rf_autosel_config(c->group->sel);
-    for (unsigned k = 0; k < cfg->ncands; k++) {
-        uint32_t wire;
-        uint64_t comp_ns, dec_ns;
-        try_candidate(c, k, &list, &wire, &comp_ns, &dec_ns);
-    }
-}
-
-/* 'auto': every candidate's send state, and the sample buffer. */
-static bool setup_auto(RfSendGroup *g, SendChannel *c, RfError **errp)
-{
-    const RfAutoConfig *cfg = rf_autosel_config(g->sel);
-    for (unsigned k = 0; k < cfg->ncands; k++) {
-        if (!cfg->cands[k].method->send_setup(&c->cand_state[k],
-                                              cfg->cands[k].level, errp)) {
-            rf_error_prefix(errp, "%s", cfg->cands[k].name);
-            return false;
-        }
-    }
-    c->sample_buf = malloc((size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
-    if (!c->sample_buf) {
-        rf_error_set(errp, RF_ERR_GENERIC, "out of memory for samples");
-        return false;
-    }
-    /* Touched now, so that the first decodes into it do not pay for
-     * faulting it in. */
-    memset(c->sample_buf, 0, (size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
-    for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
-        c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
-    }
-    warm_up(c);
-    return true;
-}
-
 RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
 {
     RfSendGroup *g = calloc(1, sizeof(*g));
@@ -829,11 +880,11 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
             return NULL;
         }
         RfError *err = NULL;
-        if (!(cfg->autocfg ? setup_auto(g, &ch[i], &err)
-                           : g->method->send_setup(&ch[i].method_state,
-                                                   cfg->level, &err))) {
+        /* 'auto' sets its candidates up on first use (cand_ready). */
+        if (!cfg->autocfg &&
+            !g->method->send_setup(&ch[i].method_state, cfg->level, &err)) {
             rf_error_prefix(&err, "channel %u: %s setup", i,
-                            cfg->autocfg ? "auto" : g->method->name);
+                            g->method->name);
             rf_error_propagate(errp, err);
             rf_send_group_free(g);
             return NULL;
