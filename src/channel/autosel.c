@@ -244,15 +244,6 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
              SWEEP_QUEUE)) {
         return false;
     }
-    /* The first counted sweep comes at once: the first decision needs
-     * every candidate priced (its first sweep only warmed up). */
-    uint64_t priced = 0;
-    for (unsigned c = 0; c < s->cfg.ncands; c++) {
-        priced += atomic_load_explicit(&a->s_raw[c], memory_order_relaxed);
-    }
-    if (priced == 0) {
-        return true;
-    }
     double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
     /* A choice that leads by half again needs no finer prices: the
      * sweeps only watch for the data changing (on a fast link, where

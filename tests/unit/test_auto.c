@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -288,6 +289,35 @@ static void test_sweeps_wait_for_a_queue(void **state)
     rf_autosel_free(s);
 }
 
+/* The start's pacing (rf_autosel_starting) lasts until a decision had
+ * every candidate priced: none by what its packets cost to send, zstd-1
+ * by a sweep. */
+static void test_start_ends_when_priced(void **state)
+{
+    (void)state;
+    RfAutoConfig cfg = {.ncands = 2, .channels = 1};
+    cfg.cands[0] = (RfAutoCand){rf_method_find("none"), 0, "none"};
+    cfg.cands[1] = (RfAutoCand){rf_method_find("zstd"), 1, "zstd-1"};
+    RfAutoSel *s = rf_autosel_new(&cfg);
+    assert_non_null(s);
+    assert_true(rf_autosel_starting(s));
+    assert_true(rf_autosel_start_queue() >= 256 * 1024);
+    /* Without the destination's STATS the first decision waits 0.1 s. */
+    struct timespec ts = {0, 120 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 400000,
+                      50000);
+    rf_autosel_tick(s, 0);
+    assert_true(rf_autosel_starting(s)); /* zstd-1 not priced yet */
+    rf_autosel_sampled(s, 0, 1, 256 * 1024, 90 * 1024, 600000, 200000);
+    nanosleep(&ts, NULL);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 400000,
+                      50000);
+    rf_autosel_tick(s, 0);
+    assert_false(rf_autosel_starting(s));
+    rf_autosel_free(s);
+}
+
 static void test_cores_available(void **state)
 {
     (void)state;
@@ -315,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_packet_method_header),
         cmocka_unit_test(test_accept_methods_record),
         cmocka_unit_test(test_sweeps_wait_for_a_queue),
+        cmocka_unit_test(test_start_ends_when_priced),
         cmocka_unit_test(test_cores_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
