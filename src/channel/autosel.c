@@ -78,7 +78,7 @@ struct RfAutoSel {
      * while some candidate is unpriced */
     atomic_uint lead_pct;
     atomic_bool link_limited; /* a window saw the link limit */
-    atomic_bool decided;      /* the first decision was made */
+    atomic_bool decided;      /* a decision had every candidate priced */
     double t0;
     /* engine thread only */
     double last_t, last_cpu;

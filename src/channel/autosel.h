@@ -135,11 +135,11 @@ void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
  * worth a syscall after a packet. */
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
 /* @return true until a decision had every candidate priced (at most the
- * first second): the
- * channels then keep at most rf_autosel_start_queue() bytes unacknowledged
- * in their sockets.  What the socket buffers take before the link is
- * known goes as the start chose it, raw: 4 MiB and more per channel, 0.13 s
- * of a 1 Gbit/s link and over a second of a 100 Mbit/s one. */
+ * first second): the channels then keep at most rf_autosel_start_queue()
+ * bytes unacknowledged in their sockets.  What the socket buffers take
+ * before the link is known goes as the start chose it, raw: 4 MiB and
+ * more per channel, 0.13 s of a 1 Gbit/s link and over a second of a
+ * 100 Mbit/s one. */
 bool rf_autosel_starting(RfAutoSel *s);
 /* The socket queue a channel keeps to while rf_autosel_starting: above
  * the 256 KiB that start the sweeps, below what would hold a slow link

@@ -247,7 +247,9 @@ static bool try_candidate(SendChannel *c, unsigned k, const RfPageList *list,
     const RfMethodOps *m = rf_autosel_config(c->group->sel)->cands[k].method;
     RfSendPayload out = {0};
     RfError *err = NULL;
-    if (!c->dec_state[k] && !m->recv_setup(&c->dec_state[k], &err)) {
+    /* Set up again after a reconnect dropped it (reset_method). */
+    if (!cand_ready(c, k, &err) ||
+        (!c->dec_state[k] && !m->recv_setup(&c->dec_state[k], &err))) {
         rf_error_free(err);
         return false;
     }
@@ -384,20 +386,13 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
     return false;
 }
 
-/*
- * Builds and writes one page packet: zero pages become indexes only.
- * Where the block is a file, its pages are read with pread into the
- * channel's own buffer (RfRamSourceOps.fd), the normal ones moved
- * together there, so a method compresses them in place without a gather
- * and a raw payload needs no snapshot for its CRC.
- */
 #define START_POLL_US 200
 
-/* 'auto', until its first decision: waits while this channel's socket
- * holds more than rf_autosel_start_queue() unacknowledged, so that the
- * pages queued before the link is known (sent raw) stay few; the first
- * decision may then compress what follows.  @return the ns waited,
- * counted as time blocked in sending. */
+/* 'auto', until a decision had every candidate priced: waits while this
+ * channel's socket holds more than rf_autosel_start_queue()
+ * unacknowledged, so that the pages queued before the link is known (sent
+ * raw) stay few; the first decision may then compress what follows.
+ * @return the ns waited, counted as time blocked in sending. */
 static uint64_t start_pace(SendChannel *c)
 {
     RfSendGroup *g = c->group;
@@ -416,6 +411,13 @@ static uint64_t start_pace(SendChannel *c)
     return (uint64_t)((rf_now() - t0) * 1e9);
 }
 
+/*
+ * Builds and writes one page packet: zero pages become indexes only.
+ * Where the block is a file, its pages are read with pread into the
+ * channel's own buffer (RfRamSourceOps.fd), the normal ones moved
+ * together there, so a method compresses them in place without a gather
+ * and a raw payload needs no snapshot for its CRC.
+ */
 static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
 {
     RfSendGroup *g = c->group;
