@@ -85,8 +85,9 @@ static void usage(FILE *f)
         "--guest idle,live: one section per guest mode (instead of --idle or\n"
         "--live).  Several sections: results per section in OUT/NN-DATA-GUEST/\n"
         "and the whole grid in OUT/results.md and results.json; defaults\n"
-        "then --memory-size 192M and, for the live guest, --dirty-rate 1000\n"
-        "(pages/s: a guest writing flat out never converges at 100 Mbit/s).\n"
+        "then --memory-size 192M.  With --data or --guest the live guest\n"
+        "writes --dirty-rate 1000 unless told otherwise (pages/s: a guest\n"
+        "writing flat out never converges at 100 Mbit/s).\n"
         "With auto among --methods: a table of auto against the best fixed\n"
         "method of every cell (link x data x guest x channels, chosen after\n"
         "the fact), verdicts (within 5%%, within 10%%, MISS) and grid totals.\n"
@@ -382,8 +383,9 @@ static int check_dims(RfBenchConfig *cfg, RfBenchDims *dims, bool set_size,
     }
     /* A guest writing every page flat out never converges on a 100 Mbit/s
      * link (64 MiB: 31 rounds, 174 s): the grid's live guest writes 1000
-     * pages/s (4 MB/s, a third of 100 Mbit/s) unless told otherwise. */
-    if (nsec > 1 && live && !set_rate) {
+     * pages/s (4 MB/s, a third of 100 Mbit/s) unless told otherwise, also
+     * in a grid of one section (--data or --guest with one item each). */
+    if ((nsec > 1 || dims->ndata || dims->nguests) && live && !set_rate) {
         cfg->dirty_rate = 1000;
     }
     return -1;

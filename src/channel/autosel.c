@@ -45,6 +45,7 @@ typedef struct AutoChan {
     _Atomic uint64_t send_cpu_ns, send_wall_ns, other_ns;
     _Atomic uint64_t queued; /* unacknowledged in its socket, last seen */
     _Atomic uint64_t s_raw[C], s_wire[C], s_comp[C], s_dec[C];
+    _Atomic uint64_t sweeps, sweep_ns; /* whole sweeps, set-up included */
     /* the channel thread's own */
     uint64_t work_ns, sample_ns;
     uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
@@ -275,6 +276,12 @@ void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
     add(&a->s_comp[cand], comp_ns);
     add(&a->s_dec[cand], dec_ns);
     a->sample_ns += comp_ns + dec_ns;
+}
+
+void rf_autosel_swept(RfAutoSel *s, unsigned ch, uint64_t ns)
+{
+    add(&s->ch[ch].sweeps, 1);
+    add(&s->ch[ch].sweep_ns, ns);
 }
 
 /* The table row of `round`, appended if new; lock held. */
@@ -849,8 +856,14 @@ size_t rf_autosel_json(RfAutoSel *s, char *buf, size_t cap)
                   s->cfg.cands[d->cand].name, d->channels, d->pred_Bps / 1e6,
                   d->actual_Bps >= 0 ? d->actual_Bps / 1e6 : -1.0, d->reason);
     }
+    uint64_t sweeps = 0, sweep_ns = 0;
+    for (unsigned i = 0; i < s->cfg.channels; i++) {
+        sweeps += atomic_load(&s->ch[i].sweeps);
+        sweep_ns += atomic_load(&s->ch[i].sweep_ns);
+    }
     return put(buf, cap, off,
                "], \"switches\": %u, \"predicted_s\": %.3f, "
-               "\"actual_s\": %.3f}", s->switches, s->predicted_s,
-               s->actual_s);
+               "\"actual_s\": %.3f, \"sweeps\": %llu, \"sweep_s\": %.4f}",
+               s->switches, s->predicted_s, s->actual_s,
+               (unsigned long long)sweeps, (double)sweep_ns / 1e9);
 }

@@ -124,6 +124,9 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch);
 void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
                         uint32_t raw, uint32_t wire, uint64_t comp_ns,
                         uint64_t dec_ns);
+/* Channel ch swept a packet in ns of its time, set-up included (the
+ * report's "sweeps" and "sweep_s"). */
+void rf_autosel_swept(RfAutoSel *s, unsigned ch, uint64_t ns);
 /* Channel ch's socket holds `bytes` written but not yet acknowledged by
  * the peer (rf_conn_unsent, after a packet, while
  * rf_autosel_queue_wanted): how far its writes ran

@@ -345,7 +345,11 @@ static bool sampling_ready(SendChannel *c)
 static void sweep(SendChannel *c, const RfPageList *list)
 {
     RfSendGroup *g = c->group;
-    if (!rf_autosel_sweep_due(g->sel, c->id) || !sampling_ready(c)) {
+    if (!rf_autosel_sweep_due(g->sel, c->id)) {
+        return;
+    }
+    double t0 = rf_thread_cpu();
+    if (!sampling_ready(c)) {
         return;
     }
     RfPageList part = {.pages = list->pages,
@@ -368,6 +372,7 @@ static void sweep(SendChannel *c, const RfPageList *list)
                                wire, comp_ns, dec_ns);
         }
     }
+    rf_autosel_swept(g->sel, c->id, (uint64_t)((rf_thread_cpu() - t0) * 1e9));
 }
 
 /* The job's pages from the block's file into rbuf (page i at slot i).

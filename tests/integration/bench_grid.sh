@@ -16,7 +16,9 @@
 #  3. --max-cpu 1.5: passed to both sides (bench.log), the CPU budget
 #     table and cpu_budget in results.json; on an engine without the
 #     option the runs fail naming it.
-#  4. --data silesia where the corpus is present: one verified row.
+#  4. One section (--data zero --guest live): the live guest writes the
+#     grid's 1000 pages/s, not flat out (it did before 2026-12-06).
+#  5. --data silesia where the corpus is present: one verified row.
 . "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is not installed (Debian package jq)"
 
@@ -125,7 +127,16 @@ else
     echo "ok: --max-cpu 1.5: passed to the destination, which refuses it on this engine (exit $rc)"
 fi
 
-# --- 4. --data silesia -------------------------------------------------------
+# --- 4. one live section: the grid's dirty rate ----------------------------
+"$RAMFLOW" bench --methods none --data zero --guest live "${SMALL[@]}" \
+    --out "$T/one" >"$T/one.md" 2>"$T/one.err" ||
+    { cat "$T/one.err" >&2; fail "bench --data zero --guest live failed"; }
+jq -e '.config.live == true and .config.dirty_rate == 1000 and
+       .rows[0].verified == true' "$T/one/results.json" >/dev/null ||
+    fail "one live section: not dirty rate 1000 or not verified ($(jq -c '.config | {live, dirty_rate}' "$T/one/results.json"))"
+echo "ok: --data zero --guest live: the guest writes 1000 pages/s"
+
+# --- 5. --data silesia -------------------------------------------------------
 # The bench's own search: $SILESIA_DIR, else ../shared/corpus/silesia
 # beside the current folder or the source tree.
 "$RAMFLOW" bench --data silesia --methods none "${SMALL[@]}" \
