@@ -48,6 +48,8 @@ typedef struct AutoChan {
     _Atomic uint64_t sweeps, sweep_ns; /* whole sweeps, set-up included */
     /* the channel thread's own */
     uint64_t work_ns, sample_ns;
+    uint64_t host_idle, host_total; /* its last /proc/stat reading... */
+    double host_at;                 /* ...and when (0: none yet) */
     uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
 } AutoChan;
 
@@ -79,8 +81,12 @@ struct RfAutoSel {
      * while some candidate is unpriced */
     atomic_uint lead_pct;
     atomic_bool link_limited; /* a window saw the link limit */
-    atomic_bool decided;      /* a decision had every candidate priced */
+    /* a decision had every candidate priced, or the destination's
+     * figures and no link limit: the start's pacing ends */
+    atomic_bool decided;
+    atomic_bool spare_seen;   /* the host had a spare half core */
     double t0;
+    uint64_t idle0, total0;   /* /proc/stat at t0 */
     /* engine thread only */
     double last_t, last_cpu;
     uint64_t last_idle, last_total;
@@ -122,6 +128,9 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
         return NULL;
     }
     s->cfg = *cfg;
+    if (!s->cfg.host_cpu) {
+        s->cfg.host_cpu = rf_host_cpu;
+    }
     s->none_idx = cfg->ncands;
     for (unsigned i = 0; i < cfg->ncands; i++) {
         if (cfg->cands[i].method->id == RF_METHOD_NONE) {
@@ -141,7 +150,9 @@ RfAutoSel *rf_autosel_new(const RfAutoConfig *cfg)
     pthread_mutex_init(&s->lock, NULL);
     s->t0 = s->last_t = rf_now();
     s->last_cpu = rf_process_cpu();
-    rf_host_cpu(&s->last_idle, &s->last_total);
+    s->cfg.host_cpu(&s->last_idle, &s->last_total);
+    s->idle0 = s->last_idle;
+    s->total0 = s->last_total;
     s->probe_every = PROBE_FIRST_S;
     s->predicted_s = -1;
     if (s->none_idx < cfg->ncands) {
@@ -223,10 +234,50 @@ bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch)
     return waits_for_queue(s, ch, rf_now() - s->t0);
 }
 
+#define SPARE_WINDOW_S 0.02 /* /proc/stat counts in 10 ms ticks */
+#define SPARE_CORES 0.5
+
+/* True once the host was seen with half a core idle over 20 ms or more
+ * (channel ch's own readings of /proc/stat, at most one per 20 ms): a
+ * sweep then takes time no thread of the migration wanted.  Where no
+ * core is spare the socket queue is rarely the link's: a destination on
+ * this host that cannot keep up builds it too, and there a sweep (20 ms
+ * of CPU the first time: the candidates' states and tables faulted in)
+ * was a tenth of a 0.2 s migration that none wins.  Unknown (no
+ * /proc/stat): true, as before the check. */
+static bool host_has_spare(RfAutoSel *s, AutoChan *a, double now)
+{
+    if (atomic_load_explicit(&s->spare_seen, memory_order_relaxed)) {
+        return true;
+    }
+    if (a->host_at == 0) {
+        a->host_at = s->t0;
+        a->host_idle = s->idle0;
+        a->host_total = s->total0;
+    }
+    if (now - a->host_at < SPARE_WINDOW_S) {
+        return false;
+    }
+    uint64_t idle = 0, total = 0;
+    bool known = s->cfg.host_cpu(&idle, &total) && a->host_total;
+    double cores = known && total > a->host_total && idle >= a->host_idle
+        ? (double)(idle - a->host_idle) / (double)(total - a->host_total) *
+              rf_host_ncpus()
+        : 0;
+    a->host_at = now;
+    a->host_idle = idle;
+    a->host_total = total;
+    if (!known || cores >= SPARE_CORES) {
+        atomic_store_explicit(&s->spare_seen, true, memory_order_relaxed);
+        return true;
+    }
+    return false;
+}
+
 bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
-    double age = rf_now() - s->t0;
+    double now = rf_now(), age = now - s->t0;
     /* A compressor beats none only where the path holds the writes back.
      * Until this channel's socket queues 256 KiB (half a full packet) or
      * a window saw the link limit, a young migration does not price
@@ -241,8 +292,9 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
      * others'. */
     if ((age < 1.0 && ch >= SWEEP_CHANNELS_YOUNG) ||
         (waits_for_queue(s, ch, age) &&
-         atomic_load_explicit(&a->queued, memory_order_relaxed) <
-             SWEEP_QUEUE)) {
+         (atomic_load_explicit(&a->queued, memory_order_relaxed) <
+              SWEEP_QUEUE ||
+          !host_has_spare(s, a, now)))) {
         return false;
     }
     double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
@@ -333,7 +385,7 @@ void rf_autosel_peer(RfAutoSel *s, const RfStats *st)
      * loopback or namespace link), and the two sides share its CPUs.
      * Another host's CPU time since boot is off by its uptime. */
     uint64_t idle = 0, total = 0;
-    if (rf_host_cpu(&idle, &total) && st->host_total_ns &&
+    if (s->cfg.host_cpu(&idle, &total) && st->host_total_ns &&
         st->ncpus == rf_host_ncpus()) {
         double diff = fabs((double)total - (double)st->host_total_ns);
         s->same_host = diff < 0.5e9 * st->ncpus;
@@ -576,7 +628,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     }
     double cpu = rf_process_cpu();
     uint64_t idle = 0, total = 0;
-    bool host = rf_host_cpu(&idle, &total);
+    bool host = s->cfg.host_cpu(&idle, &total);
     unsigned ncpus = rf_host_ncpus();
     double own = (cpu - s->last_cpu) / wall;
     double idle_cores = host && total > s->last_total
@@ -646,6 +698,12 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
 
     if (s->link_Bps > 0) {
         atomic_store_explicit(&s->link_limited, true, memory_order_relaxed);
+    } else if (s->have_peer) {
+        /* With the destination's figures and no link limit in sight, the
+         * start's pacing has nothing to guard: no compressor will be
+         * chosen for a link, and its polling costs CPU (a tenth of a core
+         * on a loopback migration). */
+        atomic_store_explicit(&s->decided, true, memory_order_relaxed);
     }
     double src_cores = rf_host_cores_available(own, host ? idle_cores : -1,
                                                active, rf_host_running(),

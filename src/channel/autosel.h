@@ -40,6 +40,9 @@ typedef struct RfAutoConfig {
     unsigned ncands;    /* 1..RF_AUTO_MAX_CANDS; "none" among them */
     unsigned channels;  /* connected data channels */
     double max_cpu;     /* the source's budget in cores, 0 = none */
+    /* Reads the host's idle and total CPU time (rf_host_cpu when NULL);
+     * tests give a fake host whose load they set. */
+    bool (*host_cpu)(uint64_t *idle_ns, uint64_t *total_ns);
 } RfAutoConfig;
 
 /* ---- the model (autosel_model.c) -------------------------------------- */
@@ -116,8 +119,9 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
  * About 3% of its CPU goes to sweeps (10% in the first second, to learn
  * fast), plus 2% of a core in time; 1% plus 0.2% once the choice leads
  * the runner-up by half again.  In the first second only channel 0
- * sweeps, and only once its socket holds 256 KiB unacknowledged
- * (rf_autosel_queued) or a window saw the link limit. */
+ * sweeps, and only once a window saw the link limit, or its socket holds
+ * 256 KiB unacknowledged (rf_autosel_queued) while the host has half a
+ * core idle (/proc/stat over 20 ms or more). */
 bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch);
 /* The result of one candidate in a sweep: raw bytes in, payload bytes
  * out, CPU ns to compress and to decode it again. */
@@ -137,8 +141,9 @@ void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
  * (the first second, channel 0, no link limit seen yet): only then is it
  * worth a syscall after a packet. */
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
-/* @return true until a decision had every candidate priced (at most the
- * first second): the channels then keep at most rf_autosel_start_queue()
+/* @return true until a decision had every candidate priced, or one with
+ * the destination's figures saw no link limit (at most the first
+ * second): the channels then keep at most rf_autosel_start_queue()
  * bytes unacknowledged in their sockets.  What the socket buffers take
  * before the link is known goes as the start chose it, raw: 4 MiB and
  * more per channel, 0.13 s of a 1 Gbit/s link and over a second of a

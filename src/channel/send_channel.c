@@ -34,6 +34,8 @@
 
 typedef enum { JOB_PAGES, JOB_SYNC, JOB_QUIT } JobKind;
 
+#define SWEEP_PAGES 64 /* 256 KiB: ratios close to a whole packet's */
+
 typedef struct SendJob {
     JobKind kind;
     uint32_t block;
@@ -78,7 +80,7 @@ typedef struct SendChannel {
     void *dec_state[RF_AUTO_MAX_CANDS];
     uint8_t *sample_buf;
     unsigned sweeps;
-    uint8_t *sample_pages[RF_PACKET_MAX_PAGES];
+    uint8_t *sample_pages[SWEEP_PAGES];
     unsigned raw_streak, skip_left;
     /* counters, read by the engine with relaxed atomics */
     RfChanCounters count;
@@ -284,7 +286,7 @@ static void warm_up(SendChannel *c)
 {
     enum { PAGES = 16 };
     static const char words[] = "migration page channel round sync zero ";
-    uint8_t *src = c->sample_buf + (size_t)(RF_PACKET_MAX_PAGES - PAGES) *
+    uint8_t *src = c->sample_buf + (size_t)(SWEEP_PAGES - PAGES) *
                                        RF_PAGE_SIZE;
     uint8_t *pages[PAGES];
     for (size_t i = 0; i < (size_t)PAGES * RF_PAGE_SIZE; i++) {
@@ -319,21 +321,22 @@ static bool sampling_ready(SendChannel *c)
             return false;
         }
     }
-    c->sample_buf = malloc((size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
+    /* A sweep's pages, no more: each page first touched costs a fault,
+     * dear on a nested guest. */
+    c->sample_buf = malloc((size_t)SWEEP_PAGES * RF_PAGE_SIZE);
     if (!c->sample_buf) {
         return false;
     }
     /* Touched now, so that the first decodes into it do not pay for
      * faulting it in. */
-    memset(c->sample_buf, 0, (size_t)RF_PACKET_MAX_PAGES * RF_PAGE_SIZE);
-    for (unsigned i = 0; i < RF_PACKET_MAX_PAGES; i++) {
+    memset(c->sample_buf, 0, (size_t)SWEEP_PAGES * RF_PAGE_SIZE);
+    for (unsigned i = 0; i < SWEEP_PAGES; i++) {
         c->sample_pages[i] = c->sample_buf + (size_t)i * RF_PAGE_SIZE;
     }
     warm_up(c);
     return true;
 }
 
-#define SWEEP_PAGES 64 /* 256 KiB: ratios close to a whole packet's */
 
 /*
  * 'auto': now and then (within the selector's CPU share) compresses a few

@@ -265,24 +265,59 @@ static void test_accept_methods_record(void **state)
     rf_error_free(err);
 }
 
-/* Before a window saw the link limit, a young migration sweeps only on
- * its first channel and only once that channel's socket holds 256 KiB
- * unacknowledged: on a fast link the sweeps were the whole of
- * auto's loss against none. */
-static void test_sweeps_wait_for_a_queue(void **state)
+/* A selector's configuration with two candidates, none and zstd-1. */
+static RfAutoConfig none_and_zstd1(unsigned channels)
 {
-    (void)state;
-    RfAutoConfig cfg = {.ncands = 2, .channels = 4};
+    RfAutoConfig cfg = {.ncands = 2, .channels = channels};
     cfg.cands[0] = (RfAutoCand){rf_method_find("none"), 0, "none"};
     cfg.cands[1] = (RfAutoCand){rf_method_find("zstd"), 1, "zstd-1"};
     assert_non_null(cfg.cands[0].method);
     assert_non_null(cfg.cands[1].method);
+    return cfg;
+}
+
+/* A fake host for the sweep gate: every read advances 1 s of CPU time,
+ * fake_idle_share of it idle. */
+static double fake_idle_share;
+static uint64_t fake_idle, fake_total;
+
+static bool fake_host_cpu(uint64_t *idle_ns, uint64_t *total_ns)
+{
+    fake_total += 1000000000ull;
+    fake_idle += (uint64_t)(fake_idle_share * 1e9);
+    *idle_ns = fake_idle;
+    *total_ns = fake_total;
+    return true;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Before a window saw the link limit, a young migration sweeps only on
+ * its first channel, only once that channel's socket holds 256 KiB
+ * unacknowledged, and only once the host showed spare CPU: on a fast
+ * link the sweeps were the whole of auto's loss against none. */
+static void test_sweeps_wait_for_a_queue(void **state)
+{
+    (void)state;
+    RfAutoConfig cfg = none_and_zstd1(4);
+    cfg.host_cpu = fake_host_cpu;
+    fake_idle_share = 0;
     RfAutoSel *s = rf_autosel_new(&cfg);
     assert_non_null(s);
     assert_false(rf_autosel_sweep_due(s, 0));
     rf_autosel_queued(s, 0, 128 * 1024);
     assert_false(rf_autosel_sweep_due(s, 0));
     rf_autosel_queued(s, 0, 512 * 1024);
+    /* A queue, but the host is busy: no sweep. */
+    sleep_ms(25);
+    assert_false(rf_autosel_sweep_due(s, 0));
+    /* The host has spare cores: the sweep runs. */
+    fake_idle_share = 1.0;
+    sleep_ms(25);
     assert_true(rf_autosel_sweep_due(s, 0));
     rf_autosel_queued(s, 1, 512 * 1024);
     assert_false(rf_autosel_sweep_due(s, 1));
@@ -295,9 +330,7 @@ static void test_sweeps_wait_for_a_queue(void **state)
 static void test_start_ends_when_priced(void **state)
 {
     (void)state;
-    RfAutoConfig cfg = {.ncands = 2, .channels = 1};
-    cfg.cands[0] = (RfAutoCand){rf_method_find("none"), 0, "none"};
-    cfg.cands[1] = (RfAutoCand){rf_method_find("zstd"), 1, "zstd-1"};
+    RfAutoConfig cfg = none_and_zstd1(1);
     RfAutoSel *s = rf_autosel_new(&cfg);
     assert_non_null(s);
     assert_true(rf_autosel_starting(s));
@@ -312,6 +345,34 @@ static void test_start_ends_when_priced(void **state)
     rf_autosel_sampled(s, 0, 1, 256 * 1024, 90 * 1024, 600000, 200000);
     nanosleep(&ts, NULL);
     rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 400000,
+                      50000);
+    rf_autosel_tick(s, 0);
+    assert_false(rf_autosel_starting(s));
+    rf_autosel_free(s);
+}
+
+/* The start's pacing also ends once the destination's figures are in
+ * and the window saw no link limit (the source's writes were not held
+ * back): nothing is left for it to guard, though zstd-1 is unpriced. */
+static void test_start_ends_without_link_limit(void **state)
+{
+    (void)state;
+    RfAutoConfig cfg = none_and_zstd1(1);
+    RfAutoSel *s = rf_autosel_new(&cfg);
+    assert_non_null(s);
+    RfStats st = {.ncpus = 2};
+    rf_autosel_peer(s, &st); /* the baseline */
+    sleep_ms(60);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
+                      50000);
+    rf_autosel_tick(s, 0);
+    assert_true(rf_autosel_starting(s)); /* no second STATS yet */
+    st.wall_ns = 60 * 1000 * 1000;
+    st.recv_wait_ns = 50 * 1000 * 1000; /* its channel waited for data */
+    st.wire_bytes = 1u << 20;
+    rf_autosel_peer(s, &st);
+    sleep_ms(60);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
                       50000);
     rf_autosel_tick(s, 0);
     assert_false(rf_autosel_starting(s));
@@ -346,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_accept_methods_record),
         cmocka_unit_test(test_sweeps_wait_for_a_queue),
         cmocka_unit_test(test_start_ends_when_priced),
+        cmocka_unit_test(test_start_ends_without_link_limit),
         cmocka_unit_test(test_cores_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
