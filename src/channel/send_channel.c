@@ -69,6 +69,9 @@ typedef struct SendChannel {
     SendJob resend;      /* a logged packet being re-sent */
     uint32_t normal_idx[RF_PACKET_MAX_PAGES + RF_PACKET_MAX_PAGES];
     uint8_t *pages[RF_PACKET_MAX_PAGES];
+    /* 'auto': normal pages of the last packet sent, still at pages[]
+     * until the next packet is built (start_pace sweeps them) */
+    uint32_t last_nn;
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     uint8_t *rbuf; /* block_files: the packet's pages as read */
@@ -400,6 +403,11 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
  * channel's socket holds more than rf_autosel_start_queue()
  * unacknowledged, so that the pages queued before the link is known (sent
  * raw) stay few; the first decision may then compress what follows.
+ * While it waits it offers the last packet's pages to a sweep: time the
+ * path holds the channel back costs the migration nothing, and on a slow
+ * link a channel's next packet comes a tenth of a second later, after
+ * the first decision (the host is busy with the start right after the
+ * first packet, so the sweep gate turned that packet's sweep down).
  * @return the ns waited, counted as time blocked in sending. */
 static uint64_t start_pace(SendChannel *c)
 {
@@ -413,6 +421,10 @@ static uint64_t start_pace(SendChannel *c)
            (uint64_t)q > rf_autosel_start_queue() &&
            rf_autosel_starting(g->sel) && !giving_up(g)) {
         rf_autosel_queued(g->sel, c->id, (uint64_t)q);
+        if (c->last_nn) {
+            sweep(c, &(RfPageList){.pages = c->pages,
+                                   .npages = c->last_nn});
+        }
         struct timespec ts = {0, START_POLL_US * 1000};
         nanosleep(&ts, NULL);
     }
@@ -436,6 +448,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     uint32_t nn = 0, nz = 0;
     uint32_t *zero_idx = c->normal_idx + RF_PACKET_MAX_PAGES;
     uint64_t paced_ns = start_pace(c);
+    c->last_nn = 0; /* pages[] is rebuilt */
 
     if (from_file && !read_pages(c, f, j, errp)) {
         return false;
@@ -529,6 +542,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         if (nn) {
             sweep(c, &list);
         }
+        c->last_nn = nn;
     }
     return rf_cpu_budget_pace(g->budget, &g->stop);
 }

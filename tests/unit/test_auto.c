@@ -351,9 +351,9 @@ static void test_start_ends_when_priced(void **state)
     rf_autosel_free(s);
 }
 
-/* The start's pacing also ends once the destination's figures are in
- * and the window saw no link limit (the source's writes were not held
- * back): nothing is left for it to guard, though zstd-1 is unpriced. */
+/* The start's pacing also ends once the destination's figures are in,
+ * the window saw no link limit and the source's writes were not held
+ * back: nothing is left for it to guard, though zstd-1 is unpriced. */
 static void test_start_ends_without_link_limit(void **state)
 {
     (void)state;
@@ -367,9 +367,20 @@ static void test_start_ends_without_link_limit(void **state)
                       50000);
     rf_autosel_tick(s, 0);
     assert_true(rf_autosel_starting(s)); /* no second STATS yet */
+    /* Held back in its writes, the destination neither waiting nor idle:
+     * maybe a slow link not yet confirmed; the pacing goes on. */
     st.wall_ns = 60 * 1000 * 1000;
-    st.recv_wait_ns = 50 * 1000 * 1000; /* its channel waited for data */
     st.wire_bytes = 1u << 20;
+    rf_autosel_peer(s, &st);
+    sleep_ms(60);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000,
+                      50 * 1000 * 1000, 50000);
+    rf_autosel_tick(s, 0);
+    assert_true(rf_autosel_starting(s));
+    /* Not held back, the destination's channel waiting for data. */
+    st.wall_ns = 120 * 1000 * 1000;
+    st.recv_wait_ns = 50 * 1000 * 1000;
+    st.wire_bytes = 2u << 20;
     rf_autosel_peer(s, &st);
     sleep_ms(60);
     rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
