@@ -30,7 +30,7 @@
 #define C RF_AUTO_MAX_CANDS
 #define DECIDE_EVERY_S 0.25
 #define FIRST_WINDOW_S 0.05
-#define HYSTERESIS 0.10
+#define HYSTERESIS 0.05
 #define BLOCKED 0.3        /* a side is waiting on the link above this */
 #define PROBE_FIRST_S 4.0
 #define PROBE_MAX_S 32.0

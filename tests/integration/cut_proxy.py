@@ -21,6 +21,20 @@ import time
 
 LOCK = threading.Lock()
 STATE = {"cut": False}
+PACE = {"rate": 0, "next": 0.0}
+
+
+def pace(n):
+    """Waits until n more bytes fit the --rate (one clock for every
+    connection, so the channels share the link as on a real one)."""
+    if not PACE["rate"]:
+        return
+    with LOCK:
+        now = time.monotonic()
+        at = max(PACE["next"], now)
+        PACE["next"] = at + n / PACE["rate"]
+    if at > now:
+        time.sleep(at - now)
 
 
 def now_ms():
@@ -48,13 +62,15 @@ def reset(*socks):
             pass
 
 
-def pump(k, a, b, limit):
+def pump(k, a, b, limit, paced):
     seen = 0
     try:
         while True:
             buf = a.recv(65536)
             if not buf:
                 break
+            if paced:
+                pace(len(buf))
             if limit is not None and seen + len(buf) >= limit:
                 b.sendall(buf[:limit - seen])
                 with LOCK:
@@ -78,6 +94,8 @@ def pump(k, a, b, limit):
 def main():
     dport, cut, after = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     refuse = "--refuse" in sys.argv[4:]
+    if "--rate" in sys.argv[4:]:
+        PACE["rate"] = float(sys.argv[sys.argv.index("--rate") + 1])
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen(64)
@@ -95,9 +113,9 @@ def main():
         say("accept %d %d" % (k, now_ms()))
         d = socket.create_connection(("127.0.0.1", dport))
         limit = after if k == cut else None
-        threading.Thread(target=pump, args=(k, c, d, limit),
+        threading.Thread(target=pump, args=(k, c, d, limit, True),
                          daemon=True).start()
-        threading.Thread(target=pump, args=(-1, d, c, None),
+        threading.Thread(target=pump, args=(-1, d, c, None, False),
                          daemon=True).start()
         k += 1
 

@@ -20,7 +20,9 @@
 #     channel's TLS session, and the migration completes verified;
 #  8. a live test VM (thread guest): a data channel cut mid-migration, the
 #     guest resumes on the destination with its pattern intact; and with
-#     every reconnect refused, the source guest runs on, pattern intact.
+#     every reconnect refused, the source guest runs on, pattern intact;
+#  9. auto over a slow path (the proxy paced): a channel cut early
+#     reconnects and sweeps again with fresh compressor states.
 . "$(dirname "$0")/lib.sh"
 PROXY="$(dirname "$0")/cut_proxy.py"
 SUMMARY=()
@@ -240,5 +242,31 @@ expect_in "$T/src9.err" "memory pattern intact"
 wait_exit "$DST_PID" 15
 [ $? = 1 ] || { cat "$T/dst9.err" >&2; fail "8: destination did not fail"; }
 SUMMARY+=("test VM: recovered and resumed with its pattern intact; refused: the source guest ran on, pattern intact")
+
+# --- 9. auto: a channel's sweeps after its reconnect ------------------------
+# The proxy relays 8 MB/s (a slow path: the source's writes are held
+# back), so auto compresses and its channels sweep (compress a few pages
+# with every candidate to price them) all through the migration; channel
+# 0 is cut 1 MB in, early, and reconnects.  A reconnect drops the
+# channel's compressor states; its next sweep must set them up again
+# (before fb0098e it compressed with a NULL state: a crash).
+cp "$T/img" "$T/src"
+start_incoming dst10 --memory "$T/dst10" --json
+start_proxy 1 1000000 --rate 8000000
+"$RAMFLOW" migrate --memory "$T/src" --verify --json \
+    --multifd-compression auto --multifd-reconnect-backoff 50 "$PROXY_URI" \
+    >"$T/src10.json" 2>"$T/src10.err" \
+    || { cat "$T/src10.err" "$T/dst10.err" "$PROXY_LOG" >&2; fail "9: auto migrate failed"; }
+wait_exit "$DST_PID" 30 || { cat "$T/dst10.err" >&2; fail "9: incoming failed"; }
+expect_in "$T/src10.json" '"verified": true'
+grep -q '^cut 1 ' "$PROXY_LOG" || { cat "$PROXY_LOG" >&2; fail "9: the proxy never cut"; }
+cmp -s "$T/src" "$T/dst10" || fail "9: destination file differs from the source"
+n=$(json_int "$T/src10.json" reconnects)
+[ "${n:-0}" -ge 1 ] || fail "9: source report counts no reconnect"
+sweeps=$(jq -r '.auto.sweeps' "$T/src10.json")
+[ "${sweeps:-0}" -ge 2 ] 2>/dev/null || { jq .auto "$T/src10.json" >&2; fail "9: auto swept ${sweeps:-no} times"; }
+comp=$(jq -r '[.auto.rounds[].bytes | to_entries[] | select(.key != "none") | .value] | add // 0' "$T/src10.json")
+[ "${comp:-0}" -gt 0 ] || { jq .auto "$T/src10.json" >&2; fail "9: auto never compressed on the slow path"; }
+SUMMARY+=("auto on a slow path: channel 0 cut and reconnected, $sweeps sweeps, verified ($(jq -r .auto_summary "$T/src10.json"))")
 
 for s in "${SUMMARY[@]}"; do echo "ok: $s"; done
