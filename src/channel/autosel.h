@@ -90,6 +90,15 @@ double rf_auto_predict(const RfAutoInputs *in, unsigned c,
  * prediction. */
 unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
                         double hysteresis, double *rates);
+/* @return the candidate to probe with (one window, to learn whether the
+ * link got faster): the one that would win with no link limit, if it is
+ * predicted 20% faster there than cur is now; cur if no probe is worth
+ * it: no link limit known, or cur itself could put 1.5 times the link
+ * on the wire (held back by the link, cur shows a faster one in every
+ * window: a probe would only spend a window on a worse candidate).
+ * *rate (may be NULL) receives the probe's predicted raw bytes/s. */
+unsigned rf_auto_probe(const RfAutoInputs *in, unsigned cur,
+                       double hysteresis, double *rate);
 /* @return "source CPU", "destination CPU", "link" or "unknown". */
 const char *rf_auto_bound_name(RfAutoBound b);
 

@@ -96,6 +96,30 @@ unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
     return best;
 }
 
+#define PROBE_GAIN 1.2  /* a probe needs this much to win */
+#define HELD_BACK 1.5   /* wire rate over the link that shows it itself */
+
+unsigned rf_auto_probe(const RfAutoInputs *in, unsigned cur,
+                       double hysteresis, double *rate)
+{
+    if (in->link_Bps <= 0 || cur >= in->ncands) {
+        return cur;
+    }
+    RfAutoInputs fast = *in;
+    fast.link_Bps = 0;
+    unsigned p = rf_auto_decide(&fast, cur, hysteresis, NULL);
+    double prate = rf_auto_predict(&fast, p, NULL);
+    double cur_wire = rf_auto_predict(&fast, cur, NULL) * in->cost[cur].ratio;
+    if (p == cur || !(prate > PROBE_GAIN * rf_auto_predict(in, cur, NULL)) ||
+        cur_wire >= HELD_BACK * in->link_Bps) {
+        return cur;
+    }
+    if (rate) {
+        *rate = prate;
+    }
+    return p;
+}
+
 const char *rf_auto_bound_name(RfAutoBound b)
 {
     switch (b) {

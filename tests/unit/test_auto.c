@@ -133,6 +133,24 @@ static void test_hysteresis_and_unknown(void **state)
     assert_true(rf_auto_predict(&in, 1, NULL) == 0);
 }
 
+/* A probe only where the current choice cannot show a faster link
+ * itself: zstd-3 on a 12 MB/s link could put ~100 MB/s on the wire, so
+ * every window measures the link (a probe with none cost 3% of a
+ * 100 Mbit/s run); zstd-1 on half a core below a 117 MB/s link leaves
+ * the link idle, and none would win on a faster one. */
+static void test_probe_only_when_useful(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(12e6, 2);
+    double rate = 0;
+    assert_int_equal(rf_auto_probe(&in, 2, 0.05, &rate), 2);
+    in = inputs(117e6, 0.5);
+    assert_int_equal(rf_auto_probe(&in, 1, 0.05, &rate), 0);
+    assert_true(rate > 1.2 * rf_auto_predict(&in, 1, NULL));
+    in.link_Bps = 0; /* no link limit known: nothing to probe */
+    assert_int_equal(rf_auto_probe(&in, 1, 0.05, NULL), 1);
+}
+
 static void test_budget_limits_source(void **state)
 {
     (void)state;
@@ -296,6 +314,17 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A selector of none and zstd-1 on the fake host, idle_share of it idle. */
+static RfAutoSel *fake_host_sel(unsigned channels, double idle_share)
+{
+    RfAutoConfig cfg = none_and_zstd1(channels);
+    cfg.host_cpu = fake_host_cpu;
+    fake_idle_share = idle_share;
+    RfAutoSel *s = rf_autosel_new(&cfg);
+    assert_non_null(s);
+    return s;
+}
+
 /* Before a window saw the link limit, a young migration sweeps only on
  * its first channel, only once that channel's socket holds 256 KiB
  * unacknowledged, and only once the host showed spare CPU: on a fast
@@ -303,11 +332,7 @@ static void sleep_ms(long ms)
 static void test_sweeps_wait_for_a_queue(void **state)
 {
     (void)state;
-    RfAutoConfig cfg = none_and_zstd1(4);
-    cfg.host_cpu = fake_host_cpu;
-    fake_idle_share = 0;
-    RfAutoSel *s = rf_autosel_new(&cfg);
-    assert_non_null(s);
+    RfAutoSel *s = fake_host_sel(4, 0);
     assert_false(rf_autosel_sweep_due(s, 0));
     rf_autosel_queued(s, 0, 128 * 1024);
     assert_false(rf_autosel_sweep_due(s, 0));
@@ -390,6 +415,78 @@ static void test_start_ends_without_link_limit(void **state)
     rf_autosel_free(s);
 }
 
+/* Two windows of a migration whose writes were held back while the
+ * destination's channel waited for data (a link limit), wire_bytes a
+ * window; no sweep priced zstd-1.  @return the choice after them, the
+ * decision log in json. */
+static unsigned choice_on_link(uint32_t wire_bytes, char *json, size_t cap)
+{
+    RfAutoSel *s = fake_host_sel(1, 1.0);
+    RfStats st = {.ncpus = 2};
+    rf_autosel_peer(s, &st);
+    for (int w = 1; w <= 2; w++) {
+        sleep_ms(60);
+        rf_autosel_packet(s, 0, 0, wire_bytes, wire_bytes, 0, 200000,
+                          50 * 1000 * 1000, 50000);
+        st.wall_ns = w * 60ull * 1000 * 1000;
+        st.recv_wait_ns = w * 50ull * 1000 * 1000;
+        st.wire_bytes = (uint64_t)w * wire_bytes;
+        rf_autosel_peer(s, &st);
+        rf_autosel_tick(s, 0);
+    }
+    unsigned c = rf_autosel_choice(s);
+    rf_autosel_json(s, json, cap);
+    rf_autosel_free(s);
+    return c;
+}
+
+/* A link seen limiting before any sweep: on a slow one (17 MB/s) the
+ * first compressor goes in at once at its prior; on a fast one
+ * (GB/s, more than the prior's CPU can compress) none stays. */
+static void test_prior_on_slow_link(void **state)
+{
+    (void)state;
+    char json[4096];
+    assert_int_equal(choice_on_link(1u << 20, json, sizeof(json)), 1);
+    assert_non_null(strstr(json, "zstd-1 at a prior"));
+    assert_int_equal(choice_on_link(1u << 30, json, sizeof(json)), 0);
+}
+
+/* A compressing migration whose link carries a little more than first
+ * measured (the start's ramp), its writes no longer held back: the
+ * estimate rises and zstd-1 stays.  Forgotten, it made none look
+ * unbounded, and 1 Gbit/s runs switched to none for a window. */
+static void test_link_estimate_rises(void **state)
+{
+    (void)state;
+    RfAutoSel *s = fake_host_sel(1, 1.0);
+    const uint32_t w = 600 * 1024;
+    RfStats st = {.ncpus = 2};
+    rf_autosel_peer(s, &st);
+    for (int i = 1; i <= 3; i++) {
+        sleep_ms(60);
+        if (i < 3) { /* raw, held back, the destination waiting */
+            rf_autosel_packet(s, 0, 0, w, w, 0, 200000, 50 * 1000 * 1000,
+                              50000);
+            rf_autosel_sampled(s, 0, 1, 256 * 1024, 90 * 1024, 600000,
+                               200000);
+            st.recv_wait_ns += 50 * 1000 * 1000;
+        } else { /* zstd-1, 1.5 times the bytes, compressing all along */
+            uint32_t wire = w + w / 2;
+            rf_autosel_packet(s, 0, 1, (uint32_t)(wire / 0.35), wire,
+                              50 * 1000 * 1000, 200000, 300000, 50000);
+        }
+        st.wall_ns += 60 * 1000 * 1000;
+        st.wire_bytes += w;
+        rf_autosel_peer(s, &st);
+        rf_autosel_tick(s, 0);
+        if (i >= 2) {
+            assert_int_equal(rf_autosel_choice(s), 1);
+        }
+    }
+    rf_autosel_free(s);
+}
+
 static void test_cores_available(void **state)
 {
     (void)state;
@@ -412,6 +509,9 @@ int main(void)
         cmocka_unit_test(test_destination_bound),
         cmocka_unit_test(test_shared_host),
         cmocka_unit_test(test_hysteresis_and_unknown),
+        cmocka_unit_test(test_probe_only_when_useful),
+        cmocka_unit_test(test_prior_on_slow_link),
+        cmocka_unit_test(test_link_estimate_rises),
         cmocka_unit_test(test_budget_limits_source),
         cmocka_unit_test(test_stats_roundtrip_and_bad),
         cmocka_unit_test(test_packet_method_header),
