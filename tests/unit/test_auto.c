@@ -415,6 +415,24 @@ static void test_start_ends_without_link_limit(void **state)
     rf_autosel_free(s);
 }
 
+/* One 60 ms window: a packet of candidate cand (raw and wire bytes,
+ * comp_ns compressing, wall_ns in its write), then the destination's
+ * STATS (recv_wait_ns more waiting for data, wire more bytes) and a
+ * decision. */
+static void window(RfAutoSel *s, RfStats *st, unsigned cand, uint32_t raw,
+                   uint32_t wire, uint64_t comp_ns, uint64_t wall_ns,
+                   uint64_t recv_wait_ns)
+{
+    sleep_ms(60);
+    rf_autosel_packet(s, 0, cand, raw, wire, comp_ns, 200000, wall_ns,
+                      50000);
+    st->wall_ns += 60 * 1000 * 1000;
+    st->recv_wait_ns += recv_wait_ns;
+    st->wire_bytes += wire;
+    rf_autosel_peer(s, st);
+    rf_autosel_tick(s, 0);
+}
+
 /* Two windows of a migration whose writes were held back while the
  * destination's channel waited for data (a link limit), wire_bytes a
  * window; no sweep priced zstd-1.  @return the choice after them, the
@@ -425,14 +443,8 @@ static unsigned choice_on_link(uint32_t wire_bytes, char *json, size_t cap)
     RfStats st = {.ncpus = 2};
     rf_autosel_peer(s, &st);
     for (int w = 1; w <= 2; w++) {
-        sleep_ms(60);
-        rf_autosel_packet(s, 0, 0, wire_bytes, wire_bytes, 0, 200000,
-                          50 * 1000 * 1000, 50000);
-        st.wall_ns = w * 60ull * 1000 * 1000;
-        st.recv_wait_ns = w * 50ull * 1000 * 1000;
-        st.wire_bytes = (uint64_t)w * wire_bytes;
-        rf_autosel_peer(s, &st);
-        rf_autosel_tick(s, 0);
+        window(s, &st, 0, wire_bytes, wire_bytes, 0, 50 * 1000 * 1000,
+               50 * 1000 * 1000);
     }
     unsigned c = rf_autosel_choice(s);
     rf_autosel_json(s, json, cap);
@@ -463,27 +475,16 @@ static void test_link_estimate_rises(void **state)
     const uint32_t w = 600 * 1024;
     RfStats st = {.ncpus = 2};
     rf_autosel_peer(s, &st);
-    for (int i = 1; i <= 3; i++) {
-        sleep_ms(60);
-        if (i < 3) { /* raw, held back, the destination waiting */
-            rf_autosel_packet(s, 0, 0, w, w, 0, 200000, 50 * 1000 * 1000,
-                              50000);
-            rf_autosel_sampled(s, 0, 1, 256 * 1024, 90 * 1024, 600000,
-                               200000);
-            st.recv_wait_ns += 50 * 1000 * 1000;
-        } else { /* zstd-1, 1.5 times the bytes, compressing all along */
-            uint32_t wire = w + w / 2;
-            rf_autosel_packet(s, 0, 1, (uint32_t)(wire / 0.35), wire,
-                              50 * 1000 * 1000, 200000, 300000, 50000);
-        }
-        st.wall_ns += 60 * 1000 * 1000;
-        st.wire_bytes += w;
-        rf_autosel_peer(s, &st);
-        rf_autosel_tick(s, 0);
-        if (i >= 2) {
-            assert_int_equal(rf_autosel_choice(s), 1);
-        }
+    for (int i = 1; i <= 2; i++) { /* raw, held back, the dest. waiting */
+        rf_autosel_sampled(s, 0, 1, 256 * 1024, 90 * 1024, 600000, 200000);
+        window(s, &st, 0, w, w, 0, 50 * 1000 * 1000, 50 * 1000 * 1000);
     }
+    assert_int_equal(rf_autosel_choice(s), 1);
+    /* zstd-1, 1.5 times the bytes, compressing all along */
+    uint32_t wire = w + w / 2;
+    window(s, &st, 1, (uint32_t)(wire / 0.35), wire, 50 * 1000 * 1000,
+           300000, 0);
+    assert_int_equal(rf_autosel_choice(s), 1);
     rf_autosel_free(s);
 }
 
