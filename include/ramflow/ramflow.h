@@ -833,9 +833,13 @@ typedef struct RfReport {
 #define RF_REPORT_INIT {.size = sizeof(RfReport)}
 
 /*! rf_migration_report() :
- *  Fills rep (up to rep->size bytes) once the migration has ended; the
- *  source's report also carries the destination's recv_cpu_pct.
- *  @return false if the migration has not ended or rep->size is 0. */
+ *  Fills rep (up to rep->size bytes) once the migration has reached its
+ *  final status: from the status callback of completed, failed or
+ *  cancelled on (and so whenever rf_migration_query() shows one), before
+ *  rf_migration_wait() returns.  The source's report also carries the
+ *  destination's recv_cpu_pct.
+ *  @return false if the migration has not reached its final status (or
+ *  ended before its thread started) or rep->size is 0. */
 RF_API bool rf_migration_report(const RfMigration *m, RfReport *rep);
 
 /*! rf_migration_auto_json() :

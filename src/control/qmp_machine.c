@@ -378,7 +378,10 @@ static json_t *own_figures(QmpMachine *m, const RfMigrationInfo *info)
                           info->is_source ? "source" : "destination", "pass",
                           (int)info->pass);
     RfReport rep = RF_REPORT_INIT;
-    if (m->mig_ended && rf_migration_report(m->mig, &rep)) {
+    /* The engine settles its report before it publishes the final status,
+     * so a "completed" reply always carries these (not only once the
+     * server thread has handled the event). */
+    if (rf_migration_report(m->mig, &rep)) {
         json_object_set_new(o, "method", json_string(rep.method));
         json_object_set_new(o, "channels", json_integer(rep.channels));
         json_object_set_new(o, "rounds", json_integer(rep.rounds));

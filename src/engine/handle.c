@@ -44,9 +44,12 @@ struct RfMigration {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool started, ended, ok;
+    bool settled;          /* rep and auto_json final (before the last
+                            * status is published, so a client that sees
+                            * it can read the report) */
     RfError *err;
     RfReport rep;
-    char *auto_json;       /* 'auto': the decision log, once ended */
+    char *auto_json;       /* 'auto': the decision log, once settled */
     double started_at;
 };
 
@@ -258,6 +261,9 @@ static void run(RfMigration *m)
     /* Only our own cancel makes "cancelled": a destination whose source
      * was cancelled has failed, as in QEMU. */
     bool cancelled = !ok && atomic_load(&m->cancel);
+    pthread_mutex_lock(&m->lock);
+    m->settled = true;
+    pthread_mutex_unlock(&m->lock);
     if (cancelled) {
         if (atomic_load(&m->status) != RF_STATUS_CANCELLING) {
             emit_status(m, RF_STATUS_CANCELLING);
@@ -624,10 +630,10 @@ bool rf_migration_report(const RfMigration *mc, RfReport *rep)
         return false;
     }
     pthread_mutex_lock(&m->lock);
-    bool ended = m->ended;
+    bool settled = m->settled;
     RfReport r = m->rep;
     pthread_mutex_unlock(&m->lock);
-    if (!ended) {
+    if (!settled) {
         return false;
     }
     r.size = rep->size;
@@ -639,7 +645,7 @@ size_t rf_migration_auto_json(const RfMigration *mc, char *buf, size_t cap)
 {
     RfMigration *m = (RfMigration *)mc;
     pthread_mutex_lock(&m->lock);
-    const char *j = m->ended ? m->auto_json : NULL;
+    const char *j = m->settled ? m->auto_json : NULL;
     pthread_mutex_unlock(&m->lock);
     if (!j) {
         if (cap) {

@@ -38,6 +38,9 @@ typedef struct Side {
     char uri[300];
     unsigned passes, progress;
     bool paused, resumed;
+    bool report_at_final; /* rf_migration_report worked in the callback of
+                           * the final status (QMP's query-migrate relies
+                           * on it) */
     /* for the cancel test: block the source in its first pass */
     bool hold_in_pass;
     bool in_pass;
@@ -78,7 +81,11 @@ static void side_free(Side *s)
 static void on_status(RfMigration *m, RfStatus st, void *opaque)
 {
     Side *s = opaque;
-    (void)m;
+    if (st == RF_STATUS_COMPLETED || st == RF_STATUS_FAILED ||
+        st == RF_STATUS_CANCELLED) {
+        RfReport rep = RF_REPORT_INIT;
+        s->report_at_final = rf_migration_report(m, &rep);
+    }
     pthread_mutex_lock(&s->lock);
     if (s->nseen < 16) {
         s->seen[s->nseen++] = st;
@@ -255,6 +262,8 @@ static void test_two_at_once(void **state)
                            RF_STATUS_DEVICE, RF_STATUS_COMPLETED};
         expect_statuses(&src[i], want, 4);
         expect_statuses(&dst[i], want, 4);
+        assert_true(src[i].report_at_final);
+        assert_true(dst[i].report_at_final);
         assert_true(src[i].paused);
         assert_false(src[i].resumed); /* completed: it runs elsewhere now */
         assert_true(src[i].passes >= 1);
@@ -326,6 +335,7 @@ static void test_cancel_and_live_params(void **state)
     RfStatus want[] = {RF_STATUS_SETUP, RF_STATUS_ACTIVE,
                        RF_STATUS_CANCELLING, RF_STATUS_CANCELLED};
     expect_statuses(&s, want, 4);
+    assert_true(s.report_at_final);
     assert_memory_equal(copy, s.mem, SIZE); /* source memory intact */
     assert_false(rf_migration_wait(d.m, &err));
     rf_error_free(err);
