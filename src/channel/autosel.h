@@ -144,11 +144,12 @@ void rf_autosel_swept(RfAutoSel *s, unsigned ch, uint64_t ns);
  * the peer (rf_conn_unsent, after a packet, while
  * rf_autosel_queue_wanted): how far its writes ran
  * ahead of the path.  In the first second it starts the sweeps
- * (rf_autosel_sweep_due): a queue says a compressor could help. */
+ * (rf_autosel_sweep_due): a queue says a compressor could help; and the
+ * bytes written less those queued are what the path delivered, the
+ * young migration's link figure. */
 void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
-/* @return true while channel ch's queue level can still start its sweeps
- * (the first second, channel 0, no link limit seen yet): only then is it
- * worth a syscall after a packet. */
+/* @return true while channel ch's queue level is still used (the first
+ * second): only then is it worth a syscall after a packet. */
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
 /* @return true until a decision had every candidate priced, or one with
  * the destination's figures saw no link limit (at most the first

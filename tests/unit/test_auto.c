@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -488,6 +489,32 @@ static void test_link_estimate_rises(void **state)
     rf_autosel_free(s);
 }
 
+/* A young migration's link figure is what the path delivered: the bytes
+ * written less those still queued in the sockets.  Here 2 MiB were
+ * written in two held-back windows and all but 100 KiB are still
+ * queued: under 1 MB/s, not the 17 MB/s that the writes alone show
+ * (which took a 100 Mbit/s link for 29 MB/s at the first decision). */
+static void test_young_link_is_delivered(void **state)
+{
+    (void)state;
+    RfAutoSel *s = fake_host_sel(1, 1.0);
+    RfStats st = {.ncpus = 2};
+    rf_autosel_peer(s, &st);
+    for (uint32_t w = 1; w <= 2; w++) {
+        rf_autosel_queued(s, 0, (w << 20) - w * 50 * 1024);
+        window(s, &st, 0, 1u << 20, 1u << 20, 0, 50 * 1000 * 1000,
+               50 * 1000 * 1000);
+    }
+    char json[4096];
+    rf_autosel_json(s, json, sizeof(json));
+    rf_autosel_free(s);
+    const char *l = strstr(json, "; link ");
+    assert_non_null(l);
+    double mbps = -1;
+    assert_int_equal(sscanf(l, "; link %lf MB/s", &mbps), 1);
+    assert_true(mbps >= 0 && mbps <= 1.0);
+}
+
 static void test_cores_available(void **state)
 {
     (void)state;
@@ -513,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_probe_only_when_useful),
         cmocka_unit_test(test_prior_on_slow_link),
         cmocka_unit_test(test_link_estimate_rises),
+        cmocka_unit_test(test_young_link_is_delivered),
         cmocka_unit_test(test_budget_limits_source),
         cmocka_unit_test(test_stats_roundtrip_and_bad),
         cmocka_unit_test(test_packet_method_header),
