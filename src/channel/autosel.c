@@ -38,7 +38,11 @@
 #define LEAD_SETTLED_PCT 150 /* fewer sweeps above this lead */
 #define SWEEP_QUEUE (256u << 10) /* a socket queue that starts sweeps */
 #define SWEEP_CHANNELS_YOUNG 1 /* channels sweeping in the first second */
-#define START_QUEUE (512u << 10) /* socket queue per channel until decided */
+/* The socket queue per channel until decided: what the path delivers to
+ * the channel in START_QUEUE_S, within these bounds. */
+#define START_QUEUE_MIN (64u << 10)
+#define START_QUEUE_MAX (512u << 10)
+#define START_QUEUE_S 0.005
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
@@ -51,6 +55,7 @@ typedef struct AutoChan {
     uint64_t host_idle, host_total; /* its last /proc/stat reading... */
     double host_at;                 /* ...and when (0: none yet) */
     uint64_t round_raw[C], round_pk[C]; /* at its last SYNC */
+    double first_at; /* its first packet's end (0: none yet) */
 } AutoChan;
 
 /* Sums over channels, for window differences. */
@@ -208,6 +213,9 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
     add(&a->send_wall_ns, send_wall_ns);
     add(&a->other_ns, other_ns);
     a->work_ns += comp_ns + send_cpu_ns + other_ns;
+    if (a->first_at == 0) {
+        a->first_at = rf_now();
+    }
 }
 
 /* True while channel ch's sweeps wait for its socket queue: in the
@@ -224,9 +232,27 @@ bool rf_autosel_starting(RfAutoSel *s)
            rf_now() - s->t0 < 1.0;
 }
 
-uint64_t rf_autosel_start_queue(void)
+uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch)
 {
-    return START_QUEUE;
+    /* A few milliseconds of what the path delivered to this channel since
+     * its first packet (written less still queued): on a fast link the
+     * bound, 512 KiB, never holds a write back; on a 100 Mbit/s one the
+     * sockets held 2-4 MiB of raw pages when the first decision came,
+     * 0.1 s of a 1.3 s zero-heavy migration, and now hold a quarter. */
+    AutoChan *a = &s->ch[ch];
+    double age = rf_now() - a->first_at;
+    if (a->first_at == 0 || age <= 0) {
+        return START_QUEUE_MAX;
+    }
+    uint64_t wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        wire += atomic_load_explicit(&a->wire[c], memory_order_relaxed);
+    }
+    uint64_t queued = atomic_load_explicit(&a->queued, memory_order_relaxed);
+    double q = (wire > queued ? wire - queued : 0) / age * START_QUEUE_S;
+    return q < START_QUEUE_MIN   ? START_QUEUE_MIN
+           : q > START_QUEUE_MAX ? START_QUEUE_MAX
+                                 : (uint64_t)q;
 }
 
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch)
@@ -275,12 +301,23 @@ static bool host_has_spare(RfAutoSel *s, AutoChan *a, double now)
     return false;
 }
 
+/* The socket queue that starts a young channel's sweeps: 256 KiB, or
+ * less where the start's pacing holds the queue lower (a slow link: it
+ * holds the channel there, which is what the queue was to show). */
+static uint64_t sweep_queue(RfAutoSel *s, unsigned ch)
+{
+    uint64_t start = rf_autosel_starting(s) ? rf_autosel_start_queue(s, ch)
+                                            : SWEEP_QUEUE;
+    return start < SWEEP_QUEUE ? start : SWEEP_QUEUE;
+}
+
 bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
 {
     AutoChan *a = &s->ch[ch];
     double now = rf_now(), age = now - s->t0;
     /* A compressor beats none only where the path holds the writes back.
-     * Until this channel's socket queues 256 KiB (half a full packet) or
+     * Until this channel's socket queues 256 KiB (half a full packet;
+     * less where the start's pacing keeps its queue lower) or
      * a window saw the link limit, a young migration does not price
      * them: on a fast link the sweeps cost a fifth of a 0.2 s migration's
      * time, and on a slow one the queue is there after the first few
@@ -294,7 +331,7 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
     if ((age < 1.0 && ch >= SWEEP_CHANNELS_YOUNG) ||
         (waits_for_queue(s, ch, age) &&
          (atomic_load_explicit(&a->queued, memory_order_relaxed) <
-              SWEEP_QUEUE ||
+              sweep_queue(s, ch) ||
           !host_has_spare(s, a, now)))) {
         return false;
     }

@@ -159,10 +159,12 @@ bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
  * more per channel, 0.13 s of a 1 Gbit/s link and over a second of a
  * 100 Mbit/s one. */
 bool rf_autosel_starting(RfAutoSel *s);
-/* The socket queue a channel keeps to while rf_autosel_starting: above
- * the 256 KiB that start the sweeps, below what would hold a slow link
- * for long. */
-uint64_t rf_autosel_start_queue(void);
+/* The socket queue channel ch keeps to while rf_autosel_starting: 5 ms
+ * of what the path delivered to it since its first packet, at least
+ * 64 KiB, at most 512 KiB (a fast link is never held back; a slow one
+ * takes few raw pages before the first decision).  A young channel's
+ * sweeps start at 256 KiB queued, or at this queue where it is lower. */
+uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch);
 /* Channel ch wrote its SYNC for `round`: what it sent since its last
  * SYNC belongs to that round (the report's per-round table). */
 void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);

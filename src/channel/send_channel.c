@@ -418,7 +418,7 @@ static uint64_t start_pace(SendChannel *c)
     double t0 = rf_now();
     long long q;
     while ((q = rf_conn_unsent(c->conn)) >= 0 &&
-           (uint64_t)q > rf_autosel_start_queue() &&
+           (uint64_t)q > rf_autosel_start_queue(g->sel, c->id) &&
            rf_autosel_starting(g->sel) && !giving_up(g)) {
         rf_autosel_queued(g->sel, c->id, (uint64_t)q);
         if (c->last_nn) {
