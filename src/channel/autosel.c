@@ -43,6 +43,7 @@
 #define START_QUEUE_MIN (64u << 10)
 #define START_QUEUE_MAX (512u << 10)
 #define START_QUEUE_S 0.005
+#define ABSORBING 1.5 /* young window: written / delivered since start */
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
@@ -729,9 +730,10 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
     double wire_Bps = wire / wall, link_seen = wire_Bps;
+    bool absorbing = false; /* the sockets took much more than they passed */
     /* What a young migration's window shows of the link is inflated by
-     * the socket buffers filling (the start's pacing keeps 512 KiB per
-     * channel, without it 4 MiB and more, a tenth of a second of a
+     * the socket buffers filling (the start's pacing keeps up to 512 KiB
+     * per channel, without it 4 MiB and more, a tenth of a second of a
      * 1 Gbit/s link).  What the path delivered since the start is not:
      * the bytes written less those still in the sockets.  Written bytes
      * alone took a 100 Mbit/s link for 29 MB/s at 0.12 s. */
@@ -747,6 +749,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         double since_start = (wire_all > queued ? wire_all - queued : 0) /
                              (now - s->t0);
         link_seen = since_start < wire_Bps ? since_start : wire_Bps;
+        absorbing = wire_Bps > ABSORBING * since_start;
     }
     /* The destination keeps up when its channels wait for data or its
      * host has a core's third idle (its threads then were not short of
@@ -783,14 +786,18 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
 
     if (s->link_Bps > 0) {
         atomic_store_explicit(&s->link_limited, true, memory_order_relaxed);
-    } else if (s->have_peer && src_block <= BLOCKED) {
+    } else if (s->have_peer && src_block <= BLOCKED && !absorbing) {
         /* With the destination's figures, no link limit in sight and the
          * source's writes not held back, the start's pacing has nothing
          * to guard, and its polling costs CPU (a tenth of a core on a
          * loopback migration).  A held-back source with no limit seen is
          * often a slow link whose destination's figures do not show it
          * yet (its host busy with the start): ended there, the pacing let
-         * the sockets fill with raw pages, 3-5% of a 100 Mbit/s run. */
+         * the sockets fill with raw pages, 3-5% of a 100 Mbit/s run.
+         * So did a young window whose sockets took more than 1.5 times
+         * what the path delivered since the start: zero-heavy packets
+         * are small on the wire, and their channels did not wait long
+         * enough in the pacing to count as held back. */
         atomic_store_explicit(&s->decided, true, memory_order_relaxed);
     }
     double src_cores = rf_host_cores_available(own, host ? idle_cores : -1,
@@ -850,8 +857,14 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     for (unsigned c = 0; c < in.ncands; c++) {
         all_known = all_known && s->cost[c].known;
     }
-    /* A decision with every candidate priced ends the start's pacing. */
-    if (all_known) {
+    /* A decision with every candidate priced ends the start's pacing,
+     * unless its window wrote much faster than the path delivered with
+     * no link limit seen: the sockets were filling, the next window
+     * shows why, and a zero-heavy 100 Mbit/s migration that chose none
+     * there and ended the pacing took 1.79 s where its other runs took
+     * 1.47 (its packets are small on the wire: the channels were not
+     * held back long enough to count as blocked). */
+    if (all_known && (s->link_Bps > 0 || !absorbing)) {
         atomic_store_explicit(&s->decided, true, memory_order_relaxed);
     }
     atomic_store_explicit(&s->lead_pct,
