@@ -629,9 +629,14 @@ bool rf_migration_report(const RfMigration *mc, RfReport *rep)
     if (!rep || rep->size == 0) {
         return false;
     }
+    /* m->rep is the migration thread's until settled: not even copied
+     * before. */
     pthread_mutex_lock(&m->lock);
     bool settled = m->settled;
-    RfReport r = m->rep;
+    RfReport r;
+    if (settled) {
+        r = m->rep;
+    }
     pthread_mutex_unlock(&m->lock);
     if (!settled) {
         return false;
