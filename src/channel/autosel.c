@@ -233,6 +233,18 @@ bool rf_autosel_starting(RfAutoSel *s)
            rf_now() - s->t0 < 1.0;
 }
 
+/* What channel a's path has delivered: the bytes it wrote less those
+ * still queued in its socket (as last read). */
+static uint64_t delivered(const RfAutoSel *s, AutoChan *a)
+{
+    uint64_t wire = 0;
+    for (unsigned c = 0; c < s->cfg.ncands; c++) {
+        wire += atomic_load_explicit(&a->wire[c], memory_order_relaxed);
+    }
+    uint64_t queued = atomic_load_explicit(&a->queued, memory_order_relaxed);
+    return wire > queued ? wire - queued : 0;
+}
+
 uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch)
 {
     /* A few milliseconds of what the path delivered to this channel since
@@ -245,12 +257,7 @@ uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch)
     if (a->first_at == 0 || age <= 0) {
         return START_QUEUE_MAX;
     }
-    uint64_t wire = 0;
-    for (unsigned c = 0; c < s->cfg.ncands; c++) {
-        wire += atomic_load_explicit(&a->wire[c], memory_order_relaxed);
-    }
-    uint64_t queued = atomic_load_explicit(&a->queued, memory_order_relaxed);
-    double q = (wire > queued ? wire - queued : 0) / age * START_QUEUE_S;
+    double q = delivered(s, a) / age * START_QUEUE_S;
     return q < START_QUEUE_MIN   ? START_QUEUE_MIN
            : q > START_QUEUE_MAX ? START_QUEUE_MAX
                                  : (uint64_t)q;
@@ -738,16 +745,11 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
      * the bytes written less those still in the sockets.  Written bytes
      * alone took a 100 Mbit/s link for 29 MB/s at 0.12 s. */
     if (now - s->t0 < 1.0) {
-        uint64_t wire_all = 0, queued = 0;
-        for (unsigned c = 0; c < s->cfg.ncands; c++) {
-            wire_all += t.wire[c];
-        }
+        uint64_t sent = 0;
         for (unsigned ch = 0; ch < s->cfg.channels; ch++) {
-            queued += atomic_load_explicit(&s->ch[ch].queued,
-                                           memory_order_relaxed);
+            sent += delivered(s, &s->ch[ch]);
         }
-        double since_start = (wire_all > queued ? wire_all - queued : 0) /
-                             (now - s->t0);
+        double since_start = sent / (now - s->t0);
         link_seen = since_start < wire_Bps ? since_start : wire_Bps;
         absorbing = wire_Bps > ABSORBING * since_start;
     }

@@ -406,6 +406,22 @@ static void test_start_ends_when_priced(void **state)
     rf_autosel_free(s);
 }
 
+/* One window of the start: the destination's STATS st, sleep_ms, a
+ * packet of 1 MiB raw (send_wall_ns in its write), its socket's queue
+ * (if queued >= 0) and a decision. */
+static void start_window(RfAutoSel *s, const RfStats *st, long sleep,
+                         uint64_t send_wall_ns, long long queued)
+{
+    rf_autosel_peer(s, st);
+    sleep_ms(sleep);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, send_wall_ns,
+                      50000);
+    if (queued >= 0) {
+        rf_autosel_queued(s, 0, (uint64_t)queued);
+    }
+    rf_autosel_tick(s, 0);
+}
+
 /* The start's pacing also ends once the destination's figures are in,
  * the window saw no link limit and the source's writes were not held
  * back: nothing is left for it to guard, though zstd-1 is unpriced. */
@@ -416,21 +432,13 @@ static void test_start_ends_without_link_limit(void **state)
     RfAutoSel *s = rf_autosel_new(&cfg);
     assert_non_null(s);
     RfStats st = {.ncpus = 2};
-    rf_autosel_peer(s, &st); /* the baseline */
-    sleep_ms(60);
-    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
-                      50000);
-    rf_autosel_tick(s, 0);
+    start_window(s, &st, 60, 200000, -1); /* the STATS: a baseline */
     assert_true(rf_autosel_starting(s)); /* no second STATS yet */
     /* Held back in its writes, the destination neither waiting nor idle:
      * maybe a slow link not yet confirmed; the pacing goes on. */
     st.wall_ns = 60 * 1000 * 1000;
     st.wire_bytes = 1u << 20;
-    rf_autosel_peer(s, &st);
-    sleep_ms(60);
-    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000,
-                      50 * 1000 * 1000, 50000);
-    rf_autosel_tick(s, 0);
+    start_window(s, &st, 60, 50 * 1000 * 1000, -1);
     assert_true(rf_autosel_starting(s));
     /* Not held back, the destination's channel waiting for data, but
      * nearly all that was written is still in the socket: the sockets
@@ -438,23 +446,14 @@ static void test_start_ends_without_link_limit(void **state)
     st.wall_ns = 120 * 1000 * 1000;
     st.recv_wait_ns = 50 * 1000 * 1000;
     st.wire_bytes = 2u << 20;
-    rf_autosel_peer(s, &st);
-    sleep_ms(60);
-    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
-                      50000);
-    rf_autosel_queued(s, 0, (3u << 20) - 100 * 1024);
-    rf_autosel_tick(s, 0);
+    start_window(s, &st, 60, 200000, (3 << 20) - 100 * 1024);
     assert_true(rf_autosel_starting(s));
-    /* The same with the socket drained: nothing left to guard. */
+    /* The same with the socket drained: nothing left to guard (a window
+     * is a quarter of the age, 0.06 s by now: 80 ms of sleep). */
     st.wall_ns = 180 * 1000 * 1000;
     st.recv_wait_ns = 100 * 1000 * 1000;
     st.wire_bytes = 3u << 20;
-    rf_autosel_peer(s, &st);
-    sleep_ms(80); /* a window is a quarter of the age: 0.06 s by now */
-    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000, 200000,
-                      50000);
-    rf_autosel_queued(s, 0, 0);
-    rf_autosel_tick(s, 0);
+    start_window(s, &st, 80, 200000, 0);
     assert_false(rf_autosel_starting(s));
     rf_autosel_free(s);
 }
