@@ -42,6 +42,7 @@
 #define RF_BENCH_MAX_CHANNELS 16
 #define RF_BENCH_MAX_LINKS 8
 #define RF_BENCH_MAX_REPEAT 25
+#define RF_BENCH_SHORT_S 1.0 /* a link whose rows take less gets short_runs */
 #define RF_BENCH_MAX_PASS 32  /* pass-through parameter options */
 #define RF_BENCH_MAX_DEST 2   /* --dest-memory warm,cold */
 
@@ -78,6 +79,10 @@ typedef struct RfBenchConfig {
     RfBenchLink links[RF_BENCH_MAX_LINKS];
     unsigned nlinks;
     unsigned repeat;
+    unsigned short_runs;         /* runs in all for the rows of a short link
+                                    (its fastest row's median under
+                                    RF_BENCH_SHORT_S): --short-runs, or
+                                    3 x repeat in a grid, else repeat */
     bool live;                   /* vCPUs write (else idle, as upstream) */
     uint64_t dirty_rate;         /* pages/s when live, 0 = unlimited */
     unsigned vcpus;
@@ -211,6 +216,7 @@ typedef struct RfBench {
     RfBenchCalib calib;
     RfBenchRow *rows;
     unsigned nrows;
+    unsigned planned;            /* runs planned so far (progress lines) */
     FILE *log;                   /* out_dir/bench.log */
     char prefix[64];             /* progress lines: "[section 2/8 zero,
                                     idle]", "" for a single section */

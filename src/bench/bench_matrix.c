@@ -361,7 +361,6 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
                  run->guest);
     }
     ++*done;
-    unsigned total = b->nrows * cfg->repeat;
     char budget[96] = "";
     if (run->ok && cfg->max_cpu > 0 && run->src_cores >= 0) {
         snprintf(budget, sizeof(budget), ", source %.2f cores, budget %s: "
@@ -372,17 +371,42 @@ static bool run_row_once(RfBench *b, const RfBenchPath *path,
     }
     if (run->ok) {
         rf_bench_say(b, "[%u/%u] %s%s%s %s %u ch run %u: %.2f s, %.0f Mbit/s, "
-            "downtime %.1f ms, %s%s%s%s", *done, total, b->prefix,
+            "downtime %.1f ms, %s%s%s%s", *done, b->planned, b->prefix,
             b->prefix[0] ? " " : "", link, label, row->channels,
             r + 1, run->total_time_s, run->throughput_mbps,
             run->downtime_ms, run->verified ? "verified" : "NOT verified",
             row->tls ? ", " : "", row->tls ? run->security : "", budget);
     } else {
-        rf_bench_say(b, "[%u/%u] %s%s%s %s %u ch run %u: FAILED: %s", *done, total,
+        rf_bench_say(b, "[%u/%u] %s%s%s %s %u ch run %u: FAILED: %s", *done, b->planned,
             b->prefix, b->prefix[0] ? " " : "", link, label, row->channels,
             r + 1, run->error);
     }
     return !cfg->compare_qemu || run_qemu_once(b, row, name, r);
+}
+
+/* Run r of each of a link's rows, in order. */
+static void run_round(RfBench *b, const RfBenchPath *path, RfBenchRow *rows,
+                      unsigned n, unsigned r, unsigned *done)
+{
+    for (unsigned i = 0; i < n && !rf_cli_cancel; i++) {
+        if (!run_row_once(b, path, &rows[i], r, done)) {
+            return;
+        }
+    }
+}
+
+/* The lowest median time among a link's rows so far (a large value when
+ * no row has a successful run). */
+static double link_fastest(RfBenchRow *rows, unsigned n)
+{
+    double best = 1e9;
+    for (unsigned i = 0; i < n; i++) {
+        RfBenchStat t = STAT(&rows[i], total_time_s);
+        if (t.med > 0 && t.med < best) {
+            best = t.med;
+        }
+    }
+    return best;
 }
 
 /* Runs every row of one link.  @return false when cancelled. */
@@ -422,16 +446,20 @@ static bool run_link(RfBench *b, unsigned l, unsigned *done)
             err = NULL;
         }
     }
-    /* A row and its TLS twin: run 1 of each, then run 2 of each, ... so
-     * that what else happens on the machine meanwhile hits both alike. */
-    unsigned nsec = cfg->tls ? 2 : 1;
-    for (unsigned i = 0; i < per_link && !rf_cli_cancel; i += nsec) {
-        for (unsigned r = 0; r < cfg->repeat && !rf_cli_cancel; r++) {
-            for (unsigned s = 0; s < nsec; s++) {
-                if (!run_row_once(b, &path, &rows[i + s], r, done)) {
-                    break;
-                }
-            }
+    /* Run 1 of every row of the link (methods, channel counts, TLS twins),
+     * then run 2 of each, ... so that what else happens on the machine
+     * meanwhile hits all rows alike. */
+    unsigned r = 0;
+    for (; r < cfg->repeat && !rf_cli_cancel; r++) {
+        run_round(b, &path, rows, per_link, r, done);
+    }
+    if (cfg->short_runs > r && !rf_cli_cancel &&
+        link_fastest(rows, per_link) < RF_BENCH_SHORT_S) {
+        b->planned += per_link * (cfg->short_runs - r);
+        rf_bench_say(b, "link %s: its fastest row takes under %.0f s: %u runs "
+            "per row in all", link->name, RF_BENCH_SHORT_S, cfg->short_runs);
+        for (; r < cfg->short_runs && !rf_cli_cancel; r++) {
+            run_round(b, &path, rows, per_link, r, done);
         }
     }
     rf_bench_link_down();
@@ -445,6 +473,7 @@ int rf_bench_run_matrix(RfBench *b)
     links_fallback(b);
     unsigned per_link = rf_bench_per_link(cfg);
     b->nrows = cfg->nlinks * per_link;
+    b->planned = b->nrows * cfg->repeat;
     b->rows = calloc(b->nrows, sizeof(*b->rows));
     if (!b->rows) {
         rf_bench_say(b, "out of memory");

@@ -65,8 +65,13 @@ static void print_header(FILE *f, const RfBench *b)
             c->vcpus == 1 ? "" : "s", guest);
     fprintf(f, "- every run: a fresh destination and source process; "
             "--verify (digests) and the destination's memory pattern "
-            "check; runs per row: %u%s\n", c->repeat,
-            c->repeat > 1 ? " (median, min–max in brackets)" : "");
+            "check; runs per row: %u", c->repeat);
+    if (c->short_runs > c->repeat) {
+        fprintf(f, ", %u on a link whose fastest row took under %.0f s",
+                c->short_runs, RF_BENCH_SHORT_S);
+    }
+    fprintf(f, "%s; rows interleaved run by run\n",
+            c->short_runs > 1 ? " (median, min–max in brackets)" : "");
     for (unsigned i = 0; i < c->npass; i++) {
         fprintf(f, "%s%s", i ? " " : "- parameters: ", c->pass[i]);
     }
@@ -661,6 +666,7 @@ static json_t *config_json(const RfBench *b)
                                 ? json_string(c->data_name)
                                 : json_string(c->fill ? c->fill
                                                       : "generated"));
+        json_object_set_new(o, "short_runs", json_integer(c->short_runs));
         json_object_set_new(o, "max_cpu", c->max_cpu > 0
                                 ? json_real(c->max_cpu) : json_null());
     }

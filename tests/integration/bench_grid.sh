@@ -54,7 +54,7 @@ echo "ok: --data silesia without the corpus: exit 1, '$(grep -m1 'Silesia' "$T/n
 
 # --- 2. a two-section grid with auto ----------------------------------------
 "$RAMFLOW" bench --methods none,auto --data zero,random --guest idle \
-    "${SMALL[@]}" --out "$T/grid" >"$T/grid.md" 2>"$T/grid.err" &
+    --short-runs 2 "${SMALL[@]}" --out "$T/grid" >"$T/grid.md" 2>"$T/grid.err" &
 BENCH=$!
 PIDS+=("$BENCH")
 wait "$BENCH"
@@ -63,8 +63,8 @@ if [ "$rc" -eq 1 ]; then
     # An engine without auto: its rows fail as an unknown method, nothing
     # else does.
     expect_in "$T/grid.err" "unknown method 'auto'"
-    n=$(grep -c 'run 1: FAILED' "$T/grid.err")
-    [ "$n" -eq 2 ] || { cat "$T/grid.err" >&2; fail "$n failed runs, expected 2 (auto's)"; }
+    n=$(grep -c 'run [12]: FAILED' "$T/grid.err")
+    [ "$n" -eq 4 ] || { cat "$T/grid.err" >&2; fail "$n failed runs, expected 2 (auto's)"; }
     auto_state="fails as an unknown method (engine without auto)"
 elif [ "$rc" -eq 0 ]; then
     auto_state="runs"
@@ -96,12 +96,21 @@ jq -e '
     (.sections[1].results.calibration.zero_fraction < 0.05) and
     (.auto_comparison.cells | length) == 2 and
     all(.auto_comparison.cells[]; .best_fixed == "none" and .best_time_s > 0) and
-    (.auto_comparison.cells_counted + .auto_comparison.cells_left_out) == 2
+    (.auto_comparison.cells_counted + .auto_comparison.cells_left_out) == 2 and
+    all(.sections[].results.config; .repeat == 1 and .short_runs == 2) and
+    all(.sections[].results.rows[]; (.runs | length) == 2)
     ' "$T/grid/results.json" >/dev/null ||
     fail "the grid's results.json does not have the sections and the comparison"
 [ ! -e "/dev/shm/ramflow-benchdata-$BENCH" ] ||
     fail "/dev/shm/ramflow-benchdata-$BENCH was left behind"
-echo "ok: grid zero,random x idle: 2 sections, comparison rows, auto $auto_state"
+# A 16 MiB migration is short: the rows got --short-runs 2 runs each, run 1
+# of both rows before run 2 of either.
+expect_in "$T/grid.err" "link unlimited: its fastest row takes under 1 s: 2 runs per row in all"
+order=$(grep -o '\[section 1/2 zero, idle\] unlimited [a-z]* 1 ch run [0-9]' "$T/grid.err" |
+        awk '{ printf "%s-%s ", $6, $10 }')
+[ "$order" = "none-1 auto-1 none-2 auto-2 " ] ||
+    fail "section 1's runs in the order '$order', expected interleaved"
+echo "ok: grid zero,random x idle: 2 sections, comparison rows, 2 interleaved runs per short row, auto $auto_state"
 
 # --- 3. --max-cpu -----------------------------------------------------------
 "$RAMFLOW" bench --methods none --max-cpu 1.5 "${SMALL[@]}" \
