@@ -44,6 +44,10 @@
 #define START_QUEUE_MAX (512u << 10)
 #define START_QUEUE_S 0.005
 #define ABSORBING 1.5 /* young window: written / delivered since start */
+/* The shortest span of the destination's reports that is taken: it
+ * sends one every 20 ms at the start (its host's idle time is counted in
+ * 10 ms ticks, so it is coarse there; its channels' waits are exact). */
+#define PEER_MIN_NS 2e7
 
 typedef struct AutoChan {
     _Atomic uint64_t raw[C], wire[C], comp_ns[C], packets[C];
@@ -559,7 +563,7 @@ static double update_peer(RfAutoSel *s)
     }
     const RfStats *a = &s->peer_prev, *b = &s->peer;
     double wall = (double)(b->wall_ns - a->wall_ns);
-    if (wall < 5e7) {
+    if (wall < PEER_MIN_NS) {
         return 0; /* no new report in this window */
     }
     double own = (double)(b->cpu_ns - a->cpu_ns) / wall;

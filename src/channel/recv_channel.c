@@ -492,6 +492,7 @@ static void *recv_thread(void *arg)
 {
     RecvChannel *c = arg;
     RfError *err = NULL;
+    rf_thread_cpu_start(&c->cpu);
     if (!recv_loop(c, &err)) {
         if (!err) {
             rf_error_set(&err, RF_ERR_GENERIC, "stopped");
@@ -719,13 +720,18 @@ void rf_recv_group_peer_stats(RfRecvGroup *g, RfStats *st)
     st->recv_wait_ns = 0;
     st->nmethods = 0;
     uint64_t raw[RF_RECV_METHODS] = {0}, ns[RF_RECV_METHODS] = {0};
-    /* A channel thread that is not on a CPU waits: for data, almost
-     * always (the barrier's waits are short). */
+    /* A channel thread that is neither on a CPU nor waiting for one
+     * waits for data, almost always (the barrier's waits are short).
+     * Time runnable, waiting for a CPU, is not waiting for data: on a
+     * host short of CPU it made a loopback destination look idle. */
     double wall = rf_now() - g->t_start;
     for (unsigned i = 0; i < g->n; i++) {
         RecvChannel *c = &g->ch[i];
-        double cpu = c->started ? rf_thread_cpu_read(c->thread, &c->cpu) : 0;
-        st->recv_wait_ns += wall > cpu ? (uint64_t)((wall - cpu) * 1e9) : 0;
+        double busy = c->started ? rf_thread_cpu_read(c->thread, &c->cpu) +
+                                       rf_thread_delay_read(&c->cpu)
+                                 : 0;
+        st->recv_wait_ns += wall > busy ? (uint64_t)((wall - busy) * 1e9)
+                                        : 0;
         for (unsigned id = 0; id < RF_RECV_METHODS; id++) {
             raw[id] += atomic_load(&c->m_raw[id]);
             ns[id] += atomic_load(&c->m_ns[id]);

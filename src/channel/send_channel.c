@@ -16,6 +16,7 @@
  * destination's next_seq on.  The engine sees a slow channel, nothing else.
  */
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@ typedef struct SendChannel {
     /* 'auto': normal pages of the last packet sent, still at pages[]
      * until the next packet is built (start_pace sweeps them) */
     uint32_t last_nn;
+    int sched_fd;              /* its schedstat (run delay), -1 unopened */
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     uint8_t *rbuf; /* block_files: the packet's pages as read */
@@ -519,6 +521,11 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
     }
     double w_send = g->sel ? rf_now() : 0;
     double t_send = g->sel ? rf_thread_cpu() : 0;
+    /* The write's time off the CPU is 'auto''s sign of a link that holds
+     * the source back, but only the part asleep: on a host short of CPU
+     * (both ends and the guest on two cores) a write also waits for a
+     * CPU, and a loopback migration took that for a 200 MB/s link. */
+    double d_send = g->sel ? rf_thread_delay_self(&c->sched_fd) : 0;
     if (!rf_conn_sendv(c->conn, c->iov, pl->iovcnt + 1, errp)) {
         return false;
     }
@@ -526,6 +533,8 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
                          pl->raw && u.m->id != RF_METHOD_NONE);
     if (g->sel) {
         double t_end = rf_thread_cpu();
+        double queued_for_cpu = rf_thread_delay_self(&c->sched_fd) - d_send;
+        double on_cpu_or_asleep = rf_now() - w_send - queued_for_cpu;
         if (rf_autosel_queue_wanted(g->sel, c->id)) {
             long long unsent = rf_conn_unsent(c->conn);
             if (unsent >= 0) {
@@ -536,7 +545,7 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         rf_autosel_packet(g->sel, c->id, u.cand, nn * RF_PAGE_SIZE, pl->len,
                           (uint64_t)((t_comp_end - t_comp) * 1e9),
                           (uint64_t)((t_end - t_send) * 1e9),
-                          (uint64_t)((rf_now() - w_send) * 1e9) +
+                          (uint64_t)(fmax(on_cpu_or_asleep, t_end - t_send) * 1e9) +
                               paced_ns,
                           (uint64_t)((t_send - t_comp_end) * 1e9));
         if (nn) {
@@ -801,6 +810,8 @@ static void *send_thread(void *arg)
 {
     SendChannel *c = arg;
     RfSendGroup *g = c->group;
+    c->sched_fd = -1;
+    rf_thread_cpu_start(&c->cpu);
     for (;;) {
         pthread_mutex_lock(&g->lock);
         bool broken = wait_job_locked(c);
@@ -823,6 +834,7 @@ static void *send_thread(void *arg)
         pthread_cond_broadcast(&g->idle);
         pthread_mutex_unlock(&g->lock);
     }
+    rf_thread_delay_close(&c->sched_fd);
     rf_thread_cpu_exit(&c->cpu);
     return NULL;
 }

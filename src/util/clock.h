@@ -18,11 +18,25 @@ double rf_thread_cpu(void);
 typedef struct RfThreadCpu {
     _Atomic uint64_t exit_ns;
     atomic_bool exited;
+    atomic_int tid;                 /* 0 until rf_thread_cpu_start */
+    _Atomic uint64_t exit_delay_ns; /* run delay at exit */
 } RfThreadCpu;
+/* Called by the worker as its first act (for rf_thread_delay_read). */
+void rf_thread_cpu_start(RfThreadCpu *c);
 /* Called by the worker as its last act. */
 void rf_thread_cpu_exit(RfThreadCpu *c);
 /* The CPU seconds of worker t so far (t started, maybe ended). */
 double rf_thread_cpu_read(pthread_t t, RfThreadCpu *c);
+/* The seconds worker c spent runnable but waiting for a CPU (the run
+ * delay of /proc/.../schedstat) so far; 0 where the kernel does not
+ * say.  Off-CPU time less this is time asleep: waiting for data or for
+ * socket space rather than for a CPU that other threads held. */
+double rf_thread_delay_read(RfThreadCpu *c);
+/* The calling thread's run delay in seconds; *fd caches its schedstat
+ * file (initialise to -1; closed by rf_thread_delay_close).  0 where the
+ * kernel does not say. */
+double rf_thread_delay_self(int *fd);
+void rf_thread_delay_close(int *fd);
 /* Sleeps for s seconds (no-op for s <= 0). */
 void rf_sleep(double s);
 /* pthread_cond_timedwait for at most ms milliseconds (mutex m held): for

@@ -3,6 +3,9 @@
  * packet headers naming their method and level, the ACCEPT's method
  * record, and the host-cores estimate.
  */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,10 +13,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "channel/autosel.h"
+#include "util/clock.h"
 #include "util/hostcpu.h"
 #include "wire/wire.h"
 
@@ -507,6 +512,33 @@ static void test_prior_on_slow_link(void **state)
     assert_int_equal(choice_on_link(1u << 30, json, sizeof(json)), 0);
 }
 
+/* The destination reports every 20 ms at the start: a decision takes
+ * reports 25 ms apart.  Here its channel waited for data all along
+ * while the source's writes were held back, a slow link: zstd-1 at its
+ * prior.  When a span under 50 ms counted for nothing, the destination
+ * looked busy and the link went unseen: none. */
+static void test_short_peer_span(void **state)
+{
+    (void)state;
+    char json[4096];
+    RfAutoSel *s = fake_host_sel(1, 1.0);
+    RfStats st = {.ncpus = 2};
+    rf_autosel_peer(s, &st);
+    sleep_ms(60);
+    st.wall_ns = 25 * 1000 * 1000;
+    st.recv_wait_ns = 25 * 1000 * 1000;
+    st.wire_bytes = 1u << 20;
+    rf_autosel_peer(s, &st);
+    sleep_ms(60);
+    rf_autosel_packet(s, 0, 0, 1u << 20, 1u << 20, 0, 200000,
+                      50 * 1000 * 1000, 50000);
+    rf_autosel_tick(s, 0);
+    assert_int_equal(rf_autosel_choice(s), 1);
+    rf_autosel_json(s, json, sizeof(json));
+    assert_non_null(strstr(json, "zstd-1 at a prior"));
+    rf_autosel_free(s);
+}
+
 /* A compressing migration whose link carries a little more than first
  * measured (the start's ramp), its writes no longer held back: the
  * estimate rises and zstd-1 stays.  Forgotten, it made none look
@@ -569,6 +601,58 @@ static void test_young_link_is_delivered(void **state)
     assert_true(mbps >= 0 && mbps <= 1.0);
 }
 
+/* Spins for s seconds of wall time. */
+static void spin(double s)
+{
+    double end = rf_now() + s;
+    while (rf_now() < end) {
+    }
+}
+
+static void *spinner(void *arg)
+{
+    RfThreadCpu *cpu = arg;
+    rf_thread_cpu_start(cpu);
+    spin(0.2);
+    rf_thread_cpu_exit(cpu);
+    return NULL;
+}
+
+/* The run delay that 'auto' takes out of both sides' off-CPU time: two
+ * threads spinning on one CPU each wait for it about half the time (here
+ * at least 30 ms of 200), read by the thread itself and, after it ended,
+ * by another; a thread asleep does not wait for a CPU. */
+static void test_run_delay(void **state)
+{
+    (void)state;
+    int probe = open("/proc/thread-self/schedstat", O_RDONLY);
+    if (probe < 0) {
+        skip(); /* a kernel without schedstat: the fallback is untested */
+    }
+    close(probe);
+    cpu_set_t old, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    int fd = -1;
+    RfThreadCpu cpu = {0};
+    pthread_t t;
+    double d0 = rf_thread_delay_self(&fd);
+    /* the new thread inherits the one-CPU affinity */
+    assert_int_equal(pthread_create(&t, NULL, spinner, &cpu), 0);
+    spin(0.2);
+    pthread_join(t, NULL);
+    double d1 = rf_thread_delay_self(&fd);
+    assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+    assert_true(d1 - d0 > 0.03);
+    assert_true(rf_thread_delay_read(&cpu) > 0.03);
+    sleep_ms(100);
+    assert_true(rf_thread_delay_self(&fd) - d1 < 0.05);
+    rf_thread_delay_close(&fd);
+    assert_int_equal(fd, -1);
+}
+
 static void test_cores_available(void **state)
 {
     (void)state;
@@ -593,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_hysteresis_and_unknown),
         cmocka_unit_test(test_probe_only_when_useful),
         cmocka_unit_test(test_prior_on_slow_link),
+        cmocka_unit_test(test_short_peer_span),
         cmocka_unit_test(test_link_estimate_rises),
         cmocka_unit_test(test_young_link_is_delivered),
         cmocka_unit_test(test_budget_limits_source),
@@ -604,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_start_queue_follows_the_path),
         cmocka_unit_test(test_start_ends_without_link_limit),
         cmocka_unit_test(test_cores_available),
+        cmocka_unit_test(test_run_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
