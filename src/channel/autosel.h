@@ -148,6 +148,10 @@ void rf_autosel_swept(RfAutoSel *s, unsigned ch, uint64_t ns);
  * bytes written less those queued are what the path delivered, the
  * young migration's link figure. */
 void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
+/* Channel ch's connection has been limited by the destination's receive
+ * window for us microseconds in all (rf_conn_rwnd_limited_us), read with
+ * its queue. */
+void rf_autosel_rwnd(RfAutoSel *s, unsigned ch, uint64_t us);
 /* @return true while channel ch's queue level is still used (the first
  * second): only then is it worth a syscall after a packet. */
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);

@@ -410,27 +410,33 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
  * link a channel's next packet comes a tenth of a second later, after
  * the first decision (the host is busy with the start right after the
  * first packet, so the sweep gate turned that packet's sweep down).
- * @return the ns waited, counted as time blocked in sending. */
+ * @return the ns waited, counted as time blocked in sending: the sweeps'
+ * time is work, not waiting (a channel's first sweep takes some 20 ms,
+ * its codecs' states faulted in, and counted as waiting it made a
+ * 10 Gbit/s start look held back by the link). */
 static uint64_t start_pace(SendChannel *c)
 {
     RfSendGroup *g = c->group;
     if (!g->sel || !rf_autosel_starting(g->sel)) {
         return 0;
     }
-    double t0 = rf_now();
+    double t0 = rf_now(), swept = 0;
     long long q;
     while ((q = rf_conn_unsent(c->conn)) >= 0 &&
            (uint64_t)q > rf_autosel_start_queue(g->sel, c->id) &&
            rf_autosel_starting(g->sel) && !giving_up(g)) {
         rf_autosel_queued(g->sel, c->id, (uint64_t)q);
         if (c->last_nn) {
+            double s0 = rf_now();
             sweep(c, &(RfPageList){.pages = c->pages,
                                    .npages = c->last_nn});
+            swept += rf_now() - s0;
         }
         struct timespec ts = {0, START_POLL_US * 1000};
         nanosleep(&ts, NULL);
     }
-    return (uint64_t)((rf_now() - t0) * 1e9);
+    double waited = rf_now() - t0 - swept;
+    return waited > 0 ? (uint64_t)(waited * 1e9) : 0;
 }
 
 /*
@@ -539,6 +545,10 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
             long long unsent = rf_conn_unsent(c->conn);
             if (unsent >= 0) {
                 rf_autosel_queued(g->sel, c->id, (uint64_t)unsent);
+            }
+            long long rwnd = rf_conn_rwnd_limited_us(c->conn);
+            if (rwnd >= 0) {
+                rf_autosel_rwnd(g->sel, c->id, (uint64_t)rwnd);
             }
         }
         note_raw_run(c, u.cand, nn > 0 && pl->raw);

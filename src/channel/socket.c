@@ -462,6 +462,27 @@ long long rf_conn_unsent(RfConn *c)
     return n;
 }
 
+long long rf_conn_rwnd_limited_us(RfConn *c)
+{
+    while (c && c->ops->inner) {
+        c = c->ops->inner(c);
+    }
+    int fd = rf_sock_conn_fd(c, NULL);
+    /* glibc's struct tcp_info stops before the field; the kernel's ABI
+     * (linux/tcp.h, which clashes with netinet/tcp.h) has it at byte 176
+     * since Linux 4.10, a u64, and only appends after it. */
+    enum { RWND_LIMITED_OFF = 176 };
+    uint8_t ti[256];
+    socklen_t len = sizeof(ti);
+    uint64_t us;
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) < 0 ||
+        len < RWND_LIMITED_OFF + sizeof(us)) {
+        return -1;
+    }
+    memcpy(&us, ti + RWND_LIMITED_OFF, sizeof(us));
+    return (long long)us;
+}
+
 /* --- listener ------------------------------------------------------------ */
 
 /* Polls the listening socket in slices of 100 ms so that a cancel flag is

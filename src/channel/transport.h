@@ -165,6 +165,13 @@ bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
  * the path.  @return -1 if c is not a socket or the kernel cannot tell. */
 long long rf_conn_unsent(RfConn *c);
 
+/* Microseconds that c's TCP connection (through any TLS layer) has been
+ * limited by the peer's receive window since it opened (tcp_info's
+ * tcpi_rwnd_limited): time the receiving application did not read fast
+ * enough, as opposed to the path.  @return -1 if c is not TCP or the
+ * kernel cannot tell. */
+long long rf_conn_rwnd_limited_us(RfConn *c);
+
 typedef struct RfListenerOps {
     /* Waits up to timeout_ms (0 = no limit) for one connection and checks
      * *cancel (if non-NULL) at least every 100 ms.  @return the accepted

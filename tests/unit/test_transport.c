@@ -567,6 +567,32 @@ static void test_send_stall_timeout(void **state)
     pair_close(&p);
 }
 
+/* tcp_info's receive-window-limited time, for 'auto': none on a fresh
+ * connection, most of a stall against a peer that does not read (the
+ * send times out after 300 ms), unknown (-1) on a Unix socket. */
+static void test_rwnd_limited(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p, "tcp:127.0.0.1:0");
+    assert_int_equal(rf_conn_rwnd_limited_us(p.c), 0);
+    p.c->timeout_ms = 300;
+    size_t len = 256u << 20;
+    uint8_t *buf = calloc(1, len);
+    RfError *err = NULL;
+    assert_false(rf_conn_send(p.c, buf, len, &err));
+    rf_error_free(err);
+    free(buf);
+    long long us = rf_conn_rwnd_limited_us(p.c);
+    assert_true(us > 100 * 1000);
+    pair_close(&p);
+    char path[64];
+    snprintf(path, sizeof(path), "unix:/tmp/rf-rwnd-%d.sock", getpid());
+    pair_open(&p, path);
+    assert_int_equal(rf_conn_rwnd_limited_us(p.c), -1);
+    pair_close(&p);
+}
+
 /* Writing to a peer that has gone must give an error, not SIGPIPE. */
 static void test_send_to_dead_peer(void **state)
 {
@@ -1434,6 +1460,7 @@ int main(void)
         cmocka_unit_test(test_connect_cancel),
         cmocka_unit_test(test_tcp_liveness),
         cmocka_unit_test(test_send_stall_timeout),
+        cmocka_unit_test(test_rwnd_limited),
         cmocka_unit_test(test_send_to_dead_peer),
         cmocka_unit_test(test_shutdown_wakes_reader),
         cmocka_unit_test(test_connect_refused),
