@@ -416,12 +416,19 @@ static bool set_opt(SockConn *sc, int level, int opt, const char *name,
     return true;
 }
 
-bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
-                          unsigned user_timeout_ms, RfError **errp)
+/* The connection under any TLS layers: the socket of ours, if any. */
+static RfConn *innermost(RfConn *c)
 {
     while (c && c->ops->inner) {
         c = c->ops->inner(c);
     }
+    return c;
+}
+
+bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
+                          unsigned user_timeout_ms, RfError **errp)
+{
+    c = innermost(c);
     if (rf_sock_conn_fd(c, NULL) < 0) {
         return true; /* not a socket of ours */
     }
@@ -451,9 +458,7 @@ bool rf_conn_tcp_liveness(RfConn *c, unsigned idle_s,
 
 long long rf_conn_unsent(RfConn *c)
 {
-    while (c && c->ops->inner) {
-        c = c->ops->inner(c);
-    }
+    c = innermost(c);
     int fd = rf_sock_conn_fd(c, NULL);
     int n = 0;
     if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0 || n < 0) {
@@ -464,9 +469,7 @@ long long rf_conn_unsent(RfConn *c)
 
 long long rf_conn_rwnd_limited_us(RfConn *c)
 {
-    while (c && c->ops->inner) {
-        c = c->ops->inner(c);
-    }
+    c = innermost(c);
     int fd = rf_sock_conn_fd(c, NULL);
     /* glibc's struct tcp_info stops before the field; the kernel's ABI
      * (linux/tcp.h, which clashes with netinet/tcp.h) has it at byte 176
