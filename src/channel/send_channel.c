@@ -74,6 +74,7 @@ typedef struct SendChannel {
      * until the next packet is built (start_pace sweeps them) */
     uint32_t last_nn;
     int sched_fd;              /* its schedstat (run delay), -1 unopened */
+    bool start_held; /* start_pace saw its path slow (until decided) */
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     uint8_t *rbuf; /* block_files: the packet's pages as read */
@@ -114,6 +115,7 @@ struct RfSendGroup {
     atomic_bool finishing;   /* the group is being freed: no reconnect */
     atomic_uint acked;       /* last round the destination confirmed */
     RfAutoSel *sel;          /* 'auto', else NULL */
+    unsigned small_left;     /* 'auto': first packets still to cut small */
     unsigned none_cand;      /* 'auto': the index of none */
     RfCpuBudget *budget;     /* max-cpu, else NULL */
     char detail[192];        /* rf_send_group_describe() for 'auto' */
@@ -217,6 +219,9 @@ static bool use_for_packet(SendChannel *c, Use *u, RfError **errp)
         return true;
     }
     unsigned k = rf_autosel_choice(g->sel);
+    if (k == g->none_cand && c->start_held) {
+        k = rf_autosel_start_cand(g->sel);
+    }
     if (k != g->none_cand && c->skip_left > 0) {
         c->skip_left--;
         k = g->none_cand;
@@ -400,6 +405,45 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
 }
 
 #define START_POLL_US 200
+/* A channel's socket that drains slower than this, over a wait of at
+ * least START_HELD_MIN_S, is on a slow path: a 1 Gbit/s link gives each
+ * of 4 channels some 30 MB/s and its waits take 12-16 ms, 10 Gbit/s
+ * 300 MB/s.  A loopback destination busy with its start (both ends on
+ * this 2-core host) drained 42-61 MB/s over waits of 4-4.5 ms with its
+ * receive window open, and at 64 MB/s and 4 ms that compressed 7 of 24
+ * fast-link runs. */
+#define START_SLOW_BPS (40.0 * 1000 * 1000)
+#define START_HELD_MIN_S 0.008
+#define RECEIVER_HELD_MIN_S 0.002 /* tcp_info counts in 4 ms ticks */
+
+/* True when the receive window limited channel c for more than half of
+ * the waited s since tcp_info said rwnd0 (-1: unknown, false). */
+static bool receiver_held(SendChannel *c, long long rwnd0, double waited)
+{
+    if (rwnd0 < 0 || waited < RECEIVER_HELD_MIN_S) {
+        return false;
+    }
+    long long rwnd = rf_conn_rwnd_limited_us(c->conn);
+    return rwnd >= rwnd0 && (double)(rwnd - rwnd0) > waited * 1e6 / 2;
+}
+
+/* A pacing wait of `waited` s so far, in which channel c's queue drained
+ * `drained` bytes: marks the channel start_held (and tells the selector)
+ * once the wait is long enough to show a rate below START_SLOW_BPS with
+ * the receive window open.  Judged while it waits, not only at its end:
+ * at 1 Gbit/s a wait ends 12-16 ms in, and the first decision comes at
+ * 50-60 ms. */
+static void note_slow_path(SendChannel *c, long long drained, double waited,
+                           long long rwnd0)
+{
+    if (c->start_held || drained <= 0 || waited < START_HELD_MIN_S ||
+        (double)drained / waited >= START_SLOW_BPS ||
+        receiver_held(c, rwnd0, waited)) {
+        return;
+    }
+    c->start_held = true;
+    rf_autosel_slow_path(c->group->sel);
+}
 
 /* 'auto', until a decision had every candidate priced: waits while this
  * channel's socket holds more than rf_autosel_start_queue()
@@ -410,6 +454,15 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
  * link a channel's next packet comes a tenth of a second later, after
  * the first decision (the host is busy with the start right after the
  * first packet, so the sweep gate turned that packet's sweep down).
+ * A wait whose queue drained slower than START_SLOW_BPS, the
+ * destination's receive window open for most of it, marks the channel
+ * start_held: until the first decision it sends with
+ * rf_autosel_start_cand() instead of raw.  A wait the receive window
+ * held marks nothing: a destination busy with its start (on loopback a
+ * channel waited 25-45 ms for it) is no slow link, and compressing for
+ * it would not speed it up.  (Ending such a wait at once was tried: a
+ * young connection's window is small, and at 100 Mbit/s channels then
+ * left the pacing with 600 KiB queued and sent more raw.)
  * @return the ns waited, counted as time blocked in sending: the sweeps'
  * time is work, not waiting (a channel's first sweep takes some 20 ms,
  * its codecs' states faulted in, and counted as waiting it made a
@@ -421,10 +474,12 @@ static uint64_t start_pace(SendChannel *c)
         return 0;
     }
     double t0 = rf_now(), swept = 0;
-    long long q;
+    long long q, q0 = -1, rwnd0 = rf_conn_rwnd_limited_us(c->conn);
     while ((q = rf_conn_unsent(c->conn)) >= 0 &&
            (uint64_t)q > rf_autosel_start_queue(g->sel, c->id) &&
            rf_autosel_starting(g->sel) && !giving_up(g)) {
+        q0 = q0 < 0 ? q : q0;
+        note_slow_path(c, q0 - q, rf_now() - t0 - swept, rwnd0);
         rf_autosel_queued(g->sel, c->id, (uint64_t)q);
         if (c->last_nn) {
             double s0 = rf_now();
@@ -436,6 +491,9 @@ static uint64_t start_pace(SendChannel *c)
         nanosleep(&ts, NULL);
     }
     double waited = rf_now() - t0 - swept;
+    if (q >= 0 && q0 >= 0) {
+        note_slow_path(c, q0 - q, waited, rwnd0);
+    }
     return waited > 0 ? (uint64_t)(waited * 1e9) : 0;
 }
 
@@ -890,6 +948,7 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
             }
         }
         g->sel = g->none_cand < ac.ncands ? rf_autosel_new(&ac) : NULL;
+        g->small_left = g->sel ? g->n : 0;
         if (!g->sel) {
             rf_cpu_budget_free(g->budget);
             free(g);
@@ -993,8 +1052,35 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
     pthread_mutex_unlock(&g->lock);
 }
 
+static bool queue_job(RfSendGroup *g, uint32_t block, const uint32_t *idx,
+                      uint32_t n, uint32_t round);
+
+/* 'auto': each channel's first packet carries at most this many pages.
+ * The first packets go raw, before anything is known of the path: at
+ * full size, four channels put 2 MiB of raw pages in their sockets at
+ * once, 0.16 s of a 100 Mbit/s link, half of it still queued when the
+ * first decision came; small, the start's pacing takes over sooner. */
+#define START_PACKET_PAGES 32
+
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
+{
+    while (g->small_left > 0 && n > START_PACKET_PAGES) {
+        g->small_left--;
+        if (!queue_job(g, block, idx, START_PACKET_PAGES, round)) {
+            return false;
+        }
+        idx += START_PACKET_PAGES;
+        n -= START_PACKET_PAGES;
+    }
+    if (g->small_left > 0) {
+        g->small_left--;
+    }
+    return queue_job(g, block, idx, n, round);
+}
+
+static bool queue_job(RfSendGroup *g, uint32_t block, const uint32_t *idx,
+                      uint32_t n, uint32_t round)
 {
     /* 'auto' parks the channels beyond the active count: no pages. */
     unsigned active = g->sel ? rf_autosel_active(g->sel) : g->n;
