@@ -102,7 +102,6 @@ struct RfAutoSel {
     atomic_bool spare_seen;   /* the host had a spare half core */
     atomic_bool rwnd_known;   /* a channel reported its tcp_info */
     atomic_bool first_decided; /* a window's decision was made */
-    atomic_bool slow_path_seen; /* a channel's start wait drained slowly */
     double t0;
     uint64_t idle0, total0;   /* /proc/stat at t0 */
     /* engine thread only */
@@ -795,17 +794,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         double rwnd = (double)d.rwnd_us * 1e3 / (wall * 1e9 * active);
         path_held = src_block - rwnd > PATH_HELD;
     }
-    /* A channel whose socket drained slower than a fast link's in the
-     * start's pacing, with the receive window open, saw the path itself
-     * (rf_autosel_slow_path).  The blocked share cannot show it once the
-     * first packets are small: at 1 Gbit/s the first window's channels
-     * were blocked 16-28%, 13-25% of it receive-window limited (the
-     * destination busy with its start), and all of three runs took none
-     * for a window, 15 MB of raw pages. */
-    if (now - s->t0 < 1.0 &&
-        atomic_load_explicit(&s->slow_path_seen, memory_order_relaxed)) {
-        path_held = true;
-    }
     bool provisional = s->link_provisional;
     s->link_provisional = false;
     if (path_held && dst_keeps_up) {
@@ -975,11 +963,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
     }
     atomic_store(&s->choice, next);
     atomic_store_explicit(&s->first_decided, true, memory_order_relaxed);
-}
-
-void rf_autosel_slow_path(RfAutoSel *s)
-{
-    atomic_store_explicit(&s->slow_path_seen, true, memory_order_relaxed);
 }
 
 unsigned rf_autosel_start_cand(RfAutoSel *s)

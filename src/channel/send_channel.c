@@ -428,11 +428,10 @@ static bool receiver_held(SendChannel *c, long long rwnd0, double waited)
 }
 
 /* A pacing wait of `waited` s so far, in which channel c's queue drained
- * `drained` bytes: marks the channel start_held (and tells the selector)
- * once the wait is long enough to show a rate below START_SLOW_BPS with
- * the receive window open.  Judged while it waits, not only at its end:
- * at 1 Gbit/s a wait ends 12-16 ms in, and the first decision comes at
- * 50-60 ms. */
+ * `drained` bytes: marks the channel start_held once the wait is long
+ * enough to show a rate below START_SLOW_BPS with the receive window
+ * open.  Judged while it waits, not only at its end: at 100 Mbit/s a
+ * wait lasts longer than the first window. */
 static void note_slow_path(SendChannel *c, long long drained, double waited,
                            long long rwnd0)
 {
@@ -442,7 +441,6 @@ static void note_slow_path(SendChannel *c, long long drained, double waited,
         return;
     }
     c->start_held = true;
-    rf_autosel_slow_path(c->group->sel);
 }
 
 /* 'auto', until a decision had every candidate priced: waits while this
