@@ -487,8 +487,12 @@ typedef struct RfRamSinkOps {
     /* Host address of block i after prepare: the engine writes pages
      * there, and nowhere else. */
     uint8_t *(*host)(RfRamSink *s, unsigned i);
-    /* Waits for background pre-faulting; @return true if the memory was
-     * made resident before use.  May be NULL. */
+    /* Called once every page has landed, before the destination answers
+     * COMPLETE: ends background pre-faulting.  Stop it rather than wait
+     * for the rest, which only faults in pages nothing wrote: the
+     * downtime includes whatever this call waits for.  @return true if
+     * the memory was resident, or pre-faulted from before the data came
+     * (the report's dest_memory_warm).  May be NULL. */
     bool (*wait_ready)(RfRamSink *s);
     /* The migration ended (ok = completed); flush or discard.  May be
      * NULL. */

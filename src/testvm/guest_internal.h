@@ -25,8 +25,8 @@ typedef struct GuestSource {
 typedef struct GuestSink {
     RfRamSink base; /* first: the ops table */
     RfGuest *g;
-    pthread_t prefault;
-    bool prefaulting;
+    struct RfPrefaultJob *prefault; /* running, else NULL */
+    bool prefaulted;                /* a pre-fault ran from prepare on */
 } GuestSink;
 
 struct RfGuest {
@@ -58,8 +58,8 @@ void guest_pattern_reset(RfGuest *g);
 
 extern const RfRamSourceOps guest_source_ops;
 extern const RfRamSinkOps guest_sink_ops;
-/* Waits for the sink's pre-faulting thread, if any.  @return true if
- * there was one. */
+/* Ends the sink's pre-fault, if one runs (see guest_ram.c).  @return
+ * true if one ran from prepare on. */
 bool guest_sink_wait_ready(RfRamSink *s);
 
 /* ---- guest.c --------------------------------------------------------- */

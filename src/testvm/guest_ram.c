@@ -4,11 +4,10 @@
  * the back end's own dirty sync; the sink creates RAM and the back end
  * when the source's layout arrives and pre-faults RAM on a thread.
  */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "ram/file_ram.h"
 #include "testvm/guest_internal.h"
 
 /* ---- the RAM source ------------------------------------------------- */
@@ -119,23 +118,15 @@ const RfRamSourceOps guest_source_ops = {
 
 /* ---- the RAM sink --------------------------------------------------- */
 
-static void *prefault_thread(void *arg)
-{
-    RfGuest *g = arg;
-    rf_ram_prefault(g->mem.host, g->mem.size, 2);
-    return NULL;
-}
-
-/* Starts the pre-faulting thread with every signal blocked: it must not
- * take the process's signals (e.g. SIGINT). */
+/* Pre-faults RAM on two threads while the data comes, so that the
+ * receivers' pwrite finds its pages resident (rf_prefault_start blocks
+ * the process's signals in them).  Without it the migration still
+ * works, only slower: no error. */
 static void prefault_start(RfGuest *g)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    g->sink.prefaulting = pthread_create(&g->sink.prefault, NULL,
-                                         prefault_thread, g) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    RfPrefaultRange r = {g->mem.host, g->mem.size};
+    g->sink.prefault = rf_prefault_start(&r, 1, 2, NULL);
+    g->sink.prefaulted = g->sink.prefault != NULL;
 }
 
 /* Memory kept for the rest of the system: 1/16 of MemAvailable, at most
@@ -258,15 +249,20 @@ static bool sink_zeroed(RfRamSink *s, unsigned i)
     return i == 0 && ((GuestSink *)s)->g->mem.host;
 }
 
+/* Called once every page has landed: the pre-fault's remainder would
+ * only fault in pages nothing wrote, which the guest faults in on use
+ * anyway, so it is stopped (after its current 1 MiB chunk) rather than
+ * waited for.  Waiting for all of it made the destination's downtime the
+ * pre-fault's remainder: 50-200 ms for an idle 192 MiB guest on a host
+ * whose first touch runs at 440 MB/s, where 3 ms went to the data. */
 bool guest_sink_wait_ready(RfRamSink *s)
 {
-    RfGuest *g = ((GuestSink *)s)->g;
-    if (g->sink.prefaulting) {
-        pthread_join(g->sink.prefault, NULL);
-        g->sink.prefaulting = false;
-        return true;
+    GuestSink *gs = (GuestSink *)s;
+    if (gs->prefault) {
+        rf_prefault_finish_cpu(gs->prefault, true, &s->prefault_cpu_s);
+        gs->prefault = NULL;
     }
-    return false;
+    return gs->prefaulted;
 }
 
 static void sink_finish(RfRamSink *s, bool ok)
