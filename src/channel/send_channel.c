@@ -415,6 +415,8 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
 #define START_SLOW_BPS (40.0 * 1000 * 1000)
 #define START_HELD_MIN_S 0.008
 #define RECEIVER_HELD_MIN_S 0.002 /* tcp_info counts in 4 ms ticks */
+/* After a packet, tcp_info is read only with this much queued. */
+#define RWND_READ_QUEUE (64 * 1024)
 
 /* True when the receive window limited channel c for more than half of
  * the waited s since tcp_info said rwnd0 (-1: unknown, false). */
@@ -472,11 +474,15 @@ static uint64_t start_pace(SendChannel *c)
         return 0;
     }
     double t0 = rf_now(), swept = 0;
-    long long q, q0 = -1, rwnd0 = rf_conn_rwnd_limited_us(c->conn);
+    long long q, q0 = -1, rwnd0 = -1;
     while ((q = rf_conn_unsent(c->conn)) >= 0 &&
            (uint64_t)q > rf_autosel_start_queue(g->sel, c->id) &&
            rf_autosel_starting(g->sel) && !giving_up(g)) {
-        q0 = q0 < 0 ? q : q0;
+        if (q0 < 0) {
+            /* Only a wait needs it: one getsockopt less per packet. */
+            q0 = q;
+            rwnd0 = rf_conn_rwnd_limited_us(c->conn);
+        }
         note_slow_path(c, q0 - q, rf_now() - t0 - swept, rwnd0);
         rf_autosel_queued(g->sel, c->id, (uint64_t)q);
         if (c->last_nn) {
@@ -553,7 +559,11 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         /* rbuf does not change under the CRC as guest memory may. */
         pl->borrowed = pl->borrowed && !from_file;
     }
-    double t_comp_end = g->sel ? rf_thread_cpu() : 0;
+    /* none's prepare only points at the pages: its time goes with the
+     * rest of the packet's, one CPU clock read (a system call) less. */
+    double t_comp_end = !g->sel ? 0
+                        : u.m->id == RF_METHOD_NONE ? t_comp
+                                                    : rf_thread_cpu();
     RfPacketHdr h = {
         .version = RF_WIRE_VERSION,
         .method = u.m->id,
@@ -602,7 +612,11 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
             if (unsent >= 0) {
                 rf_autosel_queued(g->sel, c->id, (uint64_t)unsent);
             }
-            long long rwnd = rf_conn_rwnd_limited_us(c->conn);
+            /* The count is cumulative, so it may be read late: only a
+             * queue can be held by the receive window, and a write that
+             * blocked returns with one. */
+            long long rwnd = unsent < 0 || unsent >= RWND_READ_QUEUE
+                                 ? rf_conn_rwnd_limited_us(c->conn) : -1;
             if (rwnd >= 0) {
                 rf_autosel_rwnd(g->sel, c->id, (uint64_t)rwnd);
             }
