@@ -26,9 +26,12 @@ typedef struct RfPrefaultJob RfPrefaultJob;
 
 /* Starts `threads` threads (at least one) that pre-fault the ranges for
  * writing, in chunks taken from a shared cursor.  The ranges array is
- * copied.  @return NULL with an error if no thread could start. */
+ * copied.  With `idle` the threads run SCHED_IDLE: they take only CPU
+ * that no other thread of the host wants (a pre-fault for later users of
+ * the memory, which must not slow the receivers on a host short of
+ * CPU).  @return NULL with an error if no thread could start. */
 RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
-                                 unsigned threads, RfError **errp);
+                                 unsigned threads, bool idle, RfError **errp);
 
 /* Joins the threads (asking them to stop early if `cancel`) and frees the
  * job.  @return true if every byte was pre-faulted. */

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 struct RfPrefaultJob {
     RfPrefaultRange *ranges;
     unsigned n;
+    bool idle; /* the threads run SCHED_IDLE */
     uint64_t total;
     _Atomic uint64_t cursor; /* next chunk to hand out */
     _Atomic uint64_t done;   /* bytes pre-faulted */
@@ -109,6 +111,11 @@ static void prefault_work(RfPrefaultJob *j)
 static void *prefault_thread(void *opaque)
 {
     RfPrefaultJob *j = opaque;
+    if (j->idle) {
+        /* Best effort: at normal priority it still works. */
+        struct sched_param sp = {0};
+        (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    }
     prefault_work(j);
     struct timespec ts;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
@@ -119,7 +126,7 @@ static void *prefault_thread(void *opaque)
 }
 
 RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
-                                 unsigned threads, RfError **errp)
+                                 unsigned threads, bool idle, RfError **errp)
 {
     RfPrefaultJob *j = calloc(1, sizeof(*j));
     if (!j || !(j->ranges = calloc(n ? n : 1, sizeof(*ranges)))) {
@@ -139,6 +146,7 @@ RfPrefaultJob *rf_prefault_start(const RfPrefaultRange *ranges, unsigned n,
         j->total += j->ranges[i].len;
     }
     j->n = n;
+    j->idle = idle;
     if (threads < 1) {
         threads = 1;
     }
@@ -200,5 +208,6 @@ bool rf_prefault_finish_cpu(RfPrefaultJob *j, bool cancel, double *cpu_s)
 void rf_ram_prefault(uint8_t *addr, uint64_t len, unsigned threads)
 {
     RfPrefaultRange r = { .addr = addr, .len = len };
-    rf_prefault_finish(rf_prefault_start(&r, 1, threads, NULL), false);
+    rf_prefault_finish(rf_prefault_start(&r, 1, threads, false, NULL),
+                        false);
 }

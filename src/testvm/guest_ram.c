@@ -118,14 +118,17 @@ const RfRamSourceOps guest_source_ops = {
 
 /* ---- the RAM sink --------------------------------------------------- */
 
-/* Pre-faults RAM on two threads while the data comes, so that the
- * receivers' pwrite finds its pages resident (rf_prefault_start blocks
- * the process's signals in them).  Without it the migration still
- * works, only slower: no error. */
+/* Pre-faults RAM on two threads while the data comes, for the vCPUs
+ * that run on it afterwards (rf_prefault_start blocks the process's
+ * signals in them).  They run SCHED_IDLE: on a host short of CPU the
+ * receivers come first (an idle 192 MiB zero-heavy guest, loopback,
+ * both ends on 2 cores whose first touch runs at 440 MB/s: the pre-fault
+ * took 1.2 cores of the 0.12 s migration, 0.10 s with it idle).  Without
+ * a pre-fault the migration still works: no error. */
 static void prefault_start(RfGuest *g)
 {
     RfPrefaultRange r = {g->mem.host, g->mem.size};
-    g->sink.prefault = rf_prefault_start(&r, 1, 2, NULL);
+    g->sink.prefault = rf_prefault_start(&r, 1, 2, true, NULL);
     g->sink.prefaulted = g->sink.prefault != NULL;
 }
 

@@ -8,12 +8,15 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ram/file_ram.h"
@@ -618,7 +621,7 @@ static void test_prefault(void **state)
     uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     RfPrefaultRange r[2] = { { a, 4096 * 3 }, { a + (40u << 20), 20u << 20 } };
-    RfPrefaultJob *j = rf_prefault_start(r, 2, 1, NULL);
+    RfPrefaultJob *j = rf_prefault_start(r, 2, 1, false, NULL);
     assert_non_null(j);
     assert_true(rf_prefault_finish(j, false));
     assert_int_equal(resident_pages(a, len), 3 + (20u << 20) / 4096);
@@ -634,12 +637,73 @@ static void test_prefault_cancel(void **state)
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     assert_true(p != MAP_FAILED);
     RfPrefaultRange r = { p, len };
-    RfPrefaultJob *j = rf_prefault_start(&r, 1, 2, NULL);
+    RfPrefaultJob *j = rf_prefault_start(&r, 1, 2, false, NULL);
     assert_non_null(j);
     /* Cancelled right away: it stops early and says it did not finish. */
     assert_false(rf_prefault_finish(j, true));
     assert_true(resident_pages(p, len) < len / 4096);
     munmap(p, len);
+}
+
+static void *spin(void *arg)
+{
+    atomic_bool *stop = arg;
+    while (!atomic_load(stop)) {
+    }
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Pages a one-thread pre-fault job of 1 GiB faults in from 100 to 300 ms
+ * after its start, on one CPU where another thread spins. */
+static uint64_t growth_beside_spinner(bool idle)
+{
+    cpu_set_t old, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+    int cpu = sched_getcpu();
+    CPU_ZERO(&one);
+    CPU_SET(cpu >= 0 ? cpu : 0, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    size_t len = 1u << 30;
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    assert_true(p != MAP_FAILED);
+    atomic_bool stop = false;
+    pthread_t spinner;
+    assert_int_equal(pthread_create(&spinner, NULL, spin, &stop), 0);
+    RfPrefaultRange r = { p, len };
+    RfPrefaultJob *j = rf_prefault_start(&r, 1, 1, idle, NULL);
+    assert_non_null(j);
+    sleep_ms(100); /* a new thread's first slice is not its share */
+    uint64_t from = resident_pages(p, len);
+    sleep_ms(200);
+    uint64_t to = resident_pages(p, len);
+    atomic_store(&stop, true);
+    pthread_join(spinner, NULL);
+    rf_prefault_finish(j, true);
+    munmap(p, len);
+    assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+    return to - from;
+}
+
+/* An idle job takes only CPU nobody else wants: beside a spinning
+ * thread it gets a sliver of the CPU (SCHED_IDLE's weight is 3 against
+ * 1024), at normal priority half of it. */
+static void test_prefault_idle(void **state)
+{
+    (void)state;
+    uint64_t idle = growth_beside_spinner(true);
+    uint64_t normal = growth_beside_spinner(false);
+    print_message("pre-fault beside a spinning thread, 200 ms: idle %llu "
+                  "KiB, normal %llu KiB\n", (unsigned long long)idle * 4,
+                  (unsigned long long)normal * 4);
+    assert_true(normal > 0);
+    assert_true(idle * 4 < normal);
 }
 
 static int setup_tmpdir(void **state)
@@ -670,6 +734,7 @@ int main(void)
         cmocka_unit_test(test_sink_bad_input),
         cmocka_unit_test(test_prefault),
         cmocka_unit_test(test_prefault_cancel),
+        cmocka_unit_test(test_prefault_idle),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
 }
