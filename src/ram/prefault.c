@@ -208,10 +208,3 @@ bool rf_prefault_finish_cpu(RfPrefaultJob *j, bool cancel, double *cpu_s)
     free(j);
     return ok;
 }
-
-void rf_ram_prefault(uint8_t *addr, uint64_t len, unsigned threads)
-{
-    RfPrefaultRange r = { .addr = addr, .len = len };
-    rf_prefault_finish(rf_prefault_start(&r, 1, threads, false, NULL),
-                        false);
-}

@@ -66,8 +66,4 @@ int rf_ram_sink_fd(RfRamSink *s, unsigned i, uint64_t *offset);
 bool rf_ram_sink_zeroed(RfRamSink *s, unsigned i);
 void rf_ram_sink_finish(RfRamSink *s, bool ok);
 
-/* Shared helper: pre-fault [addr, addr+len) for writing with `threads`
- * threads (MADV_POPULATE_WRITE, falling back to touching each page). */
-void rf_ram_prefault(uint8_t *addr, uint64_t len, unsigned threads);
-
 #endif /* RF_RAM_RAM_H */

@@ -25,6 +25,7 @@
 #include "testvm/guest.h"
 #include "testvm/kvm_dirty.h"
 #include "util/bitmap.h"
+#include "resident.h"
 
 #define MiB (1ull << 20)
 
@@ -890,21 +891,6 @@ static void test_sink_ram_caps(void **state)
     assert_non_null(sink->ops->host(sink, 0));
     sink->ops->finish(sink, true);
     rf_guest_free(g);
-}
-
-/* Pages of [p, p + len) resident in memory (mincore). */
-static uint64_t resident_pages(uint8_t *p, uint64_t len)
-{
-    size_t n = (size_t)(len / 4096);
-    unsigned char *vec = malloc(n);
-    assert_non_null(vec);
-    assert_int_equal(mincore(p, len, vec), 0);
-    uint64_t in = 0;
-    for (size_t i = 0; i < n; i++) {
-        in += vec[i] & 1;
-    }
-    free(vec);
-    return in;
 }
 
 /* wait_ready comes once every page has landed: it stops the sink's

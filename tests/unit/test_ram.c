@@ -21,6 +21,7 @@
 
 #include "ram/file_ram.h"
 #include "ram/ram.h"
+#include "resident.h"
 
 static char tmpdir[64];
 
@@ -589,19 +590,6 @@ static void test_sink_bad_input(void **state)
 
 /* --- pre-faulting -------------------------------------------------------- */
 
-static unsigned resident_pages(void *p, size_t len)
-{
-    size_t n = len / 4096;
-    unsigned char *vec = malloc(n);
-    assert_int_equal(mincore(p, len, vec), 0);
-    unsigned r = 0;
-    for (size_t i = 0; i < n; i++) {
-        r += vec[i] & 1;
-    }
-    free(vec);
-    return r;
-}
-
 static void test_prefault(void **state)
 {
     (void)state;
@@ -611,7 +599,8 @@ static void test_prefault(void **state)
     assert_true(p != MAP_FAILED);
     assert_int_equal(resident_pages(p, len), 0);
     p[12345] = 7; /* existing contents survive */
-    rf_ram_prefault(p, len, 3);
+    RfPrefaultRange whole = { p, len };
+    rf_prefault_finish(rf_prefault_start(&whole, 1, 3, false, NULL), false);
     assert_int_equal(resident_pages(p, len), len / 4096);
     assert_int_equal(p[12345], 7);
     assert_int_equal(p[len - 1], 0);
