@@ -268,7 +268,13 @@ uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch)
     if (a->first_at == 0 || age <= 0) {
         return START_QUEUE_MAX;
     }
-    double q = delivered(s, a) / age * START_QUEUE_S;
+    double got = (double)delivered(s, a);
+    double q = got / age * START_QUEUE_S;
+    /* Never more than the path delivered so far: a young channel's rate
+     * is a burst (at 1 Gbit/s its first 128 KiB was acknowledged within
+     * 2 ms, a token bucket's burst), and extrapolated over 5 ms it let
+     * every channel write its second packet at once. */
+    q = q < got ? q : got;
     return q < START_QUEUE_MIN   ? START_QUEUE_MIN
            : q > START_QUEUE_MAX ? START_QUEUE_MAX
                                  : (uint64_t)q;
@@ -976,6 +982,24 @@ unsigned rf_autosel_start_cand(RfAutoSel *s)
         }
     }
     return rf_autosel_choice(s);
+}
+
+#define START_SLOW_BPS (40.0 * 1000 * 1000)
+#define START_HELD_MIN_S 0.008
+
+bool rf_start_waits_slow(const RfStartWaits *w, long long drained,
+                         double waited)
+{
+    long long all = w->drained + drained;
+    double all_s = w->waited + waited;
+    return all > 0 && all_s >= START_HELD_MIN_S &&
+           (double)all / all_s < START_SLOW_BPS;
+}
+
+void rf_start_waits_add(RfStartWaits *w, long long drained, double waited)
+{
+    w->drained += drained;
+    w->waited += waited;
 }
 
 void rf_autosel_finish(RfAutoSel *s, double total_s)

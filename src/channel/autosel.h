@@ -84,10 +84,11 @@ typedef enum {
  * unknown) and, in *bound (may be NULL), what limits it. */
 double rf_auto_predict(const RfAutoInputs *in, unsigned c,
                        RfAutoBound *bound);
-/* @return the candidate to use next: the fastest predicted, unless the
- * current one (cur) is predicted within `hysteresis` (0.1 = 10%) of it,
- * in which case cur stays.  rates (may be NULL) receives every
- * prediction. */
+/* @return the candidate to use next: the fastest predicted (of those
+ * within 2% of the fastest, the one that takes the guest's CPU least),
+ * unless the current one (cur) is predicted within `hysteresis` (0.1 =
+ * 10%) of it and costs no more than 5% more CPU, in which case cur
+ * stays.  rates (may be NULL) receives every prediction. */
 unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
                         double hysteresis, double *rates);
 /* @return the candidate to probe with (one window, to learn whether the
@@ -177,6 +178,28 @@ uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch);
  * wrote meanwhile went raw (at 100 Mbit/s the first decision comes after
  * 0.06-0.2 s, 2-3 MB of raw pages). */
 unsigned rf_autosel_start_cand(RfAutoSel *s);
+
+/* A channel's pacing waits at the start whose receive window stayed open
+ * (a wait the destination's window held says nothing of the path): the
+ * bytes the path took from its socket in them, and their seconds. */
+typedef struct RfStartWaits {
+    long long drained;
+    double waited;
+} RfStartWaits;
+/* @return true if the finished waits in w and the current one (drained
+ * bytes in waited s so far; 0, 0 for none) add up to 8 ms or more at
+ * under 40 MB/s: a slow path.  A 1 Gbit/s link gives each of 4 channels
+ * some 30 MB/s, 10 Gbit/s 300 MB/s; a loopback destination busy with its
+ * start (both ends on this 2-core host) drained 42-61 MB/s over waits of
+ * 4-4.5 ms with its receive window open, and at 64 MB/s and 4 ms that
+ * compressed 7 of 24 fast-link runs.  Added up, because a zero-heavy
+ * image's packets are small on the wire: at 1 Gbit/s its channels
+ * waited 0.3-5 ms at a time, none long enough alone, and a fifth of its
+ * page data went raw. */
+bool rf_start_waits_slow(const RfStartWaits *w, long long drained,
+                         double waited);
+/* Counts a finished wait of the channel (drained bytes in waited s). */
+void rf_start_waits_add(RfStartWaits *w, long long drained, double waited);
 /* Channel ch wrote its SYNC for `round`: what it sent since its last
  * SYNC belongs to that round (the report's per-round table). */
 void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);

@@ -53,14 +53,22 @@ double rf_auto_predict(const RfAutoInputs *in, unsigned c,
     return isfinite(r) ? r : 1e12;
 }
 
-/* Source CPU per raw byte: among candidates that move data equally
- * fast, the cheaper one is better (it leaves the CPU to the guest). */
-static double src_cost(const RfAutoInputs *in, unsigned c)
+/* CPU per raw byte that a candidate takes from the guest: the source's,
+ * and on a shared host the destination's too, since the guest runs on
+ * those cores as well (qatzip-1 costs a source less than zstd-1 but its
+ * destination more: on one host zstd-1 is the cheaper).  Among
+ * candidates that move data equally fast, the cheaper one is better. */
+static double cpu_cost(const RfAutoInputs *in, unsigned c)
 {
-    return in->cost[c].comp_ns + in->cost[c].ratio * in->src_wire_ns;
+    double ns = in->cost[c].comp_ns + in->cost[c].ratio * in->src_wire_ns;
+    if (in->shared_cores > 0) {
+        ns += in->cost[c].dst_ns;
+    }
+    return ns;
 }
 
 #define TIE 0.02 /* rates this close count as equal */
+#define COST_MARGIN 0.05 /* a cheaper choice must save this much */
 
 unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
                         double hysteresis, double *rates)
@@ -81,15 +89,19 @@ unsigned rf_auto_decide(const RfAutoInputs *in, unsigned cur,
     for (unsigned c = 0; c < in->ncands; c++) {
         if (r[c] >= top * (1 - TIE) &&
             (best == cur || r[best] < top * (1 - TIE) ||
-             src_cost(in, c) < src_cost(in, best))) {
+             cpu_cost(in, c) < cpu_cost(in, best))) {
             best = c;
         }
     }
     /* The current choice stays while it is within the hysteresis of the
      * best, unless the best is also cheaper. */
     bool cur_ok = cur < in->ncands && in->cost[cur].known;
-    /* best is (within TIE) the fastest: cheaper too, it wins anyway */
-    bool dominated = src_cost(in, best) < src_cost(in, cur);
+    /* best is (within TIE) the fastest: clearly cheaper too, it wins
+     * anyway.  Costs within COST_MARGIN keep the current choice: two
+     * compressors measured that close swap places from window to window
+     * (a 1 Gbit/s run went between zstd-1 and qatzip-1 2-6 times). */
+    bool dominated =
+        cpu_cost(in, best) < cpu_cost(in, cur) * (1 - COST_MARGIN);
     if (cur_ok && r[cur] * (1 + hysteresis) >= r[best] && !dominated) {
         return cur;
     }

@@ -74,7 +74,8 @@ typedef struct SendChannel {
      * until the next packet is built (start_pace sweeps them) */
     uint32_t last_nn;
     int sched_fd;              /* its schedstat (run delay), -1 unopened */
-    bool start_held; /* start_pace saw its path slow (until decided) */
+    bool start_held; /* start_pace saw its path slow */
+    RfStartWaits waits; /* start_pace's, the receive window open */
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
     uint8_t *snap; /* with crc32c: a copy of borrowed raw pages */
     uint8_t *rbuf; /* block_files: the packet's pages as read */
@@ -404,16 +405,20 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
     return false;
 }
 
+/* 'auto': the first START_SMALL_PACKETS packets per channel (counted over
+ * the group) carry at most START_PACKET_PAGES pages.  The first packets go raw, before anything is
+ * known of the path: at full size, four channels put 2 MiB of raw pages
+ * in their sockets at once, 0.16 s of a 100 Mbit/s link, half of it
+ * still queued when the first decision came; small, the start's pacing
+ * takes over sooner.  With one small packet per channel, their second
+ * packets still put 2 MiB in at 1 Gbit/s within 3 ms (the path's first
+ * acknowledgements came in a burst); four of them, with the start's
+ * queue no more than the path delivered, take 5-10 ms to do it, by when
+ * the pacing has seen the link. */
+#define START_PACKET_PAGES 32
+#define START_SMALL_PACKETS 4
+
 #define START_POLL_US 200
-/* A channel's socket that drains slower than this, over a wait of at
- * least START_HELD_MIN_S, is on a slow path: a 1 Gbit/s link gives each
- * of 4 channels some 30 MB/s and its waits take 12-16 ms, 10 Gbit/s
- * 300 MB/s.  A loopback destination busy with its start (both ends on
- * this 2-core host) drained 42-61 MB/s over waits of 4-4.5 ms with its
- * receive window open, and at 64 MB/s and 4 ms that compressed 7 of 24
- * fast-link runs. */
-#define START_SLOW_BPS (40.0 * 1000 * 1000)
-#define START_HELD_MIN_S 0.008
 #define RECEIVER_HELD_MIN_S 0.002 /* tcp_info counts in 4 ms ticks */
 /* After a packet, tcp_info is read only with this much queued. */
 #define RWND_READ_QUEUE (64 * 1024)
@@ -430,15 +435,17 @@ static bool receiver_held(SendChannel *c, long long rwnd0, double waited)
 }
 
 /* A pacing wait of `waited` s so far, in which channel c's queue drained
- * `drained` bytes: marks the channel start_held once the wait is long
- * enough to show a rate below START_SLOW_BPS with the receive window
- * open.  Judged while it waits, not only at its end: at 100 Mbit/s a
- * wait lasts longer than the first window. */
+ * `drained` bytes: marks the channel start_held once its waits with the
+ * receive window open, this one included, show a slow path
+ * (rf_start_waits_slow).  Judged while it waits, not only at its end: at
+ * 100 Mbit/s a wait lasts longer than the first window.  The mark stays
+ * the channel's own: with every channel compressing once one was marked,
+ * the first window did not see the link limit, and in 3 of 18 runs at
+ * 1 Gbit/s the first decision took none (13-16 MB of raw pages). */
 static void note_slow_path(SendChannel *c, long long drained, double waited,
                            long long rwnd0)
 {
-    if (c->start_held || drained <= 0 || waited < START_HELD_MIN_S ||
-        (double)drained / waited >= START_SLOW_BPS ||
+    if (c->start_held || !rf_start_waits_slow(&c->waits, drained, waited) ||
         receiver_held(c, rwnd0, waited)) {
         return;
     }
@@ -454,9 +461,9 @@ static void note_slow_path(SendChannel *c, long long drained, double waited,
  * link a channel's next packet comes a tenth of a second later, after
  * the first decision (the host is busy with the start right after the
  * first packet, so the sweep gate turned that packet's sweep down).
- * A wait whose queue drained slower than START_SLOW_BPS, the
- * destination's receive window open for most of it, marks the channel
- * start_held: until the first decision it sends with
+ * Waits whose queue drained slowly (rf_start_waits_slow), the
+ * destination's receive window open for most of them, mark the channel
+ * start_held (note_slow_path): until the first decision it sends with
  * rf_autosel_start_cand() instead of raw.  A wait the receive window
  * held marks nothing: a destination busy with its start (on loopback a
  * channel waited 25-45 ms for it) is no slow link, and compressing for
@@ -497,6 +504,9 @@ static uint64_t start_pace(SendChannel *c)
     double waited = rf_now() - t0 - swept;
     if (q >= 0 && q0 >= 0) {
         note_slow_path(c, q0 - q, waited, rwnd0);
+        if (!c->start_held && !receiver_held(c, rwnd0, waited)) {
+            rf_start_waits_add(&c->waits, q0 - q, waited);
+        }
     }
     return waited > 0 ? (uint64_t)(waited * 1e9) : 0;
 }
@@ -960,7 +970,7 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
             }
         }
         g->sel = g->none_cand < ac.ncands ? rf_autosel_new(&ac) : NULL;
-        g->small_left = g->sel ? g->n : 0;
+        g->small_left = g->sel ? START_SMALL_PACKETS * g->n : 0;
         if (!g->sel) {
             rf_cpu_budget_free(g->budget);
             free(g);
@@ -1067,13 +1077,7 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
 static bool queue_job(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                       uint32_t n, uint32_t round);
 
-/* 'auto': each channel's first packet carries at most this many pages.
- * The first packets go raw, before anything is known of the path: at
- * full size, four channels put 2 MiB of raw pages in their sockets at
- * once, 0.16 s of a 100 Mbit/s link, half of it still queued when the
- * first decision came; small, the start's pacing takes over sooner. */
-#define START_PACKET_PAGES 32
-
+/* 'auto' cuts the first packets small (START_SMALL_PACKETS). */
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {

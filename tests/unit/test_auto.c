@@ -122,6 +122,35 @@ static void test_shared_host(void **state)
                         "shared host CPU");
 }
 
+/* Between candidates that the link holds to the same rate, the one that
+ * costs less CPU wins: the source's alone on separate hosts, both sides'
+ * on a shared host (the guest runs on the destination's cores too).  A
+ * cheaper one within COST_MARGIN (5%) does not displace the current
+ * choice: two compressors measured that close swapped places window
+ * after window. */
+static void test_tie_cost(void **state)
+{
+    (void)state;
+    RfAutoInputs in = inputs(50e6, 2);
+    in.cost[0].known = false; /* compressors only */
+    in.cost[1] = (RfAutoCost){true, 0.35, 2.5, 0.8};
+    in.cost[2] = (RfAutoCost){true, 0.35, 2.0, 1.6};
+    double r[3];
+    /* Separate hosts: candidate 2 costs the source less. */
+    assert_int_equal(rf_auto_decide(&in, 0, 0.05, r), 2);
+    assert_true(r[1] == r[2]);
+    /* One host: 2.59 + 0.8 ns/B against 2.09 + 1.6, candidate 1 is
+     * cheaper in all, by 8%: it displaces candidate 2. */
+    in.shared_cores = 2;
+    assert_int_equal(rf_auto_decide(&in, 0, 0.05, r), 1);
+    assert_true(r[1] == r[2]);
+    assert_int_equal(rf_auto_decide(&in, 2, 0.05, NULL), 1);
+    /* Within 5% (3.39 against 3.54 ns/B), the current choice stays. */
+    in.cost[2].dst_ns = 1.45;
+    assert_int_equal(rf_auto_decide(&in, 2, 0.05, NULL), 2);
+    assert_int_equal(rf_auto_decide(&in, 1, 0.05, NULL), 1);
+}
+
 static void test_hysteresis_and_unknown(void **state)
 {
     (void)state;
@@ -356,10 +385,10 @@ static void test_sweeps_wait_for_a_queue(void **state)
 }
 
 /* The start's socket queue is a few ms of what the path delivered to
- * the channel: the full 512 KiB before its first packet and on a fast
- * path, the 64 KiB floor where a megabyte written is still queued 50 ms
- * later (a slow link); a young channel's sweeps then start at that
- * queue, not at 256 KiB. */
+ * the channel, and no more than it delivered: the full 512 KiB before
+ * its first packet and on a fast path, the 64 KiB floor where a megabyte
+ * written is still queued 50 ms later (a slow link); a young channel's
+ * sweeps then start at that queue, not at 256 KiB. */
 static void test_start_queue_follows_the_path(void **state)
 {
     (void)state;
@@ -382,6 +411,16 @@ static void test_start_queue_follows_the_path(void **state)
     rf_autosel_queued(s, 0, 128 * 1024);
     sleep_ms(25);
     assert_true(rf_autosel_sweep_due(s, 0));
+    rf_autosel_free(s);
+
+    /* Never more than the path delivered: 200 KiB acknowledged at once
+     * (a burst) is no rate to extrapolate over 5 ms. */
+    s = fake_host_sel(2, 1.0);
+    rf_autosel_packet(s, 0, 0, 200u << 10, 200u << 10, 0, 200000, 200000,
+                      50000);
+    rf_autosel_queued(s, 0, 0);
+    assert_true(rf_autosel_start_queue(s, 0) <= 200u << 10);
+    assert_true(rf_autosel_start_queue(s, 0) >= 64u << 10);
     rf_autosel_free(s);
 }
 
@@ -585,6 +624,33 @@ static void test_receiver_held_is_not_link(void **state)
     assert_int_equal(choice_with_rwnd(10 * 1000), 1);
 }
 
+/* A slow path is waits that add up to 8 ms at under 40 MB/s: at 1 Gbit/s
+ * a zero-heavy image's channels wait 0.3-5 ms at a time, at 30 MB/s. */
+static void test_start_waits_add_up(void **state)
+{
+    (void)state;
+    RfStartWaits w = {0};
+    assert_false(rf_start_waits_slow(&w, 0, 0));
+    /* a wait of 3 ms at 30 MB/s: too short alone, still going or not */
+    assert_false(rf_start_waits_slow(&w, 90000, 0.003));
+    rf_start_waits_add(&w, 90000, 0.003);
+    assert_false(rf_start_waits_slow(&w, 0, 0));
+    /* a second: 6 ms; a third, 2 ms into it: 8 ms at 30 MB/s */
+    rf_start_waits_add(&w, 90000, 0.003);
+    assert_false(rf_start_waits_slow(&w, 30000, 0.001));
+    assert_true(rf_start_waits_slow(&w, 60000, 0.002));
+    /* 4 ms is too short at any rate; 8 ms at 45 MB/s is a fast path */
+    RfStartWaits fast = {0};
+    rf_start_waits_add(&fast, 4000, 0.004);
+    assert_false(rf_start_waits_slow(&fast, 0, 0));
+    fast = (RfStartWaits){0};
+    rf_start_waits_add(&fast, 180000, 0.004);
+    assert_false(rf_start_waits_slow(&fast, 180000, 0.004));
+    assert_true(rf_start_waits_slow(&fast, 100000, 0.004)); /* 35 MB/s */
+    RfStartWaits none = {0};
+    assert_false(rf_start_waits_slow(&none, 0, 0.01)); /* nothing moved */
+}
+
 /* Until the first decision a channel held back by a slow path sends with
  * the first compressor, while the choice is none; after it, with the
  * choice, whichever it is (choice_with_rwnd checks both). */
@@ -733,12 +799,14 @@ int main(void)
         cmocka_unit_test(test_incompressible_goes_raw),
         cmocka_unit_test(test_destination_bound),
         cmocka_unit_test(test_shared_host),
+        cmocka_unit_test(test_tie_cost),
         cmocka_unit_test(test_hysteresis_and_unknown),
         cmocka_unit_test(test_probe_only_when_useful),
         cmocka_unit_test(test_prior_on_slow_link),
         cmocka_unit_test(test_short_peer_span),
         cmocka_unit_test(test_receiver_held_is_not_link),
         cmocka_unit_test(test_start_cand),
+        cmocka_unit_test(test_start_waits_add_up),
         cmocka_unit_test(test_link_estimate_rises),
         cmocka_unit_test(test_young_link_is_delivered),
         cmocka_unit_test(test_budget_limits_source),
