@@ -707,23 +707,29 @@ static unsigned apply_prior(const RfAutoSel *s, RfAutoInputs *in)
     return in->ncands;
 }
 
-void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
+bool rf_autosel_due(RfAutoSel *s)
 {
     double now = rf_now();
-    double wall = now - s->last_t;
     /* Short windows while little is known (a short migration is over
      * before a few quarter-second windows have passed), longer ones
      * later, for steadier figures. */
     double window = (now - s->t0) / 4;
     window = window < FIRST_WINDOW_S ? FIRST_WINDOW_S
              : window > DECIDE_EVERY_S ? DECIDE_EVERY_S : window;
-    if (wall < window ||
-        (!s->have_peer && now - s->t0 < 2 * FIRST_WINDOW_S)) {
-        /* the first decision waits (up to 0.1 s) for the destination's
-         * second STATS: without it the link cannot be told from the
-         * destination's CPU */
+    /* the first decision waits (up to 0.1 s) for the destination's
+     * second STATS: without it the link cannot be told from the
+     * destination's CPU */
+    return now - s->last_t >= window &&
+           (s->have_peer || now - s->t0 >= 2 * FIRST_WINDOW_S);
+}
+
+void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
+{
+    if (!rf_autosel_due(s)) {
         return;
     }
+    double now = rf_now();
+    double wall = now - s->last_t;
     Totals t, d;
     totals(s, &t);
     uint64_t *a = (uint64_t *)&t, *b = (uint64_t *)&s->last,

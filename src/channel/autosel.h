@@ -205,9 +205,14 @@ void rf_start_waits_add(RfStartWaits *w, long long drained, double waited);
 void rf_autosel_round_end(RfAutoSel *s, unsigned ch, uint32_t round);
 /* The destination's latest STATS (cumulative figures). */
 void rf_autosel_peer(RfAutoSel *s, const RfStats *st);
-/* Measures the window since the last decision and decides again (every
- * 0.25 s at most, the first after 0.05 s).  remaining_raw: normal-page
- * bytes still to send in this round (for the prediction of the end). */
+/* True when a window is due: the next rf_autosel_tick decides (every
+ * 0.25 s at most, the first after 0.05 s).  Lets the caller compute
+ * remaining_raw only then. */
+bool rf_autosel_due(RfAutoSel *s);
+/* Measures the window since the last decision and decides again, when
+ * one is due (rf_autosel_due; otherwise returns at once).  remaining_raw:
+ * normal-page bytes still to send in this round (for the prediction of
+ * the end). */
 void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw);
 /* The migration ended after total_s seconds: kept for the report's
  * prediction-against-outcome line. */

@@ -405,18 +405,16 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
     return false;
 }
 
-/* 'auto': the first START_SMALL_PACKETS packets per channel (counted over
- * the group) carry at most START_PACKET_PAGES pages.  The first packets go raw, before anything is
- * known of the path: at full size, four channels put 2 MiB of raw pages
- * in their sockets at once, 0.16 s of a 100 Mbit/s link, half of it
- * still queued when the first decision came; small, the start's pacing
- * takes over sooner.  With one small packet per channel, their second
- * packets still put 2 MiB in at 1 Gbit/s within 3 ms (the path's first
- * acknowledgements came in a burst); four of them, with the start's
- * queue no more than the path delivered, take 5-10 ms to do it, by when
- * the pacing has seen the link. */
+/* 'auto': each channel's first packet (counted over the group) carries
+ * at most START_PACKET_PAGES pages.  The first packets go raw, before
+ * anything is known of the path: at full size, four channels put 2 MiB
+ * of raw pages in their sockets at once, 0.16 s of a 100 Mbit/s link,
+ * half of it still queued when the first decision came; small, the
+ * start's pacing takes over sooner.  Four small packets per channel were
+ * tried and dropped: at 10 Gbit/s, with their extra pacing waits, 16 of
+ * 36 zero-heavy runs compressed before the first decision (7 of 36 with
+ * one), and at 1 Gbit/s they were no faster. */
 #define START_PACKET_PAGES 32
-#define START_SMALL_PACKETS 4
 
 #define START_POLL_US 200
 #define RECEIVER_HELD_MIN_S 0.002 /* tcp_info counts in 4 ms ticks */
@@ -502,11 +500,12 @@ static uint64_t start_pace(SendChannel *c)
         nanosleep(&ts, NULL);
     }
     double waited = rf_now() - t0 - swept;
-    if (q >= 0 && q0 >= 0) {
-        note_slow_path(c, q0 - q, waited, rwnd0);
-        if (!c->start_held && !receiver_held(c, rwnd0, waited)) {
-            rf_start_waits_add(&c->waits, q0 - q, waited);
-        }
+    if (q >= 0 && q0 >= 0 && !c->start_held &&
+        !receiver_held(c, rwnd0, waited)) {
+        /* note_slow_path's rule with this wait counted, and one read of
+         * tcp_info */
+        rf_start_waits_add(&c->waits, q0 - q, waited);
+        c->start_held = rf_start_waits_slow(&c->waits, 0, 0);
     }
     return waited > 0 ? (uint64_t)(waited * 1e9) : 0;
 }
@@ -970,7 +969,7 @@ RfSendGroup *rf_send_group_new(const RfSendGroupConfig *cfg, RfError **errp)
             }
         }
         g->sel = g->none_cand < ac.ncands ? rf_autosel_new(&ac) : NULL;
-        g->small_left = g->sel ? START_SMALL_PACKETS * g->n : 0;
+        g->small_left = g->sel ? g->n : 0;
         if (!g->sel) {
             rf_cpu_budget_free(g->budget);
             free(g);
@@ -1077,7 +1076,7 @@ static void start_locked(RfSendGroup *g, SendChannel *c)
 static bool queue_job(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                       uint32_t n, uint32_t round);
 
-/* 'auto' cuts the first packets small (START_SMALL_PACKETS). */
+/* 'auto' cuts each channel's first packet small (START_PACKET_PAGES). */
 bool rf_send_group_queue(RfSendGroup *g, uint32_t block, const uint32_t *idx,
                          uint32_t n, uint32_t round)
 {

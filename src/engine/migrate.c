@@ -454,7 +454,9 @@ static bool tick(Source *s, RfError **errp)
         if (!read_acks(s, 0, errp)) {
             return false;
         }
-        rf_autosel_tick(sel, normal_bytes_left(s));
+        if (rf_autosel_due(sel)) {
+            rf_autosel_tick(sel, normal_bytes_left(s));
+        }
     }
     if (now - s->last_tick < 0.25) {
         return true;
