@@ -40,7 +40,34 @@ typedef struct Cell {
     bool have[RF_BENCH_MAX_METHODS];
     RfBenchCell cmp;
     const RfBenchRow *auto_row;
+    double lo, hi; /* 90% interval of auto/best (rf_bench_ratio_interval) */
 } Cell;
+
+/* The total times of a row's completed runs. @return their count. */
+static unsigned ok_times(const RfBenchRow *r, double *t)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; r && i < r->nruns; i++) {
+        if (r->runs[i].ok) {
+            t[n++] = r->runs[i].total_time_s;
+        }
+    }
+    return n;
+}
+
+/* The interval of a cell whose auto and best fixed method both have
+ * runs. */
+static void interval_of(Cell *x, int ai)
+{
+    if (x->cmp.ratio <= 0 || x->cmp.best < 0 || ai < 0) {
+        return;
+    }
+    double a[RF_BENCH_MAX_REPEAT], b[RF_BENCH_MAX_REPEAT];
+    const RfBenchRow *br = rf_bench_row(x->b, x->link, (unsigned)x->cmp.best,
+                                        x->ch, x->dest, false);
+    rf_bench_ratio_interval(a, ok_times(x->auto_row, a), b, ok_times(br, b),
+                            &x->lo, &x->hi);
+}
 
 /* Every cell of the sections, in section, link, channels, destination
  * order.  @return a malloc'd array (NULL when none), count in *n. */
@@ -77,6 +104,7 @@ static Cell *collect(RfBench *const *secs, unsigned nsecs, unsigned *n)
                     }
                     rf_bench_cell_compare(x->med, x->have, c->nmethods, ai,
                                           &x->cmp);
+                    interval_of(x, ai);
                 }
             }
         }
@@ -124,15 +152,16 @@ void rf_bench_print_compare(FILE *f, RfBench *const *secs, unsigned nsecs)
     int ai = rf_bench_auto_index(c0);
     unsigned n;
     Cell *cells = collect(secs, nsecs, &n);
+    unsigned clear[2] = {0, 0}; /* clear passes (within 5%), clear misses */
     fprintf(f, "### auto against the best fixed method of each cell\n\n");
     fprintf(f, "| link | data | guest | channels | best fixed | best time "
-            "(s) | auto time (s) | auto/best | verdict | auto mostly used "
-            "|\n");
-    fprintf(f, "|---|---|---|--:|---|--:|--:|--:|---|---|\n");
+            "(s) | auto time (s) | auto/best | 90%% interval | verdict | "
+            "auto mostly used |\n");
+    fprintf(f, "|---|---|---|--:|---|--:|--:|--:|--:|---|---|\n");
     for (unsigned i = 0; i < n; i++) {
         const Cell *x = &cells[i];
         char label[256], best[32] = "-", bt[32] = "-", at[32] = "-",
-             ratio[32] = "-", used[160];
+             ratio[32] = "-", iv[48] = "-", used[160];
         cell_label(x, label, sizeof(label));
         if (x->cmp.best >= 0) {
             snprintf(best, sizeof(best), "%s",
@@ -147,9 +176,19 @@ void rf_bench_print_compare(FILE *f, RfBench *const *secs, unsigned nsecs)
         if (x->cmp.ratio > 0) {
             snprintf(ratio, sizeof(ratio), "%.3f", x->cmp.ratio);
         }
+        if (x->lo > 0) {
+            snprintf(iv, sizeof(iv), "%.3f-%.3f", x->lo, x->hi);
+        }
+        const char *sure = rf_bench_interval_word(x->lo, x->hi,
+                                                  x->cmp.verdict);
+        if (!strcmp(sure, "clear") && strcmp(x->cmp.verdict, "within 10%")) {
+            clear[!strcmp(x->cmp.verdict, "MISS")]++;
+        }
         rf_bench_auto_describe(&x->auto_row->autosum, used, sizeof(used));
-        fprintf(f, "%s | %s | %s | %s | %s | %s | %s |\n", label, best, bt,
-                at, ratio, x->cmp.verdict, used);
+        fprintf(f, "%s | %s | %s | %s | %s | %s | %s%s%s | %s |\n", label,
+                best, bt, at, ratio, iv, x->cmp.verdict,
+                strcmp(sure, "-") ? ", " : "", strcmp(sure, "-") ? sure : "",
+                used);
     }
     RfBenchTotals t;
     totals_of(cells, n, c0->nmethods, ai, &t);
@@ -178,13 +217,21 @@ void rf_bench_print_compare(FILE *f, RfBench *const *secs, unsigned nsecs)
     }
     fprintf(f, "  Cells with auto and a fixed method: %u within 5%%, %u "
             "within 10%%, %u MISS (target: every cell within 5%%, none above "
-            "1.10); %u cell%s left out of the totals.\n\n", t.within5,
-            t.within10, t.miss, t.skipped, t.skipped == 1 ? "" : "s");
+            "1.10); %u cell%s left out of the totals.  Clear within 5%% "
+            "(the whole 90%% interval at or below 1.05): %u; clear misses "
+            "(the whole interval above 1.10): %u.\n\n", t.within5,
+            t.within10, t.miss, t.skipped, t.skipped == 1 ? "" : "s",
+            clear[0], clear[1]);
     fprintf(f, "Cell: one link x data x guest x channel count; times are "
             "the medians of the cell's runs (total time, handshake to "
             "completion); best fixed: the fixed method with the lowest "
             "median, chosen after the fact; verdict: auto/best <= 1.05 "
-            "\"within 5%%\", <= 1.10 \"within 10%%\", else \"MISS\"; auto "
+            "\"within 5%%\", <= 1.10 \"within 10%%\", else \"MISS\"; 90%% "
+            "interval: of auto/best, from the cell's runs drawn again with "
+            "replacement (bootstrap, 2000 draws, fixed seed); \"clear\" "
+            "after the verdict: the whole interval lies on the verdict's "
+            "side of its bounds, \"noise\": it reaches across one, so "
+            "other runs could give another verdict; auto "
             "mostly used: from the \"auto\" object of auto's source "
             "reports: the choice that carried the most bytes and its "
             "share, the channel count chosen for the longest time, the "
@@ -232,6 +279,10 @@ json_t *rf_bench_compare_json(RfBench *const *secs, unsigned nsecs)
             "ratio", x->cmp.ratio > 0 ? json_real(x->cmp.ratio)
                                       : json_null(),
             "verdict", x->cmp.verdict, "median_time_s", times);
+        json_object_set_new(o, "ratio_interval90", x->lo > 0
+            ? json_pack("[f, f]", x->lo, x->hi) : json_null());
+        json_object_set_new(o, "verdict_sure", json_string(
+            rf_bench_interval_word(x->lo, x->hi, x->cmp.verdict)));
         json_object_set_new(o, "auto_used", !a->present ? json_null()
             : json_pack("{s:s?, s:f, s:o, s:i, s:o}",
                         "choice", main, "share", share,

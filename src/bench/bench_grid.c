@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,83 @@ void rf_bench_cell_compare(const double *med, const bool *have, unsigned n,
         c->ratio = c->auto_s / c->best_s;
     }
     c->verdict = rf_bench_verdict(c->ratio);
+}
+
+/* splitmix64: the draws of rf_bench_ratio_interval, seeded the same
+ * every time. */
+static uint64_t next_draw(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values drawn with replacement from v (n <= MAX_DRAW). */
+#define MAX_DRAW 64
+static double drawn_median(const double *v, unsigned n, uint64_t *seed)
+{
+    double d[MAX_DRAW];
+    for (unsigned i = 0; i < n; i++) {
+        d[i] = v[next_draw(seed) % n];
+    }
+    qsort(d, n, sizeof(d[0]), cmp_double);
+    return n % 2 ? d[n / 2] : (d[n / 2 - 1] + d[n / 2]) / 2;
+}
+
+#define DRAWS 2000
+
+bool rf_bench_ratio_interval(const double *a, unsigned na, const double *b,
+                             unsigned nb, double *lo, double *hi)
+{
+    *lo = *hi = 0;
+    if (na < 2 || nb < 2 || na > MAX_DRAW || nb > MAX_DRAW) {
+        return false;
+    }
+    for (unsigned i = 0; i < na; i++) {
+        if (!(a[i] > 0)) {
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < nb; i++) {
+        if (!(b[i] > 0)) {
+            return false;
+        }
+    }
+    double *r = malloc(DRAWS * sizeof(*r));
+    if (!r) {
+        return false;
+    }
+    uint64_t seed = 1;
+    for (unsigned i = 0; i < DRAWS; i++) {
+        r[i] = drawn_median(a, na, &seed) / drawn_median(b, nb, &seed);
+    }
+    qsort(r, DRAWS, sizeof(r[0]), cmp_double);
+    *lo = r[DRAWS / 20];
+    *hi = r[DRAWS - 1 - DRAWS / 20];
+    free(r);
+    return true;
+}
+
+const char *rf_bench_interval_word(double lo, double hi, const char *verdict)
+{
+    if (!(lo > 0) || !(hi >= lo) || !verdict || !strcmp(verdict, "-")) {
+        return "-";
+    }
+    if (!strcmp(verdict, "within 5%")) {
+        return hi <= 1.05 ? "clear" : "noise";
+    }
+    if (!strcmp(verdict, "MISS")) {
+        return lo > 1.10 ? "clear" : "noise";
+    }
+    /* within 10%: clear when the interval stays between the bounds */
+    return lo > 1.05 && hi <= 1.10 ? "clear" : "noise";
 }
 
 void rf_bench_totals(const double *med, const bool *have, unsigned ncells,

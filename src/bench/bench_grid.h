@@ -78,6 +78,25 @@ const char *rf_bench_verdict(double ratio);
 void rf_bench_cell_compare(const double *med, const bool *have, unsigned n,
                            int auto_idx, RfBenchCell *c);
 
+/* A 90% bootstrap interval of median(a) / median(b): both sides' runs
+ * drawn again with replacement 2000 times, the ratio of the two medians
+ * each time, and the 5th and 95th percentiles of those ratios.  The
+ * draws use a fixed seed, so the same runs give the same interval.  Why:
+ * a sub-second cell's runs spread by a fifth and more, and the medians
+ * of 9 runs then differ by 5% from noise alone; the interval tells a
+ * verdict the noise could have made from one it could not.
+ * @return false (*lo = *hi = 0) when either side has fewer than 2 runs
+ * or a time that is not above 0. */
+bool rf_bench_ratio_interval(const double *a, unsigned na, const double *b,
+                             unsigned nb, double *lo, double *hi);
+
+/* How sure a verdict is, from the interval of auto/best: "clear" when
+ * the whole interval lies on the verdict's side of its bounds (a pass:
+ * hi <= 1.05; a miss: lo > 1.10), else "noise" (the interval reaches
+ * across a bound: with other runs the verdict could differ), "-" when
+ * there is no interval. */
+const char *rf_bench_interval_word(double lo, double hi, const char *verdict);
+
 /* Grid totals: per method, the sum of its median times over the cells
  * where every method has a result (so that each total covers the same
  * cells); med and have are ncells x n, row-major. */

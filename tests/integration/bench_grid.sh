@@ -82,7 +82,7 @@ expect_in "$T/grid.md" "### auto against the best fixed method of each cell"
 cmp -s "$T/grid.md" "$T/grid/results.md" || fail "results.md differs from stdout"
 # One comparison row per cell: link | data | guest | channels | best ...
 for d in zero random; do
-    awk -F'|' -v d=" $d " 'NF == 12 && $2 == " unlimited " && $3 == d &&
+    awk -F'|' -v d=" $d " 'NF == 13 && $2 == " unlimited " && $3 == d &&
         $4 == " idle " && $5 == " 1 " && $6 == " none " { n++ }
         END { exit n != 1 }' "$T/grid.md" ||
         { cat "$T/grid.md" >&2; fail "no comparison row for $d with none as the best fixed method"; }
@@ -97,6 +97,10 @@ jq -e '
     (.auto_comparison.cells | length) == 2 and
     all(.auto_comparison.cells[]; .best_fixed == "none" and .best_time_s > 0) and
     (.auto_comparison.cells_counted + .auto_comparison.cells_left_out) == 2 and
+    all(.auto_comparison.cells[];
+        (.ratio == null and .ratio_interval90 == null and .verdict_sure == "-") or
+        (.ratio_interval90[0] > 0 and .ratio_interval90[0] <= .ratio_interval90[1] and
+         (.verdict_sure == "clear" or .verdict_sure == "noise"))) and
     all(.sections[].results.config; .repeat == 1 and .short_runs == 2) and
     all(.sections[].results.rows[]; (.runs | length) == 2)
     ' "$T/grid/results.json" >/dev/null ||

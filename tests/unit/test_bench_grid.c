@@ -142,6 +142,59 @@ static void test_cell_compare(void **state)
     assert_string_equal(c.verdict, "-");
 }
 
+static void test_ratio_interval(void **state)
+{
+    (void)state;
+    double lo, hi, lo2, hi2;
+    /* Every run the same: the interval is the one ratio. */
+    double a[] = {1.2, 1.2, 1.2}, b[] = {1.0, 1.0, 1.0, 1.0};
+    assert_true(rf_bench_ratio_interval(a, 3, b, 4, &lo, &hi));
+    assert_true(lo > 1.1999 && lo < 1.2001 && hi > 1.1999 && hi < 1.2001);
+    /* Spread runs, one side twice the other: an interval around 2. */
+    double x[] = {0.08, 0.12, 0.09, 0.10, 0.11, 0.095, 0.105, 0.13, 0.085};
+    double y[9];
+    for (int i = 0; i < 9; i++) {
+        y[i] = 2 * x[i];
+    }
+    assert_true(rf_bench_ratio_interval(y, 9, x, 9, &lo, &hi));
+    assert_true(lo < 2.0 && hi > 2.0 && lo > 1.5 && hi < 2.6);
+    /* The same sample against itself reaches below and above 1: a 9-run
+     * median of a spread this wide is no better than a few percent. */
+    assert_true(rf_bench_ratio_interval(x, 9, x, 9, &lo, &hi));
+    assert_true(lo < 0.95 && hi > 1.05);
+    /* The same runs give the same interval (a fixed seed). */
+    assert_true(rf_bench_ratio_interval(x, 9, x, 9, &lo2, &hi2));
+    assert_true(lo == lo2 && hi == hi2);
+    /* Separated samples: the whole interval on one side. */
+    double slow[] = {2.0, 2.05, 2.1, 2.02}, fast[] = {1.0, 1.05, 1.01};
+    assert_true(rf_bench_ratio_interval(slow, 4, fast, 3, &lo, &hi));
+    assert_true(lo > 1.85 && hi < 2.15);
+    /* Too few runs, or a time that is not above 0: no interval. */
+    assert_false(rf_bench_ratio_interval(a, 1, b, 4, &lo, &hi));
+    assert_true(lo == 0 && hi == 0);
+    double bad[] = {1.0, 0.0};
+    assert_false(rf_bench_ratio_interval(a, 3, bad, 2, &lo, &hi));
+}
+
+static void test_interval_word(void **state)
+{
+    (void)state;
+    assert_string_equal(rf_bench_interval_word(0.95, 1.04, "within 5%"),
+                        "clear");
+    assert_string_equal(rf_bench_interval_word(0.95, 1.07, "within 5%"),
+                        "noise");
+    assert_string_equal(rf_bench_interval_word(1.06, 1.09, "within 10%"),
+                        "clear");
+    assert_string_equal(rf_bench_interval_word(1.02, 1.09, "within 10%"),
+                        "noise");
+    assert_string_equal(rf_bench_interval_word(1.08, 1.14, "within 10%"),
+                        "noise");
+    assert_string_equal(rf_bench_interval_word(1.12, 1.3, "MISS"), "clear");
+    assert_string_equal(rf_bench_interval_word(1.0, 1.3, "MISS"), "noise");
+    assert_string_equal(rf_bench_interval_word(0, 0, "MISS"), "-");
+    assert_string_equal(rf_bench_interval_word(1.0, 1.1, "-"), "-");
+}
+
 static void test_totals(void **state)
 {
     (void)state;
@@ -396,6 +449,8 @@ int main(void)
         cmocka_unit_test(test_best_fixed),
         cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_cell_compare),
+        cmocka_unit_test(test_ratio_interval),
+        cmocka_unit_test(test_interval_word),
         cmocka_unit_test(test_totals),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_window_cores),
