@@ -154,6 +154,20 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+void rf_bench_sort(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+}
+
+double rf_bench_median(double *v, unsigned n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    rf_bench_sort(v, n);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* The median of n values drawn with replacement from v (n <= MAX_DRAW). */
 #define MAX_DRAW 64
 static double drawn_median(const double *v, unsigned n, uint64_t *seed)
@@ -162,8 +176,7 @@ static double drawn_median(const double *v, unsigned n, uint64_t *seed)
     for (unsigned i = 0; i < n; i++) {
         d[i] = v[next_draw(seed) % n];
     }
-    qsort(d, n, sizeof(d[0]), cmp_double);
-    return n % 2 ? d[n / 2] : (d[n / 2 - 1] + d[n / 2]) / 2;
+    return rf_bench_median(d, n);
 }
 
 #define DRAWS 2000
@@ -185,18 +198,14 @@ bool rf_bench_ratio_interval(const double *a, unsigned na, const double *b,
             return false;
         }
     }
-    double *r = malloc(DRAWS * sizeof(*r));
-    if (!r) {
-        return false;
-    }
+    double r[DRAWS];
     uint64_t seed = 1;
     for (unsigned i = 0; i < DRAWS; i++) {
         r[i] = drawn_median(a, na, &seed) / drawn_median(b, nb, &seed);
     }
-    qsort(r, DRAWS, sizeof(r[0]), cmp_double);
+    rf_bench_sort(r, DRAWS);
     *lo = r[DRAWS / 20];
     *hi = r[DRAWS - 1 - DRAWS / 20];
-    free(r);
     return true;
 }
 

@@ -78,6 +78,12 @@ const char *rf_bench_verdict(double ratio);
 void rf_bench_cell_compare(const double *med, const bool *have, unsigned n,
                            int auto_idx, RfBenchCell *c);
 
+/* Sorts v[0..n) ascending. */
+void rf_bench_sort(double *v, unsigned n);
+/* Sorts v[0..n) and @return its median (the mean of the middle two for
+ * an even n; 0 for n == 0). */
+double rf_bench_median(double *v, unsigned n);
+
 /* A 90% bootstrap interval of median(a) / median(b): both sides' runs
  * drawn again with replacement 2000 times, the ratio of the two medians
  * each time, and the 5th and 95th percentiles of those ratios.  The

@@ -92,12 +92,6 @@ void rf_bench_machine_info(RfBench *b)
 
 /* --- statistics ------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median (mean of the middle two for an even count), min and max of one
  * field over the successful runs of runs[0..nruns). */
 static RfBenchStat stat_of(const RfBenchRun *runs, unsigned nruns,
@@ -114,10 +108,9 @@ static RfBenchStat stat_of(const RfBenchRun *runs, unsigned nruns,
     if (n == 0) {
         return s;
     }
-    qsort(v, n, sizeof(*v), cmp_double);
+    s.med = rf_bench_median(v, n); /* sorts v */
     s.min = v[0];
     s.max = v[n - 1];
-    s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     return s;
 }
 
