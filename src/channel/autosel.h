@@ -142,20 +142,23 @@ void rf_autosel_sampled(RfAutoSel *s, unsigned ch, unsigned cand,
  * report's "sweeps" and "sweep_s"). */
 void rf_autosel_swept(RfAutoSel *s, unsigned ch, uint64_t ns);
 /* Channel ch's socket holds `bytes` written but not yet acknowledged by
- * the peer (rf_conn_unsent, after a packet, while
- * rf_autosel_queue_wanted): how far its writes ran
+ * the peer (rf_conn_unsent, after a packet; after the first second at
+ * most every 5 ms): how far its writes ran
  * ahead of the path.  In the first second it starts the sweeps
  * (rf_autosel_sweep_due): a queue says a compressor could help; and the
  * bytes written less those queued are what the path delivered, the
  * young migration's link figure. */
 void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
+/* @return true while channel ch's queue level is read after every packet
+ * (the first second: the start's pacing, the young sweeps and the young
+ * link figure use it); later, reads a few ms apart are enough for the
+ * receive-window time (rf_autosel_rwnd), which is cumulative. */
+bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
 /* Channel ch's connection has been limited by the destination's receive
  * window for us microseconds in all (rf_conn_rwnd_limited_us), read with
- * its queue. */
+ * its queue: time a destination that did not read fast enough, not the
+ * path, held the source back. */
 void rf_autosel_rwnd(RfAutoSel *s, unsigned ch, uint64_t us);
-/* @return true while channel ch's queue level is still used (the first
- * second): only then is it worth a syscall after a packet. */
-bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
 /* @return true until a decision had every candidate priced, or one with
  * the destination's figures saw no link limit (at most the first
  * second): the channels then keep at most rf_autosel_start_queue()

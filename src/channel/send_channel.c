@@ -74,6 +74,7 @@ typedef struct SendChannel {
      * until the next packet is built (start_pace sweeps them) */
     uint32_t last_nn;
     int sched_fd;              /* its schedstat (run delay), -1 unopened */
+    double queue_read_at; /* 'auto': its socket queue last read */
     bool start_held; /* start_pace saw its path slow */
     RfStartWaits waits; /* start_pace's, the receive window open */
     uint8_t head[RF_PKT_HDR_SIZE + 4 * RF_PACKET_MAX_PAGES];
@@ -420,6 +421,11 @@ static bool read_pages(SendChannel *c, const RfSourceFile *f,
 #define RECEIVER_HELD_MIN_S 0.002 /* tcp_info counts in 4 ms ticks */
 /* After a packet, tcp_info is read only with this much queued. */
 #define RWND_READ_QUEUE (64 * 1024)
+/* After the first second the queue and the receive-window time are read
+ * at most this often: a zero-heavy image's packets are cheap (some 1,500
+ * a second per channel on loopback), and two system calls each would
+ * add up. */
+#define QUEUE_READ_EVERY_S 0.005
 
 /* True when the receive window limited channel c for more than half of
  * the waited s since tcp_info said rwnd0 (-1: unknown, false). */
@@ -616,7 +622,9 @@ static bool send_pages(SendChannel *c, const SendJob *j, RfError **errp)
         double t_end = rf_thread_cpu();
         double queued_for_cpu = rf_thread_delay_self(&c->sched_fd) - d_send;
         double on_cpu_or_asleep = rf_now() - w_send - queued_for_cpu;
-        if (rf_autosel_queue_wanted(g->sel, c->id)) {
+        if (rf_autosel_queue_wanted(g->sel, c->id) ||
+            w_send - c->queue_read_at >= QUEUE_READ_EVERY_S) {
+            c->queue_read_at = w_send;
             long long unsent = rf_conn_unsent(c->conn);
             if (unsent >= 0) {
                 rf_autosel_queued(g->sel, c->id, (uint64_t)unsent);
