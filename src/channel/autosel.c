@@ -803,14 +803,24 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
      * that cannot keep up does the same: taken for a 240 MB/s link, a
      * 1 GiB loopback migration compressed from its second second on and
      * took 3.65 s where none took 2.52 (its receive-window time was
-     * read only in the first second).  The bars are as before: the
-     * lower PATH_HELD in the first second, BLOCKED after it. */
+     * read only in the first second).  After the first second only a
+     * destination whose channels were not waiting for data is taken
+     * to hold its window shut: one that waits while the source's window
+     * is shut has something between them that reads slowly, a relay or
+     * tunnel, which is the path (an 8 MB/s proxy then looked like a
+     * busy destination, and auto sent raw throughout).  In the first
+     * second the destination's waits do not tell: one busy with its
+     * start is off the CPU without reading, which counts as waiting.
+     * The bars are as before: the lower PATH_HELD in the first second,
+     * BLOCKED after it. */
+    bool young = now - s->t0 < 1.0;
     bool rwnd_known = atomic_load_explicit(&s->rwnd_known,
                                            memory_order_relaxed);
-    double rwnd = rwnd_known ? (double)d.rwnd_us * 1e3 /
-                                   (wall * 1e9 * active)
-                             : 0;
-    double bar = now - s->t0 < 1.0 && rwnd_known ? PATH_HELD : BLOCKED;
+    bool dst_reads = young || dst_wait <= BLOCKED;
+    double rwnd = rwnd_known && dst_reads
+                      ? (double)d.rwnd_us * 1e3 / (wall * 1e9 * active)
+                      : 0;
+    double bar = young && rwnd_known ? PATH_HELD : BLOCKED;
     bool path_held = src_block - rwnd > bar;
     bool provisional = s->link_provisional;
     s->link_provisional = false;
