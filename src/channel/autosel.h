@@ -154,10 +154,11 @@ void rf_autosel_queued(RfAutoSel *s, unsigned ch, uint64_t bytes);
  * link figure use it); later, reads a few ms apart are enough for the
  * receive-window time (rf_autosel_rwnd), which is cumulative. */
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch);
-/* Channel ch's connection has been limited by the destination's receive
- * window for us microseconds in all (rf_conn_rwnd_limited_us), read with
- * its queue: time a destination that did not read fast enough, not the
- * path, held the source back. */
+/* Channel ch's connection has been limited by the peer's receive window
+ * for us microseconds in all (rf_conn_rwnd_limited_us), read with its
+ * queue: time the reader at the other end did not read fast enough, the
+ * destination or a relay in between (rf_autosel_tick tells which from
+ * the destination's waits). */
 void rf_autosel_rwnd(RfAutoSel *s, unsigned ch, uint64_t us);
 /* @return true until a decision had every candidate priced, or one with
  * the destination's figures saw no link limit (at most the first
