@@ -28,6 +28,7 @@
 #include "util/hostcpu.h"
 
 #define C RF_AUTO_MAX_CANDS
+#define YOUNG_S 1.0 /* a migration's first second: its start's rules */
 #define DECIDE_EVERY_S 0.25
 #define FIRST_WINDOW_S 0.05
 #define HYSTERESIS 0.05
@@ -234,14 +235,14 @@ void rf_autosel_packet(RfAutoSel *s, unsigned ch, unsigned cand,
  * first second, on the sweeping channel, until a window saw the link. */
 static bool waits_for_queue(RfAutoSel *s, unsigned ch, double age)
 {
-    return age < 1.0 && ch < SWEEP_CHANNELS_YOUNG &&
+    return age < YOUNG_S && ch < SWEEP_CHANNELS_YOUNG &&
            !atomic_load_explicit(&s->link_limited, memory_order_relaxed);
 }
 
 bool rf_autosel_starting(RfAutoSel *s)
 {
     return !atomic_load_explicit(&s->decided, memory_order_relaxed) &&
-           rf_now() - s->t0 < 1.0;
+           rf_now() - s->t0 < YOUNG_S;
 }
 
 /* What channel a's path has delivered: the bytes it wrote less those
@@ -283,7 +284,7 @@ uint64_t rf_autosel_start_queue(RfAutoSel *s, unsigned ch)
 bool rf_autosel_queue_wanted(RfAutoSel *s, unsigned ch)
 {
     (void)ch;
-    return rf_now() - s->t0 < 1.0;
+    return rf_now() - s->t0 < YOUNG_S;
 }
 
 #define SPARE_WINDOW_S 0.02 /* /proc/stat counts in 10 ms ticks */
@@ -353,14 +354,14 @@ bool rf_autosel_sweep_due(RfAutoSel *s, unsigned ch)
      * allocations: with two channels sweeping, a 10 Gbit/s migration of
      * 0.2 s still lost 40%), and the pages of one channel are like the
      * others'. */
-    if ((age < 1.0 && ch >= SWEEP_CHANNELS_YOUNG) ||
+    if ((age < YOUNG_S && ch >= SWEEP_CHANNELS_YOUNG) ||
         (waits_for_queue(s, ch, age) &&
          (atomic_load_explicit(&a->queued, memory_order_relaxed) <
               sweep_queue(s, ch) ||
           !host_has_spare(s, a, now)))) {
         return false;
     }
-    double share = age < 1.0 ? 0.10 : 0.03, per_s = 0.02;
+    double share = age < YOUNG_S ? 0.10 : 0.03, per_s = 0.02;
     /* A choice that leads by half again needs no finer prices: the
      * sweeps only watch for the data changing (on a fast link, where
      * none leads every compressor, they were a fifth of a short
@@ -770,6 +771,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
         ? (double)(d.send_wall_ns - d.send_cpu_ns) / (wall * 1e9 * active)
         : 0;
     double wire_Bps = wire / wall, link_seen = wire_Bps;
+    bool young = now - s->t0 < YOUNG_S;
     bool absorbing = false; /* the sockets took much more than they passed */
     /* What a young migration's window shows of the link is inflated by
      * the socket buffers filling (the start's pacing keeps up to 512 KiB
@@ -777,7 +779,7 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
      * 1 Gbit/s link).  What the path delivered since the start is not:
      * the bytes written less those still in the sockets.  Written bytes
      * alone took a 100 Mbit/s link for 29 MB/s at 0.12 s. */
-    if (now - s->t0 < 1.0) {
+    if (young) {
         uint64_t sent = 0;
         for (unsigned ch = 0; ch < s->cfg.channels; ch++) {
             sent += delivered(s, &s->ch[ch]);
@@ -813,7 +815,6 @@ void rf_autosel_tick(RfAutoSel *s, uint64_t remaining_raw)
      * start is off the CPU without reading, which counts as waiting.
      * The bars are as before: the lower PATH_HELD in the first second,
      * BLOCKED after it. */
-    bool young = now - s->t0 < 1.0;
     bool rwnd_known = atomic_load_explicit(&s->rwnd_known,
                                            memory_order_relaxed);
     bool dst_reads = young || dst_wait <= BLOCKED;
